@@ -1,0 +1,1 @@
+"""Partners VRAI dossier API."""

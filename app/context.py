@@ -1,0 +1,79 @@
+"""The per-request context handed to every resolver."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.types import Info as _Info
+
+from app.auth import Viewer, bearer_token, viewer_from_token
+from app.dataloaders import Loaders
+from app.errors import Forbidden, Unauthenticated
+
+
+@dataclass
+class Context:
+    request: Request | WebSocket
+    response: Response | None = None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    loaders: Loaders = field(default_factory=Loaders)
+    connection_params: dict[str, Any] | None = None
+    _viewer: Viewer | None = None
+    _viewer_resolved: bool = False
+    _viewer_error: Exception | None = None
+
+    def _authorization(self) -> str | None:
+        if self.connection_params is not None:
+            value = self.connection_params.get("authorization") or self.connection_params.get(
+                "Authorization"
+            )
+            return value if isinstance(value, str) else None
+        return self.request.headers.get("authorization")
+
+    async def viewer(self) -> Viewer | None:
+        """The authenticated viewer, or None when no token was sent. Resolved once."""
+        if not self._viewer_resolved:
+            try:
+                token = bearer_token(self._authorization())
+                self._viewer = await viewer_from_token(token) if token else None
+            except Unauthenticated as exc:
+                self._viewer_error = exc
+            self._viewer_resolved = True
+        if self._viewer_error is not None:
+            raise self._viewer_error
+        return self._viewer
+
+    def forget_viewer(self) -> None:
+        self._viewer, self._viewer_resolved, self._viewer_error = None, False, None
+
+    async def require_viewer(self) -> Viewer:
+        viewer = await self.viewer()
+        if viewer is None:
+            raise Unauthenticated()
+        return viewer
+
+    async def require_agent(self) -> Viewer:
+        viewer = await self.require_viewer()
+        if not viewer.is_agent:
+            raise Forbidden("Only agents can do this.")
+        return viewer
+
+    async def require_admin(self) -> Viewer:
+        viewer = await self.require_viewer()
+        if not viewer.is_admin:
+            raise Forbidden("Only administrators can do this.")
+        return viewer
+
+    async def require_client(self) -> Viewer:
+        viewer = await self.require_viewer()
+        if not viewer.is_client:
+            raise Forbidden("Only clients can do this.")
+        return viewer
+
+
+Info = _Info[Context, None]

@@ -1,0 +1,35 @@
+"""Tortoise models: one module per domain. No GraphQL or HTTP imports here."""
+
+from app.models.agents import Agent
+from app.models.catalog import DocumentType, Product, ProductStep, Step
+from app.models.documents import Document, DocumentReview, DocumentVersion
+from app.models.dossiers import Dossier, DossierStatusHistory, StepInstance
+from app.models.identity import Credential
+from app.models.messages import Message
+from app.models.notifications import Event, Notification, NotificationDelivery
+from app.models.payments import Order, PaymentLink, PaymentReminder, StripeEvent
+from app.models.profiles import Profile
+
+__all__ = [
+    "Agent",
+    "Credential",
+    "Document",
+    "DocumentReview",
+    "DocumentType",
+    "DocumentVersion",
+    "Dossier",
+    "DossierStatusHistory",
+    "Event",
+    "Message",
+    "Notification",
+    "NotificationDelivery",
+    "Order",
+    "PaymentLink",
+    "PaymentReminder",
+    "Product",
+    "ProductStep",
+    "Profile",
+    "Step",
+    "StepInstance",
+    "StripeEvent",
+]

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.indexes import Index
+
+from app.models.base import TimestampedModel, UUIDModel
+from app.models.enums import ActorType, DocumentStatus, ReviewStatus
+
+
+class Document(TimestampedModel):
+    dossier = fields.ForeignKeyField(
+        "models.Dossier", related_name="documents", on_delete=fields.CASCADE
+    )
+    document_type = fields.ForeignKeyField(
+        "models.DocumentType", related_name="documents", on_delete=fields.RESTRICT
+    )
+    step_instance = fields.ForeignKeyField(
+        "models.StepInstance", related_name="documents", null=True, on_delete=fields.SET_NULL
+    )
+    status = fields.CharEnumField(DocumentStatus, max_length=32, default=DocumentStatus.PENDING)
+    # Plain column for the documents <-> document_versions cycle; its FOREIGN KEY is added
+    # by migrations/0002_cyclic_foreign_keys.py on PostgreSQL.
+    current_version_id = fields.UUIDField(null=True)
+
+    class Meta:
+        table = "documents"
+        indexes = (
+            Index(fields=("dossier_id",), name="idx_documents_dossier_id"),
+            Index(fields=("status",), name="idx_documents_status"),
+        )
+
+
+class DocumentVersion(UUIDModel):
+    document = fields.ForeignKeyField(
+        "models.Document", related_name="versions", on_delete=fields.CASCADE
+    )
+    file_url = fields.TextField()  # storage key, never the client's file name
+    file_name = fields.TextField()  # sanitised original name, for display only
+    file_size_bytes = fields.BigIntField()
+    mime_type = fields.CharField(max_length=255)
+    uploaded_by_type = fields.CharEnumField(ActorType, max_length=16)
+    uploaded_by_id = fields.UUIDField(null=True)
+    version_number = fields.IntField()
+    uploaded_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "document_versions"
+        unique_together = (("document", "version_number"),)
+
+
+class DocumentReview(UUIDModel):
+    document_version = fields.ForeignKeyField(
+        "models.DocumentVersion", related_name="reviews", on_delete=fields.CASCADE
+    )
+    reviewer = fields.ForeignKeyField(
+        "models.Agent", related_name="document_reviews", null=True, on_delete=fields.SET_NULL
+    )
+    status = fields.CharEnumField(ReviewStatus, max_length=32)
+    reason = fields.TextField(null=True)
+    notes = fields.TextField(null=True)
+    reviewed_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "document_reviews"
+        indexes = (
+            Index(fields=("reviewer_id",), name="idx_document_reviews_reviewer_id"),
+            Index(fields=("document_version_id",), name="idx_document_reviews_version_id"),
+        )

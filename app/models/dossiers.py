@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.indexes import Index
+
+from app.models.base import CreatedModel, TimestampedModel
+from app.models.enums import ActorType, DossierStatus, DossierType
+
+
+class Dossier(TimestampedModel):
+    user = fields.ForeignKeyField(
+        "models.Profile", related_name="dossiers", on_delete=fields.CASCADE
+    )
+    product = fields.ForeignKeyField(
+        "models.Product", related_name="dossiers", on_delete=fields.RESTRICT
+    )
+    type = fields.CharEnumField(DossierType, max_length=32)
+    status = fields.CharEnumField(DossierStatus, max_length=32, default=DossierStatus.CREATED)
+    # One side of the dossiers <-> step_instances cycle is a plain column: Tortoise cannot
+    # build a foreign-key cycle. Its FOREIGN KEY constraint is added by a migration step of
+    # its own on PostgreSQL (see migrations/0002_cyclic_foreign_keys.py).
+    current_step_instance_id = fields.UUIDField(null=True)
+    metadata = fields.JSONField(default=dict)
+    completed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "dossiers"
+        indexes = (
+            Index(fields=("user_id",), name="idx_dossiers_user_id"),
+            Index(fields=("status",), name="idx_dossiers_status"),
+        )
+
+
+class DossierStatusHistory(CreatedModel):
+    dossier = fields.ForeignKeyField(
+        "models.Dossier", related_name="status_history", on_delete=fields.CASCADE
+    )
+    old_status = fields.CharEnumField(DossierStatus, max_length=32, null=True)
+    new_status = fields.CharEnumField(DossierStatus, max_length=32)
+    changed_by_type = fields.CharEnumField(ActorType, max_length=16)
+    changed_by_id = fields.UUIDField(null=True)
+    reason = fields.TextField(null=True)
+    metadata = fields.JSONField(default=dict)
+
+    class Meta:
+        table = "dossier_status_history"
+        indexes = (Index(fields=("dossier_id",), name="idx_dossier_status_history_dossier_id"),)
+
+
+class StepInstance(CreatedModel):
+    dossier = fields.ForeignKeyField(
+        "models.Dossier", related_name="step_instances", on_delete=fields.CASCADE
+    )
+    step = fields.ForeignKeyField(
+        "models.Step", related_name="step_instances", on_delete=fields.RESTRICT
+    )
+    assigned_to = fields.ForeignKeyField(
+        "models.Agent", related_name="step_instances", null=True, on_delete=fields.SET_NULL
+    )
+    # Copied from product_steps when the dossier is created, so a later catalogue edit
+    # never reshuffles a running dossier.
+    position = fields.IntField(default=0)
+    is_required = fields.BooleanField(default=True)
+    started_at = fields.DatetimeField(null=True)
+    completed_at = fields.DatetimeField(null=True)
+    metadata = fields.JSONField(default=dict)
+
+    class Meta:
+        table = "step_instances"
+        indexes = (
+            Index(fields=("assigned_to_id",), name="idx_step_instances_assigned_to"),
+            Index(fields=("dossier_id",), name="idx_step_instances_dossier_id"),
+        )

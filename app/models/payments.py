@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.indexes import Index
+
+from app.models.base import CreatedModel, TimestampedModel, UUIDModel
+from app.models.enums import NotificationChannel, OrderStatus
+
+
+class PaymentLink(CreatedModel):
+    token = fields.CharField(max_length=128, unique=True)
+    product = fields.ForeignKeyField(
+        "models.Product", related_name="payment_links", on_delete=fields.RESTRICT
+    )
+    prospect_email = fields.CharField(max_length=320)
+    prospect_name = fields.TextField()
+    stripe_checkout_session_id = fields.CharField(max_length=255, null=True, unique=True)
+    created_by = fields.ForeignKeyField(
+        "models.Agent", related_name="payment_links", null=True, on_delete=fields.SET_NULL
+    )
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    used_by = fields.ForeignKeyField(
+        "models.Profile", related_name="used_payment_links", null=True, on_delete=fields.SET_NULL
+    )
+
+    class Meta:
+        table = "payment_links"
+
+
+class Order(TimestampedModel):
+    user = fields.ForeignKeyField("models.Profile", related_name="orders", on_delete=fields.CASCADE)
+    product = fields.ForeignKeyField(
+        "models.Product", related_name="orders", on_delete=fields.RESTRICT
+    )
+    payment_link = fields.ForeignKeyField(
+        "models.PaymentLink", related_name="orders", null=True, on_delete=fields.SET_NULL
+    )
+    dossier = fields.ForeignKeyField(
+        "models.Dossier", related_name="orders", null=True, on_delete=fields.SET_NULL
+    )
+    amount = fields.IntField()
+    currency = fields.CharField(max_length=3)
+    status = fields.CharEnumField(OrderStatus, max_length=16, default=OrderStatus.PENDING)
+    stripe_checkout_session_id = fields.CharField(max_length=255, null=True, unique=True)
+    stripe_payment_intent_id = fields.CharField(max_length=255, null=True, unique=True)
+    stripe_customer_id = fields.CharField(max_length=255, null=True)
+    metadata = fields.JSONField(default=dict)
+    paid_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "orders"
+        indexes = (
+            Index(fields=("status",), name="idx_orders_status"),
+            Index(fields=("created_at",), name="idx_orders_created_at"),
+            Index(fields=("user_id",), name="idx_orders_user_id"),
+        )
+
+
+class PaymentReminder(UUIDModel):
+    user = fields.ForeignKeyField(
+        "models.Profile", related_name="payment_reminders", on_delete=fields.CASCADE
+    )
+    order = fields.ForeignKeyField(
+        "models.Order", related_name="payment_reminders", on_delete=fields.CASCADE
+    )
+    sent_via = fields.CharEnumField(NotificationChannel, max_length=16)
+    sent_at = fields.DatetimeField(null=True)
+    clicked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "payment_reminders"
+        indexes = (Index(fields=("order_id",), name="idx_payment_reminders_order_id"),)
+
+
+class StripeEvent(UUIDModel):
+    """A Stripe event id we have processed: each event is handled at most once."""
+
+    stripe_event_id = fields.CharField(max_length=255, unique=True)
+    type = fields.CharField(max_length=128)
+    processed_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "stripe_events"

@@ -1,0 +1,196 @@
+"""Accounts: login, agents, own profile, passwords, the first admin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from app.auth import Viewer, hash_password, issue_token, needs_rehash, verify_password
+from app.errors import DomainError, NotFound
+from app.models import Agent, Credential, Profile
+from app.models.enums import AgentRole, EventType, Locale
+from app.services import events
+from app.services.validation import check_password, check_text, normalise_email
+
+INVALID_CREDENTIALS = DomainError("INVALID_CREDENTIALS", "Wrong email or password.")
+
+
+@dataclass
+class Session:
+    token: str
+    expires_at: datetime
+    credential: Credential
+
+
+async def login(email: str, password: str) -> Session:
+    try:
+        email = normalise_email(email)
+    except DomainError:
+        raise INVALID_CREDENTIALS from None
+    credential = await Credential.filter(email=email).select_related("agent").first()
+    if not verify_password(credential.password_hash if credential else None, password):
+        raise INVALID_CREDENTIALS
+    assert credential is not None
+    if credential.agent_id is not None and not credential.agent.active:  # type: ignore[attr-defined]
+        raise DomainError("ACCOUNT_DISABLED", "This account is deactivated.")
+    if needs_rehash(credential.password_hash):
+        credential.password_hash = hash_password(password)
+        await credential.save(update_fields=["password_hash", "updated_at"])
+    token, expires = issue_token(credential)
+    return Session(token, expires, credential)
+
+
+async def _email_free(email: str) -> None:
+    if await Credential.filter(email=email).exists():
+        raise DomainError("EMAIL_TAKEN", "An account with this email already exists.", "email")
+
+
+async def create_agent(
+    actor: Viewer | None,
+    *,
+    email: str,
+    name: str,
+    password: str,
+    role: AgentRole = AgentRole.AGENT,
+    locale: Locale = Locale.FR,
+) -> Agent:
+    email = normalise_email(email)
+    name = check_text(name, "name", max_length=200)
+    check_password(password)
+    password_hash = hash_password(password)
+    await _email_free(email)
+    try:
+        async with in_transaction():
+            agent = await Agent.create(email=email, name=name, role=role, locale=locale)
+            await Credential.create(
+                email=email,
+                password_hash=password_hash,
+                password_changed_at=datetime.now(UTC),
+                agent=agent,
+            )
+            await events.record(
+                "agent", agent.id, EventType.AGENT_CREATED, actor=actor,
+                payload={"email": email, "role": role.value},
+            )
+    except IntegrityError:  # a concurrent creation with the same email won
+        raise DomainError(
+            "EMAIL_TAKEN", "An account with this email already exists.", "email"
+        ) from None
+    return agent
+
+
+async def update_agent(
+    actor: Viewer,
+    agent_id: str,
+    *,
+    name: str | None = None,
+    role: AgentRole | None = None,
+    active: bool | None = None,
+    locale: Locale | None = None,
+) -> Agent:
+    async with in_transaction():
+        agent = await Agent.filter(id=agent_id).select_for_update().first()
+        if agent is None:
+            raise NotFound("No such agent.")
+        is_self = actor.agent is not None and actor.agent.id == agent.id
+        if is_self and (active is False or (role is not None and role != AgentRole.ADMIN)):
+            raise DomainError(
+                "CANNOT_MODIFY_SELF",
+                "You cannot deactivate or demote yourself; ask another administrator.",
+                "active" if active is False else "role",
+            )
+        changes: dict[str, object] = {}
+        if name is not None:
+            changes["name"] = check_text(name, "name", max_length=200)
+        if role is not None:
+            changes["role"] = role
+        if active is not None:
+            changes["active"] = active
+        if locale is not None:
+            changes["locale"] = locale
+        for key, value in changes.items():
+            setattr(agent, key, value)
+        if changes:
+            await agent.save()
+            await events.record(
+                "agent", agent.id, EventType.AGENT_UPDATED, actor=actor,
+                payload={k: str(v) for k, v in changes.items()},
+            )
+    return agent
+
+
+async def update_my_profile(
+    viewer: Viewer,
+    *,
+    full_name: str | None = None,
+    phone: str | None = None,
+    locale: Locale | None = None,
+) -> Profile | Agent:
+    changes: dict[str, object] = {}
+    if full_name is not None:
+        changes["name" if viewer.is_agent else "full_name"] = check_text(
+            full_name, "fullName", max_length=200
+        )
+    if phone is not None:
+        if viewer.is_agent:
+            raise DomainError("NOT_APPLICABLE", "Agents have no phone number here.", "phone")
+        changes["phone"] = check_text(phone, "phone", max_length=32, required=False) or None
+    if locale is not None:
+        changes["locale"] = locale
+    owner: Profile | Agent = viewer.agent or viewer.profile  # type: ignore[assignment]
+    async with in_transaction():
+        owner = await type(owner).filter(id=owner.id).select_for_update().get()
+        for key, value in changes.items():
+            setattr(owner, key, value)
+        if changes:
+            await owner.save()
+            kind = "agent" if viewer.is_agent else "profile"
+            event = EventType.AGENT_UPDATED if viewer.is_agent else EventType.PROFILE_UPDATED
+            await events.record(
+                kind, owner.id, event, actor=viewer, payload={k: str(v) for k, v in changes.items()}
+            )
+    return owner
+
+
+async def change_password(viewer: Viewer, current: str, new: str) -> Session:
+    check_password(new, "newPassword")
+    async with in_transaction():
+        credential = await Credential.filter(id=viewer.credential_id).select_for_update().get()
+        if not verify_password(credential.password_hash, current):
+            raise DomainError(
+                "INVALID_CREDENTIALS", "The current password is wrong.", "currentPassword"
+            )
+        if current == new:
+            raise DomainError(
+                "SAME_PASSWORD", "Choose a password different from the current one.", "newPassword"
+            )
+        credential.password_hash = hash_password(new)
+        # Truncated to the second: tokens carry whole seconds, and older tokens must fail.
+        credential.password_changed_at = datetime.now(UTC).replace(microsecond=0)
+        await credential.save()
+        owner_kind = "agent" if viewer.is_agent else "profile"
+        await events.record(owner_kind, viewer.actor_id, EventType.PASSWORD_CHANGED, actor=viewer)
+    token, expires = issue_token(credential)
+    return Session(token, expires, credential)
+
+
+async def ensure_admin(email: str, password: str, name: str = "Administrator") -> tuple[Agent, bool]:
+    """Create the admin, or make the existing account with that email an active admin.
+
+    Returns the agent and whether it was created.
+    """
+    email = normalise_email(email)
+    credential = await Credential.filter(email=email).select_related("agent").first()
+    if credential is None:
+        return await create_agent(
+            None, email=email, name=name, password=password, role=AgentRole.ADMIN
+        ), True
+    if credential.agent_id is None:  # type: ignore[attr-defined]
+        raise DomainError("EMAIL_TAKEN", "This email belongs to a client account.", "email")
+    agent = credential.agent
+    agent.role, agent.active = AgentRole.ADMIN, True
+    await agent.save()
+    return agent, False
