@@ -31,7 +31,9 @@ TORTOISE_ORM = tortoise_config()
 
 
 async def init_db(database_url: str | None = None) -> None:
-    await Tortoise.init(config=tortoise_config(database_url))
+    # The global fallback lets request tasks see the ORM that the lifespan task set up
+    # (Tortoise 1.x keeps its context in a contextvar, which tasks do not share back).
+    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
 
 
 async def close_db() -> None:

@@ -7,6 +7,7 @@ import re
 from email_validator import EmailNotValidError, validate_email
 
 from app.errors import DomainError
+from app.settings import get_settings
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,63}$")
@@ -14,7 +15,12 @@ CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,63}$")
 
 def normalise_email(value: str, field: str = "email") -> str:
     try:
-        result = validate_email(value.strip(), check_deliverability=False)
+        result = validate_email(
+            value.strip(),
+            check_deliverability=False,
+            # `.test` addresses (the demo's) are refused in production only
+            test_environment=not get_settings().is_production,
+        )
     except EmailNotValidError as exc:
         raise DomainError("INVALID_EMAIL", f"Invalid email address: {exc}", field) from exc
     return result.normalized.lower()

@@ -1,0 +1,128 @@
+"""`python -m app …`: serve, migrate, seed, create-admin, export-schema, worker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from app.settings import get_settings
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite://") and ":memory:" not in url:
+        Path(url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+
+
+async def run_migrations(database_url: str | None = None, *, quiet: bool = False) -> None:
+    from tortoise import Tortoise
+    from tortoise.migrations.api.migrate import migrate
+
+    from app.db import tortoise_config
+
+    url = database_url or get_settings().database_url
+    _ensure_sqlite_dir(url)
+
+    def progress(event: str, app_label: str, name: str) -> None:
+        if not quiet and event == "apply_done":
+            print(f"applied {app_label}.{name}")
+
+    try:
+        await migrate(config=tortoise_config(url), progress=progress)
+    finally:
+        await Tortoise.close_connections()
+
+
+def schema_sdl() -> str:
+    from app.schema import schema
+
+    return str(schema) + "\n"
+
+
+async def _with_db(coro_factory):
+    from app.db import database
+
+    async with database():
+        return await coro_factory()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the web server (uvicorn)")
+    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=1)
+    sub.add_parser("migrate", help="apply the database migrations")
+    sub.add_parser("seed", help="create the demo world (idempotent)")
+    admin = sub.add_parser("create-admin", help="create (or promote) an administrator")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--password", required=True)
+    admin.add_argument("--name", default="Administrator")
+    export = sub.add_parser("export-schema", help="write schema.graphql")
+    export.add_argument("--check", action="store_true", help="fail if schema.graphql is stale")
+    sub.add_parser("worker", help="run the background worker")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    if args.command == "serve":
+        import uvicorn
+
+        _ensure_sqlite_dir(settings.database_url)
+        uvicorn.run(
+            "app.asgi:app",
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            timeout_graceful_shutdown=10,
+            proxy_headers=True,
+        )
+        return 0
+    if args.command == "migrate":
+        asyncio.run(run_migrations())
+        return 0
+    if args.command == "seed":
+        from app.seed import seed
+
+        asyncio.run(_with_db(seed))
+        print("demo data ready: admin@demo.test, agent@demo.test, client@demo.test / demo1234")
+        return 0
+    if args.command == "create-admin":
+        from app.errors import DomainError
+        from app.services.identity import ensure_admin
+
+        try:
+            agent, created = asyncio.run(
+                _with_db(lambda: ensure_admin(args.email, args.password, args.name))
+            )
+        except DomainError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
+        print(f"{'created' if created else 'promoted'} admin {agent.email} ({agent.id})")
+        return 0
+    if args.command == "export-schema":
+        sdl = schema_sdl()
+        if args.check:
+            current = SCHEMA_FILE.read_text() if SCHEMA_FILE.exists() else ""
+            if current != sdl:
+                print("schema.graphql is stale: run `python -m app export-schema`", file=sys.stderr)
+                return 1
+            print("schema.graphql is current")
+            return 0
+        SCHEMA_FILE.write_text(sdl)
+        print(f"wrote {SCHEMA_FILE}")
+        return 0
+    if args.command == "worker":
+        from app.worker import run_worker
+
+        asyncio.run(run_worker())
+        return 0
+    return 2

@@ -1,0 +1,1 @@
+"""Thin resolvers: authorise, decode input, call a service, map DomainError to userErrors."""

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import strawberry
+
+from app.context import Info
+from app.errors import NotFound
+from app.schema.common import Connection, paginate, parse_id
+from app.schema.dossiers import DossierFilter, DossierType_
+from app.services import dossiers
+
+
+@strawberry.type
+class DossierQuery:
+    @strawberry.field(description="Dossiers you may see, newest first: a client's own, or all.")
+    async def dossiers(
+        self,
+        info: Info,
+        filter: DossierFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[DossierType_]:
+        viewer = await info.context.require_viewer()
+        f = filter or DossierFilter()
+        queryset = dossiers.filter_dossiers(
+            viewer,
+            statuses=f.status,
+            product_id=parse_id(f.product_id, what="product") if f.product_id else None,
+            client_id=parse_id(f.client_id, what="client") if f.client_id else None,
+            assigned_to_me=f.assigned_to_me,
+        )
+        return await paginate(
+            queryset, first=first, after=after, last=last, before=before,
+            order=("-created_at", "-id"),
+        )
+
+    @strawberry.field(description="One dossier: yours, or any for agents.")
+    async def dossier(self, info: Info, id: strawberry.ID) -> DossierType_:
+        viewer = await info.context.require_viewer()
+        try:
+            dossier_id = parse_id(id, what="dossier")
+        except NotFound:
+            raise NotFound("No such dossier.") from None
+        return await dossiers.get_dossier(viewer, dossier_id)

@@ -1,0 +1,49 @@
+"""The one Strawberry schema: per-domain roots merged, limits and error handling attached."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
+from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
+
+from app.resolvers.catalog import CatalogMutation, CatalogQuery
+from app.resolvers.dossiers import DossierQuery
+from app.resolvers.identity import IdentityMutation, IdentityQuery
+from app.schema.extensions import ErrorTiers, FreshLoaders
+from app.settings import Settings, get_settings
+
+Query = merge_types("Query", (IdentityQuery, CatalogQuery, DossierQuery))
+Mutation = merge_types("Mutation", (IdentityMutation, CatalogMutation))
+
+
+class Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Logging happens in ErrorTiers, for unexpected errors only (with the request id)."""
+
+
+def build_schema(settings: Settings | None = None) -> Schema:
+    settings = settings or get_settings()
+    extensions: list[Any] = [
+        MaxTokensLimiter(max_token_count=settings.max_tokens),
+        QueryDepthLimiter(max_depth=settings.max_query_depth),
+        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        FreshLoaders,
+        ErrorTiers(),
+    ]
+    if not settings.introspection_enabled:
+        extensions.append(DisableIntrospection)
+    return Schema(query=Query, mutation=Mutation, extensions=extensions)
+
+
+schema = build_schema()

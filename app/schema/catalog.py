@@ -1,0 +1,178 @@
+"""Products, steps and document types."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from app.context import Info
+from app.schema.common import UserError, gid
+from app.schema.enums import DossierStatus, DossierType
+from app.services.codes import CatalogErrorCode as _CatalogErrorCode
+
+CatalogErrorCode = strawberry.enum(_CatalogErrorCode, name="CatalogErrorCode")
+
+
+@strawberry.type(name="DocumentType", description="A kind of document a step asks for.")
+class DocumentTypeType:
+    code: str
+    label: str
+    description: str | None
+    max_file_size_mb: int
+    allowed_extensions: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field(description="The step whose start asks for this document.")
+    async def required_step(self, info: Info) -> StepType | None:
+        if self.required_step_id is None:
+            return None
+        return await info.context.loaders.step.load(self.required_step_id)
+
+
+@strawberry.type(name="Step", description="A reusable stage of a workflow.")
+class StepType:
+    code: str
+    label: str
+    description: str | None
+    position: int
+    created_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field(description="Document types asked for when this step starts.")
+    async def document_types(self, info: Info) -> list[DocumentTypeType]:
+        return await info.context.loaders.document_types_by_step.load(self.id)
+
+
+@strawberry.type(name="ProductStep", description="A step in a product's workflow, in order.")
+class ProductStepType:
+    position: int
+    is_required: bool
+    estimated_duration_hours: int | None
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field
+    async def step(self, info: Info) -> StepType:
+        return await info.context.loaders.step.load(self.step_id)
+
+
+@strawberry.type(name="Product", description="What a client buys; it opens a dossier.")
+class ProductType:
+    code: str
+    name: str
+    description: str | None
+    dossier_type: DossierType
+    price_amount: int = strawberry.field(description="In minor units (cents).")
+    currency: str
+    initial_status: DossierStatus
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field(description="The product's workflow, in order.")
+    async def steps(self, info: Info) -> list[ProductStepType]:
+        return await info.context.loaders.product_steps_by_product.load(self.id)
+
+
+@strawberry.type
+class CatalogUserError(UserError):
+    code: CatalogErrorCode
+
+
+@strawberry.input
+class CreateProductInput:
+    code: str
+    name: str
+    description: str | None = None
+    dossier_type: DossierType
+    price_amount: int
+    currency: str = "eur"
+    initial_status: DossierStatus = DossierStatus.CREATED  # type: ignore[assignment]
+    active: bool = True
+
+
+@strawberry.input
+class UpdateProductInput:
+    id: strawberry.ID
+    name: strawberry.Maybe[str]
+    description: strawberry.Maybe[str | None]
+    price_amount: strawberry.Maybe[int]
+    currency: strawberry.Maybe[str]
+    initial_status: strawberry.Maybe[DossierStatus]
+    active: strawberry.Maybe[bool]
+
+
+@strawberry.type
+class ProductPayload:
+    product: ProductType | None = None
+    user_errors: list[CatalogUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class CreateStepInput:
+    code: str
+    label: str
+    description: str | None = None
+    position: int = 0
+
+
+@strawberry.type
+class StepPayload:
+    step: StepType | None = None
+    user_errors: list[CatalogUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class ProductStepInput:
+    step_id: strawberry.ID
+    is_required: bool = True
+    estimated_duration_hours: int | None = None
+
+
+@strawberry.input
+class SetProductStepsInput:
+    product_id: strawberry.ID
+    steps: list[ProductStepInput] = strawberry.field(
+        description="The whole workflow, in order; it replaces the previous one."
+    )
+
+
+@strawberry.input
+class CreateDocumentTypeInput:
+    code: str
+    label: str
+    description: str | None = None
+    required_step_id: strawberry.ID | None = None
+    max_file_size_mb: int = 10
+    allowed_extensions: list[str]
+
+
+@strawberry.input
+class UpdateDocumentTypeInput:
+    id: strawberry.ID
+    label: strawberry.Maybe[str]
+    description: strawberry.Maybe[str | None]
+    required_step_id: strawberry.Maybe[strawberry.ID | None]
+    max_file_size_mb: strawberry.Maybe[int]
+    allowed_extensions: strawberry.Maybe[list[str]]
+
+
+@strawberry.type
+class DocumentTypePayload:
+    document_type: DocumentTypeType | None = None
+    user_errors: list[CatalogUserError] = strawberry.field(default_factory=list)

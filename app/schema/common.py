@@ -1,0 +1,162 @@
+"""Shared GraphQL shapes: IDs, user errors, Relay connections over querysets."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+import orjson
+import strawberry
+from tortoise import fields as tf
+from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
+
+from app.errors import BadUserInput, DomainError, NotFound, ValidationFailed
+from app.settings import get_settings
+
+T = TypeVar("T")
+DEFAULT_PAGE_SIZE = 20
+
+
+def gid(value: Any) -> strawberry.ID:
+    return strawberry.ID(str(value))
+
+
+def parse_id(value: str | None, *, what: str = "object") -> uuid.UUID:
+    """A client-supplied ID; a malformed one answers exactly like a missing one."""
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        raise NotFound(f"No such {what}.") from None
+
+
+@strawberry.interface(description="An expected failure of a mutation, reported in its payload.")
+class UserError:
+    field: list[str] | None = strawberry.field(
+        description="Path to the input field at fault, when one is."
+    )
+    message: str
+
+
+def user_errors(error: DomainError, error_type: type, code_enum: type[Enum]) -> list[Any]:
+    errors = error.errors if isinstance(error, ValidationFailed) else [error]
+    return [error_type(field=e.field, message=e.message, code=code_enum(e.code)) for e in errors]
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+    _count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="Nodes of this page, without cursors.")
+    def nodes(self) -> list[T]:
+        return [edge.node for edge in self.edges]
+
+    @strawberry.field(description="Items across all pages (one extra query, asked only if read).")
+    async def total_count(self) -> int:
+        return await self._count()
+
+
+def _encode(values: Sequence[Any]) -> str:
+    plain = [v.isoformat() if isinstance(v, dt.datetime) else str(v) for v in values]
+    return base64.urlsafe_b64encode(orjson.dumps(plain)).decode()
+
+
+def _decode(cursor: str, model: Any, order: Sequence[str]) -> list[Any]:
+    try:
+        raw = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(raw, list) or len(raw) != len(order):
+            raise ValueError("shape")
+        values = []
+        for name, value in zip(order, raw, strict=True):
+            field = model._meta.fields_map[name.lstrip("-")]
+            if isinstance(field, tf.DatetimeField):
+                parsed = dt.datetime.fromisoformat(value)
+                if parsed.tzinfo is None:
+                    raise ValueError("naive")
+                values.append(parsed)
+            elif isinstance(field, tf.UUIDField):
+                values.append(uuid.UUID(value))
+            elif isinstance(field, tf.IntField):
+                values.append(int(value))
+            else:
+                values.append(str(value))
+        return values
+    except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
+        raise BadUserInput("Invalid cursor.") from None
+
+
+def _keyset(order: Sequence[str], values: Sequence[Any], *, after: bool) -> Q:
+    """Rows strictly after (or before) `values` in `order`: (a > x) or (a = x and b > y) ..."""
+    clauses = []
+    for i, name in enumerate(order):
+        column = name.lstrip("-")
+        ascending = not name.startswith("-")
+        op = "gt" if ascending == after else "lt"
+        equal = {order[j].lstrip("-"): values[j] for j in range(i)}
+        clauses.append(Q(**equal, **{f"{column}__{op}": values[i]}))
+    return Q(*clauses, join_type="OR")
+
+
+def _flip(order: Sequence[str]) -> list[str]:
+    return [name[1:] if name.startswith("-") else f"-{name}" for name in order]
+
+
+async def paginate(
+    queryset: QuerySet,
+    *,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    order: Sequence[str] = ("created_at", "id"),
+) -> Connection[Any]:
+    """One query for the page (+1 row to know if there is more); the count only if asked."""
+    cap = get_settings().max_page_size
+    if first is not None and last is not None:
+        raise BadUserInput("Pass either `first` or `last`, not both.")
+    for name, value in (("first", first), ("last", last)):
+        if value is not None and not 0 <= value <= cap:
+            raise BadUserInput(f"`{name}` must be between 0 and {cap}.")
+    model = queryset.model
+    base = queryset
+    if after:
+        queryset = queryset.filter(_keyset(order, _decode(after, model, order), after=True))
+    if before:
+        queryset = queryset.filter(_keyset(order, _decode(before, model, order), after=False))
+    backwards = last is not None
+    size = last if backwards else (first if first is not None else DEFAULT_PAGE_SIZE)
+    rows = list(await queryset.order_by(*(_flip(order) if backwards else order)).limit(size + 1))
+    more = len(rows) > size
+    rows = rows[:size]
+    if backwards:
+        rows.reverse()
+    edges = [
+        Edge(cursor=_encode([getattr(row, n.lstrip("-")) for n in order]), node=row) for row in rows
+    ]
+    page_info = PageInfo(
+        has_next_page=more if not backwards else before is not None,
+        has_previous_page=more if backwards else after is not None,
+        start_cursor=edges[0].cursor if edges else None,
+        end_cursor=edges[-1].cursor if edges else None,
+    )
+    return Connection(edges=edges, page_info=page_info, _count=base.count)

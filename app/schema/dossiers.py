@@ -1,0 +1,142 @@
+"""Dossiers and what they contain: step instances, documents, versions, status history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from app.context import Info
+from app.schema.catalog import DocumentTypeType, ProductType, StepType
+from app.schema.common import gid
+from app.schema.enums import ActorType, DocumentStatus, DossierStatus, DossierType
+from app.schema.identity import AgentType, ProfileType
+
+
+@strawberry.type(name="DocumentVersion", description="One uploaded file of a document.")
+class DocumentVersionType:
+    version_number: int
+    file_name: str
+    file_size_bytes: int
+    mime_type: str
+    uploaded_by_type: ActorType
+    uploaded_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+
+@strawberry.type(name="Document", description="A document a dossier needs, and its state.")
+class DocumentType:
+    status: DocumentStatus
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field
+    async def document_type(self, info: Info) -> DocumentTypeType:
+        return await info.context.loaders.document_type.load(self.document_type_id)
+
+    @strawberry.field(description="The latest upload, if any.")
+    async def current_version(self, info: Info) -> DocumentVersionType | None:
+        if self.current_version_id is None:
+            return None
+        return await info.context.loaders.document_version.load(self.current_version_id)
+
+
+@strawberry.type(name="StepInstance", description="A product step as it runs in one dossier.")
+class StepInstanceType:
+    position: int
+    is_required: bool
+    started_at: datetime | None
+    completed_at: datetime | None
+    created_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field
+    async def step(self, info: Info) -> StepType:
+        return await info.context.loaders.step.load(self.step_id)
+
+    @strawberry.field(description="The agent in charge, if one is assigned.")
+    async def assigned_to(self, info: Info) -> AgentType | None:
+        if self.assigned_to_id is None:
+            return None
+        return await info.context.loaders.agent.load(self.assigned_to_id)
+
+    @strawberry.field(description="Documents this step asks for.")
+    async def documents(self, info: Info) -> list[DocumentType]:
+        return await info.context.loaders.documents_by_step_instance.load(self.id)
+
+
+@strawberry.type(name="DossierStatusChange", description="One entry of a dossier's status history.")
+class DossierStatusChangeType:
+    old_status: DossierStatus | None
+    new_status: DossierStatus
+    changed_by_type: ActorType
+    reason: str | None
+    created_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field
+    def changed_by_id(self) -> strawberry.ID | None:
+        return gid(self.changed_by_id) if self.changed_by_id else None
+
+
+@strawberry.type(name="Dossier", description="A client's file, running its product's steps.")
+class DossierType_:
+    type: DossierType
+    status: DossierStatus
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field
+    async def product(self, info: Info) -> ProductType:
+        return await info.context.loaders.product.load(self.product_id)
+
+    @strawberry.field(description="The client who owns the dossier.")
+    async def client(self, info: Info) -> ProfileType:
+        return await info.context.loaders.profile.load(self.user_id)
+
+    @strawberry.field(description="Every step of the dossier, in order.")
+    async def steps(self, info: Info) -> list[StepInstanceType]:
+        return await info.context.loaders.step_instances_by_dossier.load(self.id)
+
+    @strawberry.field(description="The step the dossier is at; null before the first or when done.")
+    async def current_step(self, info: Info) -> StepInstanceType | None:
+        if self.current_step_instance_id is None:
+            return None
+        steps = await info.context.loaders.step_instances_by_dossier.load(self.id)
+        return next((s for s in steps if s.id == self.current_step_instance_id), None)
+
+    @strawberry.field(description="Every document of the dossier, all steps together.")
+    async def documents(self, info: Info) -> list[DocumentType]:
+        return await info.context.loaders.documents_by_dossier.load(self.id)
+
+    @strawberry.field(description="Status changes, oldest first.")
+    async def status_history(self, info: Info) -> list[DossierStatusChangeType]:
+        return await info.context.loaders.status_history_by_dossier.load(self.id)
+
+
+@strawberry.input
+class DossierFilter:
+    status: list[DossierStatus] | None = None
+    product_id: strawberry.ID | None = None
+    client_id: strawberry.ID | None = strawberry.field(default=None, description="Agents only.")
+    assigned_to_me: bool = strawberry.field(
+        default=False, description="Agents only: dossiers with a step assigned to me."
+    )

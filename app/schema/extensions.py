@@ -1,0 +1,78 @@
+"""Schema extensions: the three error tiers, per-operation loaders."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from starlette.websockets import WebSocket
+from strawberry.extensions import MaskErrors, SchemaExtension
+
+from app.dataloaders import Loaders
+from app.errors import AccessError
+
+logger = logging.getLogger("app.graphql")
+MASKED_MESSAGE = "Unexpected error."
+
+
+class ErrorTiers(MaskErrors):
+    """Access errors get `extensions.code`; unexpected ones are logged and masked.
+
+    Parse and validation errors (no original exception) pass through as they are.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(error_message=MASKED_MESSAGE)
+
+    def _request_id(self) -> str | None:
+        context = self.execution_context.context
+        return getattr(context, "request_id", None)
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        processed = []
+        for error in errors:
+            original = error.original_error
+            if original is None or isinstance(original, GraphQLError):
+                processed.append(error)
+            elif isinstance(original, AccessError):
+                processed.append(
+                    GraphQLError(
+                        original.message,
+                        nodes=error.nodes,
+                        source=error.source,
+                        positions=error.positions,
+                        path=error.path,
+                        extensions={"code": original.code},
+                    )
+                )
+            else:
+                request_id = self._request_id()
+                logger.error(
+                    "unexpected error in %s (request %s)",
+                    ".".join(str(p) for p in error.path or []),
+                    request_id,
+                    exc_info=original,
+                )
+                processed.append(
+                    GraphQLError(
+                        MASKED_MESSAGE,
+                        nodes=error.nodes,
+                        source=error.source,
+                        positions=error.positions,
+                        path=error.path,
+                        extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+                    )
+                )
+        return processed
+
+
+class FreshLoaders(SchemaExtension):
+    """A WebSocket keeps one context for all its operations: give each operation new loaders,
+    so nothing cached by one operation is served stale to the next."""
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context.context
+        if isinstance(getattr(context, "request", None), WebSocket):
+            context.loaders = Loaders()
+        yield

@@ -1,0 +1,138 @@
+"""Profiles (clients), agents, the viewer and the account mutations' shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.types.info import Info as StrawberryInfo
+
+from app import models as m
+from app.context import Info
+from app.schema.common import UserError, gid
+from app.schema.enums import AgentRole, Locale, UserStatus
+from app.services.codes import IdentityErrorCode as _IdentityErrorCode
+
+IdentityErrorCode = strawberry.enum(_IdentityErrorCode, name="IdentityErrorCode")
+
+
+@strawberry.type(name="Profile", description="A client (or a prospect who has registered).")
+class ProfileType:
+    full_name: str
+    phone: str | None
+    status: UserStatus
+    locale: Locale
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field
+    async def email(self, info: Info) -> str:
+        viewer = await info.context.viewer()
+        if viewer is not None and viewer.profile is not None and viewer.profile.id == self.id:
+            return viewer.email
+        credential = await info.context.loaders.credential_by_profile.load(self.id)
+        return credential.email if credential else ""
+
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: StrawberryInfo) -> bool:
+        return isinstance(obj, m.Profile)
+
+
+@strawberry.type(name="Agent", description="A member of the firm's staff.")
+class AgentType:
+    email: str
+    name: str
+    active: bool
+    role: AgentRole
+    locale: Locale
+    created_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: StrawberryInfo) -> bool:
+        return isinstance(obj, m.Agent)
+
+
+Viewer = Annotated[
+    ProfileType | AgentType,
+    strawberry.union("Viewer", description="Whoever is logged in: a client or an agent."),
+]
+
+
+@strawberry.type
+class IdentityUserError(UserError):
+    code: IdentityErrorCode
+
+
+@strawberry.input
+class LoginInput:
+    email: str
+    password: str
+
+
+@strawberry.type
+class LoginPayload:
+    token: str | None = None
+    expires_at: datetime | None = None
+    viewer: Viewer | None = None
+    user_errors: list[IdentityUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class CreateAgentInput:
+    email: str
+    name: str
+    password: str
+    role: AgentRole = AgentRole.AGENT  # type: ignore[assignment]
+    locale: Locale = Locale.FR  # type: ignore[assignment]
+
+
+@strawberry.input
+class UpdateAgentInput:
+    id: strawberry.ID
+    name: strawberry.Maybe[str]
+    role: strawberry.Maybe[AgentRole]
+    active: strawberry.Maybe[bool]
+    locale: strawberry.Maybe[Locale]
+
+
+@strawberry.type
+class AgentPayload:
+    agent: AgentType | None = None
+    user_errors: list[IdentityUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class UpdateMyProfileInput:
+    full_name: strawberry.Maybe[str]
+    phone: strawberry.Maybe[str | None]
+    locale: strawberry.Maybe[Locale]
+
+
+@strawberry.type
+class UpdateMyProfilePayload:
+    viewer: Viewer | None = None
+    user_errors: list[IdentityUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class ChangePasswordInput:
+    current_password: str
+    new_password: str
+
+
+@strawberry.type
+class ChangePasswordPayload:
+    token: str | None = strawberry.field(
+        default=None, description="A new token: tokens issued before the change stop working."
+    )
+    expires_at: datetime | None = None
+    user_errors: list[IdentityUserError] = strawberry.field(default_factory=list)

@@ -1,0 +1,122 @@
+"""The demo world (idempotent): an admin, an agent, a client with a paid order and a
+dossier in progress, two products of three steps each, and their document types."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from tortoise.transactions import in_transaction
+
+from app.auth import hash_password
+from app.models import Credential, DocumentType, Order, Product, ProductStep, Profile, Step
+from app.models.enums import AgentRole, DossierType, OrderStatus, UserStatus
+from app.services import identity, workflow
+
+DEMO_PASSWORD = "demo1234"  # noqa: S105 - documented demo credentials
+ADMIN_EMAIL, AGENT_EMAIL, CLIENT_EMAIL = "admin@demo.test", "agent@demo.test", "client@demo.test"
+
+STEPS = [
+    ("IDENTITY", "Identity", "Who you are: identity document and photo.", 10),
+    ("SUPPORTING_DOCUMENTS", "Supporting documents", "Address and income.", 20),
+    ("FILING", "Filing", "We file your application; nothing to upload.", 30),
+    ("ARTICLES", "Articles of association", "The company's statutes and capital.", 40),
+    ("REGISTRATION", "Registration", "We register the company; nothing to upload.", 50),
+]
+# code, label, step code, max MB, extensions
+DOCUMENT_TYPES = [
+    ("ID_DOCUMENT", "Identity document", "IDENTITY", 10, ["pdf", "jpg", "jpeg", "png"]),
+    ("ID_PHOTO", "Passport photo", "IDENTITY", 5, ["jpg", "jpeg", "png"]),
+    ("PROOF_OF_ADDRESS", "Proof of address", "SUPPORTING_DOCUMENTS", 10, ["pdf", "jpg", "png"]),
+    ("PROOF_OF_INCOME", "Proof of income", "SUPPORTING_DOCUMENTS", 10, ["pdf"]),
+    ("DRAFT_ARTICLES", "Draft articles", "ARTICLES", 20, ["pdf", "docx"]),
+    ("CAPITAL_DEPOSIT", "Capital deposit certificate", "ARTICLES", 10, ["pdf"]),
+]
+PRODUCTS = [
+    (
+        "RESIDENCE_PERMIT",
+        "Residence permit application",
+        "We prepare and file your residence permit application.",
+        DossierType.IMMIGRATION,
+        150_000,
+        [("IDENTITY", True, 72), ("SUPPORTING_DOCUMENTS", True, 168), ("FILING", True, None)],
+    ),
+    (
+        "COMPANY_FORMATION",
+        "Company formation (SAS)",
+        "We set up your French SAS, from statutes to registration.",
+        DossierType.COMPANY_FORMATION,
+        99_000,
+        [("IDENTITY", True, 72), ("ARTICLES", True, 240), ("REGISTRATION", False, None)],
+    ),
+]
+
+
+async def seed() -> dict[str, str]:
+    admin, _ = await identity.ensure_admin(ADMIN_EMAIL, DEMO_PASSWORD, "Demo Admin")
+    if not await Credential.filter(email=AGENT_EMAIL).exists():
+        await identity.create_agent(
+            None, email=AGENT_EMAIL, name="Demo Agent", password=DEMO_PASSWORD,
+            role=AgentRole.AGENT,
+        )
+
+    steps = {}
+    for code, label, description, position in STEPS:
+        steps[code], _ = await Step.get_or_create(
+            code=code, defaults={"label": label, "description": description, "position": position}
+        )
+    for code, label, step_code, max_mb, extensions in DOCUMENT_TYPES:
+        await DocumentType.get_or_create(
+            code=code,
+            defaults={
+                "label": label,
+                "required_step_id": steps[step_code].id,
+                "max_file_size_mb": max_mb,
+                "allowed_extensions": extensions,
+            },
+        )
+    products = {}
+    for code, name, description, dossier_type, price, product_steps in PRODUCTS:
+        product, created = await Product.get_or_create(
+            code=code,
+            defaults={
+                "name": name,
+                "description": description,
+                "dossier_type": dossier_type,
+                "price_amount": price,
+                "currency": "eur",
+            },
+        )
+        products[code] = product
+        if created:
+            for position, (step_code, required, hours) in enumerate(product_steps, start=1):
+                await ProductStep.create(
+                    product_id=product.id,
+                    step_id=steps[step_code].id,
+                    position=position,
+                    is_required=required,
+                    estimated_duration_hours=hours,
+                )
+
+    if not await Credential.filter(email=CLIENT_EMAIL).exists():
+        async with in_transaction():
+            client = await Profile.create(
+                full_name="Camille Demo", phone="+33612345678", status=UserStatus.ACTIVE
+            )
+            await Credential.create(
+                email=CLIENT_EMAIL,
+                password_hash=hash_password(DEMO_PASSWORD),
+                password_changed_at=datetime.now(UTC),
+                profile=client,
+            )
+            product = products["RESIDENCE_PERMIT"]
+            order = await Order.create(
+                user_id=client.id,
+                product_id=product.id,
+                amount=product.price_amount,
+                currency=product.currency,
+                status=OrderStatus.PAID,
+                paid_at=datetime.now(UTC),
+                metadata={"source": "seed"},
+            )
+            await workflow.open_dossier(order)
+    return {"admin": str(admin.id)}
