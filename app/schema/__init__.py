@@ -34,12 +34,13 @@ class Schema(strawberry.Schema):
 
 def build_schema(settings: Settings | None = None) -> Schema:
     settings = settings or get_settings()
+    # Factories, so each request gets fresh extension instances.
     extensions: list[Any] = [
-        MaxTokensLimiter(max_token_count=settings.max_tokens),
-        QueryDepthLimiter(max_depth=settings.max_query_depth),
-        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         FreshLoaders,
-        ErrorTiers(),
+        ErrorTiers,
     ]
     if not settings.introspection_enabled:
         extensions.append(DisableIntrospection)

@@ -1,0 +1,217 @@
+"""The test bed.
+
+Backend: PostgreSQL + Redis when reachable (required with REQUIRE_SERVICES=1), otherwise
+the embedded default (SQLite file, in-memory broadcast); TEST_BACKEND=embedded forces the
+latter. One database per run, built from the migration files; every table is emptied
+after each test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+os.environ["ENV"] = "test"
+os.environ.setdefault("SECRET_KEY", "test-secret-" + "x" * 40)
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # "postgres" or "embedded"
+    admin_url: str | None = None  # PostgreSQL server, to create/drop the run's database
+    redis_url: str = ""
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.name == "postgres"
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 2):
+            return True
+    except OSError:
+        return False
+
+
+def _choose_backend() -> Backend:
+    pg = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    redis = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    if os.environ.get("TEST_BACKEND") == "embedded":
+        return Backend("embedded")
+    required = os.environ.get("REQUIRE_SERVICES") == "1" or os.environ.get("TEST_BACKEND") == "services"
+    if _reachable(pg, 5432) and _reachable(redis, 6379):
+        return Backend("postgres", admin_url=pg, redis_url=redis)
+    if required:
+        pytest.exit(
+            f"PostgreSQL ({pg}) and Redis ({redis}) are required but not reachable", returncode=3
+        )
+    return Backend("embedded")
+
+
+BACKEND = _choose_backend()
+if BACKEND.redis_url:
+    os.environ["REDIS_URL"] = BACKEND.redis_url
+else:
+    os.environ.pop("REDIS_URL", None)
+
+
+def pytest_report_header() -> str:
+    if BACKEND.is_postgres:
+        return f"backend: PostgreSQL + Redis ({BACKEND.admin_url}, {BACKEND.redis_url})"
+    return "backend: embedded default (SQLite file, in-memory broadcast)"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    terminalreporter.write_line(pytest_report_header())
+
+
+def pytest_collection_modifyitems(items) -> None:
+    if BACKEND.is_postgres:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (embedded backend in use)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def backend() -> Backend:
+    return BACKEND
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    """Create the run's database, migrate it from the migration files, init the ORM."""
+    from app.cli import run_migrations
+    from app.db import close_db, init_db
+    from app.settings import get_settings
+
+    if BACKEND.is_postgres:
+        import asyncpg
+
+        name = f"test_dossier_{uuid.uuid4().hex[:12]}"
+        admin = await asyncpg.connect(BACKEND.admin_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        url = _with_database(BACKEND.admin_url, name)  # type: ignore[arg-type]
+    else:
+        tmp = tempfile.mkdtemp(prefix="dossier-test-")
+        url = f"sqlite://{Path(tmp) / 'test.sqlite3'}"
+        name = ""
+    os.environ["DATABASE_URL"] = url
+    os.environ["STORAGE_URL"] = f"file://{tempfile.mkdtemp(prefix='dossier-files-')}"
+    get_settings.cache_clear()
+    await run_migrations(url, quiet=True)
+    await init_db(url)
+    try:
+        yield url
+    finally:
+        await close_db()
+        if BACKEND.is_postgres:
+            import asyncpg
+
+            admin = await asyncpg.connect(BACKEND.admin_url)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+
+
+async def _empty_tables() -> None:
+    from tortoise import Tortoise
+    from tortoise.connection import get_connection
+
+    tables = [model._meta.db_table for model in Tortoise.apps["models"].values()]
+    connection = get_connection("default")
+    if BACKEND.is_postgres:
+        await connection.execute_script(
+            "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+        )
+    else:
+        script = "PRAGMA foreign_keys = OFF;" + "".join(f'DELETE FROM "{t}";' for t in tables)
+        await connection.execute_script(script + "PRAGMA foreign_keys = ON;")
+
+
+@pytest.fixture(autouse=True)
+async def clean_database(database_url: str) -> AsyncIterator[None]:
+    yield
+    await _empty_tables()
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str):
+    from app.main import create_app
+    from app.settings import get_settings
+
+    return create_app(get_settings(), manage_db=False)
+
+
+@pytest.fixture
+async def client(app) -> AsyncIterator:
+    import httpx
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@dataclass
+class LiveServer:
+    host: str
+    port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/graphql"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+async def live_server(app) -> AsyncIterator[LiveServer]:
+    """A real uvicorn on a free loopback port, in this event loop."""
+    import uvicorn
+
+    port = _free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", ws="websockets"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield LiveServer("127.0.0.1", port)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)

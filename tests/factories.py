@@ -1,0 +1,118 @@
+"""Factories: unique rows, made through the services where a service exists."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from app.auth import hash_password, issue_token
+from app.models import (
+    Agent,
+    Credential,
+    DocumentType,
+    Dossier,
+    Order,
+    Product,
+    ProductStep,
+    Profile,
+    Step,
+)
+from app.models.enums import AgentRole, DossierType, OrderStatus, UserStatus
+from app.services import identity, workflow
+
+PASSWORD = "correct-horse-battery"  # noqa: S105
+_seq = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{next(_seq)}x{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Account:
+    obj: Agent | Profile
+    email: str
+    token: str
+
+    @property
+    def id(self) -> str:
+        return str(self.obj.id)
+
+
+async def _token_for(email: str) -> str:
+    credential = await Credential.get(email=email)
+    return issue_token(credential)[0]
+
+
+async def make_agent(role: AgentRole = AgentRole.AGENT, *, active: bool = True) -> Account:
+    email = f"{unique('agent')}@example.com"
+    agent = await identity.create_agent(
+        None, email=email, name="Agent " + email.split("@")[0], password=PASSWORD, role=role
+    )
+    token = await _token_for(email)
+    if not active:
+        agent.active = False
+        await agent.save()
+    return Account(agent, email, token)
+
+
+async def make_admin() -> Account:
+    return await make_agent(AgentRole.ADMIN)
+
+
+async def make_client(status: UserStatus = UserStatus.ACTIVE) -> Account:
+    email = f"{unique('client')}@example.com"
+    profile = await Profile.create(full_name="Client " + email.split("@")[0], status=status)
+    await Credential.create(
+        email=email,
+        password_hash=hash_password(PASSWORD),
+        password_changed_at=datetime.now(UTC),
+        profile=profile,
+    )
+    return Account(profile, email, await _token_for(email))
+
+
+async def make_product(
+    steps: Sequence[Sequence[str]] = (("pdf",), (), ()),
+    *,
+    active: bool = True,
+) -> Product:
+    """A product whose i-th step asks for one document type per entry of steps[i]
+    (each entry being that type's allowed extensions, comma-separated)."""
+    product = await Product.create(
+        code=unique("PRODUCT").upper(),
+        name="Product",
+        dossier_type=DossierType.OTHER,
+        price_amount=10_000,
+        currency="eur",
+        active=active,
+    )
+    for position, document_types in enumerate(steps, start=1):
+        step = await Step.create(code=unique("STEP").upper(), label=f"Step {position}")
+        await ProductStep.create(product=product, step=step, position=position)
+        for extensions in document_types:
+            await DocumentType.create(
+                code=unique("DOC").upper(),
+                label="Document",
+                required_step=step,
+                max_file_size_mb=5,
+                allowed_extensions=extensions.split(","),
+            )
+    return product
+
+
+async def make_dossier(client: Account, product: Product | None = None) -> Dossier:
+    """A paid order and the dossier it opened, first step started."""
+    product = product or await make_product()
+    order = await Order.create(
+        user_id=client.obj.id,
+        product_id=product.id,
+        amount=product.price_amount,
+        currency=product.currency,
+        status=OrderStatus.PAID,
+        paid_at=datetime.now(UTC),
+    )
+    return await workflow.open_dossier(order)
