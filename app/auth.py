@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 
 import jwt
@@ -16,25 +17,35 @@ from app.models import Agent, Credential, Profile
 from app.models.enums import ActorType, Locale
 from app.settings import get_settings
 
-_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-# Verified against when an email is unknown, so a wrong email costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("not-a-real-password-only-for-timing")
 JWT_ALGORITHM = "HS256"
 
 
+@lru_cache
+def _hasher() -> tuple[PasswordHasher, str]:
+    """argon2id with the configured cost, and a hash to verify against when an email is
+    unknown, so a wrong email costs as long as a wrong password."""
+    settings = get_settings()
+    hasher = PasswordHasher(
+        time_cost=settings.password_hash_time_cost,
+        memory_cost=settings.password_hash_memory_kib,
+    )
+    return hasher, hasher.hash("not-a-real-password-only-for-timing")
+
+
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hasher()[0].hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
+    hasher, dummy = _hasher()
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        return hasher.verify(password_hash or dummy, password) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
 
 
 def needs_rehash(password_hash: str) -> bool:
-    return _hasher.check_needs_rehash(password_hash)
+    return _hasher()[0].check_needs_rehash(password_hash)
 
 
 @dataclass(frozen=True)

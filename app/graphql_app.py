@@ -35,7 +35,9 @@ class DossierGraphQL(GraphQL):
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
     ) -> Context:
         request_id = getattr(request.state, "request_id", None)
-        context = Context(request=request, response=response if isinstance(response, Response) else None)
+        context = Context(
+            request=request, response=response if isinstance(response, Response) else None
+        )
         if request_id:
             context.request_id = request_id
         if isinstance(request, WebSocket):

@@ -15,8 +15,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.db import close_db, init_db
 from app.graphql_app import DossierGraphQL
+from app.providers.payments import build_payment_provider
 from app.schema import build_schema
 from app.settings import Settings, get_settings
+from app.web import payments as web_payments
+from app.webhooks.stripe import stripe_webhook
 
 logger = logging.getLogger("app")
 
@@ -32,7 +35,8 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if incoming.isalnum() and len(incoming) <= 64 else uuid.uuid4().hex
+        sane = incoming.isascii() and incoming.isalnum() and len(incoming) <= 64
+        request_id = incoming if sane else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message):
@@ -81,7 +85,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     graphql = DossierGraphQL(build_schema(settings), settings)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if manage_db:
             await init_db(settings.database_url)
         try:
@@ -90,15 +94,26 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             if manage_db:
                 await close_db()
 
-    app = Starlette(
-        routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-        ],
-        lifespan=lifespan,
-    )
+    payment_provider = build_payment_provider(settings)
+    routes = [
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
+        Route("/pay/{reminder_id}", web_payments.pay_reminder, methods=["GET"]),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ]
+    if payment_provider.name == "dummy":
+        routes += [
+            Route("/dummy-checkout/{session_id}", web_payments.dummy_checkout_page),
+            Route(
+                "/dummy-checkout/{session_id}/{action}",
+                web_payments.dummy_checkout_action,
+                methods=["POST"],
+            ),
+        ]
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
     app.state.settings = settings
+    app.state.payments = payment_provider
     return app

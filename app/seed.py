@@ -12,7 +12,7 @@ from app.models import Credential, DocumentType, Order, Product, ProductStep, Pr
 from app.models.enums import AgentRole, DossierType, OrderStatus, UserStatus
 from app.services import identity, workflow
 
-DEMO_PASSWORD = "demo1234"  # noqa: S105 - documented demo credentials
+DEMO_PASSWORD = "demo1234"  # documented demo credentials
 ADMIN_EMAIL, AGENT_EMAIL, CLIENT_EMAIL = "admin@demo.test", "agent@demo.test", "client@demo.test"
 
 STEPS = [
@@ -55,7 +55,10 @@ async def seed() -> dict[str, str]:
     admin, _ = await identity.ensure_admin(ADMIN_EMAIL, DEMO_PASSWORD, "Demo Admin")
     if not await Credential.filter(email=AGENT_EMAIL).exists():
         await identity.create_agent(
-            None, email=AGENT_EMAIL, name="Demo Agent", password=DEMO_PASSWORD,
+            None,
+            email=AGENT_EMAIL,
+            name="Demo Agent",
+            password=DEMO_PASSWORD,
             role=AgentRole.AGENT,
         )
 

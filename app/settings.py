@@ -8,7 +8,9 @@ from typing import Literal
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_SECRET = "dev-secret-change-me-0123456789abcdef"  # noqa: S105 - the known default we refuse in production
+from app.models.enums import NotificationChannel
+
+DEV_SECRET = "dev-secret-change-me-0123456789abcdef"  # the known default, refused in production
 
 
 class Settings(BaseSettings):
@@ -19,6 +21,9 @@ class Settings(BaseSettings):
     redis_url: str = ""  # empty: in-memory broadcast, one process
     secret_key: str = DEV_SECRET
     access_token_ttl_minutes: int = 60
+    # argon2id cost (RFC 9106's second recommended option by default)
+    password_hash_time_cost: int = 3
+    password_hash_memory_kib: int = 65536
     public_app_url: str = "http://127.0.0.1:8000"
     public_api_url: str = "http://127.0.0.1:8000"
     storage_url: str = "file://./var/files"
@@ -26,6 +31,10 @@ class Settings(BaseSettings):
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
     stripe_api_base: str = ""  # override for local stand-ins (localstripe, test servers)
+    stripe_webhook_tolerance_seconds: int = 300
+    webhook_max_body_bytes: int = 256 * 1024
+    payment_reminder_hours: list[int] = [1, 24, 72]
+    payment_reminder_phone_channel: NotificationChannel = NotificationChannel.SMS
 
     smtp_host: str = ""
     smtp_port: int = 587
@@ -73,7 +82,9 @@ class Settings(BaseSettings):
     def _refuse_default_secrets(self) -> Settings:
         if self.is_production:
             if self.secret_key == DEV_SECRET or len(self.secret_key) < 32:
-                raise ValueError("SECRET_KEY must be set to a random value of 32+ characters in production")
+                raise ValueError(
+                    "SECRET_KEY must be set to a random value of 32+ characters in production"
+                )
             if self.stripe_secret_key and not self.stripe_webhook_secret:
                 raise ValueError("STRIPE_WEBHOOK_SECRET is required when STRIPE_SECRET_KEY is set")
         return self

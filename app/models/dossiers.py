@@ -63,6 +63,8 @@ class StepInstance(CreatedModel):
     is_required = fields.BooleanField(default=True)
     started_at = fields.DatetimeField(null=True)
     completed_at = fields.DatetimeField(null=True)
+    skipped_at = fields.DatetimeField(null=True)  # set with completed_at when skipped
+    due_at = fields.DatetimeField(null=True)  # started_at + estimated duration, movable
     metadata = fields.JSONField(default=dict)
 
     class Meta:

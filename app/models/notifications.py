@@ -50,6 +50,8 @@ class Notification(CreatedModel):
     payload = fields.JSONField(default=dict)
     action_url = fields.TextField(null=True)
     read_at = fields.DatetimeField(null=True)
+    # Throttling: notifications sharing a group key (e.g. one conversation burst) collapse.
+    group_key = fields.CharField(max_length=128, null=True)
 
     class Meta:
         table = "notifications"
@@ -57,6 +59,7 @@ class Notification(CreatedModel):
             Index(fields=("user_id",), name="idx_notifications_user_id"),
             Index(fields=("read_at",), name="idx_notifications_read_at"),
             Index(fields=("agent_id",), name="idx_notifications_agent_id"),
+            Index(fields=("group_key",), name="idx_notifications_group_key"),
         )
 
 
@@ -75,6 +78,7 @@ class NotificationDelivery(CreatedModel):
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField(null=True)
     claimed_until = fields.DatetimeField(null=True)
+    last_error = fields.TextField(null=True)
     sent_at = fields.DatetimeField(null=True)
     failed_at = fields.DatetimeField(null=True)
 

@@ -67,10 +67,19 @@ class PaymentReminder(UUIDModel):
     sent_via = fields.CharEnumField(NotificationChannel, max_length=16)
     sent_at = fields.DatetimeField(null=True)
     clicked_at = fields.DatetimeField(null=True)
+    # Beyond the ERD: the schedule. Slot k of the configured schedule, due at scheduled_for;
+    # cancelled once the order no longer waits for payment.
+    slot = fields.IntField(default=0)
+    scheduled_for = fields.DatetimeField(null=True)
+    cancelled_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "payment_reminders"
-        indexes = (Index(fields=("order_id",), name="idx_payment_reminders_order_id"),)
+        unique_together = (("order", "slot", "sent_via"),)
+        indexes = (
+            Index(fields=("order_id",), name="idx_payment_reminders_order_id"),
+            Index(fields=("scheduled_for",), name="idx_payment_reminders_due"),
+        )
 
 
 class StripeEvent(UUIDModel):

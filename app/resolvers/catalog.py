@@ -88,7 +88,11 @@ class CatalogQuery:
     ) -> Connection[StepType]:
         await info.context.require_viewer()
         return await paginate(
-            m.Step.all(), first=first, after=after, last=last, before=before,
+            m.Step.all(),
+            first=first,
+            after=after,
+            last=last,
+            before=before,
             order=("position", "code", "id"),
         )
 

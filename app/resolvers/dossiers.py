@@ -31,7 +31,11 @@ class DossierQuery:
             assigned_to_me=f.assigned_to_me,
         )
         return await paginate(
-            queryset, first=first, after=after, last=last, before=before,
+            queryset,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
             order=("-created_at", "-id"),
         )
 

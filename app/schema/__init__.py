@@ -18,11 +18,12 @@ from strawberry.types import ExecutionContext
 from app.resolvers.catalog import CatalogMutation, CatalogQuery
 from app.resolvers.dossiers import DossierQuery
 from app.resolvers.identity import IdentityMutation, IdentityQuery
-from app.schema.extensions import ErrorTiers, FreshLoaders
+from app.resolvers.payments import PaymentMutation, PaymentQuery
+from app.schema.extensions import DispatchEvents, ErrorTiers, FreshLoaders
 from app.settings import Settings, get_settings
 
-Query = merge_types("Query", (IdentityQuery, CatalogQuery, DossierQuery))
-Mutation = merge_types("Mutation", (IdentityMutation, CatalogMutation))
+Query = merge_types("Query", (IdentityQuery, CatalogQuery, DossierQuery, PaymentQuery))
+Mutation = merge_types("Mutation", (IdentityMutation, CatalogMutation, PaymentMutation))
 
 
 class Schema(strawberry.Schema):
@@ -40,6 +41,7 @@ def build_schema(settings: Settings | None = None) -> Schema:
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         FreshLoaders,
+        DispatchEvents,
         ErrorTiers,
     ]
     if not settings.introspection_enabled:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from graphql import GraphQLError
 from starlette.websockets import WebSocket
@@ -11,6 +11,7 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 
 from app.dataloaders import Loaders
 from app.errors import AccessError
+from app.services import outbox
 
 logger = logging.getLogger("app.graphql")
 MASKED_MESSAGE = "Unexpected error."
@@ -76,3 +77,11 @@ class FreshLoaders(SchemaExtension):
         if isinstance(getattr(context, "request", None), WebSocket):
             context.loaders = Loaders()
         yield
+
+
+class DispatchEvents(SchemaExtension):
+    """Hands the events an operation recorded to the outbox once it is over (committed)."""
+
+    async def on_operation(self) -> AsyncIterator[None]:
+        async with outbox.collecting():
+            yield

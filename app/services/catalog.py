@@ -28,14 +28,18 @@ INITIAL_STATUSES = frozenset({DossierStatus.CREATED, DossierStatus.IN_PROGRESS})
 
 def _check_price(amount: int) -> int:
     if amount <= 0 or amount > 100_000_000:
-        raise DomainError("INVALID_AMOUNT", "The price must be a positive amount in cents.", "priceAmount")
+        raise DomainError(
+            "INVALID_AMOUNT", "The price must be a positive amount in cents.", "priceAmount"
+        )
     return amount
 
 
 def _check_currency(currency: str) -> str:
     currency = currency.strip().lower()
     if not CURRENCY_RE.match(currency):
-        raise DomainError("INVALID_CURRENCY", "Use a three-letter ISO 4217 currency code.", "currency")
+        raise DomainError(
+            "INVALID_CURRENCY", "Use a three-letter ISO 4217 currency code.", "currency"
+        )
     return currency
 
 
@@ -101,7 +105,10 @@ async def create_product(
         async with in_transaction():
             product = await Product.create(**fields)
             await events.record(
-                "product", product.id, EventType.PRODUCT_CREATED, actor=actor,
+                "product",
+                product.id,
+                EventType.PRODUCT_CREATED,
+                actor=actor,
                 payload={"code": product.code},
             )
     except IntegrityError:
@@ -146,7 +153,10 @@ async def update_product(actor: Viewer, product_id: str, changes: ProductChanges
                 setattr(product, key, value)
             await product.save()
             await events.record(
-                "product", product.id, EventType.PRODUCT_UPDATED, actor=actor,
+                "product",
+                product.id,
+                EventType.PRODUCT_UPDATED,
+                actor=actor,
                 payload={k: str(v) for k, v in updates.items()},
             )
     return product
@@ -207,9 +217,7 @@ async def set_product_steps(
         found = {str(s.id) for s in await Step.filter(id__in=wanted)}
         missing = [i for i, sid in enumerate(wanted) if sid not in found]
         if missing:
-            raise DomainError(
-                "UNKNOWN_STEP", "No such step.", ["steps", str(missing[0]), "stepId"]
-            )
+            raise DomainError("UNKNOWN_STEP", "No such step.", ["steps", str(missing[0]), "stepId"])
         await ProductStep.filter(product_id=product.id).delete()
         await ProductStep.bulk_create(
             [
@@ -224,7 +232,10 @@ async def set_product_steps(
             ]
         )
         await events.record(
-            "product", product.id, EventType.PRODUCT_STEPS_SET, actor=actor,
+            "product",
+            product.id,
+            EventType.PRODUCT_STEPS_SET,
+            actor=actor,
             payload={"steps": wanted},
         )
     return product
@@ -254,7 +265,10 @@ async def create_document_type(
         async with in_transaction():
             document_type = await DocumentType.create(required_step_id=required_step_id, **fields)
             await events.record(
-                "document_type", document_type.id, EventType.DOCUMENT_TYPE_CREATED, actor=actor,
+                "document_type",
+                document_type.id,
+                EventType.DOCUMENT_TYPE_CREATED,
+                actor=actor,
                 payload={"code": document_type.code},
             )
     except IntegrityError:
@@ -302,7 +316,10 @@ async def update_document_type(
                 setattr(document_type, key, value)
             await document_type.save()
             await events.record(
-                "document_type", document_type.id, EventType.DOCUMENT_TYPE_UPDATED, actor=actor,
+                "document_type",
+                document_type.id,
+                EventType.DOCUMENT_TYPE_UPDATED,
+                actor=actor,
                 payload={k: str(v) for k, v in updates.items()},
             )
     return document_type

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 
 from app.auth import Viewer
 from app.errors import Forbidden, NotFound
-from app.models import Dossier
+from app.models import Dossier, StepInstance
 from app.models.enums import DossierStatus
 
 
@@ -39,9 +40,10 @@ def filter_dossiers(
     if assigned_to_me:
         if viewer.agent is None:
             raise Forbidden("Only agents have assignments.")
-        queryset = queryset.filter(
-            id__in=Dossier.filter(step_instances__assigned_to_id=viewer.agent.id).values("id")
-        )
+        # A subquery, not a join: a dossier with several of my steps comes back once.
+        # (Tortoise cannot take a bare ValuesQuery in `__in`: wrap it in Subquery.)
+        mine = StepInstance.filter(assigned_to_id=viewer.agent.id).values("dossier_id")
+        queryset = queryset.filter(id__in=Subquery(mine))
     return queryset
 
 

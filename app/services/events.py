@@ -11,6 +11,7 @@ from typing import Any
 from app.auth import Viewer
 from app.models import Event
 from app.models.enums import ActorType, EventType
+from app.services import outbox
 
 
 def actor_of(viewer: Viewer | None) -> tuple[ActorType, uuid.UUID | None]:
@@ -28,7 +29,7 @@ async def record(
     payload: dict[str, Any] | None = None,
 ) -> Event:
     actor_type, actor_id = actor_of(actor)
-    return await Event.create(
+    event = await Event.create(
         entity_type=entity_type,
         entity_id=entity_id,
         event_type=event_type,
@@ -36,3 +37,5 @@ async def record(
         actor_id=actor_id,
         payload=payload or {},
     )
+    outbox.track(event.id)
+    return event

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -72,7 +72,10 @@ async def create_agent(
                 agent=agent,
             )
             await events.record(
-                "agent", agent.id, EventType.AGENT_CREATED, actor=actor,
+                "agent",
+                agent.id,
+                EventType.AGENT_CREATED,
+                actor=actor,
                 payload={"email": email, "role": role.value},
             )
     except IntegrityError:  # a concurrent creation with the same email won
@@ -116,7 +119,10 @@ async def update_agent(
         if changes:
             await agent.save()
             await events.record(
-                "agent", agent.id, EventType.AGENT_UPDATED, actor=actor,
+                "agent",
+                agent.id,
+                EventType.AGENT_UPDATED,
+                actor=actor,
                 payload={k: str(v) for k, v in changes.items()},
             )
     return agent
@@ -168,8 +174,12 @@ async def change_password(viewer: Viewer, current: str, new: str) -> Session:
                 "SAME_PASSWORD", "Choose a password different from the current one.", "newPassword"
             )
         credential.password_hash = hash_password(new)
-        # Truncated to the second: tokens carry whole seconds, and older tokens must fail.
-        credential.password_changed_at = datetime.now(UTC).replace(microsecond=0)
+        # Truncated to the second: tokens carry whole seconds, and older tokens must fail,
+        # even those issued in the same second as the previous change (hence at least +1 s).
+        credential.password_changed_at = max(
+            datetime.now(UTC).replace(microsecond=0),
+            credential.password_changed_at.replace(microsecond=0) + timedelta(seconds=1),
+        )
         await credential.save()
         owner_kind = "agent" if viewer.is_agent else "profile"
         await events.record(owner_kind, viewer.actor_id, EventType.PASSWORD_CHANGED, actor=viewer)
@@ -177,7 +187,9 @@ async def change_password(viewer: Viewer, current: str, new: str) -> Session:
     return Session(token, expires, credential)
 
 
-async def ensure_admin(email: str, password: str, name: str = "Administrator") -> tuple[Agent, bool]:
+async def ensure_admin(
+    email: str, password: str, name: str = "Administrator"
+) -> tuple[Agent, bool]:
     """Create the admin, or make the existing account with that email an active admin.
 
     Returns the agent and whether it was created.

@@ -40,6 +40,9 @@ TRANSITIONS: dict[DossierStatus, frozenset[DossierStatus]] = {
     S.CANCELLED: frozenset(),
 }
 
+# Status changes that matter on their own get their own event type (the payload is the same).
+STATUS_EVENTS = {S.COMPLETED: EventType.DOSSIER_COMPLETED, S.CANCELLED: EventType.DOSSIER_CANCELLED}
+
 
 async def transition(
     dossier: Dossier,
@@ -82,7 +85,10 @@ async def _history(
         metadata=metadata or {},
     )
     await events.record(
-        "dossier", dossier.id, EventType.DOSSIER_STATUS_CHANGED, actor=actor,
+        "dossier",
+        dossier.id,
+        STATUS_EVENTS.get(new, EventType.DOSSIER_STATUS_CHANGED),
+        actor=actor,
         payload={"old": old.value if old else None, "new": new.value, "reason": reason},
     )
     return entry
@@ -107,7 +113,10 @@ async def start_step(dossier: Dossier, step: StepInstance, *, actor: Viewer | No
         ]
     )
     await events.record(
-        "dossier", dossier.id, EventType.STEP_STARTED, actor=actor,
+        "dossier",
+        dossier.id,
+        EventType.STEP_STARTED,
+        actor=actor,
         payload={"stepInstanceId": str(step.id), "stepId": str(step.step_id)},
     )
     if dossier.status == S.CREATED:
@@ -128,7 +137,10 @@ async def open_dossier(order: Order, *, actor: Viewer | None = None) -> Dossier:
     )
     await _history(dossier, None, DossierStatus(product.initial_status), actor, None, None)
     await events.record(
-        "dossier", dossier.id, EventType.DOSSIER_CREATED, actor=actor,
+        "dossier",
+        dossier.id,
+        EventType.DOSSIER_CREATED,
+        actor=actor,
         payload={"orderId": str(order.id), "productId": str(product.id)},
     )
     product_steps = await ProductStep.filter(product_id=product.id).order_by("position")

@@ -1,0 +1,138 @@
+"""Payment providers behind one interface: `stripe` (real) and `dummy` (local, default).
+
+Both return Stripe-shaped objects; the dummy's checkout page drives exactly the webhook's
+event handling (see app/webhooks/stripe.py), so local work exercises the real code path.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.settings import Settings
+
+
+class PaymentProviderError(Exception):
+    """The provider could not be reached or refused the call; safe to retry later."""
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    order_id: uuid.UUID
+    customer_id: str
+    product_name: str
+    amount: int
+    currency: str
+    success_url: str
+    cancel_url: str
+    idempotency_key: str
+    customer_email: str | None = None
+
+
+class PaymentProvider(Protocol):
+    name: str
+
+    async def create_customer(
+        self, *, profile_id: uuid.UUID, email: str, name: str, phone: str | None
+    ) -> str: ...
+
+    async def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession: ...
+
+
+class StripeProvider:
+    """stripe-python's async client; deterministic idempotency keys, so a retry or a double
+    click never makes a second Customer or Checkout Session."""
+
+    name = "stripe"
+
+    def __init__(self, secret_key: str, api_base: str = "") -> None:
+        import stripe
+
+        options: dict[str, Any] = {"max_network_retries": 2}
+        if api_base:
+            options["base_addresses"] = {"api": api_base}
+        self._stripe = stripe
+        self._client = stripe.StripeClient(
+            secret_key, http_client=stripe.HTTPXClient(allow_sync_methods=False), **options
+        )
+
+    async def create_customer(
+        self, *, profile_id: uuid.UUID, email: str, name: str, phone: str | None
+    ) -> str:
+        params: dict[str, Any] = {
+            "email": email,
+            "name": name,
+            "metadata": {"profile_id": str(profile_id)},
+        }
+        if phone:
+            params["phone"] = phone
+        try:
+            customer = await self._client.v1.customers.create_async(
+                params,  # type: ignore[arg-type]
+                options={"idempotency_key": f"customer-{profile_id}"},
+            )
+        except self._stripe.StripeError as exc:
+            raise PaymentProviderError(str(exc)) from exc
+        return customer.id
+
+    async def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession:
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "customer": request.customer_id,
+            "client_reference_id": str(request.order_id),
+            "metadata": {"order_id": str(request.order_id)},
+            "payment_intent_data": {"metadata": {"order_id": str(request.order_id)}},
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": request.currency,
+                        "unit_amount": request.amount,
+                        "product_data": {"name": request.product_name},
+                    },
+                }
+            ],
+            "success_url": request.success_url,
+            "cancel_url": request.cancel_url,
+        }
+        try:
+            session = await self._client.v1.checkout.sessions.create_async(
+                params,  # type: ignore[arg-type]
+                options={"idempotency_key": request.idempotency_key},
+            )
+        except self._stripe.StripeError as exc:
+            raise PaymentProviderError(str(exc)) from exc
+        if not session.url:
+            raise PaymentProviderError("Stripe returned a Checkout Session without a URL")
+        return CheckoutSession(id=session.id, url=session.url)
+
+
+class DummyProvider:
+    """No network: ids are derived from ours, the checkout URL is a page of this service."""
+
+    name = "dummy"
+
+    def __init__(self, public_api_url: str) -> None:
+        self._base = public_api_url.rstrip("/")
+
+    async def create_customer(
+        self, *, profile_id: uuid.UUID, email: str, name: str, phone: str | None
+    ) -> str:
+        return f"cus_dummy_{profile_id.hex}"
+
+    async def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession:
+        session_id = "cs_dummy_" + uuid.uuid5(uuid.NAMESPACE_URL, request.idempotency_key).hex
+        return CheckoutSession(id=session_id, url=f"{self._base}/dummy-checkout/{session_id}")
+
+
+def build_payment_provider(settings: Settings) -> PaymentProvider:
+    if settings.payment_provider == "stripe":
+        return StripeProvider(settings.stripe_secret_key, settings.stripe_api_base)
+    return DummyProvider(settings.public_api_url)

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import strawberry
+
+from app import models as m
+from app.context import Info
+from app.errors import DomainError, NotFound
+from app.schema.common import Connection, paginate, parse_id, user_errors
+from app.schema.payments import (
+    CreatePaymentLinkInput,
+    CreatePaymentLinkPayload,
+    OrderFilter,
+    OrderType,
+    PaymentErrorCode,
+    PaymentLinkPreview,
+    PaymentLinkState,
+    PaymentLinkType,
+    PaymentUserError,
+    RegisterWithPaymentLinkInput,
+    RegisterWithPaymentLinkPayload,
+    ResumeCheckoutInput,
+    ResumeCheckoutPayload,
+)
+from app.services import payments
+from app.services.payments import LinkState
+
+
+def _errors(error: DomainError) -> list[PaymentUserError]:
+    return user_errors(error, PaymentUserError, PaymentErrorCode)
+
+
+def _provider(info: Info):
+    return info.context.request.app.state.payments
+
+
+@strawberry.type
+class PaymentQuery:
+    @strawberry.field(description="What a registration page needs; no token required.")
+    async def payment_link(self, token: str) -> PaymentLinkPreview:
+        link = await payments.link_by_token(token)
+        product = link.product
+        return PaymentLinkPreview(
+            state=payments.link_state(link),
+            product_name=product.name,
+            product_description=product.description,
+            price_amount=product.price_amount,
+            currency=product.currency,
+            prospect_name=link.prospect_name,
+            prospect_email=link.prospect_email,
+            expires_at=link.expires_at,
+        )
+
+    @strawberry.field(description="Payment links, newest first (admins only).")
+    async def payment_links(
+        self,
+        info: Info,
+        state: PaymentLinkState | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[PaymentLinkType]:
+        await info.context.require_admin()
+        queryset = m.PaymentLink.all()
+        now = datetime.now(UTC)
+        if state == LinkState.USED:
+            queryset = queryset.filter(used_at__not_isnull=True)
+        elif state == LinkState.EXPIRED:
+            queryset = queryset.filter(used_at=None, expires_at__lte=now)
+        elif state == LinkState.VALID:
+            queryset = queryset.filter(used_at=None, expires_at__gt=now)
+        return await paginate(
+            queryset,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            order=("-created_at", "-id"),
+        )
+
+    @strawberry.field(description="Orders: a client's own, or all for agents; newest first.")
+    async def orders(
+        self,
+        info: Info,
+        filter: OrderFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[OrderType]:
+        viewer = await info.context.require_viewer()
+        queryset = payments.visible_orders(viewer)
+        if filter is not None:
+            if filter.status:
+                queryset = queryset.filter(status__in=list(filter.status))
+            if filter.client_id is not None:
+                queryset = queryset.filter(user_id=parse_id(filter.client_id, what="client"))
+        return await paginate(
+            queryset,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            order=("-created_at", "-id"),
+        )
+
+    @strawberry.field(description="One order: yours, or any for agents.")
+    async def order(self, info: Info, id: strawberry.ID) -> OrderType:
+        viewer = await info.context.require_viewer()
+        order = await payments.visible_orders(viewer).filter(id=parse_id(id, what="order")).first()
+        if order is None:
+            raise NotFound("No such order.")
+        return order
+
+
+@strawberry.type
+class PaymentMutation:
+    @strawberry.mutation(description="Send a prospect a link to register and pay (admins only).")
+    async def create_payment_link(
+        self, info: Info, input: CreatePaymentLinkInput
+    ) -> CreatePaymentLinkPayload:
+        admin = await info.context.require_admin()
+        try:
+            link = await payments.create_payment_link(
+                admin,
+                product_id=parse_id(input.product_id, what="product"),
+                prospect_email=input.prospect_email,
+                prospect_name=input.prospect_name,
+                expires_in_hours=input.expires_in_hours,
+            )
+        except DomainError as error:
+            return CreatePaymentLinkPayload(user_errors=_errors(error))
+        return CreatePaymentLinkPayload(payment_link=link)
+
+    @strawberry.mutation(
+        description="Register with a payment link; returns a token and the checkout URL."
+    )
+    async def register_with_payment_link(
+        self, info: Info, input: RegisterWithPaymentLinkInput
+    ) -> RegisterWithPaymentLinkPayload:
+        try:
+            registration = await payments.register_with_payment_link(
+                _provider(info),
+                token=input.token,
+                full_name=input.full_name,
+                phone=input.phone,
+                password=input.password,
+            )
+        except DomainError as error:
+            return RegisterWithPaymentLinkPayload(user_errors=_errors(error))
+        return RegisterWithPaymentLinkPayload(
+            token=registration.token,
+            expires_at=registration.expires_at,
+            profile=registration.profile,
+            order=registration.order,
+            checkout_url=registration.checkout_url,
+            user_errors=_errors(registration.checkout_error) if registration.checkout_error else [],
+        )
+
+    @strawberry.mutation(description="A fresh checkout for one of your unpaid orders.")
+    async def resume_checkout(
+        self, info: Info, input: ResumeCheckoutInput
+    ) -> ResumeCheckoutPayload:
+        viewer = await info.context.require_viewer()
+        try:
+            url = await payments.resume_checkout(
+                _provider(info), viewer, parse_id(input.order_id, what="order")
+            )
+        except DomainError as error:
+            return ResumeCheckoutPayload(user_errors=_errors(error))
+        return ResumeCheckoutPayload(checkout_url=url)

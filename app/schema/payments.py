@@ -1,0 +1,153 @@
+"""Payment links, registration, orders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from app.context import Info
+from app.schema.catalog import ProductType
+from app.schema.common import UserError, gid
+from app.schema.enums import OrderStatus
+from app.schema.identity import AgentType, ProfileType
+from app.services import payments
+from app.services.payments import LinkState as _LinkState
+from app.services.payments import PaymentErrorCode as _PaymentErrorCode
+
+PaymentErrorCode = strawberry.enum(_PaymentErrorCode, name="PaymentErrorCode")
+PaymentLinkState = strawberry.enum(
+    _LinkState, name="PaymentLinkState", description="Whether a payment link can still be used."
+)
+
+
+@strawberry.type(name="PaymentLink", description="A link an admin sent to a prospect.")
+class PaymentLinkType:
+    token: str
+    prospect_email: str
+    prospect_name: str
+    expires_at: datetime
+    used_at: datetime | None
+    created_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field
+    def state(self) -> PaymentLinkState:
+        return payments.link_state(self)
+
+    @strawberry.field(description="The registration page the prospect is sent to.")
+    def url(self) -> str:
+        return payments.register_url(self.token)
+
+    @strawberry.field
+    async def product(self, info: Info) -> ProductType:
+        return await info.context.loaders.product.load(self.product_id)
+
+    @strawberry.field
+    async def created_by(self, info: Info) -> AgentType | None:
+        if self.created_by_id is None:
+            return None
+        return await info.context.loaders.agent.load(self.created_by_id)
+
+    @strawberry.field(description="The client who registered with it.")
+    async def used_by(self, info: Info) -> ProfileType | None:
+        if self.used_by_id is None:
+            return None
+        return await info.context.loaders.profile.load(self.used_by_id)
+
+
+@strawberry.type(description="What the registration page shows; readable without a token.")
+class PaymentLinkPreview:
+    state: PaymentLinkState
+    product_name: str
+    product_description: str | None
+    price_amount: int
+    currency: str
+    prospect_name: str
+    prospect_email: str
+    expires_at: datetime
+
+
+@strawberry.type(name="Order", description="A purchase of a product by a client.")
+class OrderType:
+    amount: int
+    currency: str
+    status: OrderStatus
+    paid_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field
+    async def product(self, info: Info) -> ProductType:
+        return await info.context.loaders.product.load(self.product_id)
+
+    @strawberry.field
+    async def client(self, info: Info) -> ProfileType:
+        return await info.context.loaders.profile.load(self.user_id)
+
+    @strawberry.field(description="The dossier this order opened, once paid.")
+    def dossier_id(self) -> strawberry.ID | None:
+        return gid(self.dossier_id) if self.dossier_id else None
+
+
+@strawberry.type
+class PaymentUserError(UserError):
+    code: PaymentErrorCode
+
+
+@strawberry.input
+class CreatePaymentLinkInput:
+    product_id: strawberry.ID
+    prospect_email: str
+    prospect_name: str
+    expires_in_hours: int | None = strawberry.field(default=None, description="Default 7 days.")
+
+
+@strawberry.type
+class CreatePaymentLinkPayload:
+    payment_link: PaymentLinkType | None = None
+    user_errors: list[PaymentUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class RegisterWithPaymentLinkInput:
+    token: str
+    full_name: str
+    phone: str
+    password: str
+
+
+@strawberry.type
+class RegisterWithPaymentLinkPayload:
+    token: str | None = strawberry.field(default=None, description="The new client's JWT.")
+    expires_at: datetime | None = None
+    profile: ProfileType | None = None
+    order: OrderType | None = None
+    checkout_url: str | None = strawberry.field(
+        default=None, description="Send the client here to pay (Stripe Checkout)."
+    )
+    user_errors: list[PaymentUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class ResumeCheckoutInput:
+    order_id: strawberry.ID
+
+
+@strawberry.type
+class ResumeCheckoutPayload:
+    checkout_url: str | None = None
+    user_errors: list[PaymentUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class OrderFilter:
+    status: list[OrderStatus] | None = None
+    client_id: strawberry.ID | None = strawberry.field(default=None, description="Agents only.")

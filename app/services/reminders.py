@@ -1,0 +1,72 @@
+"""Payment reminders: the worker sends each due one, until the order is paid.
+
+Sending a reminder means recording a PAYMENT_REMINDER_SENT event carrying its channel
+and tracked link; the notification rules turn it into a message on that channel.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from tortoise.transactions import in_transaction
+
+from app.models import Order, PaymentReminder, Product
+from app.models.enums import EventType, OrderStatus
+from app.services import events, outbox
+from app.settings import get_settings
+
+
+def tracked_url(reminder: PaymentReminder) -> str:
+    return f"{get_settings().public_api_url.rstrip('/')}/pay/{reminder.id}"
+
+
+async def send_due_reminders(*, now: datetime | None = None, limit: int = 100) -> int:
+    """Send reminders whose time has come; cancel those whose order no longer waits.
+
+    Rows are claimed with SKIP LOCKED so several workers never send one twice.
+    Returns how many were sent.
+    """
+    now = now or datetime.now(UTC)
+    sent = 0
+    async with outbox.collecting(), in_transaction():
+        due = list(
+            await PaymentReminder.filter(sent_at=None, cancelled_at=None, scheduled_for__lte=now)
+            .order_by("scheduled_for", "id")
+            .limit(limit)
+            .select_for_update(skip_locked=True)
+        )
+        if not due:
+            return 0
+        orders = {
+            o.id: o
+            for o in await Order.filter(id__in={r.order_id for r in due})  # type: ignore[attr-defined]
+        }
+        products = {
+            p.id: p
+            for p in await Product.filter(id__in={o.product_id for o in orders.values()})  # type: ignore[attr-defined]
+        }
+        for reminder in due:
+            order = orders[reminder.order_id]  # type: ignore[attr-defined]
+            if order.status != OrderStatus.PENDING:
+                reminder.cancelled_at = now
+                await reminder.save(update_fields=["cancelled_at"])
+                continue
+            reminder.sent_at = now
+            await reminder.save(update_fields=["sent_at"])
+            product = products[order.product_id]  # type: ignore[attr-defined]
+            await events.record(
+                "order",
+                order.id,
+                EventType.PAYMENT_REMINDER_SENT,
+                payload={
+                    "reminderId": str(reminder.id),
+                    "channel": reminder.sent_via.value,
+                    "slot": reminder.slot,
+                    "url": tracked_url(reminder),
+                    "productName": product.name,
+                    "amount": order.amount,
+                    "currency": order.currency,
+                },
+            )
+            sent += 1
+    return sent
