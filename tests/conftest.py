@@ -42,7 +42,9 @@ class Backend:
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 2):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 2
+        ):
             return True
     except OSError:
         return False
@@ -53,7 +55,9 @@ def _choose_backend() -> Backend:
     redis = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     if os.environ.get("TEST_BACKEND") == "embedded":
         return Backend("embedded")
-    required = os.environ.get("REQUIRE_SERVICES") == "1" or os.environ.get("TEST_BACKEND") == "services"
+    required = (
+        os.environ.get("REQUIRE_SERVICES") == "1" or os.environ.get("TEST_BACKEND") == "services"
+    )
     if _reachable(pg, 5432) and _reachable(redis, 6379):
         return Backend("postgres", admin_url=pg, redis_url=redis)
     if required:

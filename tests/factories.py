@@ -23,7 +23,7 @@ from app.models import (
 from app.models.enums import AgentRole, DossierType, OrderStatus, UserStatus
 from app.services import identity, workflow
 
-PASSWORD = "correct-horse-battery"  # noqa: S105
+PASSWORD = "correct-horse-battery"
 _seq = itertools.count(1)
 
 

@@ -123,7 +123,12 @@ class DummyProvider:
         self._base = public_api_url.rstrip("/")
 
     async def create_customer(
-        self, *, profile_id: uuid.UUID, email: str, name: str, phone: str | None
+        self,
+        *,
+        profile_id: uuid.UUID,
+        email: str,  # noqa: ARG002 - the real provider's signature
+        name: str,  # noqa: ARG002
+        phone: str | None,  # noqa: ARG002
     ) -> str:
         return f"cus_dummy_{profile_id.hex}"
 
