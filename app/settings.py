@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     stripe_webhook_tolerance_seconds: int = 300
     webhook_max_body_bytes: int = 256 * 1024
     payment_reminder_hours: list[int] = [1, 24, 72]
+    checkout_reuse_minutes: int = 60
     payment_reminder_phone_channel: NotificationChannel = NotificationChannel.SMS
 
     smtp_host: str = ""

@@ -171,21 +171,40 @@ def _urls(order: Order) -> tuple[str, str]:
     )
 
 
-async def start_checkout(provider: PaymentProvider, order: Order) -> str:
-    """A fresh Checkout Session for a pending order; returns its URL.
+async def start_checkout(
+    provider: PaymentProvider, order: Order, *, now: datetime | None = None
+) -> str:
+    """A Checkout Session for a pending order; returns its URL.
 
-    The idempotency key counts attempts, so a retry of the same attempt (network hiccup,
-    double click) returns the same session instead of a second one.
+    Each attempt has a deterministic idempotency key (`checkout-<order>-<attempt>`), so a
+    retry or a double click within an attempt gets the same session back from Stripe
+    instead of a second one. A new attempt starts when the last session expired or failed,
+    or is older than the reuse window.
     """
+    now = now or datetime.now(UTC)
+    window = timedelta(minutes=get_settings().checkout_reuse_minutes)
     async with in_transaction():
         order = await Order.filter(id=order.id).select_for_update().get()
         if order.status != OrderStatus.PENDING:
             raise DomainError(
                 PaymentErrorCode.ORDER_NOT_PAYABLE, "This order is not awaiting payment."
             )
-        attempt = int(order.metadata.get("checkout_attempts", 0)) + 1
-        order.metadata = {**order.metadata, "checkout_attempts": attempt}
-        await order.save(update_fields=["metadata", "updated_at"])
+        meta = dict(order.metadata)
+        attempt = int(meta.get("checkout_attempt", 0))
+        started = meta.get("checkout_started_at")
+        stale = (
+            attempt == 0
+            or meta.get("checkout_closed")
+            or not started
+            or now - datetime.fromisoformat(started) > window
+        )
+        if stale:
+            attempt += 1
+            meta.update(
+                checkout_attempt=attempt, checkout_started_at=now.isoformat(), checkout_closed=False
+            )
+            order.metadata = meta
+            await order.save(update_fields=["metadata", "updated_at"])
     profile = await Profile.get(id=order.user_id)  # type: ignore[attr-defined]
     product = await Product.get(id=order.product_id)  # type: ignore[attr-defined]
     credential = await Credential.get(profile_id=profile.id)
@@ -218,23 +237,31 @@ async def start_checkout(provider: PaymentProvider, order: Order) -> str:
             PaymentErrorCode.CHECKOUT_UNAVAILABLE,
             "The payment service is unavailable; try again in a moment.",
         ) from exc
-    async with in_transaction():
-        await Order.filter(id=order.id).update(
-            stripe_checkout_session_id=session.id,
-            stripe_customer_id=profile.stripe_customer_id,
-            updated_at=datetime.now(UTC),
-        )
-        if order.payment_link_id:  # type: ignore[attr-defined]
-            await PaymentLink.filter(id=order.payment_link_id).update(  # type: ignore[attr-defined]
-                stripe_checkout_session_id=session.id
+    if session.id != order.stripe_checkout_session_id:
+        async with in_transaction():
+            await Order.filter(id=order.id).update(
+                stripe_checkout_session_id=session.id,
+                stripe_customer_id=profile.stripe_customer_id,
+                updated_at=datetime.now(UTC),
             )
-        await events.record(
-            "order",
-            order.id,
-            EventType.CHECKOUT_STARTED,
-            payload={"sessionId": session.id, "attempt": attempt},
-        )
+            if order.payment_link_id:  # type: ignore[attr-defined]
+                await PaymentLink.filter(id=order.payment_link_id).update(  # type: ignore[attr-defined]
+                    stripe_checkout_session_id=session.id
+                )
+            await events.record(
+                "order",
+                order.id,
+                EventType.CHECKOUT_STARTED,
+                payload={"sessionId": session.id, "attempt": attempt},
+            )
     return session.url
+
+
+async def close_checkout(order: Order) -> None:
+    """The current session can no longer be paid: the next checkout starts a new attempt."""
+    if not order.metadata.get("checkout_closed"):
+        order.metadata = {**order.metadata, "checkout_closed": True}
+        await order.save(update_fields=["metadata", "updated_at"])
 
 
 async def register_with_payment_link(
@@ -392,6 +419,7 @@ async def payment_failed(order_id: Any, *, reason: str) -> None:
         raise UnmatchedEvent("payment failure for an unknown order")
     if order.status != OrderStatus.PENDING:
         return  # a late failure after payment changes nothing
+    await close_checkout(order)
     profile_id = order.user_id  # type: ignore[attr-defined]
     has_paid = await Order.filter(user_id=profile_id, status=OrderStatus.PAID).exists()
     if not has_paid:
