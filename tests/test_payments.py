@@ -812,3 +812,37 @@ async def test_dummy_checkout_failure_suspends(client):
     profile = await Profile.get(id=reg["profile"]["id"])
     assert profile.status == UserStatus.SUSPENDED
     assert (await client.get("/dummy-checkout/cs_dummy_unknown")).status_code == 404
+
+
+@pytest.mark.postgres
+async def test_database_outage_answers_503_and_the_retry_is_processed_once(sclient, peer, backend):
+    """Stripe retries on 5xx: during an outage nothing is recorded, after it the retried
+    delivery is processed exactly once."""
+    import asyncpg
+    from tortoise.connection import get_connection
+
+    _, order = await registered_order(sclient)
+    evt = ss.event("checkout.session.completed", paid_session(peer, str(order.id)))
+    connection = get_connection("default")
+    name = connection.database
+    admin = await asyncpg.connect(backend.admin_url)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+        during = await post_event(sclient, evt)
+        assert during.status_code == 503
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    after = await post_event(sclient, evt)
+    assert after.status_code == 200
+    assert after.json()["outcome"] == "processed"
+    again = await post_event(sclient, evt)
+    assert again.json()["outcome"] == "duplicate"
+    await order.refresh_from_db()
+    assert order.status == OrderStatus.PAID
+    assert await Dossier.all().count() == 1

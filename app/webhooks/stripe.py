@@ -18,7 +18,7 @@ import orjson
 import stripe
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from tortoise.exceptions import DBConnectionError, IntegrityError, OperationalError
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from app.models import StripeEvent
@@ -168,7 +168,9 @@ async def stripe_webhook(request: Request) -> JSONResponse:
         return JSONResponse({"error": "invalid signature"}, status_code=400)
     try:
         outcome = await handle_event(event)
-    except (DBConnectionError, OperationalError, OSError, TimeoutError):
-        logger.exception("stripe event %s not processed: database unavailable", event.get("id"))
+    except Exception:
+        # Whatever failed (database down, a bug), nothing was committed for this event:
+        # a 5xx makes Stripe deliver it again later, so it is never lost.
+        logger.exception("stripe event %s not processed; Stripe will retry", event.get("id"))
         return JSONResponse({"error": "temporarily unavailable"}, status_code=503)
     return JSONResponse({"received": True, "outcome": outcome.value})
