@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         WebSocketRoute("/graphql", graphql),
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
         Route("/pay/{reminder_id}", web_payments.pay_reminder, methods=["GET"]),
+        Route("/payment/{result:str}", web_payments.payment_result_page, methods=["GET"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]

@@ -795,6 +795,8 @@ async def test_dummy_checkout_page_pays_through_the_webhook_path(client):
     done = await client.post(f"{path}/complete")
     assert done.status_code == 303
     assert "/payment/success" in done.headers["location"]
+    landing = await client.get(httpx.URL(done.headers["location"]).path)
+    assert "Payment received" in landing.text
     order = await Order.get(id=reg["order"]["id"])
     assert order.status == OrderStatus.PAID
     assert await StripeEvent.all().count() == 1  # recorded like a real Stripe event

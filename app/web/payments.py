@@ -132,3 +132,22 @@ async def dummy_checkout_action(request: Request) -> Response:
         f"/payment/success?order={order.id}" if paid else f"/payment/cancelled?order={order.id}"
     )
     return RedirectResponse(_app_url(request, target), status_code=303)
+
+
+async def payment_result_page(request: Request) -> Response:
+    """Where Checkout sends the client back when no front-end app is configured at
+    PUBLIC_APP_URL (the embedded default): a plain confirmation page."""
+    result = request.path_params["result"]
+    if result not in ("success", "cancelled"):
+        return _page("Not found", "<h1>Not found.</h1>", 404)
+    if result == "success":
+        return _page(
+            "Payment received",
+            "<h1>Payment received</h1><p>Thank you. Your dossier is open: log in to the app "
+            "to follow it and upload your documents.</p>",
+        )
+    return _page(
+        "Payment not completed",
+        "<h1>Payment not completed</h1><p>No money was taken. You can pay later from the "
+        "link in your reminder email or from the app.</p>",
+    )
