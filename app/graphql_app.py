@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
+from cross_web import HTTPException
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.file_uploads.utils import replace_placeholders_with_files
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -18,9 +23,26 @@ from app.errors import Unauthenticated
 from app.schema import Schema
 from app.settings import Settings
 
+# Apollo's CSRF prevention headers: a browser cannot send them cross-site without a CORS
+# preflight, which we never grant. Multipart is a "simple" content type, so an upload
+# without one of them could be a form posted from another site: it is refused.
+PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
+CSRF_MESSAGE = (
+    "This upload was blocked as a potential cross-site request forgery: send a non-empty "
+    "'Apollo-Require-Preflight' (or 'X-Apollo-Operation-Name') header with multipart requests."
+)
+
+
+def websocket_origins(settings: Settings) -> list[str]:
+    """PUBLIC_APP_URL's origin and ALLOWED_ORIGINS."""
+    app_url = urlsplit(settings.public_app_url)
+    origins = [f"{app_url.scheme}://{app_url.netloc}"] if app_url.scheme and app_url.netloc else []
+    return [*origins, *settings.allowed_origins]
+
 
 class DossierGraphQL(GraphQL):
     def __init__(self, schema: Schema, settings: Settings) -> None:
+        self.max_upload_files = settings.max_upload_files
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql_enabled else None,
@@ -29,7 +51,39 @@ class DossierGraphQL(GraphQL):
             connection_init_wait_timeout=timedelta(seconds=5),
             max_subscriptions_per_connection=20,
             multipart_uploads_enabled=True,
+            # Cross-site WebSocket hijacking: a browser page on another origin may not
+            # open the socket (403) unless listed; same-origin pages and non-browser
+            # clients (no Origin header) always may.
+            allowed_origins=websocket_origins(settings),
         )
+
+    async def parse_multipart(self, request: Any) -> dict[str, str]:
+        """The GraphQL multipart request spec, behind a CSRF guard, with few parts."""
+        if not any(request.headers.get(name, "").strip() for name in PREFLIGHT_HEADERS):
+            raise HTTPException(400, CSRF_MESSAGE)
+        starlette_request: Request = request._request
+        try:
+            form = await starlette_request.form(
+                max_files=self.max_upload_files,
+                max_fields=4,  # operations, map (and room for a client's extra field)
+                max_part_size=256 * 1024,  # per non-file field: the operations JSON
+            )
+        except (MultiPartException, StarletteHTTPException) as exc:
+            detail = getattr(exc, "message", None) or getattr(exc, "detail", "")
+            raise HTTPException(400, f"Invalid multipart body: {detail}") from exc
+        except ValueError as exc:
+            raise HTTPException(400, "Unable to parse the multipart body") from exc
+        operations, files_map = form.get("operations"), form.get("map", "{}")
+        if not isinstance(operations, str) or not isinstance(files_map, str):
+            raise HTTPException(400, "The 'operations' and 'map' fields must be JSON text.")
+        operations = self.parse_json(operations)
+        files_map = self.parse_json(files_map)
+        if not isinstance(files_map, dict) or len(files_map) > self.max_upload_files:
+            raise HTTPException(400, "Invalid multipart map.")
+        try:
+            return replace_placeholders_with_files(operations, files_map, form)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise HTTPException(400, "File(s) missing in form data") from exc
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None

@@ -13,12 +13,18 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app import worker
 from app.db import close_db, init_db
 from app.graphql_app import DossierGraphQL
 from app.providers.payments import build_payment_provider
+from app.providers.storage import build_storage
 from app.schema import build_schema
+from app.services.consumers import install_consumers
 from app.settings import Settings, get_settings
+from app.subscriptions.hub import hub_for
 from app.web import payments as web_payments
+from app.web.files import download_file
+from app.web.limits import BodyLimitMiddleware
 from app.webhooks.stripe import stripe_webhook
 
 logger = logging.getLogger("app")
@@ -82,15 +88,23 @@ async def _redis_check(url: str) -> str:
 
 def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> Starlette:
     settings = settings or get_settings()
+    install_consumers()
     graphql = DossierGraphQL(build_schema(settings), settings)
+    # Live updates: memory:// without REDIS_URL, Redis otherwise. Started here; also
+    # started lazily by the first subscription when the app runs without its lifespan.
+    hub = hub_for(settings)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if manage_db:
             await init_db(settings.database_url)
+        await hub.open()
         try:
-            yield
+            # The embedded default has no separate worker process: run its jobs here.
+            async with worker.in_process(enabled=settings.is_sqlite):
+                yield
         finally:
+            await hub.release()  # ends live subscriptions with an error, then disconnects
             if manage_db:
                 await close_db()
 
@@ -101,6 +115,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
         Route("/pay/{reminder_id}", web_payments.pay_reminder, methods=["GET"]),
         Route("/payment/{result:str}", web_payments.payment_result_page, methods=["GET"]),
+        Route("/files/{version_id}", download_file, methods=["GET"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]
@@ -114,7 +129,14 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             ),
         ]
     app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_body_mb * 1024 * 1024,
+    )
     app.add_middleware(RequestIdMiddleware)
     app.state.settings = settings
     app.state.payments = payment_provider
+    app.state.storage = build_storage(settings)
+    app.state.hub = hub
     return app

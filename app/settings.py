@@ -27,6 +27,17 @@ class Settings(BaseSettings):
     public_app_url: str = "http://127.0.0.1:8000"
     public_api_url: str = "http://127.0.0.1:8000"
     storage_url: str = "file://./var/files"
+    # S3-compatible storage (STORAGE_URL=s3://bucket/prefix): empty endpoint = AWS itself;
+    # empty keys = boto3's usual credential chain (environment, profile, instance role).
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    download_url_ttl_seconds: int = 300  # signed file links; capped at 5 minutes
+    # Request bodies are cut off while they arrive (413): uploads (multipart) and the rest.
+    max_upload_body_mb: int = 101  # the largest document type limit (100 MB) + form overhead
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_upload_files: int = 5  # file parts per multipart request
 
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
@@ -50,11 +61,40 @@ class Settings(BaseSettings):
     twilio_whatsapp_from: str = ""
     twilio_api_base: str = "https://api.twilio.com"
 
+    # Notifications and their delivery worker (app/services/notifications.py, delivery.py).
+    notification_phone_channel: NotificationChannel = NotificationChannel.SMS  # or WHATSAPP
+    message_notification_burst_minutes: int = 30  # one "new messages" notice per burst
+    delivery_max_attempts: int = 6  # transient failures are retried up to this many sends
+    delivery_backoff_seconds: float = 30.0  # first retry delay, doubled each time, jittered
+    delivery_backoff_max_seconds: float = 3600.0
+    delivery_claim_seconds: float = 120.0  # a claim lease: a dead worker's claims expire
+    delivery_batch_size: int = 100
+    delivery_concurrency: int = 10  # sends in flight per worker
+    smtp_timeout_seconds: float = 20.0
+    twilio_timeout_seconds: float = 15.0
+
+    # Chat and live updates (app/services/messages.py, app/subscriptions/).
+    message_max_length: int = 10_000
+    message_max_attachments: int = 10
+    # Browser pages allowed to open the GraphQL WebSocket besides PUBLIC_APP_URL's origin
+    # (same-origin pages and non-browser clients always may), as a JSON list.
+    allowed_origins: list[str] = []
+    broadcast_prefix: str = ""  # channel namespace; empty: derived from DATABASE_URL
+    subscription_queue_size: int = 256  # a subscriber this far behind is dropped
+    subscription_recheck_seconds: float = 30.0  # re-check the viewer's access while streaming
+    redis_heartbeat_seconds: float = 1.0  # ping the pub/sub connection this often
+    redis_dead_after_seconds: float = 3.0  # no answer for this long: the connection is dead
+
     graphiql: bool | None = None  # default: on in development, off in production
     introspection: bool | None = None
     max_query_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 2000
+    max_directives: int = 50
+    max_nodes: int = 10_000
+    # per viewer: this many cost points (nodes) per window, refilled continuously
+    rate_limit_points: int = 20_000
+    rate_limit_window_seconds: int = 60
     max_page_size: int = 100
     log_level: str = "INFO"
     sql_echo: bool = False

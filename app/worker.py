@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from app.db import database
@@ -29,6 +29,19 @@ class Job:
 JOBS: list[Job] = []
 
 
+def _notification_jobs() -> list[Job]:
+    from app.services import delivery, outbox, reminders
+
+    return [
+        Job("deliveries", 2.0, delivery.run),  # email/SMS/WhatsApp sends and their retries
+        Job("outbox-relay", 5.0, outbox.dispatch),  # events no request managed to dispatch
+        Job("payment-reminders", 30.0, reminders.send_due_reminders),  # their schedule
+    ]
+
+
+JOBS += _notification_jobs()
+
+
 async def _loop(job: Job, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
@@ -45,11 +58,33 @@ async def run_jobs(stop: asyncio.Event, jobs: list[Job] | None = None) -> None:
     await asyncio.gather(*(_loop(job, stop) for job in jobs), stop.wait())
 
 
+@contextlib.asynccontextmanager
+async def in_process(enabled: bool = True) -> AsyncIterator[None]:
+    """Run the jobs inside another process's event loop (the web app on the embedded
+    default) for the duration of the block; stop them gracefully at its end."""
+    if not enabled:
+        yield
+        return
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_jobs(stop), name="in-process-worker")
+    try:
+        yield
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        except TimeoutError:  # wait_for cancelled it: claims in flight are handed back
+            logger.warning("in-process worker did not stop within 10s; cancelled")
+
+
 async def run_worker() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    from app.services.consumers import install_consumers
+
+    install_consumers()
     async with database():
         await run_jobs(stop)
     logger.info("worker stopped")

@@ -241,3 +241,69 @@ async def live_server(app) -> AsyncIterator[LiveServer]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)
+
+
+# --- Stripe peers (see tests/stripe_support.py) ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def localstripe():
+    from tests import stripe_support as ss
+
+    server = ss.LocalStripe()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def stand_in(localstripe):
+    from tests import stripe_support as ss
+
+    state = ss.StandInState()
+    port = ss.free_port()
+    server, task = await ss.serve(ss.build_stand_in(state, localstripe.url), port)
+    state.url = f"http://127.0.0.1:{port}"
+    yield state
+    server.should_exit = True
+    await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+def peer(stand_in):
+    """The Stripe stand-in, emptied for this test."""
+    stand_in.fail_with = None
+    stand_in.requests.clear()
+    stand_in.sessions.clear()
+    stand_in.by_idempotency_key.clear()
+    return stand_in
+
+
+def stripe_settings(stand_in, **extra):
+    from app.settings import get_settings
+    from tests import stripe_support as ss
+
+    return get_settings().model_copy(
+        update={
+            "stripe_secret_key": "sk_test_" + "k" * 24,
+            "stripe_webhook_secret": ss.WEBHOOK_SECRET,
+            "stripe_api_base": stand_in.url,
+            **extra,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def stripe_app(database_url, stand_in):
+    from app.main import create_app
+
+    return create_app(stripe_settings(stand_in), manage_db=False)
+
+
+@pytest.fixture
+async def sclient(stripe_app, peer) -> AsyncIterator:
+    import httpx
+
+    transport = httpx.ASGITransport(app=stripe_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c

@@ -95,6 +95,7 @@ class StandInState:
     by_idempotency_key: dict[str, str] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
     fail_with: int | None = None  # answer every call with this status (an outage)
+    url: str = ""
 
 
 def _stripe_error(status: int, message: str) -> JSONResponse:
@@ -193,7 +194,7 @@ class LocalStripe:
     def start(self) -> None:
         exe = shutil.which("localstripe") or str(Path(sys.executable).parent / "localstripe")
         self.process = subprocess.Popen(
-            [exe, "--port", str(self.port)],
+            [exe, "--port", str(self.port), "--from-scratch"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

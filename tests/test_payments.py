@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from app.main import create_app
 from app.models import (
     Credential,
     Document,
@@ -34,7 +33,6 @@ from app.models.enums import (
     UserStatus,
 )
 from app.services import reminders
-from app.settings import get_settings
 from tests import stripe_support as ss
 from tests.factories import make_admin, make_agent, make_client, make_product
 from tests.helpers import error_codes, gql
@@ -84,56 +82,6 @@ query($state: PaymentLinkState) {
 LOGIN = """
 mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { token } }
 """
-
-
-# --- peers and app -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def localstripe():
-    server = ss.LocalStripe()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-async def stand_in(localstripe):
-    state = ss.StandInState()
-    port = ss.free_port()
-    server, task = await ss.serve(ss.build_stand_in(state, localstripe.url), port)
-    state.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    yield state
-    server.should_exit = True
-    await asyncio.wait_for(task, 10)
-
-
-@pytest.fixture
-def peer(stand_in):
-    stand_in.fail_with = None
-    stand_in.requests.clear()
-    stand_in.sessions.clear()
-    stand_in.by_idempotency_key.clear()
-    return stand_in
-
-
-@pytest.fixture(scope="session")
-def stripe_app(database_url, stand_in):
-    settings = get_settings().model_copy(
-        update={
-            "stripe_secret_key": "sk_test_" + "k" * 24,
-            "stripe_webhook_secret": ss.WEBHOOK_SECRET,
-            "stripe_api_base": stand_in.url,
-        }
-    )
-    return create_app(settings, manage_db=False)
-
-
-@pytest.fixture
-async def sclient(stripe_app, peer):
-    transport = httpx.ASGITransport(app=stripe_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
 
 
 async def post_event(client: httpx.AsyncClient, evt: dict, **sign_kwargs) -> httpx.Response:

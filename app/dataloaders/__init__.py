@@ -44,6 +44,82 @@ def many_by(model: type[M], column: str, *order_by: str) -> DataLoader[Any, list
     return DataLoader(load_fn=load, cache_key_fn=_key)
 
 
+def timeline_loader() -> DataLoader[tuple[Any, int, Any], list[Any]]:
+    """A dossier's timeline, keyed by (dossier id, last, before): one batch per page shape."""
+    from app.services.workflow import timelines
+
+    async def load(keys: Sequence[tuple[Any, int, Any]]) -> list[list[Any]]:
+        shapes: dict[tuple[int, Any], list[Any]] = defaultdict(list)
+        for dossier_id, last, before in keys:
+            shapes[(last, before)].append(dossier_id)
+        found: dict[tuple[str, int, Any], list[Any]] = {}
+        for (last, before), ids in shapes.items():
+            for dossier_id, items in (await timelines(ids, last=last, before=before)).items():
+                found[(str(dossier_id), last, before)] = items
+        return [found.get((str(d), last, before), []) for d, last, before in keys]
+
+    return DataLoader(load_fn=load, cache_key_fn=lambda k: (str(k[0]), k[1], k[2]))
+
+
+def unread_messages_loader() -> DataLoader[tuple[Any, str], int]:
+    """Unread chat messages per (dossier id, reader) where reader is "client" (reads the
+    agents' and system's messages) or "agent" (reads the client's): one grouped query."""
+    from tortoise.functions import Count
+
+    from app.models.enums import ActorType
+
+    senders = {"client": [ActorType.AGENT, ActorType.SYSTEM], "agent": [ActorType.USER]}
+
+    async def load(keys: Sequence[tuple[Any, str]]) -> list[int]:
+        found: dict[tuple[str, str], int] = {}
+        for reader, wanted in senders.items():
+            ids = list({_key(d) for d, r in keys if r == reader})
+            if not ids:
+                continue
+            rows = (
+                await m.Message.filter(dossier_id__in=ids, read_at=None, sender_type__in=wanted)
+                .annotate(unread=Count("id"))
+                .group_by("dossier_id")
+                .values("dossier_id", "unread")
+            )
+            for row in rows:
+                found[(_key(row["dossier_id"]), reader)] = int(row["unread"])
+        return [found.get((_key(d), r), 0) for d, r in keys]
+
+    return DataLoader(load_fn=load, cache_key_fn=lambda k: (_key(k[0]), k[1]))
+
+
+def message_pages_loader() -> DataLoader[tuple[Any, int, bool, Any, Any], list[Any]]:
+    """A page of each dossier's messages, keyed by (dossier id, size, backwards, after key,
+    before key): one statement per page shape for the whole batch."""
+    from app.services.messages import message_pages
+
+    async def load(keys: Sequence[tuple[Any, int, bool, Any, Any]]) -> list[list[Any]]:
+        shapes: dict[tuple[int, bool, Any, Any], list[Any]] = defaultdict(list)
+        for dossier_id, *shape in keys:
+            shapes[tuple(shape)].append(dossier_id)  # type: ignore[index]
+        found: dict[tuple[str, int, bool, Any, Any], list[Any]] = {}
+        for (size, backwards, after, before), ids in shapes.items():
+            pages = await message_pages(
+                ids, size=size, backwards=backwards, after=after, before=before
+            )
+            for dossier_id, rows in pages.items():
+                found[(dossier_id, size, backwards, after, before)] = rows
+        return [found.get((_key(k[0]), *k[1:]), []) for k in keys]  # type: ignore[misc]
+
+    return DataLoader(load_fn=load, cache_key_fn=lambda k: (_key(k[0]), *k[1:]))
+
+
+def message_counts_loader() -> DataLoader[Any, int]:
+    from app.services.messages import message_counts
+
+    async def load(keys: Sequence[Any]) -> list[int]:
+        counts = await message_counts(keys)
+        return [counts.get(_key(k), 0) for k in keys]
+
+    return DataLoader(load_fn=load, cache_key_fn=_key)
+
+
 def one_by(model: type[M], column: str) -> DataLoader[Any, M | None]:
     """The row whose unique `column` equals the key."""
 
@@ -66,7 +142,15 @@ class Loaders:
         self.document_type = by_id(m.DocumentType)
         self.step_instance = by_id(m.StepInstance)
         self.document_version = by_id(m.DocumentVersion)
+        self.document = by_id(m.Document)
+        self.dossier = by_id(m.Dossier)
+        self.versions_by_document = many_by(m.DocumentVersion, "document_id", "version_number")
+        self.reviews_by_version = many_by(m.DocumentReview, "document_version_id", "reviewed_at")
+        self.timeline = timeline_loader()
         self.credential_by_profile = one_by(m.Credential, "profile_id")
+        self.unread_messages = unread_messages_loader()
+        self.message_pages = message_pages_loader()
+        self.message_counts = message_counts_loader()
         self.product_steps_by_product = many_by(m.ProductStep, "product_id", "position")
         self.document_types_by_step = many_by(m.DocumentType, "required_step_id", "code")
         self.step_instances_by_dossier = many_by(m.StepInstance, "dossier_id", "position")
@@ -76,4 +160,7 @@ class Loaders:
         )
         self.status_history_by_dossier = many_by(
             m.DossierStatusHistory, "dossier_id", "created_at", "id"
+        )
+        self.deliveries_by_notification = many_by(
+            m.NotificationDelivery, "notification_id", "created_at", "channel"
         )

@@ -16,14 +16,36 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from app.resolvers.catalog import CatalogMutation, CatalogQuery
+from app.resolvers.documents import DocumentMutation, DocumentQuery
 from app.resolvers.dossiers import DossierQuery
 from app.resolvers.identity import IdentityMutation, IdentityQuery
+from app.resolvers.messages import MessageMutation
+from app.resolvers.notifications import NotificationMutation, NotificationQuery
 from app.resolvers.payments import PaymentMutation, PaymentQuery
+from app.resolvers.workflow import WorkflowMutation
 from app.schema.extensions import DispatchEvents, ErrorTiers, FreshLoaders
+from app.schema.limits import DirectiveLimiter, node_budget
+from app.schema.ratelimit import RateLimiter, rate_limit
+from app.schema.subscriptions import Subscription
+from app.schema.workflow import TIMELINE_TYPES
 from app.settings import Settings, get_settings
 
-Query = merge_types("Query", (IdentityQuery, CatalogQuery, DossierQuery, PaymentQuery))
-Mutation = merge_types("Mutation", (IdentityMutation, CatalogMutation, PaymentMutation))
+Query = merge_types(
+    "Query",
+    (IdentityQuery, CatalogQuery, DossierQuery, PaymentQuery, NotificationQuery, DocumentQuery),
+)
+Mutation = merge_types(
+    "Mutation",
+    (
+        IdentityMutation,
+        CatalogMutation,
+        PaymentMutation,
+        NotificationMutation,
+        DocumentMutation,
+        WorkflowMutation,
+        MessageMutation,
+    ),
+)
 
 
 class Schema(strawberry.Schema):
@@ -40,13 +62,26 @@ def build_schema(settings: Settings | None = None) -> Schema:
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: DirectiveLimiter(settings.max_directives),
+        node_budget(settings.max_nodes),
+        rate_limit(
+            RateLimiter(
+                settings.redis_url, settings.rate_limit_points, settings.rate_limit_window_seconds
+            )
+        ),
         FreshLoaders,
         DispatchEvents,
-        ErrorTiers,
+        lambda: ErrorTiers(hide_suggestions=settings.is_production),
     ]
     if not settings.introspection_enabled:
         extensions.append(DisableIntrospection)
-    return Schema(query=Query, mutation=Mutation, extensions=extensions)
+    return Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        types=[*TIMELINE_TYPES],
+    )
 
 
 schema = build_schema()

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
 from app.context import Info
 from app.schema.catalog import DocumentTypeType, ProductType, StepType
-from app.schema.common import gid
+from app.schema.common import Connection, gid
 from app.schema.enums import ActorType, DocumentStatus, DossierStatus, DossierType
 from app.schema.identity import AgentType, ProfileType
+from app.schema.messages import MessageType
+
+if TYPE_CHECKING:
+    from app.schema.documents import DocumentReviewType
+    from app.schema.workflow import TimelineEntry
 
 
 @strawberry.type(name="DocumentVersion", description="One uploaded file of a document.")
@@ -25,6 +31,20 @@ class DocumentVersionType:
     @strawberry.field
     def id(self) -> strawberry.ID:
         return gid(self.id)
+
+    @strawberry.field
+    def uploaded_by_id(self) -> strawberry.ID | None:
+        return gid(self.uploaded_by_id) if self.uploaded_by_id else None
+
+    @strawberry.field
+    async def document(self, info: Info) -> DocumentType:
+        return await info.context.loaders.document.load(self.document_id)
+
+    @strawberry.field(description="Agents' decisions on this version, oldest first.")
+    async def reviews(
+        self, info: Info
+    ) -> list[Annotated[DocumentReviewType, strawberry.lazy("app.schema.documents")]]:
+        return await info.context.loaders.reviews_by_version.load(self.id)
 
 
 @strawberry.type(name="Document", description="A document a dossier needs, and its state.")
@@ -47,6 +67,10 @@ class DocumentType:
             return None
         return await info.context.loaders.document_version.load(self.current_version_id)
 
+    @strawberry.field(description="Every upload, oldest (version 1) first.")
+    async def versions(self, info: Info) -> list[DocumentVersionType]:
+        return await info.context.loaders.versions_by_document.load(self.id)
+
 
 @strawberry.type(name="StepInstance", description="A product step as it runs in one dossier.")
 class StepInstanceType:
@@ -54,6 +78,8 @@ class StepInstanceType:
     is_required: bool
     started_at: datetime | None
     completed_at: datetime | None
+    skipped_at: datetime | None = strawberry.field(description="Set (with completedAt) if skipped.")
+    due_at: datetime | None
     created_at: datetime
 
     @strawberry.field
@@ -130,6 +156,41 @@ class DossierType_:
     @strawberry.field(description="Status changes, oldest first.")
     async def status_history(self, info: Info) -> list[DossierStatusChangeType]:
         return await info.context.loaders.status_history_by_dossier.load(self.id)
+
+    @strawberry.field(
+        description="The chat, oldest first: `first`/`after` from the start, "
+        "`last`/`before` from the latest."
+    )
+    async def messages(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[MessageType]:
+        from app.resolvers.messages import dossier_messages
+
+        return await dossier_messages(
+            info, self.id, first=first, after=after, last=last, before=before
+        )
+
+    @strawberry.field(description="Messages from the other side you have not read yet.")
+    async def unread_message_count(self, info: Info) -> int:
+        from app.resolvers.messages import dossier_unread_count
+
+        return await dossier_unread_count(info, self.id)
+
+    @strawberry.field(
+        description="Status changes, steps, uploads, reviews and messages in time order: "
+        "the latest `last` entries (before `before`, to page back), oldest first."
+    )
+    async def timeline(
+        self, info: Info, last: int = 50, before: datetime | None = None
+    ) -> list[Annotated[TimelineEntry, strawberry.lazy("app.schema.workflow")]]:
+        from app.schema.workflow import timeline_entries
+
+        return await timeline_entries(info, self.id, last, before)
 
 
 @strawberry.input

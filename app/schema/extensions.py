@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 
 from graphql import GraphQLError
@@ -15,6 +16,7 @@ from app.services import outbox
 
 logger = logging.getLogger("app.graphql")
 MASKED_MESSAGE = "Unexpected error."
+SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 
 class ErrorTiers(MaskErrors):
@@ -23,8 +25,9 @@ class ErrorTiers(MaskErrors):
     Parse and validation errors (no original exception) pass through as they are.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, hide_suggestions: bool = False) -> None:
         super().__init__(error_message=MASKED_MESSAGE)
+        self.hide_suggestions = hide_suggestions
 
     def _request_id(self) -> str | None:
         context = self.execution_context.context
@@ -35,6 +38,16 @@ class ErrorTiers(MaskErrors):
         for error in errors:
             original = error.original_error
             if original is None or isinstance(original, GraphQLError):
+                if self.hide_suggestions and SUGGESTION.search(error.message):
+                    # "Did you mean …?" would reveal the schema with introspection off
+                    error = GraphQLError(
+                        SUGGESTION.sub("", error.message),
+                        nodes=error.nodes,
+                        source=error.source,
+                        positions=error.positions,
+                        path=error.path,
+                        extensions=error.extensions,
+                    )
                 processed.append(error)
             elif isinstance(original, AccessError):
                 processed.append(

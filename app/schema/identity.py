@@ -38,6 +38,14 @@ class ProfileType:
         credential = await info.context.loaders.credential_by_profile.load(self.id)
         return credential.email if credential else ""
 
+    @strawberry.field(
+        description="Unread chat messages across your dossiers (null unless this is you)."
+    )
+    async def unread_message_count(self, info: Info) -> int | None:
+        from app.resolvers.messages import my_unread_count
+
+        return await my_unread_count(info, self)
+
     @classmethod
     def is_type_of(cls, obj: Any, _info: StrawberryInfo) -> bool:
         return isinstance(obj, m.Profile)
@@ -55,6 +63,14 @@ class AgentType:
     @strawberry.field
     def id(self) -> strawberry.ID:
         return gid(self.id)
+
+    @strawberry.field(
+        description="Unread client messages across all dossiers (null unless this is you)."
+    )
+    async def unread_message_count(self, info: Info) -> int | None:
+        from app.resolvers.messages import my_unread_count
+
+        return await my_unread_count(info, self)
 
     @classmethod
     def is_type_of(cls, obj: Any, _info: StrawberryInfo) -> bool:

@@ -1,0 +1,266 @@
+"""Outgoing channels: email over SMTP (aiosmtplib), SMS and WhatsApp over Twilio's Messages
+REST API (httpx), and a log channel for the embedded default.
+
+A sender takes an `Outbound` message and returns a `Sent` receipt, or raises
+`TransientSendError` (worth retrying: SMTP 4xx, HTTP 5xx/429, timeouts, connection
+refused) or `PermanentSendError` (never retried: SMTP 5xx, HTTP 4xx). Which sender serves a
+channel comes from the settings: SMTP when `SMTP_HOST` is set, Twilio when its account SID,
+token and a sender number are set, the log otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from typing import Any, Protocol
+
+import aiosmtplib
+import httpx
+
+from app.models.enums import NotificationChannel
+from app.settings import Settings
+
+logger = logging.getLogger("app.notifications.outbox")
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One message to one recipient on one channel, already rendered."""
+
+    channel: NotificationChannel
+    recipient: str  # an email address or an E.164 phone number
+    text: str  # the email's text part, or the SMS/WhatsApp body
+    subject: str = ""
+    html: str | None = None
+    message_id: str | None = None  # the email Message-ID, deterministic per delivery
+    locale: str = "fr"
+
+
+@dataclass(frozen=True)
+class Sent:
+    provider: str
+    message_id: str | None
+    response: dict[str, Any] = field(default_factory=dict)
+
+
+class SendError(Exception):
+    def __init__(self, message: str, *, provider: str, response: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.provider = provider
+        self.response = response or {}
+
+
+class TransientSendError(SendError):
+    """Try again later."""
+
+
+class PermanentSendError(SendError):
+    """Retrying would give the same answer."""
+
+
+class Sender(Protocol):
+    name: str
+
+    async def send(self, message: Outbound) -> Sent: ...
+
+    async def aclose(self) -> None: ...
+
+
+# --- email ------------------------------------------------------------------------------
+
+
+def message_domain(settings: Settings) -> str:
+    """The right-hand side of our Message-IDs: the sender address's domain."""
+    address = parseaddr(settings.smtp_from)[1]
+    return address.rpartition("@")[2] or "localhost"
+
+
+def build_email(message: Outbound, settings: Settings) -> EmailMessage:
+    email = EmailMessage()
+    email["From"] = settings.smtp_from
+    email["To"] = message.recipient
+    email["Subject"] = message.subject
+    email["Date"] = format_datetime(datetime.now(UTC))
+    if message.message_id:
+        email["Message-ID"] = message.message_id
+    email["Auto-Submitted"] = "auto-generated"
+    email.set_content(message.text)
+    if message.html is not None:
+        email.add_alternative(message.html, subtype="html")
+    email["Content-Language"] = message.locale  # after: going multipart moves Content-*
+    return email
+
+
+class SmtpSender:
+    name = "smtp"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def send(self, message: Outbound) -> Sent:
+        s = self.settings
+        email = build_email(message, s)
+        try:
+            _errors, reply = await aiosmtplib.send(
+                email,
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                username=s.smtp_username or None,
+                password=s.smtp_password or None,
+                start_tls=bool(s.smtp_starttls),
+                timeout=s.smtp_timeout_seconds,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            response = {
+                "refused": [
+                    {"recipient": r.recipient, "code": r.code, "message": r.message}
+                    for r in exc.recipients
+                ]
+            }
+            error = TransientSendError if all(400 <= c < 500 for c in codes) else PermanentSendError
+            raise error(
+                f"recipient refused: {codes}", provider=self.name, response=response
+            ) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            response = {"code": exc.code, "message": exc.message}
+            error = TransientSendError if 400 <= exc.code < 500 else PermanentSendError
+            if exc.code < 400:  # an unexpected positive reply mid-dialogue: try again
+                error = TransientSendError
+            raise error(
+                f"SMTP {exc.code} {exc.message}", provider=self.name, response=response
+            ) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:  # connect, timeout, disconnect
+            raise TransientSendError(
+                f"{type(exc).__name__}: {exc}",
+                provider=self.name,
+                response={"error": type(exc).__name__},
+            ) from exc
+        return Sent(self.name, message.message_id, {"reply": reply})
+
+    async def aclose(self) -> None:
+        return None
+
+
+# --- SMS and WhatsApp -------------------------------------------------------------------
+
+
+def whatsapp(number: str) -> str:
+    return number if number.startswith("whatsapp:") else f"whatsapp:{number}"
+
+
+class TwilioSender:
+    """Twilio's Messages resource: POST form-encoded To/From/Body with basic auth."""
+
+    name = "twilio"
+
+    def __init__(self, settings: Settings, channel: NotificationChannel) -> None:
+        self.settings = settings
+        self.channel = channel
+        self._client = httpx.AsyncClient(
+            base_url=settings.twilio_api_base.rstrip("/"),
+            auth=(settings.twilio_account_sid, settings.twilio_auth_token),
+            timeout=settings.twilio_timeout_seconds,
+        )
+
+    def _from(self) -> str:
+        s = self.settings
+        if self.channel == NotificationChannel.WHATSAPP:
+            return whatsapp(s.twilio_whatsapp_from or s.twilio_from_number)
+        return s.twilio_from_number
+
+    async def send(self, message: Outbound) -> Sent:
+        to = message.recipient
+        if self.channel == NotificationChannel.WHATSAPP:
+            to = whatsapp(to)
+        path = f"/2010-04-01/Accounts/{self.settings.twilio_account_sid}/Messages.json"
+        try:
+            reply = await self._client.post(
+                path, data={"To": to, "From": self._from(), "Body": message.text}
+            )
+        except httpx.HTTPError as exc:  # timeouts, refused connections, broken replies
+            raise TransientSendError(
+                f"{type(exc).__name__}: {exc}",
+                provider=self.name,
+                response={"error": type(exc).__name__},
+            ) from exc
+        try:
+            body: dict[str, Any] = reply.json()
+        except ValueError:
+            body = {"text": reply.text[:1000]}
+        response = {"status": reply.status_code, "body": body}
+        if reply.is_success:
+            return Sent(self.name, body.get("sid"), response)
+        detail = f"HTTP {reply.status_code}: {body.get('message') or body.get('text') or ''}"
+        # 429 (rate limited) and 5xx are worth another try; any other 4xx is final.
+        if reply.status_code >= 500 or reply.status_code in (408, 429):
+            raise TransientSendError(detail, provider=self.name, response=response)
+        raise PermanentSendError(detail, provider=self.name, response=response)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+# --- the log (embedded default) ---------------------------------------------------------
+
+
+class LogSender:
+    """Writes the message to the log instead of sending it (SMTP/Twilio not configured)."""
+
+    name = "log"
+
+    async def send(self, message: Outbound) -> Sent:
+        if message.channel == NotificationChannel.EMAIL:
+            logger.info(
+                "EMAIL to %s [%s] %s\nSubject: %s\n\n%s",
+                message.recipient,
+                message.locale,
+                message.message_id,
+                message.subject,
+                message.text,
+            )
+        else:
+            logger.info(
+                "%s to %s [%s]: %s",
+                message.channel.value,
+                message.recipient,
+                message.locale,
+                message.text,
+            )
+        return Sent(self.name, message.message_id, {"logged": True})
+
+    async def aclose(self) -> None:
+        return None
+
+
+def twilio_configured(settings: Settings) -> bool:
+    return bool(
+        settings.twilio_account_sid
+        and settings.twilio_auth_token
+        and (settings.twilio_from_number or settings.twilio_whatsapp_from)
+    )
+
+
+class Senders:
+    """The sender of each channel for one worker pass; close it when done."""
+
+    def __init__(self, settings: Settings) -> None:
+        log = LogSender()
+        self.by_channel: dict[NotificationChannel, Sender] = {
+            NotificationChannel.EMAIL: SmtpSender(settings) if settings.smtp_host else log,
+            NotificationChannel.SMS: log,
+            NotificationChannel.WHATSAPP: log,
+        }
+        if twilio_configured(settings):
+            for channel in (NotificationChannel.SMS, NotificationChannel.WHATSAPP):
+                self.by_channel[channel] = TwilioSender(settings, channel)
+
+    def for_channel(self, channel: NotificationChannel) -> Sender:
+        return self.by_channel[channel]
+
+    async def aclose(self) -> None:
+        for sender in set(self.by_channel.values()):
+            await sender.aclose()

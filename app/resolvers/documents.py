@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import strawberry
+
+from app.context import Info
+from app.errors import DomainError
+from app.models import Document, Dossier
+from app.providers.storage import Storage
+from app.schema.common import Connection, paginate, parse_id, user_errors
+from app.schema.documents import (
+    DocumentErrorCode,
+    DocumentUserError,
+    DownloadUrlType,
+    ReviewDocumentInput,
+    ReviewDocumentPayload,
+    ReviewQueueItemType,
+    UploadDocumentInput,
+    UploadDocumentPayload,
+)
+from app.services import documents
+from app.services.codes import DocumentErrorCode as Code
+
+
+def _errors(error: DomainError) -> list[DocumentUserError]:
+    return user_errors(error, DocumentUserError, DocumentErrorCode)
+
+
+def _storage(info: Info) -> Storage:
+    return info.context.request.app.state.storage
+
+
+async def _fresh_dossier(document: Document) -> Dossier:
+    return await Dossier.get(id=document.dossier_id)  # type: ignore[attr-defined]
+
+
+@strawberry.type
+class DocumentQuery:
+    @strawberry.field(
+        description="Agents: document versions waiting for review, oldest first; "
+        "`mine` keeps those of steps assigned to me."
+    )
+    async def review_queue(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        mine: bool = False,
+    ) -> Connection[ReviewQueueItemType]:
+        viewer = await info.context.require_agent()
+        return await paginate(
+            documents.review_queue(viewer, mine=mine),
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            order=("uploaded_at", "id"),
+        )
+
+    @strawberry.field(
+        description="A signed link to download one file, valid for five minutes at most: "
+        "for the dossier's client and agents."
+    )
+    async def document_download_url(self, info: Info, version_id: strawberry.ID) -> DownloadUrlType:
+        viewer = await info.context.require_viewer()
+        signed = await documents.download_url(viewer, parse_id(version_id, what="document version"))
+        return DownloadUrlType(url=signed.url, expires_at=signed.expires_at)
+
+
+@strawberry.type
+class DocumentMutation:
+    @strawberry.mutation(
+        description="Upload a new version of a document of the dossier's current step "
+        "(multipart request; the dossier's client or an agent)."
+    )
+    async def upload_document(
+        self, info: Info, input: UploadDocumentInput
+    ) -> UploadDocumentPayload:
+        viewer = await info.context.require_viewer()
+        document_id = parse_id(input.document_id, what="document")
+        file = input.file
+        if not (hasattr(file, "read") and hasattr(file, "filename")):
+            return UploadDocumentPayload(
+                user_errors=_errors(
+                    DomainError(Code.FILE_REQUIRED, "Send the file as a multipart upload.", "file")
+                )
+            )
+        try:
+            document, version = await documents.upload_document(
+                viewer,
+                document_id,
+                documents.UploadedFile(file_name=file.filename, read=file.read),
+                storage=_storage(info),
+            )
+        except DomainError as error:
+            return UploadDocumentPayload(user_errors=_errors(error))
+        finally:
+            if hasattr(file, "close"):
+                await file.close()
+        return UploadDocumentPayload(
+            document=document, version=version, dossier=await _fresh_dossier(document)
+        )
+
+    @strawberry.mutation(
+        description="Agents: approve a document's current version, request changes or "
+        "reject it (a reason is required for the last two)."
+    )
+    async def review_document(
+        self, info: Info, input: ReviewDocumentInput
+    ) -> ReviewDocumentPayload:
+        viewer = await info.context.require_agent()
+        try:
+            review, document, dossier = await documents.review_document(
+                viewer,
+                parse_id(input.version_id, what="document version"),
+                input.decision,
+                input.reason,
+                input.notes,
+            )
+        except DomainError as error:
+            return ReviewDocumentPayload(user_errors=_errors(error))
+        return ReviewDocumentPayload(review=review, document=document, dossier=dossier)

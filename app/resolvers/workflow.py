@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import strawberry
+
+from app.context import Info
+from app.errors import DomainError, NotFound
+from app.models import Dossier, StepInstance
+from app.schema.common import parse_id, user_errors
+from app.schema.workflow import (
+    AssignStepInput,
+    ChangeDossierStatusInput,
+    ChangeDossierStatusPayload,
+    CompleteStepInput,
+    SkipStepInput,
+    StepInstancePayload,
+    WorkflowErrorCode,
+    WorkflowUserError,
+)
+from app.services import workflow
+from app.services.codes import WorkflowErrorCode as Code
+
+
+def _errors(error: DomainError) -> list[WorkflowUserError]:
+    return user_errors(error, WorkflowUserError, WorkflowErrorCode)
+
+
+async def _step_payload(dossier: Dossier, step: StepInstance) -> StepInstancePayload:
+    # re-read: the engine may have moved both past what the caller holds
+    return StepInstancePayload(
+        step_instance=await StepInstance.get(id=step.id),
+        dossier=await Dossier.get(id=dossier.id),
+    )
+
+
+@strawberry.type
+class WorkflowMutation:
+    @strawberry.mutation(
+        description="Agents: put a dossier on hold, release the hold, or cancel it (with a "
+        "reason, kept in the status history)."
+    )
+    async def change_dossier_status(
+        self, info: Info, input: ChangeDossierStatusInput
+    ) -> ChangeDossierStatusPayload:
+        viewer = await info.context.require_agent()
+        try:
+            dossier = await workflow.change_status(
+                viewer,
+                parse_id(input.dossier_id, what="dossier"),
+                workflow.StatusAction(input.action),
+                input.reason,
+            )
+        except DomainError as error:
+            return ChangeDossierStatusPayload(user_errors=_errors(error))
+        return ChangeDossierStatusPayload(dossier=dossier)
+
+    @strawberry.mutation(
+        description="Agents: complete the dossier's current step (one with no document, "
+        "or all approved); the next step starts."
+    )
+    async def complete_step(self, info: Info, input: CompleteStepInput) -> StepInstancePayload:
+        viewer = await info.context.require_agent()
+        try:
+            dossier, step = await workflow.complete_step(
+                viewer, parse_id(input.step_instance_id, what="step")
+            )
+        except DomainError as error:
+            return StepInstancePayload(user_errors=_errors(error))
+        return await _step_payload(dossier, step)
+
+    @strawberry.mutation(description="Agents: skip an optional step (is_required false).")
+    async def skip_step(self, info: Info, input: SkipStepInput) -> StepInstancePayload:
+        viewer = await info.context.require_agent()
+        try:
+            dossier, step = await workflow.skip_step(
+                viewer, parse_id(input.step_instance_id, what="step"), input.reason
+            )
+        except DomainError as error:
+            return StepInstancePayload(user_errors=_errors(error))
+        return await _step_payload(dossier, step)
+
+    @strawberry.mutation(description="Agents: assign a step to an active agent (null: unassign).")
+    async def assign_step(self, info: Info, input: AssignStepInput) -> StepInstancePayload:
+        viewer = await info.context.require_agent()
+        try:
+            agent_id = parse_id(input.agent_id, what="agent") if input.agent_id else None
+        except NotFound:
+            return StepInstancePayload(
+                user_errors=_errors(DomainError(Code.UNKNOWN_AGENT, "No such agent.", "agentId"))
+            )
+        try:
+            dossier, step = await workflow.assign_step(
+                viewer, parse_id(input.step_instance_id, what="step"), agent_id
+            )
+        except DomainError as error:
+            return StepInstancePayload(user_errors=_errors(error))
+        return await _step_payload(dossier, step)

@@ -1,0 +1,128 @@
+"""Uploads, reviews, the review queue and download links."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import strawberry
+from strawberry.file_uploads import Upload
+
+from app.context import Info
+from app.schema.common import UserError, gid
+from app.schema.dossiers import DocumentType, DocumentVersionType, DossierType_, StepInstanceType
+from app.schema.enums import ReviewStatus
+from app.schema.identity import AgentType
+from app.services.codes import DocumentErrorCode as _DocumentErrorCode
+
+DocumentErrorCode = strawberry.enum(_DocumentErrorCode, name="DocumentErrorCode")
+
+
+@strawberry.type
+class DocumentUserError(UserError):
+    code: DocumentErrorCode
+
+
+@strawberry.type(name="DocumentReview", description="An agent's decision on a document version.")
+class DocumentReviewType:
+    status: ReviewStatus
+    reason: str | None = strawberry.field(description="Why, as the client reads it.")
+    reviewed_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field(description="Internal notes: agents only (null for clients).")
+    async def notes(self, info: Info) -> str | None:
+        viewer = await info.context.viewer()
+        return self.notes if viewer is not None and viewer.is_agent else None  # type: ignore[attr-defined]
+
+    @strawberry.field
+    async def reviewer(self, info: Info) -> AgentType | None:
+        if self.reviewer_id is None:  # type: ignore[attr-defined]
+            return None
+        return await info.context.loaders.agent.load(self.reviewer_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    async def version(self, info: Info) -> DocumentVersionType:
+        return await info.context.loaders.document_version.load(self.document_version_id)  # type: ignore[attr-defined]
+
+
+@strawberry.input
+class UploadDocumentInput:
+    document_id: strawberry.ID
+    file: Upload = strawberry.field(
+        description="The file, sent as a part of a multipart request (GraphQL multipart "
+        "request spec) with an 'Apollo-Require-Preflight' header."
+    )
+
+
+@strawberry.type
+class UploadDocumentPayload:
+    document: DocumentType | None = None
+    version: DocumentVersionType | None = None
+    dossier: DossierType_ | None = None
+    user_errors: list[DocumentUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class ReviewDocumentInput:
+    version_id: strawberry.ID
+    decision: ReviewStatus
+    reason: str | None = strawberry.field(
+        default=None, description="Required for CHANGES_REQUESTED and REJECTED; the client sees it."
+    )
+    notes: str | None = strawberry.field(default=None, description="Internal, agents only.")
+
+
+@strawberry.type
+class ReviewDocumentPayload:
+    review: DocumentReviewType | None = None
+    document: DocumentType | None = None
+    dossier: DossierType_ | None = None
+    user_errors: list[DocumentUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type(name="DownloadUrl", description="A signed link to one file, valid for minutes.")
+class DownloadUrlType:
+    url: str
+    expires_at: datetime
+
+
+@strawberry.type(
+    name="ReviewQueueItem", description="A document version waiting for an agent's review."
+)
+class ReviewQueueItemType:
+    """Resolved over a DocumentVersion row."""
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field(description="The version to review (the document's current one).")
+    def version(self) -> DocumentVersionType:
+        return self  # type: ignore[return-value]
+
+    @strawberry.field
+    async def document(self, info: Info) -> DocumentType:
+        return await info.context.loaders.document.load(self.document_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    async def dossier(self, info: Info) -> DossierType_:
+        document = await info.context.loaders.document.load(self.document_id)  # type: ignore[attr-defined]
+        return await info.context.loaders.dossier.load(document.dossier_id)
+
+    @strawberry.field(description="The step the document belongs to (its assignee, if any).")
+    async def step_instance(self, info: Info) -> StepInstanceType | None:
+        document = await info.context.loaders.document.load(self.document_id)  # type: ignore[attr-defined]
+        if document.step_instance_id is None:
+            return None
+        return await info.context.loaders.step_instance.load(document.step_instance_id)
+
+    @strawberry.field(description="When the version was uploaded.")
+    def waiting_since(self) -> datetime:
+        return self.uploaded_at  # type: ignore[attr-defined]
+
+    @strawberry.field(description="How long it has waited, in seconds.")
+    def waiting_seconds(self) -> int:
+        return max(0, int((datetime.now(UTC) - self.uploaded_at).total_seconds()))  # type: ignore[attr-defined]

@@ -1,0 +1,180 @@
+"""Limits that refuse abusive operations before anything runs (beyond strawberry's depth,
+alias and token limiters): directives per document, and a GitHub-style node budget.
+
+Node budget: every connection field costs `first`/`last` (or the default page size) times
+the number of parents it can be fetched under; the sum over the operation must stay under
+`max_nodes`. `first`/`last` over the page cap are refused by the connection itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import (
+    DirectiveNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationRule,
+    get_named_type,
+    value_from_ast_untyped,
+)
+from strawberry.extensions import AddValidationRules, SchemaExtension
+
+from app.schema.common import DEFAULT_PAGE_SIZE
+
+logger = logging.getLogger("app.graphql.limits")
+
+
+def max_directives_rule(limit: int) -> type[ValidationRule]:
+    class MaxDirectives(ValidationRule):
+        def __init__(self, context: Any) -> None:
+            super().__init__(context)
+            self.count = 0
+
+        def enter_directive(self, node: DirectiveNode, *_args: Any) -> None:
+            self.count += 1
+            if self.count == limit + 1:
+                self.report_error(
+                    GraphQLError(f"This document has more than {limit} directives.", node)
+                )
+
+    return MaxDirectives
+
+
+class DirectiveLimiter(AddValidationRules):
+    def __init__(self, limit: int) -> None:
+        super().__init__([max_directives_rule(limit)])
+
+
+class NodeBudgetExceeded(Exception):
+    pass
+
+
+def _selections(
+    selection_set: SelectionSetNode | None,
+    fragments: dict[str, FragmentDefinitionNode],
+    seen: frozenset[str],
+) -> Iterator[tuple[FieldNode, frozenset[str]]]:
+    """Fields of a selection set, fragments flattened (each fragment once per path)."""
+    if selection_set is None:
+        return
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            yield selection, seen
+        elif isinstance(selection, InlineFragmentNode):
+            yield from _selections(selection.selection_set, fragments, seen)
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            if name in seen or name not in fragments:
+                continue
+            yield from _selections(fragments[name].selection_set, fragments, seen | {name})
+
+
+def count_nodes(
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragments: dict[str, FragmentDefinitionNode],
+    variables: dict[str, Any] | None,
+    *,
+    budget: int,
+) -> int:
+    root = schema.get_root_type(operation.operation)
+    total = 0
+
+    def walk(
+        selection_set: SelectionSetNode | None,
+        parent: Any,
+        multiplier: int,
+        seen: frozenset[str],
+    ) -> None:
+        nonlocal total
+        for node, path_seen in _selections(selection_set, fragments, seen):
+            name = node.name.value
+            if name.startswith("__"):
+                continue
+            field = parent.fields.get(name) if isinstance(parent, GraphQLObjectType) else None
+            if field is None:  # union/interface members: resolved through their fragments
+                field_type = None
+                for candidate in _possible_types(schema, parent):
+                    if name in candidate.fields:
+                        field_type = get_named_type(candidate.fields[name].type)
+                        break
+            else:
+                field_type = get_named_type(field.type)
+            child_multiplier = multiplier
+            if field_type is not None and field_type.name.endswith("Connection"):
+                args = {
+                    a.name.value: value_from_ast_untyped(a.value, variables)
+                    for a in node.arguments or ()
+                }
+                size = args.get("first") if args.get("first") is not None else args.get("last")
+                size = size if isinstance(size, int) and size >= 0 else DEFAULT_PAGE_SIZE
+                total += multiplier * size
+                if total > budget:
+                    raise NodeBudgetExceeded
+                child_multiplier = multiplier * max(size, 1)
+            if node.selection_set is not None:
+                walk(node.selection_set, field_type, child_multiplier, path_seen)
+
+    walk(operation.selection_set, root, 1, frozenset())
+    return total
+
+
+def _possible_types(schema: GraphQLSchema, parent: Any) -> list[GraphQLObjectType]:
+    if parent is None or isinstance(parent, GraphQLObjectType):
+        return [parent] if parent is not None else []
+    return list(schema.get_possible_types(parent))
+
+
+def node_budget(max_nodes: int) -> type[SchemaExtension]:
+    class NodeBudget(SchemaExtension):
+        """Checked once the document is parsed, with the variables known."""
+
+        def on_validate(self) -> Iterator[None]:
+            context = self.execution_context
+            document = context.graphql_document
+            if document is not None and context.pre_execution_errors is None:
+                fragments = {
+                    d.name.value: d
+                    for d in document.definitions
+                    if isinstance(d, FragmentDefinitionNode)
+                }
+                for definition in document.definitions:
+                    if not isinstance(definition, OperationDefinitionNode):
+                        continue
+                    if context.operation_name and (
+                        definition.name is None or definition.name.value != context.operation_name
+                    ):
+                        continue
+                    try:
+                        context.node_cost = count_nodes(  # type: ignore[attr-defined]
+                            context.schema._schema,
+                            definition,
+                            fragments,
+                            context.variables,
+                            budget=max_nodes,
+                        )
+                    except Exception as exc:  # fail closed: an uncounted query never runs
+                        if not isinstance(exc, NodeBudgetExceeded):
+                            logger.exception("node budget could not be computed")
+                        context.pre_execution_errors = [
+                            GraphQLError(
+                                f"This query could return more than {max_nodes} nodes; "
+                                "ask for smaller pages (first/last) or fewer nested connections.",
+                                definition,
+                                extensions={"code": "QUERY_TOO_COMPLEX"},
+                            )
+                        ]
+                        break
+            yield
+
+    return NodeBudget

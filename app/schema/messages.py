@@ -1,0 +1,149 @@
+"""Chat messages: the Message type, the chat mutations' inputs and payloads."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+
+from app.context import Info
+from app.models.enums import ActorType as _ActorType
+from app.schema.common import UserError, gid
+from app.schema.enums import ActorType
+from app.services.codes import MessageErrorCode as _MessageErrorCode
+
+if TYPE_CHECKING:
+    from app.schema.dossiers import DossierType_
+
+MessageErrorCode = strawberry.enum(_MessageErrorCode, name="MessageErrorCode")
+_CARRIED = "carried_sender_name"
+
+
+@strawberry.type(name="MessageAttachment", description="An uploaded file of the dossier.")
+class MessageAttachmentType:
+    document_version_id: strawberry.ID
+    document_id: strawberry.ID
+    file_name: str
+    mime_type: str
+    file_size_bytes: int
+    version_number: int
+
+
+@dataclass
+class LiveMessage:
+    """A message as published to subscribers: everything its fields need, no query."""
+
+    id: uuid.UUID
+    dossier_id: uuid.UUID
+    sender_type: _ActorType
+    sender_id: uuid.UUID | None
+    content: str
+    attachments: list[dict[str, Any]]
+    created_at: datetime
+    read_at: datetime | None
+    carried_sender_name: str | None = None
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> LiveMessage:
+        return cls(
+            id=uuid.UUID(data["id"]),
+            dossier_id=uuid.UUID(data["dossierId"]),
+            sender_type=_ActorType(data["senderType"]),
+            sender_id=uuid.UUID(data["senderId"]) if data.get("senderId") else None,
+            content=data["content"],
+            attachments=list(data.get("attachments") or []),
+            created_at=datetime.fromisoformat(data["createdAt"]),
+            read_at=datetime.fromisoformat(data["readAt"]) if data.get("readAt") else None,
+            carried_sender_name=data.get("senderName"),
+        )
+
+
+@strawberry.type(name="Message", description="A chat message in a dossier.")
+class MessageType:
+    content: str
+    sender_type: ActorType = strawberry.field(description="USER (the client), AGENT or SYSTEM.")
+    created_at: datetime
+    read_at: datetime | None = strawberry.field(
+        description="When the other side read it (null while unread)."
+    )
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field
+    def dossier_id(self) -> strawberry.ID:
+        return gid(self.dossier_id)  # type: ignore[attr-defined]
+
+    @strawberry.field(description="The client's profile id or the agent's id; null for SYSTEM.")
+    def sender_id(self) -> strawberry.ID | None:
+        sender = self.sender_id  # type: ignore[attr-defined]
+        return gid(sender) if sender else None
+
+    @strawberry.field(description="The sender's display name; null for SYSTEM.")
+    async def sender_name(self, info: Info) -> str | None:
+        carried = getattr(self, _CARRIED, False)
+        if carried is not False:  # a live message carries it
+            return carried
+        sender = self.sender_id  # type: ignore[attr-defined]
+        if not sender:
+            return None
+        if self.sender_type == _ActorType.AGENT:
+            agent = await info.context.loaders.agent.load(sender)
+            return agent.name if agent else None
+        profile = await info.context.loaders.profile.load(sender)
+        return profile.full_name if profile else None
+
+    @strawberry.field(description="Files of the dossier attached to the message.")
+    def attachments(self) -> list[MessageAttachmentType]:
+        return [
+            MessageAttachmentType(
+                document_version_id=gid(a.get("documentVersionId")),
+                document_id=gid(a.get("documentId")),
+                file_name=a.get("fileName") or "",
+                mime_type=a.get("mimeType") or "",
+                file_size_bytes=int(a.get("fileSizeBytes") or 0),
+                version_number=int(a.get("versionNumber") or 0),
+            )
+            for a in (self.attachments or [])  # type: ignore[attr-defined]
+        ]
+
+
+@strawberry.type
+class MessageUserError(UserError):
+    code: MessageErrorCode
+
+
+@strawberry.input
+class SendMessageInput:
+    dossier_id: strawberry.ID
+    content: str = strawberry.field(description="1 to 10,000 characters (trimmed).")
+    attachments: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Ids of document versions uploaded to this dossier."
+    )
+
+
+@strawberry.type
+class SendMessagePayload:
+    message: MessageType | None = None
+    cursor: str | None = strawberry.field(
+        default=None, description="The new message's cursor (for `messageAdded(after:)`)."
+    )
+    user_errors: list[MessageUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class MarkDossierMessagesReadInput:
+    dossier_id: strawberry.ID
+
+
+@strawberry.type
+class MarkDossierMessagesReadPayload:
+    dossier: Annotated[DossierType_, strawberry.lazy("app.schema.dossiers")] | None = None
+    marked_count: int = strawberry.field(
+        default=0, description="How many messages were unread and are now read."
+    )
+    user_errors: list[MessageUserError] = strawberry.field(default_factory=list)

@@ -1,0 +1,105 @@
+"""Notifications (in-app list, read state, delivery per channel) and the events audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import strawberry
+from strawberry.scalars import JSON
+
+from app.context import Info
+from app.schema.common import UserError, gid
+from app.schema.enums import ActorType, EventType, NotificationChannel, NotificationStatus
+
+
+class _NotificationErrorCode(StrEnum):
+    REQUIRED = "REQUIRED"
+    TOO_MANY_IDS = "TOO_MANY_IDS"
+
+
+NotificationErrorCode = strawberry.enum(_NotificationErrorCode, name="NotificationErrorCode")
+
+
+@strawberry.type(
+    name="NotificationDelivery", description="How a notification went out on one channel."
+)
+class NotificationDeliveryType:
+    channel: NotificationChannel
+    status: NotificationStatus
+    attempts: int
+    sent_at: datetime | None
+    failed_at: datetime | None
+    created_at: datetime
+
+
+@strawberry.type(name="Notification", description="Something that happened, told to you.")
+class NotificationType:
+    title: str
+    message: str
+    template_code: str = strawberry.field(description="Which rule and template made it.")
+    action_url: str | None = strawberry.field(description="Where to go in the app.")
+    read_at: datetime | None
+    created_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field
+    def read(self) -> bool:
+        return self.read_at is not None
+
+    @strawberry.field(description="The dossier it is about, if any.")
+    def dossier_id(self) -> strawberry.ID | None:
+        return gid(self.dossier_id) if self.dossier_id else None
+
+    @strawberry.field(description="The event that caused it.")
+    def event_type(self) -> EventType | None:
+        value = (self.payload or {}).get("eventType")
+        return EventType(value) if value else None  # type: ignore[operator]
+
+    @strawberry.field(description="Its delivery on each channel (IN_APP, EMAIL, SMS, WHATSAPP).")
+    async def deliveries(self, info: Info) -> list[NotificationDeliveryType]:
+        return await info.context.loaders.deliveries_by_notification.load(self.id)
+
+
+@strawberry.type
+class NotificationUserError(UserError):
+    code: NotificationErrorCode
+
+
+@strawberry.input(description="Give `ids`, or `all: true` for every unread notification.")
+class MarkNotificationsReadInput:
+    ids: list[strawberry.ID] | None = None
+    all: bool = False
+
+
+@strawberry.type
+class MarkNotificationsReadPayload:
+    notifications: list[NotificationType] = strawberry.field(
+        default_factory=list, description="The notifications this call marked read."
+    )
+    unread_count: int = 0
+    user_errors: list[NotificationUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type(name="Event", description="One entry of the audit log.")
+class EventType_:
+    entity_type: str
+    event_type: EventType
+    actor_type: ActorType
+    payload: JSON
+    created_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field
+    def entity_id(self) -> strawberry.ID:
+        return gid(self.entity_id)
+
+    @strawberry.field
+    def actor_id(self) -> strawberry.ID | None:
+        return gid(self.actor_id) if self.actor_id else None

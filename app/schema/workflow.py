@@ -1,0 +1,199 @@
+"""The workflow's mutations' shapes and the dossier timeline."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import strawberry
+
+from app.context import Info
+from app.errors import BadUserInput
+from app.schema.common import UserError, gid
+from app.schema.documents import DocumentReviewType
+from app.schema.dossiers import DocumentType, DocumentVersionType, DossierType_, StepInstanceType
+from app.schema.enums import ActorType, DossierStatus
+from app.schema.identity import AgentType, Viewer
+from app.services import workflow
+from app.services.codes import WorkflowErrorCode as _WorkflowErrorCode
+from app.settings import get_settings
+
+WorkflowErrorCode = strawberry.enum(_WorkflowErrorCode, name="WorkflowErrorCode")
+DossierStatusAction = strawberry.enum(
+    workflow.StatusAction,
+    name="DossierStatusAction",
+    description="What an agent does to a dossier's status: HOLD it, RELEASE the hold "
+    "(back to the status it had before), or CANCEL it.",
+)
+TimelineEntryKind = strawberry.enum(
+    workflow.TimelineKind, name="TimelineEntryKind", description="What a timeline entry is."
+)
+
+
+@strawberry.type
+class WorkflowUserError(UserError):
+    code: WorkflowErrorCode
+
+
+@strawberry.input
+class ChangeDossierStatusInput:
+    dossier_id: strawberry.ID
+    action: DossierStatusAction  # type: ignore[valid-type]
+    reason: str = strawberry.field(description="Required; kept in the status history.")
+
+
+@strawberry.type
+class ChangeDossierStatusPayload:
+    dossier: DossierType_ | None = None
+    user_errors: list[WorkflowUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class CompleteStepInput:
+    step_instance_id: strawberry.ID
+
+
+@strawberry.input
+class SkipStepInput:
+    step_instance_id: strawberry.ID
+    reason: str | None = None
+
+
+@strawberry.input
+class AssignStepInput:
+    step_instance_id: strawberry.ID
+    agent_id: strawberry.ID | None = strawberry.field(
+        default=None, description="An active agent; null to unassign."
+    )
+
+
+@strawberry.type
+class StepInstancePayload:
+    step_instance: StepInstanceType | None = None
+    dossier: DossierType_ | None = None
+    user_errors: list[WorkflowUserError] = strawberry.field(default_factory=list)
+
+
+# --- the timeline ---------------------------------------------------------------------
+
+
+@strawberry.interface(
+    name="TimelineEntry", description="Something that happened to a dossier, in time order."
+)
+class TimelineEntry:
+    kind: TimelineEntryKind  # type: ignore[valid-type]
+    at: datetime
+    actor_type: ActorType
+    _item: strawberry.Private[Any]
+
+    @strawberry.field
+    def actor_id(self) -> strawberry.ID | None:
+        actor_id = self._item.actor_id
+        return gid(actor_id) if actor_id else None
+
+    @strawberry.field(description="The client or agent who did it; null for the system.")
+    async def actor(self, info: Info) -> Viewer | None:
+        actor_id = self._item.actor_id
+        if actor_id is None:
+            return None
+        if self.actor_type == ActorType.AGENT:
+            return await info.context.loaders.agent.load(actor_id)
+        if self.actor_type == ActorType.USER:
+            return await info.context.loaders.profile.load(actor_id)
+        return None
+
+
+@strawberry.type(name="StatusChangeEntry", description="The dossier's status changed.")
+class StatusChangeEntry(TimelineEntry):
+    old_status: DossierStatus | None
+    new_status: DossierStatus
+    reason: str | None
+
+
+@strawberry.type(
+    name="StepEntry", description="A step started, was completed, skipped or assigned."
+)
+class StepEntry(TimelineEntry):
+    reason: str | None
+
+    @strawberry.field
+    async def step_instance(self, info: Info) -> StepInstanceType | None:
+        raw = (self._item.row.payload or {}).get("stepInstanceId")
+        return await info.context.loaders.step_instance.load(uuid.UUID(raw)) if raw else None
+
+    @strawberry.field(description="For STEP_ASSIGNED: the agent now in charge (null: nobody).")
+    async def assigned_to(self, info: Info) -> AgentType | None:
+        raw = (self._item.row.payload or {}).get("agentId")
+        return await info.context.loaders.agent.load(uuid.UUID(raw)) if raw else None
+
+
+@strawberry.type(name="DocumentUploadEntry", description="A file was uploaded for a document.")
+class DocumentUploadEntry(TimelineEntry):
+    @strawberry.field
+    def version(self) -> DocumentVersionType:
+        return self._item.row
+
+    @strawberry.field
+    async def document(self, info: Info) -> DocumentType:
+        return await info.context.loaders.document.load(self._item.row.document_id)
+
+
+@strawberry.type(name="DocumentReviewEntry", description="An agent reviewed a document version.")
+class DocumentReviewEntry(TimelineEntry):
+    @strawberry.field
+    def review(self) -> DocumentReviewType:
+        return self._item.row
+
+    @strawberry.field
+    async def document(self, info: Info) -> DocumentType:
+        version = self._item.row.document_version
+        return await info.context.loaders.document.load(version.document_id)
+
+
+@strawberry.type(name="MessageEntry", description="A message was sent in the dossier's chat.")
+class MessageEntry(TimelineEntry):
+    @strawberry.field
+    def message_id(self) -> strawberry.ID:
+        return gid(self._item.row.id)
+
+    @strawberry.field
+    def content(self) -> str:
+        return self._item.row.content
+
+
+def _entry(item: workflow.TimelineItem) -> TimelineEntry:
+    common = {"kind": item.kind, "at": item.at, "actor_type": item.actor_type, "_item": item}
+    kind = workflow.TimelineKind
+    if item.kind == kind.STATUS_CHANGED:
+        row = item.row
+        return StatusChangeEntry(
+            **common, old_status=row.old_status, new_status=row.new_status, reason=row.reason
+        )
+    if item.kind == kind.DOCUMENT_UPLOADED:
+        return DocumentUploadEntry(**common)
+    if item.kind == kind.DOCUMENT_REVIEWED:
+        return DocumentReviewEntry(**common)
+    if item.kind == kind.MESSAGE_SENT:
+        return MessageEntry(**common)
+    return StepEntry(**common, reason=(item.row.payload or {}).get("reason"))
+
+
+async def timeline_entries(
+    info: Info, dossier_id: uuid.UUID, last: int, before: datetime | None
+) -> list[TimelineEntry]:
+    cap = get_settings().max_page_size
+    if not 0 <= last <= cap:
+        raise BadUserInput(f"`last` must be between 0 and {cap}.")
+    items = await info.context.loaders.timeline.load((dossier_id, last, before))
+    return [_entry(item) for item in items]
+
+
+# Implementations of the interface: handed to the Schema (nothing else names them).
+TIMELINE_TYPES = (
+    StatusChangeEntry,
+    StepEntry,
+    DocumentUploadEntry,
+    DocumentReviewEntry,
+    MessageEntry,
+)

@@ -1,0 +1,300 @@
+"""The delivery worker: send what notifications owe on EMAIL, SMS and WHATSAPP.
+
+A pass (`deliver_due`) claims due PENDING deliveries with `FOR UPDATE SKIP LOCKED` and, in
+the same short transaction, leases them: `claimed_until` (and `next_attempt_at`) move to
+now + `delivery_claim_seconds` and `attempts` grows by one. The sends happen outside any
+transaction. Each result is recorded only if the row is still ours (`attempts` unchanged):
+- sent -> SENT with provider, provider message id, provider response, `sent_at`;
+- transient failure (SMTP 4xx, HTTP 5xx/429, timeouts, refused connections) -> back to
+  PENDING with `next_attempt_at` = now + exponential backoff with jitter, until
+  `delivery_max_attempts`, then FAILED;
+- permanent failure (SMTP 5xx, HTTP 4xx, a template that cannot render) -> FAILED at once.
+
+A worker killed mid-pass leaves leased rows that become due again when the lease ends, so
+nothing is lost (a message may then go twice, which the deterministic e-mail Message-ID
+`<delivery-id@domain>` lets mail systems collapse). A pass that is cancelled (graceful
+shutdown) hands its unsent rows back at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from app.models import Notification, NotificationDelivery
+from app.models.enums import NotificationChannel, NotificationStatus
+from app.providers.channels import (
+    Outbound,
+    PermanentSendError,
+    Senders,
+    Sent,
+    TransientSendError,
+    message_domain,
+)
+from app.services import notifications
+from app.settings import Settings, get_settings
+
+logger = logging.getLogger("app.delivery")
+
+
+@dataclass
+class PassReport:
+    claimed: int = 0
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    lost: int = 0  # results not recorded: the lease had expired and someone else took over
+
+
+def email_message_id(delivery_id: uuid.UUID, settings: Settings) -> str:
+    """The same Message-ID for every attempt of one delivery."""
+    return f"<{delivery_id}@{message_domain(settings)}>"
+
+
+def backoff(attempt: int, settings: Settings, rng: Callable[[], float] = random.random) -> float:
+    """Seconds before retry number `attempt` (1-based): exponential, capped, half jittered."""
+    delay = min(
+        settings.delivery_backoff_max_seconds,
+        settings.delivery_backoff_seconds * (2 ** max(attempt - 1, 0)),
+    )
+    return delay / 2 + rng() * delay / 2
+
+
+def outbound(
+    delivery: NotificationDelivery, notification: Notification, settings: Settings
+) -> Outbound:
+    payload = notification.payload or {}
+    locale = notifications.normal_locale(payload.get("locale"))
+    context = dict(payload.get("context") or {})
+    channel = NotificationChannel(delivery.channel)
+    url = (payload.get("channelUrls") or {}).get(channel.value)
+    if url:
+        context["action_url"] = url
+    rendered = notifications.render(notification.template_code, locale, context)
+    if channel == NotificationChannel.EMAIL:
+        return Outbound(
+            channel=channel,
+            recipient=delivery.recipient,
+            subject=rendered.title,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=email_message_id(delivery.id, settings),
+            locale=locale,
+        )
+    return Outbound(channel=channel, recipient=delivery.recipient, text=rendered.sms, locale=locale)
+
+
+async def claim(now: datetime, limit: int, settings: Settings) -> list[NotificationDelivery]:
+    """Lease up to `limit` due deliveries; other workers skip them (SKIP LOCKED) and, once
+    committed, no longer see them as due until the lease ends."""
+    lease_end = now + timedelta(seconds=settings.delivery_claim_seconds)
+    async with in_transaction():
+        rows = list(
+            await NotificationDelivery.filter(
+                status=NotificationStatus.PENDING, next_attempt_at__lte=now
+            )
+            .order_by("next_attempt_at", "id")
+            .limit(limit)
+            .select_for_update(skip_locked=True)
+        )
+        if not rows:
+            return []
+        await NotificationDelivery.filter(id__in=[r.id for r in rows]).update(
+            claimed_until=lease_end, next_attempt_at=lease_end, attempts=F("attempts") + 1
+        )
+    for row in rows:
+        row.attempts += 1
+        row.claimed_until = lease_end
+    return rows
+
+
+async def _record(delivery: NotificationDelivery, **changes: Any) -> bool:
+    """Write a result if the row is still ours (same attempt, still pending)."""
+    updated = await NotificationDelivery.filter(
+        id=delivery.id, status=NotificationStatus.PENDING, attempts=delivery.attempts
+    ).update(claimed_until=None, **changes)
+    if not updated:
+        logger.warning("delivery %s: lease lost before its result was recorded", delivery.id)
+    return bool(updated)
+
+
+async def _release(deliveries: list[NotificationDelivery], now: datetime) -> None:
+    """Hand unsent claims back (graceful shutdown): due again now, attempt not counted."""
+    for delivery in deliveries:
+        await NotificationDelivery.filter(
+            id=delivery.id, status=NotificationStatus.PENDING, attempts=delivery.attempts
+        ).update(claimed_until=None, next_attempt_at=now, attempts=F("attempts") - 1)
+
+
+async def deliver_due(
+    *,
+    now: datetime | None = None,
+    settings: Settings | None = None,
+    limit: int | None = None,
+    rng: Callable[[], float] = random.random,
+) -> PassReport:
+    """One pass: claim due deliveries, send them, record each result.
+
+    `now` fixes the clock (tests); by default the real time is read at each step.
+    """
+    settings = settings or get_settings()
+
+    def clock() -> datetime:
+        return now or datetime.now(UTC)
+
+    report = PassReport()
+    claimed = await claim(clock(), limit or settings.delivery_batch_size, settings)
+    report.claimed = len(claimed)
+    if not claimed:
+        return report
+    by_id = {
+        n.id: n
+        for n in await Notification.filter(
+            id__in=list({d.notification_id for d in claimed})  # type: ignore[attr-defined]
+        )
+    }
+    senders = Senders(settings)
+    gate = asyncio.Semaphore(max(1, settings.delivery_concurrency))
+    pending = {d.id: d for d in claimed}
+
+    async def one(delivery: NotificationDelivery) -> None:
+        async with gate:
+            outcome = await _send_one(delivery, by_id, senders, settings)
+            await _apply(delivery, outcome, report, settings, clock(), rng)
+            pending.pop(delivery.id, None)
+
+    try:
+        results = await asyncio.gather(*(one(d) for d in claimed), return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):  # e.g. the database went away mid-pass
+                logger.error("delivery result not recorded", exc_info=result)
+    except asyncio.CancelledError:
+        await asyncio.shield(_release(list(pending.values()), clock()))
+        raise
+    finally:
+        await senders.aclose()
+    return report
+
+
+@dataclass
+class _Outcome:
+    sent: Sent | None = None
+    error: Exception | None = None
+    permanent: bool = False
+
+
+async def _send_one(
+    delivery: NotificationDelivery,
+    by_id: dict[uuid.UUID, Notification],
+    senders: Senders,
+    settings: Settings,
+) -> _Outcome:
+    notification = by_id.get(delivery.notification_id)  # type: ignore[attr-defined]
+    try:
+        if notification is None:
+            raise PermanentSendError("notification is gone", provider="none")
+        message = outbound(delivery, notification, settings)
+    except PermanentSendError as exc:
+        return _Outcome(error=exc, permanent=True)
+    except Exception as exc:  # a template that cannot render will not render next time
+        logger.exception("delivery %s: cannot render", delivery.id)
+        return _Outcome(error=exc, permanent=True)
+    sender = senders.for_channel(NotificationChannel(delivery.channel))
+    try:
+        return _Outcome(sent=await sender.send(message))
+    except PermanentSendError as exc:
+        return _Outcome(error=exc, permanent=True)
+    except TransientSendError as exc:
+        return _Outcome(error=exc)
+    except Exception as exc:  # unknown trouble: retry, bounded by the attempt limit
+        logger.exception("delivery %s: unexpected send failure", delivery.id)
+        return _Outcome(error=exc)
+
+
+async def _apply(
+    delivery: NotificationDelivery,
+    outcome: _Outcome,
+    report: PassReport,
+    settings: Settings,
+    now: datetime,
+    rng: Callable[[], float],
+) -> None:
+    if outcome.sent is not None:
+        ok = await _record(
+            delivery,
+            status=NotificationStatus.SENT,
+            provider=outcome.sent.provider,
+            provider_message_id=outcome.sent.message_id,
+            provider_response=outcome.sent.response,
+            sent_at=now,
+            last_error=None,
+        )
+        report.sent += ok
+        report.lost += not ok
+        return
+    error = outcome.error
+    provider = getattr(error, "provider", None)
+    response = getattr(error, "response", None) or {"error": type(error).__name__}
+    message = str(error)[:2000]
+    if outcome.permanent or delivery.attempts >= settings.delivery_max_attempts:
+        ok = await _record(
+            delivery,
+            status=NotificationStatus.FAILED,
+            provider=provider,
+            provider_response=response,
+            failed_at=now,
+            last_error=message,
+        )
+        logger.warning(
+            "delivery %s (%s to %s) failed after %d attempt(s): %s",
+            delivery.id,
+            delivery.channel,
+            delivery.recipient,
+            delivery.attempts,
+            message,
+        )
+        report.failed += ok
+    else:
+        retry_at = now + timedelta(seconds=backoff(delivery.attempts, settings, rng))
+        ok = await _record(
+            delivery,
+            provider=provider,
+            provider_response=response,
+            next_attempt_at=retry_at,
+            last_error=message,
+        )
+        logger.info(
+            "delivery %s (%s) attempt %d failed, retry at %s: %s",
+            delivery.id,
+            delivery.channel,
+            delivery.attempts,
+            retry_at.isoformat(),
+            message,
+        )
+        report.retrying += ok
+    report.lost += not ok
+
+
+MAX_PASSES_PER_RUN = 20  # then the job loop gets a chance to notice a shutdown
+
+
+async def run(settings: Settings | None = None) -> int:
+    """The worker job: passes until the due backlog is drained (or MAX_PASSES_PER_RUN);
+    returns how many were sent."""
+    settings = settings or get_settings()
+    sent = 0
+    for _ in range(MAX_PASSES_PER_RUN):
+        report = await deliver_due(settings=settings)
+        sent += report.sent
+        if report.claimed < settings.delivery_batch_size:
+            break
+    return sent

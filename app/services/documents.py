@@ -1,0 +1,474 @@
+"""Documents: versioned uploads, agent reviews, the review queue, signed downloads (SPEC 2.3).
+
+Upload, in order:
+1. who and where: only the dossier's client (or an agent) may upload, only to a document
+   of the dossier's current step that is PENDING, UPLOADED (the new version replaces the
+   one awaiting review), CHANGES_REQUESTED or REJECTED, while the dossier's workflow runs;
+2. the name: a sanitised display name (no path, no control or format characters,
+   bounded), whose extension must be one the document type allows;
+3. the bytes, streamed: the type's `max_file_size_mb` is enforced while reading, the
+   magic bytes (the `filetype` library) must agree with the extension, an empty file is
+   refused; the file goes to storage under a generated key as it is read;
+4. one transaction, dossier then document rows locked: the next `version_number`, the
+   version row, the document UPLOADED, a DOCUMENT_UPLOADED event, and the dossier status
+   (UNDER_REVIEW once every document of the step is uploaded). If anything fails there,
+   the stored file is deleted: no row ever points to a missing file.
+
+The request body as a whole is capped earlier, while it arrives (`app.web.limits`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import unicodedata
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import filetype
+from tortoise.expressions import Subquery
+from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
+
+from app.auth import Viewer
+from app.errors import DomainError, Forbidden, NotFound
+from app.models import Document, DocumentReview, DocumentType, DocumentVersion, Dossier
+from app.models.enums import DocumentStatus, DossierStatus, EventType, ReviewStatus
+from app.providers.storage import Storage, StorageError
+from app.services import events, workflow
+from app.services.codes import DocumentErrorCode as Code
+from app.services.validation import check_text
+from app.settings import get_settings
+
+logger = logging.getLogger("app.documents")
+READ_CHUNK = 64 * 1024
+SNIFF_BYTES = 8192  # what `filetype` looks at
+FILE_NAME_MAX = 180
+REVIEW_TEXT_MAX = 2000
+MAX_DOWNLOAD_TTL = timedelta(minutes=5)
+UPLOADABLE = frozenset(
+    {
+        DocumentStatus.PENDING,
+        DocumentStatus.UPLOADED,
+        DocumentStatus.CHANGES_REQUESTED,
+        DocumentStatus.REJECTED,
+    }
+)
+# An allowed extension -> the extensions `filetype` may detect for such a file.
+CONTENT_OF = {
+    "pdf": {"pdf"},
+    "jpg": {"jpg"},
+    "jpeg": {"jpg"},
+    "png": {"png"},
+    "gif": {"gif"},
+    "webp": {"webp"},
+    "tif": {"tif"},
+    "tiff": {"tif"},
+    "heic": {"heic", "heif"},
+    "docx": {"docx"},
+    "xlsx": {"xlsx"},
+    "odt": {"odt"},
+}
+REVIEW_EVENTS = {
+    ReviewStatus.APPROVED: EventType.DOCUMENT_APPROVED,
+    ReviewStatus.CHANGES_REQUESTED: EventType.DOCUMENT_CHANGES_REQUESTED,
+    ReviewStatus.REJECTED: EventType.DOCUMENT_REJECTED,
+}
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """What the API layer hands over: the client's name and a way to read the bytes."""
+
+    file_name: str | None
+    read: Callable[[int], Awaitable[bytes]]
+
+
+# --- names ----------------------------------------------------------------------------
+
+
+def sanitise_file_name(raw: str | None) -> str:
+    """A display name only (files are stored under generated keys): the last path segment,
+    without control/format characters (NUL, newlines, bidi overrides), whitespace collapsed,
+    no leading dots, at most FILE_NAME_MAX characters with the extension kept."""
+    name = unicodedata.normalize("NFC", raw or "")
+    name = name.replace("\\", "/").split("/")[-1]
+    name = "".join(
+        " " if ch.isspace() else ch
+        for ch in name
+        if ch.isspace() or not unicodedata.category(ch).startswith("C")
+    )
+    name = re.sub(r"\s+", " ", name).strip().lstrip(".").strip()
+    if len(name) > FILE_NAME_MAX:
+        stem, dot, ext = name.rpartition(".")
+        if dot and 0 < len(ext) <= 10:
+            name = stem[: FILE_NAME_MAX - len(ext) - 1].rstrip() + "." + ext
+        else:
+            name = name[:FILE_NAME_MAX]
+    return name
+
+
+def extension_of(name: str) -> str:
+    _, dot, ext = name.rpartition(".")
+    return ext.lower() if dot else ""
+
+
+# --- access ---------------------------------------------------------------------------
+
+
+async def _visible_document(viewer: Viewer, document_id: uuid.UUID) -> tuple[Document, Dossier]:
+    """The document and its dossier; NotFound for another client's (same as missing)."""
+    document = await Document.filter(id=document_id).select_related("dossier").first()
+    if document is None:
+        raise NotFound("No such document.")
+    dossier = document.dossier
+    if not viewer.is_agent and (viewer.profile is None or dossier.user_id != viewer.profile.id):  # type: ignore[attr-defined]
+        raise NotFound("No such document.")
+    return document, dossier
+
+
+async def visible_version(viewer: Viewer, version_id: uuid.UUID) -> DocumentVersion:
+    version = (
+        await DocumentVersion.filter(id=version_id).select_related("document__dossier").first()
+    )
+    if version is None:
+        raise NotFound("No such document version.")
+    dossier = version.document.dossier
+    if not viewer.is_agent and (viewer.profile is None or dossier.user_id != viewer.profile.id):  # type: ignore[attr-defined]
+        raise NotFound("No such document version.")
+    return version
+
+
+def _check_uploadable(document: Document, dossier: Dossier) -> None:
+    if dossier.status not in workflow.ACTIVE:
+        raise DomainError(
+            Code.DOSSIER_NOT_ACTIVE,
+            f"The dossier is {DossierStatus(dossier.status).value}: it takes no upload now.",
+            "documentId",
+        )
+    if document.step_instance_id != dossier.current_step_instance_id:  # type: ignore[attr-defined]
+        raise DomainError(
+            Code.NOT_CURRENT_STEP,
+            "This document belongs to a step that is not the dossier's current step.",
+            "documentId",
+        )
+    if document.status not in UPLOADABLE:
+        raise DomainError(
+            Code.NOT_UPLOADABLE,
+            f"This document is {DocumentStatus(document.status).value}: it takes no new file.",
+            "documentId",
+        )
+
+
+# --- upload ---------------------------------------------------------------------------
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _stream(
+    upload: UploadedFile, head: bytes, limit: int, counter: list[int]
+) -> AsyncIterator[bytes]:
+    """The head already read, then the rest, counting bytes against the limit."""
+    counter[0] = len(head)
+    yield head
+    while chunk := await upload.read(READ_CHUNK):
+        counter[0] += len(chunk)
+        if counter[0] > limit:
+            raise _TooLarge()
+        yield chunk
+
+
+async def upload_document(
+    viewer: Viewer,
+    document_id: uuid.UUID,
+    upload: UploadedFile,
+    *,
+    storage: Storage,
+    now: datetime | None = None,
+) -> tuple[Document, DocumentVersion]:
+    document, dossier = await _visible_document(viewer, document_id)
+    _check_uploadable(document, dossier)
+    document_type = await DocumentType.get(id=document.document_type_id)  # type: ignore[attr-defined]
+    allowed = [e.lower() for e in document_type.allowed_extensions]
+
+    file_name = sanitise_file_name(upload.file_name)
+    extension = extension_of(file_name)
+    if extension not in allowed:
+        raise DomainError(
+            Code.EXTENSION_NOT_ALLOWED,
+            f"A {document_type.label} must be a {', '.join('.' + e for e in allowed)} file"
+            f"{f' (got .{extension})' if extension else ''}.",
+            "file",
+        )
+    limit = document_type.max_file_size_mb * 1024 * 1024
+
+    head = b""
+    while len(head) < SNIFF_BYTES and (chunk := await upload.read(SNIFF_BYTES - len(head))):
+        head += chunk
+    if not head:
+        raise DomainError(Code.EMPTY_FILE, "The file is empty.", "file")
+    if len(head) > limit:
+        raise _too_large(document_type)
+    kind = filetype.guess(head)
+    if kind is None or kind.extension not in CONTENT_OF.get(extension, set()):
+        what = f"a .{kind.extension} file" if kind else "not a recognised document"
+        raise DomainError(
+            Code.CONTENT_MISMATCH,
+            f"The file's content does not match .{extension}: it is {what}.",
+            "file",
+        )
+
+    key = (
+        f"documents/{dossier.id}/{document.id}/{uuid.uuid4().hex}."
+        f"{sorted(CONTENT_OF[extension])[0]}"
+    )
+    counter = [0]
+    try:
+        size = await storage.save(
+            key, _stream(upload, head, limit, counter), content_type=kind.mime
+        )
+    except _TooLarge:
+        raise _too_large(document_type) from None
+    except StorageError as exc:
+        raise DomainError(
+            Code.STORAGE_UNAVAILABLE, "The file could not be stored; try again.", "file"
+        ) from exc
+
+    try:
+        async with in_transaction():
+            dossier = await workflow.lock_dossier(dossier.id)
+            document = await Document.filter(id=document.id).select_for_update().get()
+            _check_uploadable(document, dossier)
+            latest = (
+                await DocumentVersion.filter(document_id=document.id)
+                .order_by("-version_number")
+                .first()
+            )
+            number = latest.version_number + 1 if latest else 1
+            version = await DocumentVersion.create(
+                document_id=document.id,
+                file_url=key,
+                file_name=file_name,
+                file_size_bytes=size,
+                mime_type=kind.mime,
+                uploaded_by_type=viewer.actor_type,
+                uploaded_by_id=viewer.actor_id,
+                version_number=number,
+                **({"uploaded_at": now} if now else {}),
+            )
+            document.current_version_id = version.id
+            document.status = DocumentStatus.UPLOADED
+            await document.save(update_fields=["current_version_id", "status", "updated_at"])
+            await events.record(
+                "document",
+                document.id,
+                EventType.DOCUMENT_UPLOADED,
+                actor=viewer,
+                payload={
+                    "dossierId": str(dossier.id),
+                    "documentId": str(document.id),
+                    "versionId": str(version.id),
+                    "versionNumber": number,
+                    "documentTypeId": str(document_type.id),
+                },
+            )
+            await workflow.settle(
+                dossier, actor=viewer, reason="Every document of the step is uploaded."
+            )
+    except BaseException:
+        try:
+            await storage.delete(key)
+        except Exception:  # the row never committed: an orphan file harms no one
+            logger.exception("could not delete %s after a failed upload", key)
+        raise
+    return document, version
+
+
+def _too_large(document_type: DocumentType) -> DomainError:
+    return DomainError(
+        Code.FILE_TOO_LARGE,
+        f"A {document_type.label} may be at most {document_type.max_file_size_mb} MB.",
+        "file",
+    )
+
+
+# --- review ---------------------------------------------------------------------------
+
+
+async def review_document(
+    viewer: Viewer,
+    version_id: uuid.UUID,
+    decision: ReviewStatus,
+    reason: str | None = None,
+    notes: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> tuple[DocumentReview, Document, Dossier]:
+    """An agent decides on the current version of a document awaiting review."""
+    if viewer.agent is None:
+        raise Forbidden("Only agents review documents.")
+    needs_reason = decision != ReviewStatus.APPROVED
+    if reason is None or not reason.strip():
+        if needs_reason:
+            raise DomainError(
+                Code.REQUIRED, "Say why: a reason is required for this decision.", "reason"
+            )
+        reason = None
+    else:
+        reason = check_text(reason, "reason", max_length=REVIEW_TEXT_MAX)
+    if notes is not None:
+        notes = check_text(notes, "notes", max_length=REVIEW_TEXT_MAX, required=False) or None
+
+    version = await DocumentVersion.filter(id=version_id).first()
+    if version is None:
+        raise NotFound("No such document version.")
+    async with in_transaction():
+        document = await Document.filter(id=version.document_id).first()  # type: ignore[attr-defined]
+        if document is None:
+            raise NotFound("No such document version.")
+        dossier = await workflow.lock_dossier(document.dossier_id)  # type: ignore[attr-defined]
+        document = await Document.filter(id=document.id).select_for_update().get()
+        if document.current_version_id != version.id:
+            raise DomainError(
+                Code.VERSION_NOT_CURRENT,
+                "A newer version of this document has been uploaded: review that one.",
+                "versionId",
+            )
+        if document.status != DocumentStatus.UPLOADED:
+            raise DomainError(
+                Code.NOT_AWAITING_REVIEW,
+                f"This version was already reviewed ({DocumentStatus(document.status).value}).",
+                "versionId",
+            )
+        if dossier.status not in workflow.ACTIVE:
+            raise DomainError(
+                Code.DOSSIER_NOT_ACTIVE,
+                f"The dossier is {DossierStatus(dossier.status).value}: no review now.",
+                "versionId",
+            )
+        if document.step_instance_id != dossier.current_step_instance_id:  # type: ignore[attr-defined]
+            raise DomainError(
+                Code.NOT_CURRENT_STEP,
+                "This document belongs to a step that is not the dossier's current step.",
+                "versionId",
+            )
+        review = await DocumentReview.create(
+            document_version_id=version.id,
+            reviewer_id=viewer.agent.id,
+            status=decision,
+            reason=reason,
+            notes=notes,
+            **({"reviewed_at": now} if now else {}),
+        )
+        document.status = DocumentStatus(decision.value)
+        await document.save(update_fields=["status", "updated_at"])
+        await events.record(
+            "document",
+            document.id,
+            REVIEW_EVENTS[decision],
+            actor=viewer,
+            payload={
+                "dossierId": str(dossier.id),
+                "documentId": str(document.id),
+                "versionId": str(version.id),
+                "reviewId": str(review.id),
+                "decision": decision.value,
+                "reason": reason,
+            },
+        )
+        label = {
+            ReviewStatus.APPROVED: "approved",
+            ReviewStatus.CHANGES_REQUESTED: "changes requested",
+            ReviewStatus.REJECTED: "rejected",
+        }[decision]
+        await workflow.settle(
+            dossier, actor=viewer, reason=f"Document {label}" + (f": {reason}" if reason else ".")
+        )
+    return review, document, dossier
+
+
+# --- the review queue -----------------------------------------------------------------
+
+
+def review_queue(viewer: Viewer, *, mine: bool = False) -> QuerySet[DocumentVersion]:
+    """Versions awaiting review: the current version of each UPLOADED document of a
+    running dossier's current step. Order them oldest first (`uploaded_at`, `id`)."""
+    if viewer.agent is None:
+        raise Forbidden("Only agents have a review queue.")
+    awaiting = Document.filter(
+        status=DocumentStatus.UPLOADED,
+        current_version_id__isnull=False,
+        step_instance__completed_at__isnull=True,
+        dossier__status__in=[s.value for s in workflow.ACTIVE],
+    )
+    if mine:
+        awaiting = awaiting.filter(step_instance__assigned_to_id=viewer.agent.id)
+    return DocumentVersion.filter(id__in=Subquery(awaiting.values("current_version_id")))
+
+
+# --- signed downloads -----------------------------------------------------------------
+
+
+def _signing_key() -> bytes:
+    secret = get_settings().secret_key.encode()
+    return hmac.new(secret, b"document-download-v1", hashlib.sha256).digest()
+
+
+def _signature(version_id: uuid.UUID, expires: int) -> str:
+    message = f"{version_id}.{expires}".encode()
+    return hmac.new(_signing_key(), message, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class SignedUrl:
+    url: str
+    expires_at: datetime
+
+
+def signed_download_path(
+    version_id: uuid.UUID, *, now: datetime | None = None, ttl: timedelta | None = None
+) -> tuple[str, datetime]:
+    """`/files/<version>?expires=…&signature=…`, valid for at most five minutes."""
+    now = now or datetime.now(UTC)
+    ttl = min(ttl or timedelta(seconds=get_settings().download_url_ttl_seconds), MAX_DOWNLOAD_TTL)
+    expires = int((now + ttl).timestamp())
+    path = f"/files/{version_id}?expires={expires}&signature={_signature(version_id, expires)}"
+    return path, datetime.fromtimestamp(expires, UTC)
+
+
+async def download_url(
+    viewer: Viewer, version_id: uuid.UUID, *, now: datetime | None = None
+) -> SignedUrl:
+    """A short-lived link, only for the dossier's owner and agents."""
+    await visible_version(viewer, version_id)
+    path, expires_at = signed_download_path(version_id, now=now)
+    return SignedUrl(get_settings().public_api_url.rstrip("/") + path, expires_at)
+
+
+class LinkRefused(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def verify_download(
+    version_id: str, expires: str | None, signature: str | None, *, now: datetime | None = None
+) -> uuid.UUID:
+    """The version id of a valid, unexpired link, or LinkRefused."""
+    try:
+        parsed = uuid.UUID(version_id)
+        expires_at = int(expires or "")
+    except ValueError:
+        raise LinkRefused("Invalid link.") from None
+    if not signature or not hmac.compare_digest(_signature(parsed, expires_at), signature):
+        raise LinkRefused("Invalid link.")
+    now = now or datetime.now(UTC)
+    if expires_at < now.timestamp():
+        raise LinkRefused("This link has expired: ask for a new one.")
+    return parsed

@@ -1,0 +1,277 @@
+"""Chat: the messages of a dossier, their read state and unread counts (SPEC §2.4).
+
+Messages of one dossier are totally ordered by (created_at, id), and that order is the
+commit order: `send_message` locks the dossier row, then stamps the message strictly after
+the dossier's latest one. So a cursor taken from any message means "everything committed
+after it", which is what lets `messageAdded(after:)` resume with no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pypika_tortoise import Order
+from pypika_tortoise.analytics import RowNumber
+from pypika_tortoise.terms import Field
+from tortoise import connections
+from tortoise.expressions import Q
+from tortoise.functions import Count
+from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
+
+from app.auth import Viewer
+from app.errors import DomainError, Forbidden, NotFound, ValidationFailed
+from app.models import DocumentVersion, Dossier, Message
+from app.models.enums import ActorType, EventType
+from app.services import events
+from app.services.codes import MessageErrorCode as Code
+from app.services.dossiers import visible_dossiers
+from app.settings import get_settings
+
+TICK = timedelta(microseconds=1)
+ORDER = ("created_at", "id")
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+def other_side(viewer: Viewer) -> list[ActorType]:
+    """Whose messages the viewer reads: a client reads agents' and the system's, an agent
+    reads the client's."""
+    if viewer.is_agent:
+        return [ActorType.USER]
+    if viewer.is_client:
+        return [ActorType.AGENT, ActorType.SYSTEM]
+    raise Forbidden()
+
+
+def _check_content(content: str) -> str:
+    limit = get_settings().message_max_length
+    text = (content or "").strip()
+    if not text:
+        raise DomainError(Code.REQUIRED, "A message cannot be empty.", "content")
+    if len(text) > limit:
+        raise DomainError(
+            Code.TOO_LONG, f"A message is at most {limit:,} characters long.", "content"
+        )
+    return text
+
+
+def _distinct(ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    return list(dict.fromkeys(ids))
+
+
+async def _attachments(dossier_id: uuid.UUID, version_ids: Sequence[uuid.UUID]) -> list[dict]:
+    """The document versions of THIS dossier, described for the message (one query)."""
+    if not version_ids:
+        return []
+    limit = get_settings().message_max_attachments
+    if len(version_ids) > limit:
+        raise DomainError(
+            Code.TOO_MANY_ATTACHMENTS, f"At most {limit} attachments per message.", "attachments"
+        )
+    rows = await DocumentVersion.filter(
+        id__in=list(version_ids), document__dossier_id=dossier_id
+    ).select_related("document")
+    found = {row.id: row for row in rows}
+    missing = [i for i, vid in enumerate(version_ids) if vid not in found]
+    if missing:
+        raise ValidationFailed(
+            [
+                DomainError(
+                    Code.INVALID_ATTACHMENT,
+                    "No such uploaded file in this dossier.",
+                    ["attachments", str(i)],
+                )
+                for i in missing
+            ]
+        )
+    return [
+        {
+            "documentVersionId": str(vid),
+            "documentId": str(found[vid].document_id),  # type: ignore[attr-defined]
+            "fileName": found[vid].file_name,
+            "mimeType": found[vid].mime_type,
+            "fileSizeBytes": found[vid].file_size_bytes,
+            "versionNumber": found[vid].version_number,
+        }
+        for vid in version_ids
+    ]
+
+
+async def send_message(
+    viewer: Viewer | None,
+    dossier_id: uuid.UUID,
+    content: str,
+    attachments: Sequence[uuid.UUID] = (),
+    *,
+    now: datetime | None = None,
+) -> Message:
+    """Post a message in a dossier: by its client, an agent, or the system (viewer None).
+
+    One transaction writes the message and its MESSAGE_SENT event; the dossier row is
+    locked so the dossier's messages are stamped in commit order.
+    """
+    text = _check_content(content)
+    version_ids = _distinct(attachments)
+    async with in_transaction():
+        queryset = Dossier.all() if viewer is None else visible_dossiers(viewer)
+        dossier = await queryset.filter(id=dossier_id).select_for_update().first()
+        if dossier is None:
+            raise NotFound("No such dossier.")
+        described = await _attachments(dossier.id, version_ids)
+        previous = await latest_message(dossier.id)
+        created_at = _now(now)
+        if previous is not None and created_at <= previous.created_at:
+            created_at = previous.created_at + TICK
+        sender_type, sender_id = events.actor_of(viewer)
+        message = await Message.create(
+            dossier_id=dossier.id,
+            sender_type=sender_type,
+            sender_id=sender_id,
+            content=text,
+            attachments=described,
+            created_at=created_at,
+        )
+        await events.record(
+            "message",
+            message.id,
+            EventType.MESSAGE_SENT,
+            actor=viewer,
+            payload={
+                "dossierId": str(dossier.id),
+                "senderType": sender_type.value,
+                "senderId": str(sender_id) if sender_id else None,
+                # the message before this one in the dossier: lets a live subscriber see
+                # that it missed one (publication order is not commit order)
+                "previousMessageId": str(previous.id) if previous else None,
+            },
+        )
+    return message
+
+
+async def mark_dossier_messages_read(
+    viewer: Viewer, dossier_id: uuid.UUID, *, now: datetime | None = None
+) -> tuple[Dossier, int]:
+    """Set read_at on the other side's unread messages of the dossier; returns how many."""
+    sides = other_side(viewer)
+    stamp = _now(now)
+    async with in_transaction():
+        dossier = await visible_dossiers(viewer).filter(id=dossier_id).first()
+        if dossier is None:
+            raise NotFound("No such dossier.")
+        count = await Message.filter(
+            dossier_id=dossier.id, read_at=None, sender_type__in=sides
+        ).update(read_at=stamp)
+        if count:
+            await events.record(
+                "dossier",
+                dossier.id,
+                EventType.MESSAGES_READ,
+                actor=viewer,
+                payload={"count": count, "readerType": viewer.actor_type.value},
+            )
+    return dossier, count
+
+
+def dossier_messages(dossier_id: uuid.UUID) -> QuerySet[Message]:
+    return Message.filter(dossier_id=dossier_id)
+
+
+async def latest_message(dossier_id: uuid.UUID) -> Message | None:
+    return await Message.filter(dossier_id=dossier_id).order_by("-created_at", "-id").first()
+
+
+def after_key(created_at: datetime, message_id: uuid.UUID) -> Q:
+    """Messages strictly after (created_at, id) in the dossier order."""
+    return Q(
+        Q(created_at__gt=created_at),
+        Q(created_at=created_at, id__gt=message_id),
+        join_type="OR",
+    )
+
+
+def before_key(created_at: datetime, message_id: uuid.UUID) -> Q:
+    return Q(
+        Q(created_at__lt=created_at),
+        Q(created_at=created_at, id__lt=message_id),
+        join_type="OR",
+    )
+
+
+async def messages_after(
+    dossier_id: uuid.UUID,
+    key: tuple[datetime, uuid.UUID] | None,
+    *,
+    limit: int = 100,
+) -> list[Message]:
+    """The next `limit` messages after `key` (from the start when None), oldest first."""
+    queryset = Message.filter(dossier_id=dossier_id)
+    if key is not None:
+        queryset = queryset.filter(after_key(*key))
+    return list(await queryset.order_by(*ORDER).limit(limit))
+
+
+async def message_pages(
+    dossier_ids: Sequence[Any],
+    *,
+    size: int,
+    backwards: bool,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    before: tuple[datetime, uuid.UUID] | None = None,
+) -> dict[str, list[Message]]:
+    """One page (up to size + 1 rows, to tell if there is more) of each dossier's messages
+    in ONE statement: a window numbers each dossier's rows, the outer query keeps the first
+    ones. Forwards from the oldest, or backwards from the newest."""
+    ids = list({str(d) for d in dossier_ids})
+    if not ids:
+        return {}
+    direction = Order.desc if backwards else Order.asc
+    number = (
+        RowNumber()
+        .over(Field("dossier_id"))
+        .orderby(Field("created_at"), order=direction)
+        .orderby(Field("id"), order=direction)
+    )
+    queryset = Message.filter(dossier_id__in=ids)
+    if after is not None:
+        queryset = queryset.filter(after_key(*after))
+    if before is not None:
+        queryset = queryset.filter(before_key(*before))
+    queryset = queryset.annotate(page_row=number)
+    queryset._make_query()
+    inner, params = queryset.query.get_parameterized_sql()
+    sql = f'SELECT * FROM ({inner}) AS "page" WHERE "page_row" <= {int(size) + 1}'
+    rows = await connections.get("default").execute_query_dict(sql, params)
+    pages: dict[str, list[Message]] = {i: [] for i in ids}
+    for row in rows:
+        message = Message._init_from_db(**row)
+        pages[str(message.dossier_id)].append(message)  # type: ignore[attr-defined]
+    for page in pages.values():
+        page.sort(key=lambda m: (m.created_at, str(m.id)), reverse=backwards)
+    return pages
+
+
+async def message_counts(dossier_ids: Sequence[Any]) -> dict[str, int]:
+    ids = list({str(d) for d in dossier_ids})
+    if not ids:
+        return {}
+    rows = (
+        await Message.filter(dossier_id__in=ids)
+        .annotate(n=Count("id"))
+        .group_by("dossier_id")
+        .values("dossier_id", "n")
+    )
+    return {str(row["dossier_id"]): int(row["n"]) for row in rows}
+
+
+async def unread_total(viewer: Viewer) -> int:
+    """Unread messages for the viewer across every dossier they may see."""
+    queryset = Message.filter(read_at=None, sender_type__in=other_side(viewer))
+    if not viewer.is_agent:
+        queryset = queryset.filter(dossier__user_id=viewer.actor_id)
+    return await queryset.count()

@@ -1,0 +1,83 @@
+"""`GET /files/{version_id}?expires=…&signature=…`: signed, short-lived document downloads.
+
+The link comes from `documentDownloadUrl` (owner or agents only); the signature covers
+the version id and the expiry, so it can neither be stretched nor pointed elsewhere. The
+file is streamed from storage with the type detected at upload, `nosniff`, and as an
+attachment, so a browser never renders it in our origin.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+
+from app.models import DocumentVersion
+from app.providers.storage import FileMissing, Storage, StorageError
+from app.services.documents import LinkRefused, verify_download
+
+logger = logging.getLogger("app.web.files")
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "cache-control": "private, no-store",
+    "content-security-policy": "default-src 'none'; sandbox",
+    "referrer-policy": "no-referrer",
+}
+
+
+def content_disposition(file_name: str) -> str:
+    """RFC 6266: an ASCII fallback plus the UTF-8 name in `filename*`."""
+    fallback = "".join(
+        ch if ch.isascii() and ch.isprintable() and ch not in '"\\;' else "_" for ch in file_name
+    )
+    encoded = quote(file_name, safe="")
+    return f"attachment; filename=\"{fallback or 'document'}\"; filename*=UTF-8''{encoded}"
+
+
+async def download_file(request: Request) -> Response:
+    try:
+        version_id = verify_download(
+            request.path_params["version_id"],
+            request.query_params.get("expires"),
+            request.query_params.get("signature"),
+        )
+    except LinkRefused as refused:
+        return PlainTextResponse(refused.message, 403, headers=SECURITY_HEADERS)
+    version = await DocumentVersion.filter(id=version_id).first()
+    if version is None:
+        return PlainTextResponse("Not found.", 404, headers=SECURITY_HEADERS)
+    storage: Storage = request.app.state.storage
+    stream = storage.open(version.file_url)
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        first = b""
+    except FileMissing:
+        logger.error("document version %s: file %s is missing", version.id, version.file_url)
+        return PlainTextResponse("Not found.", 404, headers=SECURITY_HEADERS)
+    except StorageError:
+        logger.exception("document version %s: storage failed", version.id)
+        return PlainTextResponse("Storage unavailable.", 503, headers=SECURITY_HEADERS)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    return StreamingResponse(
+        body(),
+        media_type=version.mime_type,
+        headers={
+            **SECURITY_HEADERS,
+            "content-disposition": content_disposition(version.file_name),
+            "content-length": str(version.file_size_bytes),
+        },
+    )
