@@ -74,6 +74,11 @@ def _check_size(mb: int) -> int:
     return mb
 
 
+def _description(value: str | None) -> str | None:
+    """Optional free text: trimmed, bounded, empty means none."""
+    return check_text(value or "", "description", max_length=5000, required=False) or None
+
+
 def _duplicate(entity: str) -> DomainError:
     return DomainError("CODE_TAKEN", f"A {entity} with this code already exists.", "code")
 
@@ -93,8 +98,7 @@ async def create_product(
     fields = {
         "code": check_code(code),
         "name": check_text(name, "name", max_length=200),
-        "description": check_text(description or "", "description", max_length=5000, required=False)
-        or None,
+        "description": _description(description),
         "dossier_type": dossier_type,
         "price_amount": _check_price(price_amount),
         "currency": _check_currency(currency),
@@ -132,10 +136,7 @@ async def update_product(actor: Viewer, product_id: str, changes: ProductChanges
     if changes.name is not None:
         updates["name"] = check_text(changes.name, "name", max_length=200)
     if changes.description_set:
-        updates["description"] = (
-            check_text(changes.description or "", "description", max_length=5000, required=False)
-            or None
-        )
+        updates["description"] = _description(changes.description)
     if changes.price_amount is not None:
         updates["price_amount"] = _check_price(changes.price_amount)
     if changes.currency is not None:
@@ -168,8 +169,7 @@ async def create_step(
     fields = {
         "code": check_code(code),
         "label": check_text(label, "label", max_length=200),
-        "description": check_text(description or "", "description", max_length=5000, required=False)
-        or None,
+        "description": _description(description),
         "position": position,
     }
     try:
@@ -254,8 +254,7 @@ async def create_document_type(
     fields = {
         "code": check_code(code),
         "label": check_text(label, "label", max_length=200),
-        "description": check_text(description or "", "description", max_length=5000, required=False)
-        or None,
+        "description": _description(description),
         "max_file_size_mb": _check_size(max_file_size_mb),
         "allowed_extensions": _check_extensions(allowed_extensions),
     }
@@ -294,10 +293,7 @@ async def update_document_type(
     if changes.label is not None:
         updates["label"] = check_text(changes.label, "label", max_length=200)
     if changes.description_set:
-        updates["description"] = (
-            check_text(changes.description or "", "description", max_length=5000, required=False)
-            or None
-        )
+        updates["description"] = _description(changes.description)
     if changes.max_file_size_mb is not None:
         updates["max_file_size_mb"] = _check_size(changes.max_file_size_mb)
     if changes.allowed_extensions is not None:
