@@ -5,15 +5,41 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import Any
 
-from tortoise import Tortoise
+import asyncpg
+from tortoise import Tortoise, connections
+from tortoise.backends.base.config_generator import expand_db_url
+from tortoise.models import Model
 
 from app.settings import get_settings
+
+
+class PooledConnection(asyncpg.Connection):
+    """A pooled PostgreSQL connection handed back to the pool as it is.
+
+    asyncpg resets every connection it takes back (`SELECT pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL`): four statements and one more round trip after
+    every query run outside a transaction, which is most reads. The app keeps no session
+    state to undo (no LISTEN, no cursors, no session SET; its advisory locks are
+    transaction-scoped), so the reset query is skipped. asyncpg still rolls back a
+    transaction left open on release.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+def _connection(url: str) -> str | dict[str, Any]:
+    if not url.startswith(("postgres://", "postgresql://", "asyncpg://")):
+        return url
+    config = expand_db_url(url)
+    config["credentials"]["connection_class"] = PooledConnection
+    return config
 
 
 def tortoise_config(database_url: str | None = None) -> dict[str, Any]:
     url = database_url or get_settings().database_url
     return {
-        "connections": {"default": url},
+        "connections": {"default": _connection(url)},
         "apps": {
             "models": {
                 "models": ["app.models"],
@@ -47,6 +73,32 @@ async def database(database_url: str | None = None):
         yield
     finally:
         await close_db()
+
+
+async def insert_together(*instances: Model) -> None:
+    """Insert new rows that commit together (say a change and its event): on PostgreSQL in
+    ONE statement (data-modifying CTEs, one round trip), elsewhere one INSERT each. Values
+    go through the fields' own `to_db_value`, exactly as `save()` would send them."""
+    connection = connections.get("default")
+    if connection.capabilities.dialect != "postgres" or len(instances) < 2:
+        for instance in instances:
+            await instance.save(force_create=True)
+        return
+    statements: list[str] = []
+    values: list[Any] = []
+    for instance in instances:
+        meta = instance._meta
+        names = [n for n in meta.fields_db_projection if n not in meta.generated_db_fields]
+        row = [meta.fields_map[n].to_db_value(getattr(instance, n), instance) for n in names]
+        columns = ", ".join(f'"{meta.fields_db_projection[n]}"' for n in names)
+        marks = ", ".join(f"${len(values) + i}" for i in range(1, len(row) + 1))
+        statements.append(f'INSERT INTO "{meta.db_table}" ({columns}) VALUES ({marks})')
+        values += row
+    *first, last = statements
+    ctes = ", ".join(f'"insert_{i}" AS ({sql})' for i, sql in enumerate(first))
+    await connection.execute_query(f"WITH {ctes} {last}", values)
+    for instance in instances:
+        instance._saved_in_db = True
 
 
 def is_postgres() -> bool:

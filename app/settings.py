@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.models.enums import NotificationChannel
@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 20.0
     twilio_timeout_seconds: float = 15.0
 
+    # Due dates, reminders for missing documents and escalation (app/services/deadlines.py,
+    # chasing.py). Each reminder slot is "start+<n>h|d" (after the step starts), "due-<n>h|d"
+    # (before its due date) or "due" (at the due date); as a JSON list in the environment.
+    document_reminder_schedule: list[str] = ["start+2d", "due-1d", "due"]
+    overdue_escalation_hours: int = 24  # agents are told once a step is this late
+    chasing_batch_size: int = 100  # dossiers per worker pass
+
     # Chat and live updates (app/services/messages.py, app/subscriptions/).
     message_max_length: int = 10_000
     message_max_attachments: int = 10
@@ -96,6 +103,10 @@ class Settings(BaseSettings):
     rate_limit_points: int = 20_000
     rate_limit_window_seconds: int = 60
     max_page_size: int = 100
+    # Outbox dispatch (notifications, live updates) of an HTTP request's events: before the
+    # response (default) or once it is sent, so the client waits only for the commit (the
+    # relay covers a crash in between either way). See bench/RESULTS.md.
+    dispatch_after_response: bool = False
     log_level: str = "INFO"
     sql_echo: bool = False
 
@@ -118,6 +129,21 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @field_validator("document_reminder_schedule")
+    @classmethod
+    def _valid_reminder_schedule(cls, value: list[str]) -> list[str]:
+        from app.services.deadlines import parse_schedule
+
+        parse_schedule(value)  # raises ValueError with the entry at fault
+        return value
+
+    @field_validator("overdue_escalation_hours")
+    @classmethod
+    def _valid_escalation_margin(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("OVERDUE_ESCALATION_HOURS must be 0 or more")
+        return value
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

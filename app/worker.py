@@ -42,6 +42,19 @@ def _notification_jobs() -> list[Job]:
 JOBS += _notification_jobs()
 
 
+def _chasing_jobs() -> list[Job]:
+    from app.services import chasing
+
+    return [
+        Job("document-reminders", 60.0, chasing.send_document_reminders),  # missing documents
+        Job("overdue-escalation", 60.0, chasing.escalate_overdue_steps),  # agents, once a step
+        Job("reminder-planning", 600.0, chasing.plan_missing),  # steps started before plans
+    ]
+
+
+JOBS += _chasing_jobs()
+
+
 async def _loop(job: Job, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -18,7 +19,53 @@ def _key(value: Any) -> str:
     return str(value)
 
 
-def by_id(model: type[M]) -> DataLoader[Any, M | None]:
+class Loader(DataLoader):
+    """A DataLoader whose every load goes through a batch, answered when that batch is
+    dispatched: a key already loaded (or told in advance with `provide`, e.g. by a page
+    read with its nested rows, app.dataloaders.pages) costs no query but still resolves
+    with the other keys of its batch. A plain DataLoader hands a cached key back at once,
+    ahead of the keys loaded beside it, and the next level's loads then split into two
+    batches (two statements for one field)."""
+
+    def __init__(self, load_fn: Any, cache_key_fn: Any = _key) -> None:
+        self.known: dict[Any, Any] = {}
+        self._loading: dict[Any, asyncio.Future[Any]] = {}
+        self._cache_key = cache_key_fn
+
+        async def load(keys: Sequence[Any]) -> list[Any]:
+            mine: dict[Any, Any] = {}
+            for key in keys:
+                c = cache_key_fn(key)
+                if c not in self.known and c not in self._loading:
+                    mine[c] = key
+            if mine:
+                loop = asyncio.get_running_loop()
+                waiting = {c: loop.create_future() for c in mine}
+                self._loading.update(waiting)
+                try:
+                    values = await load_fn(list(mine.values()))
+                except BaseException:
+                    for c, future in waiting.items():
+                        future.cancel()
+                        self._loading.pop(c, None)
+                    raise
+                for (c, future), value in zip(waiting.items(), values, strict=True):
+                    self.known[c] = value
+                    future.set_result(value)
+                    self._loading.pop(c, None)
+            for key in keys:  # keys another batch is loading right now
+                c = cache_key_fn(key)
+                if c not in self.known:
+                    self.known[c] = await self._loading[c]
+            return [self.known[cache_key_fn(k)] for k in keys]
+
+        super().__init__(load_fn=load, cache=False)
+
+    def provide(self, key: Any, value: Any) -> None:
+        self.known[self._cache_key(key)] = value
+
+
+def by_id(model: type[M]) -> Loader:
     """Rows by primary key; a missing id loads as None."""
 
     async def load(keys: Sequence[Any]) -> list[M | None]:
@@ -26,10 +73,10 @@ def by_id(model: type[M]) -> DataLoader[Any, M | None]:
         found = {_key(row.pk): row for row in rows}
         return [found.get(_key(k)) for k in keys]
 
-    return DataLoader(load_fn=load, cache_key_fn=_key)
+    return Loader(load)
 
 
-def many_by(model: type[M], column: str, *order_by: str) -> DataLoader[Any, list[M]]:
+def many_by(model: type[M], column: str, *order_by: str) -> Loader:
     """All rows whose `column` (a foreign key's `_id` column) is one of the keys, ordered."""
 
     async def load(keys: Sequence[Any]) -> list[list[M]]:
@@ -41,7 +88,7 @@ def many_by(model: type[M], column: str, *order_by: str) -> DataLoader[Any, list
             groups[_key(getattr(row, column))].append(row)
         return [groups.get(_key(k), []) for k in keys]
 
-    return DataLoader(load_fn=load, cache_key_fn=_key)
+    return Loader(load)
 
 
 def timeline_loader() -> DataLoader[tuple[Any, int, Any], list[Any]]:
@@ -61,7 +108,7 @@ def timeline_loader() -> DataLoader[tuple[Any, int, Any], list[Any]]:
     return DataLoader(load_fn=load, cache_key_fn=lambda k: (str(k[0]), k[1], k[2]))
 
 
-def unread_messages_loader() -> DataLoader[tuple[Any, str], int]:
+def unread_messages_loader() -> Loader:
     """Unread chat messages per (dossier id, reader) where reader is "client" (reads the
     agents' and system's messages) or "agent" (reads the client's): one grouped query."""
     from tortoise.functions import Count
@@ -86,7 +133,7 @@ def unread_messages_loader() -> DataLoader[tuple[Any, str], int]:
                 found[(_key(row["dossier_id"]), reader)] = int(row["unread"])
         return [found.get((_key(d), r), 0) for d, r in keys]
 
-    return DataLoader(load_fn=load, cache_key_fn=lambda k: (_key(k[0]), k[1]))
+    return Loader(load, lambda k: (_key(k[0]), k[1]))
 
 
 def message_pages_loader() -> DataLoader[tuple[Any, int, bool, Any, Any], list[Any]]:
@@ -118,6 +165,16 @@ def message_counts_loader() -> DataLoader[Any, int]:
         return [counts.get(_key(k), 0) for k in keys]
 
     return DataLoader(load_fn=load, cache_key_fn=_key)
+
+
+def progress_loader() -> DataLoader[Any, Any]:
+    """Each dossier's progress (keyed by the Dossier row): four queries per batch."""
+    from app.services.chasing import progress_of
+
+    async def load(keys: Sequence[Any]) -> list[Any]:
+        return await progress_of(keys)
+
+    return DataLoader(load_fn=load, cache_key_fn=lambda dossier: _key(dossier.id))
 
 
 def one_by(model: type[M], column: str) -> DataLoader[Any, M | None]:
@@ -161,6 +218,7 @@ class Loaders:
         self.status_history_by_dossier = many_by(
             m.DossierStatusHistory, "dossier_id", "created_at", "id"
         )
+        self.progress = progress_loader()
         self.deliveries_by_notification = many_by(
             m.NotificationDelivery, "notification_id", "created_at", "channel"
         )

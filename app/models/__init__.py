@@ -3,7 +3,7 @@
 from app.models.agents import Agent
 from app.models.catalog import DocumentType, Product, ProductStep, Step
 from app.models.documents import Document, DocumentReview, DocumentVersion
-from app.models.dossiers import Dossier, DossierStatusHistory, StepInstance
+from app.models.dossiers import Dossier, DossierStatusHistory, StepInstance, StepReminder
 from app.models.identity import Credential
 from app.models.messages import Message
 from app.models.notifications import Event, Notification, NotificationDelivery
@@ -31,5 +31,6 @@ __all__ = [
     "Profile",
     "Step",
     "StepInstance",
+    "StepReminder",
     "StripeEvent",
 ]

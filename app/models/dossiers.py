@@ -4,7 +4,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 from app.models.base import CreatedModel, TimestampedModel
-from app.models.enums import ActorType, DossierStatus, DossierType
+from app.models.enums import ActorType, DossierStatus, DossierType, ReminderKind, ReminderStatus
 
 
 class Dossier(TimestampedModel):
@@ -65,6 +65,8 @@ class StepInstance(CreatedModel):
     completed_at = fields.DatetimeField(null=True)
     skipped_at = fields.DatetimeField(null=True)  # set with completed_at when skipped
     due_at = fields.DatetimeField(null=True)  # started_at + estimated duration, movable
+    # Copied from product_steps.estimated_duration_hours with position and is_required.
+    estimated_duration_hours = fields.IntField(null=True)
     metadata = fields.JSONField(default=dict)
 
     class Meta:
@@ -72,4 +74,38 @@ class StepInstance(CreatedModel):
         indexes = (
             Index(fields=("assigned_to_id",), name="idx_step_instances_assigned_to"),
             Index(fields=("dossier_id",), name="idx_step_instances_dossier_id"),
+        )
+
+
+class StepReminder(CreatedModel):
+    """A planned notice about one step (beyond the ERD): a reminder to the client of the
+    documents still missing, or an escalation to agents when the step is overdue.
+
+    Planned when the step starts (and re-planned when its due date moves), one row per slot
+    of the schedule; the worker sends each at most once: `(step_instance, slot)` is unique
+    and a row leaves PENDING exactly once, under its dossier's row lock.
+    """
+
+    dossier = fields.ForeignKeyField(
+        "models.Dossier", related_name="step_reminders", on_delete=fields.CASCADE
+    )
+    step_instance = fields.ForeignKeyField(
+        "models.StepInstance", related_name="reminders", on_delete=fields.CASCADE
+    )
+    kind = fields.CharEnumField(ReminderKind, max_length=16)
+    # The schedule entry, e.g. "start+48h", or "due-24h@2030-01-31T12:00:00Z" (slots
+    # relative to the due date name it: moving the due date plans new slots).
+    slot = fields.CharField(max_length=96)
+    scheduled_for = fields.DatetimeField()
+    status = fields.CharEnumField(ReminderStatus, max_length=16, default=ReminderStatus.PENDING)
+    processed_at = fields.DatetimeField(null=True)
+    skip_reason = fields.CharField(max_length=32, null=True)
+    event_id = fields.UUIDField(null=True)  # the event that recorded the sending
+
+    class Meta:
+        table = "step_reminders"
+        unique_together = (("step_instance", "slot"),)
+        indexes = (
+            Index(fields=("status", "scheduled_for"), name="idx_step_reminders_due"),
+            Index(fields=("dossier_id",), name="idx_step_reminders_dossier_id"),
         )

@@ -73,6 +73,19 @@ class DocumentStatus(StrEnum):
     REJECTED = "REJECTED"
 
 
+class ReminderKind(StrEnum):
+    """What a planned step notice is: a nudge to the client, or an escalation to agents."""
+
+    DOCUMENTS = "DOCUMENTS"  # the client: documents still missing in the current step
+    ESCALATION = "ESCALATION"  # the step's agent (or every agent): the step is overdue
+
+
+class ReminderStatus(StrEnum):
+    PENDING = "PENDING"
+    SENT = "SENT"
+    SKIPPED = "SKIPPED"  # its time came but there was nothing to send (see skip_reason)
+
+
 class ReviewStatus(StrEnum):
     APPROVED = "APPROVED"
     CHANGES_REQUESTED = "CHANGES_REQUESTED"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import strawberry
 
 from app.context import Info
+from app.dataloaders import pages
 from app.errors import DomainError
 from app.models import Document, Dossier
 from app.providers.storage import Storage
@@ -49,6 +50,7 @@ class DocumentQuery:
         mine: bool = False,
     ) -> Connection[ReviewQueueItemType]:
         viewer = await info.context.require_agent()
+        joined = pages.review_queue_page(info)  # the page with its context, one statement
         return await paginate(
             documents.review_queue(viewer, mine=mine),
             first=first,
@@ -56,6 +58,7 @@ class DocumentQuery:
             last=last,
             before=before,
             order=("uploaded_at", "id"),
+            fetch=joined.fetch if joined is not None else None,
         )
 
     @strawberry.field(

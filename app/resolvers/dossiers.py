@@ -3,6 +3,7 @@ from __future__ import annotations
 import strawberry
 
 from app.context import Info
+from app.dataloaders import pages
 from app.errors import NotFound
 from app.schema.common import Connection, paginate, parse_id
 from app.schema.dossiers import DossierFilter, DossierType_
@@ -30,6 +31,9 @@ class DossierQuery:
             client_id=parse_id(f.client_id, what="client") if f.client_id else None,
             assigned_to_me=f.assigned_to_me,
         )
+        # The page and what its nodes ask for (product, current step and its documents,
+        # unread counts …) in one statement; the nested loaders find it primed.
+        joined = pages.dossier_page(info, reader="agent" if viewer.is_agent else "client")
         return await paginate(
             queryset,
             first=first,
@@ -37,6 +41,7 @@ class DossierQuery:
             last=last,
             before=before,
             order=("-created_at", "-id"),
+            fetch=joined.fetch if joined is not None else None,
         )
 
     @strawberry.field(description="One dossier: yours, or any for agents.")

@@ -5,6 +5,7 @@ import strawberry
 from app.context import Info
 from app.errors import DomainError, NotFound
 from app.models import Dossier, StepInstance
+from app.schema.chasing import MoveStepDueDateInput
 from app.schema.common import parse_id, user_errors
 from app.schema.workflow import (
     AssignStepInput,
@@ -73,6 +74,22 @@ class WorkflowMutation:
         try:
             dossier, step = await workflow.skip_step(
                 viewer, parse_id(input.step_instance_id, what="step"), input.reason
+            )
+        except DomainError as error:
+            return StepInstancePayload(user_errors=_errors(error))
+        return await _step_payload(dossier, step)
+
+    @strawberry.mutation(
+        description="Agents: move the due date of a dossier's current step (with a reason, "
+        "told to the client); its reminders follow the new date."
+    )
+    async def move_step_due_date(
+        self, info: Info, input: MoveStepDueDateInput
+    ) -> StepInstancePayload:
+        viewer = await info.context.require_agent()
+        try:
+            dossier, step = await workflow.move_due_date(
+                viewer, parse_id(input.step_instance_id, what="step"), input.due_at, input.reason
             )
         except DomainError as error:
             return StepInstancePayload(user_errors=_errors(error))

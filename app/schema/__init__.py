@@ -7,15 +7,19 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
+    ValidationCache,
 )
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from app.resolvers.catalog import CatalogMutation, CatalogQuery
+from app.resolvers.chasing import ChasingQuery
 from app.resolvers.documents import DocumentMutation, DocumentQuery
 from app.resolvers.dossiers import DossierQuery
 from app.resolvers.identity import IdentityMutation, IdentityQuery
@@ -24,7 +28,7 @@ from app.resolvers.notifications import NotificationMutation, NotificationQuery
 from app.resolvers.payments import PaymentMutation, PaymentQuery
 from app.resolvers.workflow import WorkflowMutation
 from app.schema.extensions import DispatchEvents, ErrorTiers, FreshLoaders
-from app.schema.limits import DirectiveLimiter, node_budget
+from app.schema.limits import DirectiveLimiter, NulGuard, node_budget
 from app.schema.ratelimit import RateLimiter, rate_limit
 from app.schema.subscriptions import Subscription
 from app.schema.workflow import TIMELINE_TYPES
@@ -32,7 +36,15 @@ from app.settings import Settings, get_settings
 
 Query = merge_types(
     "Query",
-    (IdentityQuery, CatalogQuery, DossierQuery, PaymentQuery, NotificationQuery, DocumentQuery),
+    (
+        IdentityQuery,
+        CatalogQuery,
+        DossierQuery,
+        PaymentQuery,
+        NotificationQuery,
+        DocumentQuery,
+        ChasingQuery,
+    ),
 )
 Mutation = merge_types(
     "Mutation",
@@ -57,12 +69,22 @@ class Schema(strawberry.Schema):
 
 def build_schema(settings: Settings | None = None) -> Schema:
     settings = settings or get_settings()
+    # The limits' validation rules are built once, so that a document's parse and
+    # validation are cached across requests (ValidationCache keys on the document and the
+    # rule classes; a rule class built per request would never hit). Parsing and
+    # validating the same operation again was most of a small request's time.
+    rules = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+        *DirectiveLimiter(settings.max_directives).validation_rules,
+    ]
     # Factories, so each request gets fresh extension instances.
     extensions: list[Any] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        lambda: DirectiveLimiter(settings.max_directives),
+        lambda: ParserCache(maxsize=256),
+        lambda: AddValidationRules(rules),
+        lambda: ValidationCache(maxsize=256),
+        NulGuard,
         node_budget(settings.max_nodes),
         rate_limit(
             RateLimiter(
@@ -70,7 +92,7 @@ def build_schema(settings: Settings | None = None) -> Schema:
             )
         ),
         FreshLoaders,
-        DispatchEvents,
+        lambda: DispatchEvents(after_response=settings.dispatch_after_response),
         lambda: ErrorTiers(hide_suggestions=settings.is_production),
     ]
     if not settings.introspection_enabled:

@@ -7,7 +7,7 @@ from datetime import datetime
 import strawberry
 
 from app.context import Info
-from app.schema.common import UserError, gid
+from app.schema.common import UserError
 from app.schema.enums import DossierStatus, DossierType
 from app.services.codes import CatalogErrorCode as _CatalogErrorCode
 
@@ -24,9 +24,7 @@ class DocumentTypeType:
     created_at: datetime
     updated_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field(description="The step whose start asks for this document.")
     async def required_step(self, info: Info) -> StepType | None:
@@ -43,9 +41,7 @@ class StepType:
     position: int
     created_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field(description="Document types asked for when this step starts.")
     async def document_types(self, info: Info) -> list[DocumentTypeType]:
@@ -58,9 +54,7 @@ class ProductStepType:
     is_required: bool
     estimated_duration_hours: int | None
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field
     async def step(self, info: Info) -> StepType:
@@ -80,9 +74,7 @@ class ProductType:
     created_at: datetime
     updated_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field(description="The product's workflow, in order.")
     async def steps(self, info: Info) -> list[ProductStepType]:

@@ -129,8 +129,11 @@ async def paginate(
     last: int | None,
     before: str | None,
     order: Sequence[str] = ("created_at", "id"),
+    fetch: Callable[[QuerySet, Sequence[str]], Awaitable[list[Any]]] | None = None,
 ) -> Connection[Any]:
-    """One query for the page (+1 row to know if there is more); the count only if asked."""
+    """One query for the page (+1 row to know if there is more); the count only if asked.
+    `fetch` reads the ordered, limited queryset instead of awaiting it (e.g. a
+    `app.dataloaders.pages.JoinedPage` reading the page with its nested rows)."""
     cap = get_settings().max_page_size
     if first is not None and last is not None:
         raise BadUserInput("Pass either `first` or `last`, not both.")
@@ -145,7 +148,9 @@ async def paginate(
         queryset = queryset.filter(_keyset(order, _decode(before, model, order), after=False))
     backwards = last is not None
     size = last if backwards else (first if first is not None else DEFAULT_PAGE_SIZE)
-    rows = list(await queryset.order_by(*(_flip(order) if backwards else order)).limit(size + 1))
+    ordering = _flip(order) if backwards else list(order)
+    page = queryset.order_by(*ordering).limit(size + 1)
+    rows = list(await (fetch(page, ordering) if fetch is not None else page))
     more = len(rows) > size
     rows = rows[:size]
     if backwards:

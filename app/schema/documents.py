@@ -8,7 +8,8 @@ import strawberry
 from strawberry.file_uploads import Upload
 
 from app.context import Info
-from app.schema.common import UserError, gid
+from app.dataloaders.pages import or_load
+from app.schema.common import UserError
 from app.schema.dossiers import DocumentType, DocumentVersionType, DossierType_, StepInstanceType
 from app.schema.enums import ReviewStatus
 from app.schema.identity import AgentType
@@ -28,9 +29,7 @@ class DocumentReviewType:
     reason: str | None = strawberry.field(description="Why, as the client reads it.")
     reviewed_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field(description="Internal notes: agents only (null for clients).")
     async def notes(self, info: Info) -> str | None:
@@ -95,29 +94,37 @@ class DownloadUrlType:
 class ReviewQueueItemType:
     """Resolved over a DocumentVersion row."""
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field(description="The version to review (the document's current one).")
     def version(self) -> DocumentVersionType:
         return self  # type: ignore[return-value]
 
     @strawberry.field
-    async def document(self, info: Info) -> DocumentType:
-        return await info.context.loaders.document.load(self.document_id)  # type: ignore[attr-defined]
+    def document(self, info: Info) -> DocumentType:
+        return or_load(
+            self,
+            "document",
+            lambda: info.context.loaders.document.load(self.document_id),  # type: ignore[attr-defined]
+        )
 
     @strawberry.field
-    async def dossier(self, info: Info) -> DossierType_:
-        document = await info.context.loaders.document.load(self.document_id)  # type: ignore[attr-defined]
-        return await info.context.loaders.dossier.load(document.dossier_id)
+    def dossier(self, info: Info) -> DossierType_:
+        async def load() -> DossierType_:
+            document = await info.context.loaders.document.load(self.document_id)  # type: ignore[attr-defined]
+            return await info.context.loaders.dossier.load(document.dossier_id)
+
+        return or_load(self, "dossier", load)
 
     @strawberry.field(description="The step the document belongs to (its assignee, if any).")
-    async def step_instance(self, info: Info) -> StepInstanceType | None:
-        document = await info.context.loaders.document.load(self.document_id)  # type: ignore[attr-defined]
-        if document.step_instance_id is None:
-            return None
-        return await info.context.loaders.step_instance.load(document.step_instance_id)
+    def step_instance(self, info: Info) -> StepInstanceType | None:
+        async def load() -> StepInstanceType | None:
+            document = await info.context.loaders.document.load(self.document_id)  # type: ignore[attr-defined]
+            if document.step_instance_id is None:
+                return None
+            return await info.context.loaders.step_instance.load(document.step_instance_id)
+
+        return or_load(self, "step_instance", load)
 
     @strawberry.field(description="When the version was uploaded.")
     def waiting_since(self) -> datetime:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from app.context import Info
+from app.dataloaders.pages import or_load
 from app.schema.catalog import DocumentTypeType, ProductType, StepType
 from app.schema.common import Connection, gid
 from app.schema.enums import ActorType, DocumentStatus, DossierStatus, DossierType
@@ -15,8 +16,15 @@ from app.schema.identity import AgentType, ProfileType
 from app.schema.messages import MessageType
 
 if TYPE_CHECKING:
+    from app.schema.chasing import DossierProgressType
     from app.schema.documents import DocumentReviewType
     from app.schema.workflow import TimelineEntry
+
+
+def _overdue(due_at: datetime | None, completed_at: datetime | None, status: object) -> bool:
+    from app.services.deadlines import is_overdue
+
+    return is_overdue(due_at, completed_at, status)  # type: ignore[arg-type]
 
 
 @strawberry.type(name="DocumentVersion", description="One uploaded file of a document.")
@@ -28,9 +36,7 @@ class DocumentVersionType:
     uploaded_by_type: ActorType
     uploaded_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field
     def uploaded_by_id(self) -> strawberry.ID | None:
@@ -53,23 +59,53 @@ class DocumentType:
     created_at: datetime
     updated_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field
-    async def document_type(self, info: Info) -> DocumentTypeType:
-        return await info.context.loaders.document_type.load(self.document_type_id)
+    def document_type(self, info: Info) -> DocumentTypeType:
+        return or_load(
+            self,
+            "document_type",
+            lambda: info.context.loaders.document_type.load(self.document_type_id),
+        )
 
     @strawberry.field(description="The latest upload, if any.")
-    async def current_version(self, info: Info) -> DocumentVersionType | None:
+    def current_version(self, info: Info) -> DocumentVersionType | None:
         if self.current_version_id is None:
             return None
-        return await info.context.loaders.document_version.load(self.current_version_id)
+        return or_load(
+            self,
+            "current_version",
+            lambda: info.context.loaders.document_version.load(self.current_version_id),
+        )
 
     @strawberry.field(description="Every upload, oldest (version 1) first.")
     async def versions(self, info: Info) -> list[DocumentVersionType]:
         return await info.context.loaders.versions_by_document.load(self.id)
+
+    @strawberry.field(description="Its step's due date (the documents of a step share it).")
+    async def due_at(self, info: Info) -> datetime | None:
+        if self.step_instance_id is None:
+            return None
+        step = await info.context.loaders.step_instance.load(self.step_instance_id)
+        return step.due_at if step else None
+
+    @strawberry.field(
+        description="Past its step's due date and still to be sent by the client (PENDING, "
+        "CHANGES_REQUESTED or REJECTED), in a running dossier."
+    )
+    async def is_overdue(self, info: Info) -> bool:
+        if self.step_instance_id is None or self.status not in (
+            DocumentStatus.PENDING,
+            DocumentStatus.CHANGES_REQUESTED,
+            DocumentStatus.REJECTED,
+        ):
+            return False
+        step = await info.context.loaders.step_instance.load(self.step_instance_id)
+        if step is None or step.due_at is None:
+            return False
+        dossier = await info.context.loaders.dossier.load(self.dossier_id)
+        return _overdue(step.due_at, step.completed_at, dossier.status if dossier else None)
 
 
 @strawberry.type(name="StepInstance", description="A product step as it runs in one dossier.")
@@ -79,26 +115,46 @@ class StepInstanceType:
     started_at: datetime | None
     completed_at: datetime | None
     skipped_at: datetime | None = strawberry.field(description="Set (with completedAt) if skipped.")
-    due_at: datetime | None
+    due_at: datetime | None = strawberry.field(
+        description="Set when the step starts (startedAt + estimatedDurationHours); agents "
+        "may move it (moveStepDueDate)."
+    )
+    estimated_duration_hours: int | None = strawberry.field(
+        description="Copied from the product's step when the dossier was created."
+    )
     created_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field
-    async def step(self, info: Info) -> StepType:
-        return await info.context.loaders.step.load(self.step_id)
+    def step(self, info: Info) -> StepType:
+        return or_load(self, "step", lambda: info.context.loaders.step.load(self.step_id))
 
     @strawberry.field(description="The agent in charge, if one is assigned.")
-    async def assigned_to(self, info: Info) -> AgentType | None:
+    def assigned_to(self, info: Info) -> AgentType | None:
         if self.assigned_to_id is None:
             return None
-        return await info.context.loaders.agent.load(self.assigned_to_id)
+        return or_load(
+            self, "assigned_to", lambda: info.context.loaders.agent.load(self.assigned_to_id)
+        )
 
     @strawberry.field(description="Documents this step asks for.")
-    async def documents(self, info: Info) -> list[DocumentType]:
-        return await info.context.loaders.documents_by_step_instance.load(self.id)
+    def documents(self, info: Info) -> list[DocumentType]:
+        return or_load(
+            self,
+            "documents",
+            lambda: info.context.loaders.documents_by_step_instance.load(self.id),
+        )
+
+    @strawberry.field(
+        description="Past its due date and not completed, in a running dossier (one on "
+        "hold, completed or cancelled has nothing overdue)."
+    )
+    async def is_overdue(self, info: Info) -> bool:
+        if self.due_at is None or self.completed_at is not None:
+            return False
+        dossier = await info.context.loaders.dossier.load(self.dossier_id)
+        return _overdue(self.due_at, self.completed_at, dossier.status if dossier else None)
 
 
 @strawberry.type(name="DossierStatusChange", description="One entry of a dossier's status history.")
@@ -109,9 +165,7 @@ class DossierStatusChangeType:
     reason: str | None
     created_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field
     def changed_by_id(self) -> strawberry.ID | None:
@@ -126,32 +180,44 @@ class DossierType_:
     updated_at: datetime
     completed_at: datetime | None
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field
-    async def product(self, info: Info) -> ProductType:
-        return await info.context.loaders.product.load(self.product_id)
+    def product(self, info: Info) -> ProductType:
+        return or_load(self, "product", lambda: info.context.loaders.product.load(self.product_id))
 
     @strawberry.field(description="The client who owns the dossier.")
-    async def client(self, info: Info) -> ProfileType:
-        return await info.context.loaders.profile.load(self.user_id)
+    def client(self, info: Info) -> ProfileType:
+        return or_load(self, "client", lambda: info.context.loaders.profile.load(self.user_id))
 
     @strawberry.field(description="Every step of the dossier, in order.")
     async def steps(self, info: Info) -> list[StepInstanceType]:
         return await info.context.loaders.step_instances_by_dossier.load(self.id)
 
     @strawberry.field(description="The step the dossier is at; null before the first or when done.")
-    async def current_step(self, info: Info) -> StepInstanceType | None:
+    def current_step(self, info: Info) -> StepInstanceType | None:
         if self.current_step_instance_id is None:
             return None
-        steps = await info.context.loaders.step_instances_by_dossier.load(self.id)
-        return next((s for s in steps if s.id == self.current_step_instance_id), None)
+        return or_load(
+            self,
+            "current_step",
+            lambda: info.context.loaders.step_instance.load(self.current_step_instance_id),
+        )
 
     @strawberry.field(description="Every document of the dossier, all steps together.")
     async def documents(self, info: Info) -> list[DocumentType]:
         return await info.context.loaders.documents_by_dossier.load(self.id)
+
+    @strawberry.field(
+        description="Steps done, documents approved, the current step's due date, and the "
+        "documents the client must send next."
+    )
+    async def progress(
+        self, info: Info
+    ) -> Annotated[DossierProgressType, strawberry.lazy("app.schema.chasing")]:
+        from app.schema.chasing import dossier_progress
+
+        return await dossier_progress(info, self)
 
     @strawberry.field(description="Status changes, oldest first.")
     async def status_history(self, info: Info) -> list[DossierStatusChangeType]:
@@ -176,10 +242,10 @@ class DossierType_:
         )
 
     @strawberry.field(description="Messages from the other side you have not read yet.")
-    async def unread_message_count(self, info: Info) -> int:
+    def unread_message_count(self, info: Info) -> int:
         from app.resolvers.messages import dossier_unread_count
 
-        return await dossier_unread_count(info, self.id)
+        return or_load(self, "unread_message_count", lambda: dossier_unread_count(info, self.id))
 
     @strawberry.field(
         description="Status changes, steps, uploads, reviews and messages in time order: "

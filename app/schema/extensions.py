@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from graphql import GraphQLError
+from starlette.background import BackgroundTasks
+from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.extensions import MaskErrors, SchemaExtension
 
@@ -93,8 +95,31 @@ class FreshLoaders(SchemaExtension):
 
 
 class DispatchEvents(SchemaExtension):
-    """Hands the events an operation recorded to the outbox once it is over (committed)."""
+    """Hands the events an operation recorded to the outbox once it is over (committed).
+    With `after_response` (DISPATCH_AFTER_RESPONSE), over HTTP the dispatch (notifications,
+    live updates) runs once the response is sent: the answer waits only for the commit."""
+
+    def __init__(self, *, after_response: bool = False) -> None:
+        self.after_response = after_response
 
     async def on_operation(self) -> AsyncIterator[None]:
-        async with outbox.collecting():
+        response = getattr(self.execution_context.context, "response", None)
+        defer = None
+        if self.after_response and isinstance(response, Response):
+            defer = after_response(response)
+        async with outbox.collecting(defer=defer):
             yield
+
+
+def after_response(response: Response) -> Callable[[Callable[[], Awaitable[None]]], None]:
+    """Run a coroutine function once `response` has been sent (a Starlette background
+    task; strawberry hands the sub-response's background to the response it sends)."""
+
+    def defer(job: Callable[[], Awaitable[None]]) -> None:
+        tasks = response.background
+        if not isinstance(tasks, BackgroundTasks):
+            tasks = BackgroundTasks([tasks] if tasks is not None else [])
+            response.background = tasks
+        tasks.add_task(job)
+
+    return defer

@@ -10,7 +10,7 @@ from strawberry.types.info import Info as StrawberryInfo
 
 from app import models as m
 from app.context import Info
-from app.schema.common import UserError, gid
+from app.schema.common import UserError
 from app.schema.enums import AgentRole, Locale, UserStatus
 from app.services.codes import IdentityErrorCode as _IdentityErrorCode
 
@@ -26,9 +26,7 @@ class ProfileType:
     created_at: datetime
     updated_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field
     async def email(self, info: Info) -> str:
@@ -60,9 +58,7 @@ class AgentType:
     locale: Locale
     created_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field(
         description="Unread client messages across all dossiers (null unless this is you)."

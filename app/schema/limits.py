@@ -1,5 +1,6 @@
 """Limits that refuse abusive operations before anything runs (beyond strawberry's depth,
-alias and token limiters): directives per document, and a GitHub-style node budget.
+alias and token limiters): directives per document, a GitHub-style node budget, and text
+holding the NUL character.
 
 Node budget: every connection field costs `first`/`last` (or the default page size) times
 the number of parents it can be fetched under; the sum over the operation must stay under
@@ -23,9 +24,12 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    StringValueNode,
     ValidationRule,
+    Visitor,
     get_named_type,
     value_from_ast_untyped,
+    visit,
 )
 from strawberry.extensions import AddValidationRules, SchemaExtension
 
@@ -142,7 +146,8 @@ def node_budget(max_nodes: int) -> type[SchemaExtension]:
         def on_validate(self) -> Iterator[None]:
             context = self.execution_context
             document = context.graphql_document
-            if document is not None and context.pre_execution_errors is None:
+            # not `is None`: ValidationCache leaves an empty list when the document is valid
+            if document is not None and not context.pre_execution_errors:
                 fragments = {
                     d.name.value: d
                     for d in document.definitions
@@ -178,3 +183,49 @@ def node_budget(max_nodes: int) -> type[SchemaExtension]:
             yield
 
     return NodeBudget
+
+
+NUL = "\x00"
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
+class _NulInLiteral(Visitor):
+    found = False
+
+    def enter_string_value(self, node: StringValueNode, *_args: Any) -> Any:
+        if NUL in node.value:
+            self.found = True
+            return self.BREAK
+        return None
+
+
+class NulGuard(SchemaExtension):
+    """Text cannot hold U+0000 (PostgreSQL refuses it in every text column), so no valid
+    input contains it: an argument or variable that does is refused before anything runs,
+    as bad input, instead of failing deep in the database driver."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if not context.pre_execution_errors:  # None, or [] from ValidationCache
+            found = _holds_nul(context.variables)
+            if not found and context.graphql_document is not None:
+                visitor = _NulInLiteral()
+                visit(context.graphql_document, visitor)
+                found = visitor.found
+            if found:
+                context.pre_execution_errors = [
+                    GraphQLError(
+                        "Text may not contain the NUL character (U+0000).",
+                        extensions={"code": "BAD_USER_INPUT"},
+                    )
+                ]
+        yield

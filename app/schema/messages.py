@@ -70,9 +70,7 @@ class MessageType:
         description="When the other side read it (null while unread)."
     )
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field
     def dossier_id(self) -> strawberry.ID:

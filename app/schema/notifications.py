@@ -42,9 +42,7 @@ class NotificationType:
     read_at: datetime | None
     created_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field
     def read(self) -> bool:
@@ -92,9 +90,7 @@ class EventType_:
     payload: JSON
     created_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return gid(self.id)
+    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field
     def entity_id(self) -> strawberry.ID:

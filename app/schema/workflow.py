@@ -128,6 +128,58 @@ class StepEntry(TimelineEntry):
         return await info.context.loaders.agent.load(uuid.UUID(raw)) if raw else None
 
 
+async def _payload_step(info: Info, item: Any) -> StepInstanceType | None:
+    raw = (item.row.payload or {}).get("stepInstanceId")
+    return await info.context.loaders.step_instance.load(uuid.UUID(raw)) if raw else None
+
+
+def _payload_time(item: Any, key: str) -> datetime | None:
+    raw = (item.row.payload or {}).get(key)
+    return datetime.fromisoformat(raw) if raw else None
+
+
+@strawberry.type(
+    name="DueDateChangeEntry", description="An agent moved the due date of the current step."
+)
+class DueDateChangeEntry(TimelineEntry):
+    reason: str | None
+
+    @strawberry.field
+    async def step_instance(self, info: Info) -> StepInstanceType | None:
+        return await _payload_step(info, self._item)
+
+    @strawberry.field
+    def previous_due_at(self) -> datetime | None:
+        return _payload_time(self._item, "previousDueAt")
+
+    @strawberry.field
+    def due_at(self) -> datetime | None:
+        return _payload_time(self._item, "dueAt")
+
+
+@strawberry.type(
+    name="DocumentReminderEntry",
+    description="The client was reminded of the documents still missing in the current step.",
+)
+class DocumentReminderEntry(TimelineEntry):
+    @strawberry.field
+    async def step_instance(self, info: Info) -> StepInstanceType | None:
+        return await _payload_step(info, self._item)
+
+    @strawberry.field(description="The step's due date when the reminder went out.")
+    def due_at(self) -> datetime | None:
+        return _payload_time(self._item, "dueAt")
+
+    @strawberry.field(description="The documents the reminder listed.")
+    async def documents(self, info: Info) -> list[DocumentType]:
+        ids = [
+            uuid.UUID(row["documentId"])
+            for row in (self._item.row.payload or {}).get("missing", [])
+            if isinstance(row, dict) and row.get("documentId")
+        ]
+        return [d for d in await info.context.loaders.document.load_many(ids) if d is not None]
+
+
 @strawberry.type(name="DocumentUploadEntry", description="A file was uploaded for a document.")
 class DocumentUploadEntry(TimelineEntry):
     @strawberry.field
@@ -176,6 +228,10 @@ def _entry(item: workflow.TimelineItem) -> TimelineEntry:
         return DocumentReviewEntry(**common)
     if item.kind == kind.MESSAGE_SENT:
         return MessageEntry(**common)
+    if item.kind == kind.DUE_DATE_CHANGED:
+        return DueDateChangeEntry(**common, reason=(item.row.payload or {}).get("reason"))
+    if item.kind == kind.DOCUMENT_REMINDER_SENT:
+        return DocumentReminderEntry(**common)
     return StepEntry(**common, reason=(item.row.payload or {}).get("reason"))
 
 
@@ -196,4 +252,6 @@ TIMELINE_TYPES = (
     DocumentUploadEntry,
     DocumentReviewEntry,
     MessageEntry,
+    DueDateChangeEntry,
+    DocumentReminderEntry,
 )

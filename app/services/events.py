@@ -20,6 +20,32 @@ def actor_of(viewer: Viewer | None) -> tuple[ActorType, uuid.UUID | None]:
     return viewer.actor_type, viewer.actor_id
 
 
+def build(
+    entity_type: str,
+    entity_id: uuid.UUID,
+    event_type: EventType,
+    *,
+    actor: Viewer | None = None,
+    payload: dict[str, Any] | None = None,
+) -> Event:
+    """The event row, not saved yet: save it in the change's transaction, then `track` it
+    (or use `record`, which does both)."""
+    actor_type, actor_id = actor_of(actor)
+    return Event(
+        entity_type=entity_type,
+        entity_id=entity_id,
+        event_type=event_type,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        payload=payload or {},
+    )
+
+
+def track(event: Event) -> None:
+    """Hand a saved event to the current operation's outbox (dispatched after commit)."""
+    outbox.track(event.id)
+
+
 async def record(
     entity_type: str,
     entity_id: uuid.UUID,
@@ -28,14 +54,7 @@ async def record(
     actor: Viewer | None = None,
     payload: dict[str, Any] | None = None,
 ) -> Event:
-    actor_type, actor_id = actor_of(actor)
-    event = await Event.create(
-        entity_type=entity_type,
-        entity_id=entity_id,
-        event_type=event_type,
-        actor_type=actor_type,
-        actor_id=actor_id,
-        payload=payload or {},
-    )
-    outbox.track(event.id)
+    event = build(entity_type, entity_id, event_type, actor=actor, payload=payload)
+    await event.save(force_create=True)
+    track(event)
     return event

@@ -23,6 +23,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from app.auth import Viewer
+from app.db import insert_together
 from app.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from app.models import DocumentVersion, Dossier, Message
 from app.models.enums import ActorType, EventType
@@ -124,12 +125,14 @@ async def send_message(
         if dossier is None:
             raise NotFound("No such dossier.")
         described = await _attachments(dossier.id, version_ids)
+        # Read after the lock is held (a statement of its own: read in the lock's
+        # statement, it would not see a message committed while that statement waited).
         previous = await latest_message(dossier.id)
         created_at = _now(now)
         if previous is not None and created_at <= previous.created_at:
             created_at = previous.created_at + TICK
         sender_type, sender_id = events.actor_of(viewer)
-        message = await Message.create(
+        message = Message(
             dossier_id=dossier.id,
             sender_type=sender_type,
             sender_id=sender_id,
@@ -137,7 +140,7 @@ async def send_message(
             attachments=described,
             created_at=created_at,
         )
-        await events.record(
+        event = events.build(
             "message",
             message.id,
             EventType.MESSAGE_SENT,
@@ -151,6 +154,8 @@ async def send_message(
                 "previousMessageId": str(previous.id) if previous else None,
             },
         )
+        await insert_together(message, event)  # one statement on PostgreSQL
+        events.track(event)
     return message
 
 

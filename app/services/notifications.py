@@ -125,6 +125,10 @@ RULES: dict[EventType, tuple[Rule, ...]] = {
     ),
     E.DOSSIER_COMPLETED: (Rule(A.CLIENT, "dossier_completed", (V.IN_APP, V.EMAIL, V.PHONE)),),
     E.DOSSIER_CANCELLED: (Rule(A.CLIENT, "dossier_cancelled", (V.IN_APP, V.EMAIL)),),
+    # Chasing (app/services/chasing.py): one reminder lists every missing document.
+    E.DOCUMENT_REMINDER_SENT: (Rule(A.CLIENT, "document_reminder", (V.IN_APP, V.EMAIL, V.PHONE)),),
+    E.STEP_DUE_DATE_CHANGED: (Rule(A.CLIENT, "step_due_date_changed", (V.IN_APP, V.EMAIL)),),
+    E.STEP_OVERDUE: (Rule(A.ASSIGNED_AGENTS, "step_overdue", (V.IN_APP, V.EMAIL)),),
 }
 TEMPLATE_CODES = sorted({rule.template for rules in RULES.values() for rule in rules})
 
@@ -542,7 +546,29 @@ def build_context(event: Event, recipient: Recipient, facts: Facts, settings: Se
         "expires_at": str(payload.get("expiresAt") or ""),
         "preview": _preview(event, facts) if event.event_type == E.MESSAGE_SENT else "",
         "count": 1,
+        # due dates and chasing
+        "due_at": str(payload.get("dueAt") or ""),
+        "previous_due_at": str(payload.get("previousDueAt") or ""),
+        "overdue": bool(payload.get("overdue")),
+        "overdue_hours": int(payload.get("overdueHours") or 0),
+        "missing": _missing_documents(payload),
     }
+
+
+def _missing_documents(payload: dict[str, Any]) -> list[dict[str, str]]:
+    """A reminder's list of missing documents, as its templates show them."""
+    rows = payload.get("missing")
+    if not isinstance(rows, list):
+        return []
+    return [
+        {
+            "label": str(row.get("label") or ""),
+            "status": str(row.get("status") or ""),
+            "reason": str(row.get("reason") or ""),
+        }
+        for row in rows
+        if isinstance(row, dict)
+    ]
 
 
 # --- the consumer ------------------------------------------------------------------------
@@ -640,9 +666,12 @@ async def _lock_groups(keys: Iterable[str]) -> None:
     connection = get_connection("default")
     if connection.capabilities.dialect != "postgres":
         return
-    for key in sorted(set(keys)):
+    ordered = sorted(set(keys))
+    if ordered:  # one statement, the locks taken in key order (no deadlock between two)
         await connection.execute_query(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [key]
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+            "FROM unnest($1::text[]) WITH ORDINALITY AS keys(k, n) ORDER BY n",
+            [ordered],
         )
 
 
@@ -766,8 +795,10 @@ async def consume(events: Sequence[Event], *, settings: Settings | None = None) 
 
     if new_notifications:
         await Notification.bulk_create(new_notifications)
-    for notification in folded.values():
-        await notification.save(update_fields=["title", "message", "payload"])
+    if folded:  # one statement for the whole batch
+        await Notification.bulk_update(
+            list(folded.values()), fields=["title", "message", "payload"]
+        )
     if deliveries:
         await NotificationDelivery.bulk_create(deliveries)
     if new_notifications or deliveries:

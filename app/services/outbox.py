@@ -44,8 +44,12 @@ def track(event_id: uuid.UUID) -> None:
 
 
 @asynccontextmanager
-async def collecting() -> AsyncIterator[list[uuid.UUID]]:
-    """Collect the events recorded inside the block; dispatch them when it ends."""
+async def collecting(
+    *, defer: Callable[[Callable[[], Awaitable[None]]], None] | None = None
+) -> AsyncIterator[list[uuid.UUID]]:
+    """Collect the events recorded inside the block; dispatch them when it ends, or hand
+    the dispatch to `defer` (e.g. to run once an HTTP response has been sent: the client
+    has its answer at the commit, the dispatch follows; the relay covers a crash)."""
     pending: list[uuid.UUID] = []
     token = _pending.set(pending)
     try:
@@ -53,12 +57,21 @@ async def collecting() -> AsyncIterator[list[uuid.UUID]]:
     finally:
         _pending.reset(token)
         if pending:
-            try:
-                await dispatch(pending)
-            except Exception:  # never fail the request: the relay will retry
-                logger.exception(
-                    "dispatch of %d event(s) failed; the relay will retry", len(pending)
-                )
+            if defer is not None:
+
+                async def later() -> None:
+                    await dispatch_quietly(pending)
+
+                defer(later)
+            else:
+                await dispatch_quietly(pending)
+
+
+async def dispatch_quietly(ids: Sequence[uuid.UUID]) -> None:
+    try:
+        await dispatch(ids)
+    except Exception:  # never fail the request: the relay will retry
+        logger.exception("dispatch of %d event(s) failed; the relay will retry", len(ids))
 
 
 async def dispatch(ids: Sequence[uuid.UUID] | None = None, *, limit: int = RELAY_BATCH) -> int:

@@ -30,7 +30,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -53,7 +53,7 @@ from app.models import (
     StepInstance,
 )
 from app.models.enums import ActorType, DocumentStatus, DossierStatus, EventType
-from app.services import events
+from app.services import deadlines, events
 from app.services.codes import WorkflowErrorCode as Code
 from app.services.validation import check_text
 
@@ -299,16 +299,13 @@ async def _finish_step(
 async def start_step(
     dossier: Dossier, step: StepInstance, *, actor: Viewer | None, now: datetime | None = None
 ) -> None:
-    """Start `step`: it becomes current, its documents are created PENDING, the status follows."""
+    """Start `step`: it becomes current, its documents are created PENDING (they share the
+    step's due date), its reminders are planned, the status follows."""
     now = _now(now)
     step.started_at = now
-    product_step = await ProductStep.filter(
-        product_id=dossier.product_id,  # type: ignore[attr-defined]
-        step_id=step.step_id,  # type: ignore[attr-defined]
-    ).first()
-    if product_step is not None and product_step.estimated_duration_hours:
-        step.due_at = now + timedelta(hours=product_step.estimated_duration_hours)
+    step.due_at = deadlines.due_at_for(now, step.estimated_duration_hours)
     await step.save(update_fields=["started_at", "due_at"])
+    await deadlines.plan_step(step, now=now)
     dossier.current_step_instance_id = step.id
     await dossier.save(update_fields=["current_step_instance_id", "updated_at"])
     document_types = await DocumentType.filter(required_step_id=step.step_id).order_by("code")  # type: ignore[attr-defined]
@@ -333,7 +330,9 @@ async def start_step(
     await settle(dossier, actor=actor, now=now)
 
 
-async def open_dossier(order: Order, *, actor: Viewer | None = None) -> Dossier:
+async def open_dossier(
+    order: Order, *, actor: Viewer | None = None, now: datetime | None = None
+) -> Dossier:
     """Create the dossier an order pays for, with every step, the first one started.
 
     Runs inside the caller's transaction (the payment fulfilment).
@@ -364,6 +363,7 @@ async def open_dossier(order: Order, *, actor: Viewer | None = None) -> Dossier:
             step_id=ps.step_id,  # type: ignore[attr-defined]
             position=ps.position,
             is_required=ps.is_required,
+            estimated_duration_hours=ps.estimated_duration_hours,
         )
         for ps in product_steps
     ]
@@ -372,7 +372,7 @@ async def open_dossier(order: Order, *, actor: Viewer | None = None) -> Dossier:
     order.dossier_id = dossier.id  # type: ignore[attr-defined]
     await order.save(update_fields=["dossier_id", "updated_at"])
     if instances:
-        await start_step(dossier, instances[0], actor=actor)
+        await start_step(dossier, instances[0], actor=actor, now=now)
     return dossier
 
 
@@ -559,6 +559,62 @@ async def assign_step(
     return dossier, step
 
 
+async def move_due_date(
+    viewer: Viewer,
+    step_instance_id: uuid.UUID,
+    due_at: datetime,
+    reason: str | None,
+    *,
+    now: datetime | None = None,
+) -> tuple[Dossier, StepInstance]:
+    """An agent moves the due date of a dossier's current step (reason required). The
+    reminders and escalation tied to the old due date are re-planned on the new one."""
+    cleaned = _reason(reason, required=True)
+    now = _now(now)
+    if due_at.tzinfo is None:
+        raise DomainError(Code.INVALID_DUE_DATE, "Give the due date with its time zone.", "dueAt")
+    if due_at <= now:
+        raise DomainError(Code.INVALID_DUE_DATE, "The due date must be in the future.", "dueAt")
+    async with in_transaction():
+        dossier, step = await _locked_step(step_instance_id)
+        if dossier.status in (S.COMPLETED, S.CANCELLED):
+            raise DomainError(
+                Code.DOSSIER_NOT_ACTIVE,
+                f"The dossier is {DossierStatus(dossier.status).value}.",
+                "stepInstanceId",
+            )
+        if step.completed_at is not None:
+            raise DomainError(
+                Code.STEP_ALREADY_COMPLETED,
+                "This step is already completed or skipped.",
+                "stepInstanceId",
+            )
+        if dossier.current_step_instance_id != step.id or step.started_at is None:
+            raise DomainError(
+                Code.NOT_CURRENT_STEP,
+                "Only the dossier's current step has a due date to move.",
+                "stepInstanceId",
+            )
+        previous = step.due_at
+        step.due_at = due_at
+        await step.save(update_fields=["due_at"])
+        await deadlines.plan_step(step, now=now, due_only=True)
+        await events.record(
+            "dossier",
+            dossier.id,
+            EventType.STEP_DUE_DATE_CHANGED,
+            actor=viewer,
+            payload=_step_payload(
+                dossier,
+                step,
+                previousDueAt=previous.isoformat() if previous else None,
+                dueAt=due_at.isoformat(),
+                reason=cleaned,
+            ),
+        )
+    return dossier, step
+
+
 # --- the timeline ---------------------------------------------------------------------
 
 
@@ -571,6 +627,8 @@ class TimelineKind(StrEnum):
     DOCUMENT_UPLOADED = "DOCUMENT_UPLOADED"
     DOCUMENT_REVIEWED = "DOCUMENT_REVIEWED"
     MESSAGE_SENT = "MESSAGE_SENT"
+    DUE_DATE_CHANGED = "DUE_DATE_CHANGED"
+    DOCUMENT_REMINDER_SENT = "DOCUMENT_REMINDER_SENT"
 
 
 STEP_EVENTS = {
@@ -578,6 +636,8 @@ STEP_EVENTS = {
     EventType.STEP_COMPLETED: TimelineKind.STEP_COMPLETED,
     EventType.STEP_SKIPPED: TimelineKind.STEP_SKIPPED,
     EventType.STEP_ASSIGNED: TimelineKind.STEP_ASSIGNED,
+    EventType.STEP_DUE_DATE_CHANGED: TimelineKind.DUE_DATE_CHANGED,
+    EventType.DOCUMENT_REMINDER_SENT: TimelineKind.DOCUMENT_REMINDER_SENT,
 }
 
 
@@ -595,9 +655,10 @@ async def timelines(
 ) -> dict[uuid.UUID, list[TimelineItem]]:
     """The latest `last` entries (before `before`) of each dossier, oldest first.
 
-    Status history, step events (started, completed, skipped, assigned), uploads, reviews
-    and messages, merged in time order. One query per source for the whole batch; each
-    is limited to `last` rows when there is one dossier (the usual case).
+    Status history, step events (started, completed, skipped, assigned, due date moved,
+    reminder sent), uploads, reviews and messages, merged in time order. One query per
+    source for the whole batch; each is limited to `last` rows when there is one dossier
+    (the usual case).
     """
     ids = list({str(i) for i in dossier_ids})
     if not ids or last <= 0:

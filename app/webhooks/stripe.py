@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import stripe
+from starlette.background import BackgroundTasks
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from tortoise.exceptions import IntegrityError
@@ -79,15 +80,20 @@ class _Duplicate(Exception):
     pass
 
 
-async def handle_event(event: dict[str, Any]) -> Outcome:
+async def handle_event(
+    event: dict[str, Any],
+    *,
+    defer: Callable[[Callable[[], Awaitable[None]]], None] | None = None,
+) -> Outcome:
     """Apply one (already verified) Stripe event at most once. Also used by the dummy
-    provider's checkout page, so local payments take exactly this path."""
+    provider's checkout page, so local payments take exactly this path. `defer`: run the
+    outbox dispatch later (after the answer is sent) instead of before returning."""
     event_id, event_type = str(event["id"]), str(event["type"])
     if await StripeEvent.filter(stripe_event_id=event_id).exists():
         return Outcome.DUPLICATE
     handler = HANDLERS.get(event_type)
     obj = (event.get("data") or {}).get("object") or {}
-    async with outbox.collecting():
+    async with outbox.collecting(defer=defer):
         try:
             async with in_transaction():
                 try:
@@ -166,11 +172,15 @@ async def stripe_webhook(request: Request) -> JSONResponse:
     except SignatureError as exc:
         logger.warning("stripe webhook refused: %s", exc)
         return JSONResponse({"error": "invalid signature"}, status_code=400)
+    # Stripe wants a fast 2xx: with DISPATCH_AFTER_RESPONSE the notifications and live
+    # updates of the event go out once the answer is sent (the relay covers a crash).
+    later = BackgroundTasks()
+    defer = later.add_task if settings.dispatch_after_response else None
     try:
-        outcome = await handle_event(event)
+        outcome = await handle_event(event, defer=defer)
     except Exception:
         # Whatever failed (database down, a bug), nothing was committed for this event:
         # a 5xx makes Stripe deliver it again later, so it is never lost.
         logger.exception("stripe event %s not processed; Stripe will retry", event.get("id"))
         return JSONResponse({"error": "temporarily unavailable"}, status_code=503)
-    return JSONResponse({"received": True, "outcome": outcome.value})
+    return JSONResponse({"received": True, "outcome": outcome.value}, background=later)

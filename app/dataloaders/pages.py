@@ -1,0 +1,343 @@
+"""A page of rows read together with what its nested fields will ask for, in ONE statement.
+
+The per-field loaders batch one query per nested field (the product, the current step, its
+step, its documents, their types, their current versions …): a dossier list costs one
+statement per level of nesting. Here the paginated query becomes a subquery, joined with
+the rows the selection asks for (one-to-one joins, and at most one one-to-many join whose
+rows repeat the page row); every joined row is handed to its per-request loader with
+`provide`, so the nested loads find it and run no query. Whatever the selection
+does not ask for is neither joined nor provided, and still loads through its loader.
+
+Portable SQL (PostgreSQL and SQLite); rows are hydrated by the ORM's own `_init_from_db`,
+so values come out exactly as the loaders would have returned them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
+from tortoise import connections
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+
+Tree = dict[str, "Tree"]
+
+
+def _fields(selections: Sequence[Any]) -> list[SelectedField]:
+    out: list[SelectedField] = []
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            out.append(selection)
+        elif isinstance(selection, FragmentSpread | InlineFragment):
+            out += _fields(selection.selections)
+    return out
+
+
+def _merge(into: Tree, selections: Sequence[Any]) -> Tree:
+    for selected in _fields(selections):
+        _merge(into.setdefault(selected.name, {}), selected.selections)
+    return into
+
+
+def node_selection(info: Any) -> Tree:
+    """The fields asked for each node of a connection (under `nodes` and `edges.node`),
+    as a tree of field names."""
+    tree: Tree = {}
+    for connection in _fields(info.selected_fields):
+        for part in _fields(connection.selections):
+            if part.name == "nodes":
+                _merge(tree, part.selections)
+            elif part.name == "edges":
+                for edge_part in _fields(part.selections):
+                    if edge_part.name == "node":
+                        _merge(tree, edge_part.selections)
+    return tree
+
+
+def _columns(model: type[Model]) -> list[str]:
+    return list(model._meta.fields_db_projection.values())
+
+
+def _table(model: type[Model]) -> str:
+    return model._meta.db_table
+
+
+@dataclass
+class Joined:
+    """One page row with the rows joined to it."""
+
+    row: Model
+    one: dict[str, Model | None] = field(default_factory=dict)
+    many: list[dict[str, Model | None]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Join:
+    alias: str
+    model: type[Model]
+    on: str
+    many: bool
+
+
+class JoinedPage:
+    """Builds the one statement: `page` (alias "b") joined with what was asked for.
+
+    `join(alias, model, on)` adds a to-one LEFT JOIN (`on` in SQL, over quoted aliases);
+    `join_many(...)` the one to-many LEFT JOIN (its rows, in `order`, then carry the
+    to-one joins declared after it with `under_many=True`); `extra(name, sql)` a scalar
+    subquery; `then(fn)` a callback run on every `Joined` once the page is read.
+    """
+
+    def __init__(self, model: type[Model]) -> None:
+        self.model = model
+        self._joins: list[_Join] = []
+        self._many_order: list[str] = []
+        self._extras: list[tuple[str, str]] = []
+        self._then: list[Callable[[Joined], None]] = []
+        self._many_alias: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self._joins or self._extras)
+
+    def join(self, alias: str, model: type[Model], on: str, *, under_many: bool = False) -> None:
+        self._joins.append(_Join(alias, model, on, under_many))
+
+    def join_many(self, alias: str, model: type[Model], on: str, order: Sequence[str]) -> None:
+        if self._many_alias is not None:
+            raise ValueError("one to-many join per page")  # a cartesian product otherwise
+        self._many_alias = alias
+        self._joins.append(_Join(alias, model, on, True))
+        self._many_order = [f'"{alias}"."{c}"' for c in order]
+
+    def extra(self, name: str, sql: str) -> None:
+        self._extras.append((name, sql))
+
+    def then(self, fn: Callable[[Joined], None]) -> None:
+        self._then.append(fn)
+
+    def _sql(self, queryset: QuerySet, ordering: Sequence[str]) -> tuple[str, list[Any]]:
+        queryset._choose_db_if_not_chosen()
+        queryset._make_query()
+        inner, params = queryset.query.get_parameterized_sql()
+        select = ['"b".*']
+        for join in self._joins:
+            select += [f'"{join.alias}"."{c}" AS "{join.alias}__{c}"' for c in _columns(join.model)]
+        select += [f'{sql} AS "x__{name}"' for name, sql in self._extras]
+        joins = [f'LEFT JOIN "{_table(j.model)}" AS "{j.alias}" ON {j.on}' for j in self._joins]
+        order = [
+            f'"b"."{name.lstrip("-")}" {"DESC" if name.startswith("-") else "ASC"}'
+            for name in ordering
+        ]
+        sql = (
+            f'SELECT {", ".join(select)} FROM ({inner}) AS "b" {" ".join(joins)} '
+            f"ORDER BY {', '.join(order + self._many_order)}"
+        )
+        return sql, list(params)
+
+    async def fetch(self, queryset: QuerySet, ordering: Sequence[str]) -> list[Model]:
+        """The page's rows, in `ordering` (the order the paginated queryset uses)."""
+        sql, params = self._sql(queryset, ordering)
+        rows = await connections.get("default").execute_query_dict(sql, params)
+        pages: dict[Any, Joined] = {}
+        for row in rows:
+            key = row["id"]
+            joined = pages.get(key)
+            if joined is None:
+                joined = pages[key] = Joined(self.model._init_from_db(**row))
+                joined.extra = {name: row[f"x__{name}"] for name, _ in self._extras}
+            many: dict[str, Model | None] = {}
+            for join in self._joins:
+                if row[f"{join.alias}__id"] is None:
+                    value = None
+                else:
+                    prefix = f"{join.alias}__"
+                    value = join.model._init_from_db(
+                        **{c: row[prefix + c] for c in _columns(join.model)}
+                    )
+                if join.many:
+                    many[join.alias] = value
+                else:
+                    joined.one[join.alias] = value
+            if self._many_alias is not None and many.get(self._many_alias) is not None:
+                joined.many.append(many)
+        for joined in pages.values():
+            for fn in self._then:
+                fn(joined)
+        return [joined.row for joined in pages.values()]
+
+
+MISSING: Any = object()
+
+
+def attach(row: Any, **values: Any) -> None:
+    """Hand `row` the objects its nested fields will ask for (see `prefetched`)."""
+    known = getattr(row, "_joined", None)
+    if known is None:
+        known = {}
+        object.__setattr__(row, "_joined", known)
+    known.update(values)
+
+
+def prefetched(row: Any, name: str) -> Any:
+    """What `attach` gave `row` under `name` (None included), else MISSING. A resolver
+    that finds it answers at once, synchronously: no coroutine, no loader batch."""
+    known = getattr(row, "_joined", None)
+    return MISSING if known is None else known.get(name, MISSING)
+
+
+def or_load(row: Any, name: str, load: Callable[[], Any]) -> Any:
+    """The prefetched value, else `load()` (an awaitable, which GraphQL awaits)."""
+    found = prefetched(row, name)
+    return load() if found is MISSING else found
+
+
+def provider(
+    loader: Any, alias: str, parent: str = "b", name: str = ""
+) -> Callable[[Joined], None]:
+    """Attach a to-one joined row to its parent (`name`), and provide its by-id loader."""
+
+    def prime(joined: Joined) -> None:
+        row = joined.one.get(alias)
+        if name:
+            owner = joined.row if parent == "b" else joined.one.get(parent)
+            if owner is not None:
+                attach(owner, **{name: row})
+        if row is not None:
+            loader.provide(row.pk, row)
+
+    return prime
+
+
+def many_provider(
+    loader: Any, alias: str, name: str = ""
+) -> Callable[[dict[str, Model | None]], None]:
+    """For a row of the to-many join: attach its joined row to the document (`name`)."""
+
+    def prime(item: dict[str, Model | None]) -> None:
+        row = item.get(alias)
+        if name and item.get("doc") is not None:
+            attach(item["doc"], **{name: row})
+        if row is not None:
+            loader.provide(row.pk, row)
+
+    return prime
+
+
+# --- the plans: what each list joins, from its selection -------------------------------
+
+UNREAD_SENDERS = {"client": ("AGENT", "SYSTEM"), "agent": ("USER",)}
+
+
+def dossier_page(info: Any, reader: str) -> JoinedPage | None:
+    """A page of dossiers with the product, client, current step (its step, assignee,
+    documents, their types and current versions) and unread count the query asks for.
+    `reader` is "client" or "agent" (whose unread messages are counted)."""
+    from app import models as m
+
+    tree = node_selection(info)
+    loaders = info.context.loaders
+    page = JoinedPage(m.Dossier)
+    if "product" in tree:
+        page.join("p", m.Product, '"p"."id" = "b"."product_id"')
+        page.then(provider(loaders.product, "p", name="product"))
+    if "client" in tree:
+        page.join("c", m.Profile, '"c"."id" = "b"."user_id"')
+        page.then(provider(loaders.profile, "c", name="client"))
+    if "currentStep" in tree:
+        step = tree["currentStep"]
+        page.join("si", m.StepInstance, '"si"."id" = "b"."current_step_instance_id"')
+        page.then(provider(loaders.step_instance, "si", name="current_step"))
+        if "step" in step:
+            page.join("s", m.Step, '"s"."id" = "si"."step_id"')
+            page.then(provider(loaders.step, "s", parent="si", name="step"))
+        if "assignedTo" in step:
+            page.join("a", m.Agent, '"a"."id" = "si"."assigned_to_id"')
+            page.then(provider(loaders.agent, "a", parent="si", name="assigned_to"))
+        if "documents" in step:
+            documents = step["documents"]
+            page.join_many(
+                "doc", m.Document, '"doc"."step_instance_id" = "si"."id"', ("created_at", "id")
+            )
+            each = [many_provider(loaders.document, "doc")]
+            if "documentType" in documents:
+                page.join(
+                    "dt", m.DocumentType, '"dt"."id" = "doc"."document_type_id"', under_many=True
+                )
+                each.append(many_provider(loaders.document_type, "dt", name="document_type"))
+            if "currentVersion" in documents:
+                page.join(
+                    "v", m.DocumentVersion, '"v"."id" = "doc"."current_version_id"', under_many=True
+                )
+                each.append(many_provider(loaders.document_version, "v", name="current_version"))
+
+            def prime_documents(joined: Joined) -> None:
+                instance = joined.one.get("si")
+                if instance is None:
+                    return
+                documents = [item["doc"] for item in joined.many]
+                attach(instance, documents=documents)
+                loaders.documents_by_step_instance.provide(instance.pk, documents)
+                for item in joined.many:
+                    for fn in each:
+                        fn(item)
+
+            page.then(prime_documents)
+    if "unreadMessageCount" in tree:
+        senders = ", ".join(f"'{s}'" for s in UNREAD_SENDERS[reader])
+        page.extra(
+            "unread",
+            '(SELECT COUNT(*) FROM "messages" AS "um" WHERE "um"."dossier_id" = "b"."id" '
+            f'AND "um"."read_at" IS NULL AND "um"."sender_type" IN ({senders}))',
+        )
+
+        def prime_unread(joined: Joined) -> None:
+            count = int(joined.extra["unread"])
+            attach(joined.row, unread_message_count=count)
+            loaders.unread_messages.provide((joined.row.pk, reader), count)
+
+        page.then(prime_unread)
+    return None if page.empty else page
+
+
+def review_queue_page(info: Any) -> JoinedPage | None:
+    """A page of the review queue (document versions) with its document, dossier (client,
+    product), step instance (step, assignee) and document type, as the query asks."""
+    from app import models as m
+
+    tree = node_selection(info)
+    loaders = info.context.loaders
+    page = JoinedPage(m.DocumentVersion)
+    wants_document = {"document", "dossier", "stepInstance"} & set(tree)
+    if not wants_document:
+        return None
+    page.join("doc", m.Document, '"doc"."id" = "b"."document_id"')
+    page.then(provider(loaders.document, "doc", name="document"))
+    if "documentType" in tree.get("document", {}):
+        page.join("dt", m.DocumentType, '"dt"."id" = "doc"."document_type_id"')
+        page.then(provider(loaders.document_type, "dt", parent="doc", name="document_type"))
+    if "dossier" in tree:
+        dossier = tree["dossier"]
+        page.join("d", m.Dossier, '"d"."id" = "doc"."dossier_id"')
+        page.then(provider(loaders.dossier, "d", name="dossier"))
+        if "client" in dossier:
+            page.join("c", m.Profile, '"c"."id" = "d"."user_id"')
+            page.then(provider(loaders.profile, "c", parent="d", name="client"))
+        if "product" in dossier:
+            page.join("p", m.Product, '"p"."id" = "d"."product_id"')
+            page.then(provider(loaders.product, "p", parent="d", name="product"))
+    if "stepInstance" in tree:
+        step = tree["stepInstance"]
+        page.join("si", m.StepInstance, '"si"."id" = "doc"."step_instance_id"')
+        page.then(provider(loaders.step_instance, "si", name="step_instance"))
+        if "step" in step:
+            page.join("s", m.Step, '"s"."id" = "si"."step_id"')
+            page.then(provider(loaders.step, "s", parent="si", name="step"))
+        if "assignedTo" in step:
+            page.join("a", m.Agent, '"a"."id" = "si"."assigned_to_id"')
+            page.then(provider(loaders.agent, "a", parent="si", name="assigned_to"))
+    return page

@@ -1,0 +1,1107 @@
+"""Authorisation as a property (SPEC §3), with hypothesis.
+
+Random worlds of clients, agents, admins, dossiers (with their orders, documents, uploaded
+versions and step instances), assignments, notifications and catalogue objects. In every
+world, every query, mutation and subscription that takes an id is asked by every kind of
+caller (anonymous, each client, an agent, an admin) about every object of the kind it takes,
+plus a missing id, a malformed one and the id of an object of another kind, and:
+
+- the answer is what the policy says: UNAUTHENTICATED without a token, FORBIDDEN for a role
+  that may not call it at all (whatever the id), the object for those allowed to see it;
+- what a caller may not see (another client's dossier, order, document, version, step,
+  notification; an inactive product for a client; an id of another kind) is answered
+  exactly like a missing id: the whole response body (data, and each error's message,
+  path, locations and extensions) is identical;
+- a refusal never depends on the id (all FORBIDDEN answers of one operation are identical).
+
+The operations are discovered from the schema: `test_every_id_taking_field_has_a_policy`
+fails when a root field taking an ID (directly or inside its input) has no case here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from graphql import GraphQLInputObjectType, GraphQLList, GraphQLNonNull, GraphQLScalarType
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from app.auth import viewer_from_token
+from app.models import Document, DocumentType, Notification, Order, ProductStep
+from app.models.enums import OrderStatus
+from app.services import documents, workflow
+from app.subscriptions import channels
+from tests.documents_support import PREFLIGHT, make_pdf, multipart_body
+from tests.factories import Account, make_admin, make_agent, make_client, make_dossier, make_product
+from tests.ws_support import settings_with, wait_until
+
+EXAMPLES = int(os.environ.get("AUTHZ_EXAMPLES", "25"))
+WS_EXAMPLES = int(os.environ.get("AUTHZ_WS_EXAMPLES", "6"))
+MALFORMED = "not-a-uuid"
+OK, HIDDEN, MALFORMED_REJECTED = "OK", "HIDDEN", "MALFORMED_REJECTED"
+UNAUTHENTICATED, FORBIDDEN = "UNAUTHENTICATED", "FORBIDDEN"
+ANY_VIEWER = frozenset({"client", "agent", "admin"})
+STAFF = frozenset({"agent", "admin"})
+ADMIN = frozenset({"admin"})
+
+
+# --- the schema's id-taking root fields ------------------------------------------------
+
+
+def _takes_id(type_: Any, seen: tuple[str, ...] = ()) -> bool:
+    while isinstance(type_, GraphQLNonNull | GraphQLList):
+        type_ = type_.of_type
+    if isinstance(type_, GraphQLScalarType):
+        return type_.name == "ID"
+    if isinstance(type_, GraphQLInputObjectType) and type_.name not in seen:
+        return any(_takes_id(f.type, (*seen, type_.name)) for f in type_.fields.values())
+    return False
+
+
+def id_taking_fields() -> set[str]:
+    from app.schema import schema
+
+    graphql_schema = schema._schema
+    roots = (graphql_schema.query_type, graphql_schema.mutation_type)
+    found = set()
+    for root in (*roots, graphql_schema.subscription_type):
+        for name, root_field in (root.fields if root else {}).items():
+            if any(_takes_id(arg.type) for arg in root_field.args.values()):
+                found.add(f"{root.name}.{name}")
+    return found
+
+
+# --- worlds -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spec:
+    clients: int
+    agents: int
+    admins: int
+    owners: tuple[int, ...]  # one dossier per entry: the index of its client
+    uploaded: tuple[bool, ...]  # per dossier: a version uploaded for its document
+    assignments: tuple[tuple[int, int], ...]  # (dossier, staff member)
+    pending_order_of: int | None  # a client with an unpaid order too
+    inactive_product: bool
+    notifications: tuple[int, ...]  # per account (clients, then staff): how many
+    client_pick: int  # the client who asks (the others own the foreign objects)
+    agent_pick: int
+    admin_pick: int
+
+
+# Every kind of object and caller at once: the client who asks owns two dossiers (one with
+# an upload) and an unpaid order; another client owns a third; two agents, two admins,
+# assignments, notifications on both sides, an inactive product.
+RICH = Spec(
+    clients=3,
+    agents=2,
+    admins=2,
+    owners=(0, 1, 0),
+    uploaded=(True, True, False),
+    assignments=((0, 0), (1, 2)),
+    pending_order_of=0,
+    inactive_product=True,
+    notifications=(2, 1, 0, 1, 0, 1, 0),
+    client_pick=0,
+    agent_pick=1,
+    admin_pick=0,
+)
+
+
+@st.composite
+def specs(draw: Any) -> Spec:
+    clients = draw(st.integers(1, 3))
+    agents = draw(st.integers(0, 2))
+    admins = draw(st.integers(1, 2))
+    owners = tuple(draw(st.lists(st.integers(0, clients - 1), min_size=1, max_size=3)))
+    staff = agents + admins
+    return Spec(
+        clients=clients,
+        agents=agents,
+        admins=admins,
+        owners=owners,
+        uploaded=tuple(draw(st.lists(st.booleans(), min_size=len(owners), max_size=len(owners)))),
+        assignments=tuple(
+            draw(
+                st.lists(
+                    st.tuples(st.integers(0, len(owners) - 1), st.integers(0, staff - 1)),
+                    max_size=3,
+                )
+            )
+        ),
+        pending_order_of=draw(st.none() | st.integers(0, clients - 1)),
+        inactive_product=draw(st.booleans()),
+        notifications=tuple(
+            draw(st.lists(st.integers(0, 2), min_size=clients + staff, max_size=clients + staff))
+        ),
+        client_pick=draw(st.integers(0, clients - 1)),
+        agent_pick=draw(st.integers(0, max(agents - 1, 0))),
+        admin_pick=draw(st.integers(0, admins - 1)),
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    value: str
+    nature: str  # "real", "missing", "malformed" or "alien" (an id of another kind)
+    owner: str | None = None  # the client (or, for notifications, the account) it belongs to
+    active: bool = True  # products
+    dossier: str | None = None  # what a dossier-scoped object belongs to
+
+
+@dataclass(frozen=True)
+class Who:
+    role: str  # "anon", "client", "agent", "admin"
+    account: Account | None = None
+
+    @property
+    def token(self) -> str | None:
+        return self.account.token if self.account else None
+
+    @property
+    def id(self) -> str | None:
+        return self.account.id if self.account else None
+
+    def __str__(self) -> str:
+        return f"{self.role}:{self.id}" if self.account else self.role
+
+
+@dataclass
+class World:
+    clients: list[Account]
+    staff: list[Account]
+    viewers: list[Who]
+    targets: dict[str, list[Target]] = field(default_factory=dict)
+    main_product: str = ""
+    first_step: str = ""
+    dossiers_of: dict[str, list[str]] = field(default_factory=dict)  # client -> dossiers
+    orders_of: dict[str, list[str]] = field(default_factory=dict)  # client -> orders
+    some_step_instance: str = ""
+
+    def real(self, kind: str) -> list[Target]:
+        return [t for t in self.targets[kind] if t.nature == "real"]
+
+
+async def _upload(owner: Account, document_id: uuid.UUID, storage: Any) -> str:
+    buffer = io.BytesIO(make_pdf("authz"))
+
+    async def read(size: int) -> bytes:
+        return buffer.read(size)
+
+    viewer = await viewer_from_token(owner.token)
+    upload = documents.UploadedFile(file_name="passport.pdf", read=read)
+    _, version = await documents.upload_document(viewer, document_id, upload, storage=storage)
+    return str(version.id)
+
+
+async def build_world(spec: Spec, storage: Any) -> World:
+    clients = [await make_client() for _ in range(spec.clients)]
+    agents = [await make_agent() for _ in range(spec.agents)]
+    admins = [await make_admin() for _ in range(spec.admins)]
+    staff = agents + admins
+    viewers = [Who("anon"), Who("client", clients[spec.client_pick])]
+    if agents:
+        viewers.append(Who("agent", agents[spec.agent_pick]))
+    viewers.append(Who("admin", admins[spec.admin_pick]))
+    world = World(clients=clients, staff=staff, viewers=viewers)
+
+    product = await make_product((("pdf",), (), ()))
+    products = [Target(str(product.id), "real")]
+    if spec.inactive_product:
+        inactive = await make_product(((),), active=False)
+        products.append(Target(str(inactive.id), "real", active=False))
+    world.main_product = str(product.id)
+    main_steps = [
+        str(ps.step_id)  # type: ignore[attr-defined]
+        for ps in await ProductStep.filter(product_id=product.id).order_by("position")
+    ]
+    world.first_step = main_steps[0]
+    document_types = {str(dt) for dt in await _document_types(main_steps)}
+
+    dossiers, orders, docs, versions, step_instances = [], [], [], [], []
+    admin_viewer = await viewer_from_token(admins[0].token)
+    for index, owner_index in enumerate(spec.owners):
+        owner = clients[owner_index]
+        dossier = await make_dossier(owner, product)
+        did = str(dossier.id)
+        dossiers.append(Target(did, "real", owner=owner.id, dossier=did))
+        world.dossiers_of.setdefault(owner.id, []).append(did)
+        order = await Order.get(dossier_id=dossier.id)
+        orders.append(Target(str(order.id), "real", owner=owner.id, dossier=did))
+        world.orders_of.setdefault(owner.id, []).append(str(order.id))
+        document = await Document.get(dossier_id=dossier.id)
+        docs.append(Target(str(document.id), "real", owner=owner.id, dossier=did))
+        current = str(dossier.current_step_instance_id)
+        step_instances.append(Target(current, "real", owner=owner.id, dossier=did))
+        if spec.uploaded[index]:
+            version = await _upload(owner, document.id, storage)
+            versions.append(Target(version, "real", owner=owner.id, dossier=did))
+    for dossier_index, staff_index in spec.assignments:
+        step_id = uuid.UUID(step_instances[dossier_index].value)
+        await workflow.assign_step(admin_viewer, step_id, staff[staff_index].obj.id)
+    world.some_step_instance = step_instances[0].value
+    if spec.pending_order_of is not None:
+        owner = clients[spec.pending_order_of]
+        pending = await Order.create(
+            user_id=owner.obj.id,
+            product_id=product.id,
+            amount=product.price_amount,
+            currency=product.currency,
+            status=OrderStatus.PENDING,
+        )
+        orders.append(Target(str(pending.id), "real", owner=owner.id))
+        world.orders_of.setdefault(owner.id, []).append(str(pending.id))
+
+    notifications = []
+    for account, count in zip([*clients, *staff], spec.notifications, strict=True):
+        for n in range(count):
+            owner_field = "agent_id" if account in staff else "user_id"
+            row = await Notification.create(
+                **{owner_field: account.obj.id},
+                title=f"n{n}",
+                message="m",
+                template_code="dossier_completed",
+            )
+            notifications.append(Target(str(row.id), "real", owner=account.id))
+
+    def kind(reals: list[Target], alien: str) -> list[Target]:
+        return [
+            *reals,
+            Target(str(uuid.uuid4()), "missing"),
+            Target(MALFORMED, "malformed"),
+            Target(alien, "alien"),
+        ]
+
+    some_client, some_dossier = clients[0].id, dossiers[0].value
+    world.targets = {
+        "dossier": kind(dossiers, some_client),
+        "order": kind(orders, some_dossier),
+        "document": kind(docs, some_dossier),
+        "version": kind(versions, some_dossier),
+        "step_instance": kind(step_instances, some_dossier),
+        "product": kind(products, some_dossier),
+        "step": kind([Target(s, "real") for s in main_steps], some_dossier),
+        "document_type": kind([Target(d, "real") for d in sorted(document_types)], some_dossier),
+        "agent": kind([Target(a.id, "real") for a in staff], some_client),
+        "notification": kind(notifications, some_dossier),
+        "client": kind([Target(c.id, "real", owner=c.id) for c in clients], staff[0].id),
+    }
+    return world
+
+
+async def _document_types(step_ids: list[str]) -> list[uuid.UUID]:
+    rows = await DocumentType.filter(required_step_id__in=step_ids)
+    return [row.id for row in rows]
+
+
+# --- who may see what (SPEC §3) --------------------------------------------------------
+
+
+def sees_dossier_scoped(_world: World, who: Who, target: Target) -> bool:
+    """Clients their own, agents and admins all."""
+    return who.role in STAFF or target.owner == who.id
+
+
+def sees_all(_world: World, _who: Who, _target: Target) -> bool:
+    return True
+
+
+def sees_own(_world: World, who: Who, target: Target) -> bool:
+    return target.owner == who.id
+
+
+def sees_product(_world: World, who: Who, target: Target) -> bool:
+    return target.active or who.role in STAFF
+
+
+def sees_client(_world: World, who: Who, target: Target) -> bool:
+    return who.role in STAFF or target.owner == who.id
+
+
+# --- answers --------------------------------------------------------------------------------
+
+
+def codes(body: dict[str, Any]) -> list[str | None]:
+    return [(e.get("extensions") or {}).get("code") for e in body.get("errors") or []]
+
+
+def not_found(body: dict[str, Any]) -> None:
+    assert codes(body) == ["NOT_FOUND"], body
+
+
+def no_errors(body: dict[str, Any]) -> dict[str, Any]:
+    assert not body.get("errors"), body
+    return body["data"]
+
+
+def payload(body: dict[str, Any], name: str) -> dict[str, Any]:
+    return no_errors(body)[name]
+
+
+def user_error(name: str, code: str) -> Callable[[dict[str, Any]], None]:
+    def check(body: dict[str, Any]) -> None:
+        errors = payload(body, name)["userErrors"]
+        assert [e["code"] for e in errors] == [code], body
+
+    return check
+
+
+def empty(name: str) -> Callable[[dict[str, Any]], None]:
+    def check(body: dict[str, Any]) -> None:
+        assert payload(body, name)["nodes"] == [], body
+
+    return check
+
+
+def returns_id(name: str, key: str | None = None) -> Callable[..., None]:
+    def check(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+        data = payload(body, name)
+        obj = data[key] if key else data
+        assert obj is not None, body
+        assert obj["id"] == target.value, body
+
+    return check
+
+
+def no_top_level_error(_world: World, _who: Who, _target: Target, body: dict[str, Any]) -> None:
+    no_errors(body)
+
+
+Ask = Callable[[httpx.AsyncClient, World, Who, Target], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Case:
+    field: str  # "Query.dossier": the root field it covers
+    kind: str  # which targets it is asked about
+    roles: frozenset[str]  # who may call it at all
+    ask: Ask
+    sees: Callable[[World, Who, Target], bool]
+    hidden: Callable[[dict[str, Any]], None]  # what a missing id gets
+    ok: Callable[[World, Who, Target, dict[str, Any]], None]
+    malformed_is_missing: bool = True  # False for list filters: a malformed id is refused
+    only_if: Callable[[World, Who], bool] = lambda _w, _who: True
+    name: str = ""
+
+    def __str__(self) -> str:
+        return self.name or self.field
+
+
+async def post(
+    http: httpx.AsyncClient, who: Who, query: str, variables: dict[str, Any]
+) -> dict[str, Any]:
+    headers = {"authorization": f"Bearer {who.token}"} if who.token else {}
+    response = await http.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def by_id(query: str) -> Ask:
+    async def ask(http: httpx.AsyncClient, _world: World, who: Who, target: Target) -> dict:
+        return await post(http, who, query, {"id": target.value})
+
+    return ask
+
+
+def with_vars(query: str, make: Callable[[World, Who, Target], dict[str, Any]]) -> Ask:
+    async def ask(http: httpx.AsyncClient, world: World, who: Who, target: Target) -> dict:
+        return await post(http, who, query, make(world, who, target))
+
+    return ask
+
+
+UPLOAD = """
+mutation Upload($input: UploadDocumentInput!) {
+  uploadDocument(input: $input) { document { id } userErrors { code field message } }
+}
+"""
+
+
+async def ask_upload(http: httpx.AsyncClient, _world: World, who: Who, target: Target) -> dict:
+    operations = {
+        "query": UPLOAD,
+        "variables": {"input": {"documentId": target.value, "file": None}},
+    }
+    body, content_type = multipart_body(
+        operations, [("scan.pdf", make_pdf("x"), "application/pdf")]
+    )
+    headers = {"content-type": content_type, **PREFLIGHT}
+    if who.token:
+        headers["authorization"] = f"Bearer {who.token}"
+    response = await http.post("/graphql", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _own_dossier(world: World, who: Who) -> str | None:
+    if who.role in STAFF:
+        return world.real("dossier")[0].value
+    if who.role == "client":
+        own = world.dossiers_of.get(who.id or "")
+        return own[0] if own else None
+    return world.real("dossier")[0].value  # anonymous: refused before it matters
+
+
+def _expected_dossiers(world: World, who: Who, target: Target, body: dict[str, Any]) -> None:
+    nodes = payload(body, "dossiers")["nodes"]
+    assert sorted(n["id"] for n in nodes) == sorted(world.dossiers_of.get(target.value, [])), body
+
+
+def _expected_orders(world: World, who: Who, target: Target, body: dict[str, Any]) -> None:
+    nodes = payload(body, "orders")["nodes"]
+    assert sorted(n["id"] for n in nodes) == sorted(world.orders_of.get(target.value, [])), body
+
+
+def _events_of(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    nodes = payload(body, "events")["nodes"]
+    assert nodes, body  # opening a dossier records events
+    assert {(n["entityType"], n["entityId"]) for n in nodes} == {("dossier", target.value)}
+
+
+def _document_types_of(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    nodes = payload(body, "documentTypes")["nodes"]
+    assert {n["requiredStep"]["id"] for n in nodes} <= {target.value}, body
+
+
+def _download(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    assert f"/files/{target.value}?" in payload(body, "documentDownloadUrl")["url"]
+
+
+def _payment_link(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "createPaymentLink")
+    if target.active:
+        assert data["userErrors"] == [], body
+        assert data["paymentLink"]["product"]["id"] == target.value
+    else:
+        assert [e["code"] for e in data["userErrors"]] == ["PRODUCT_INACTIVE"], body
+
+
+def _marked(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    assert [n["id"] for n in payload(body, "markNotificationsRead")["notifications"]] == [
+        target.value
+    ]
+
+
+def _ignored(body: dict[str, Any]) -> None:
+    data = payload(body, "markNotificationsRead")
+    assert data["notifications"] == [], body
+    assert data["userErrors"] == [], body
+
+
+def _message_in(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "sendMessage")
+    assert data["userErrors"] == [], body
+    assert data["message"]["dossierId"] == target.value, body
+
+
+def _attached(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "sendMessage")
+    assert data["userErrors"] == [], body
+    assert [a["documentVersionId"] for a in data["message"]["attachments"]] == [target.value]
+
+
+def _attachment_in_own_dossier(world: World, who: Who, target: Target) -> bool:
+    return target.dossier == _own_dossier(world, who)
+
+
+def _assigned(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "assignStep")
+    assert data["userErrors"] == [], body
+    assert data["stepInstance"]["assignedTo"]["id"] == target.value
+
+
+def _has_step(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "setProductSteps")
+    assert data["userErrors"] == [], body
+    assert [s["step"]["id"] for s in data["product"]["steps"]] == [target.value]
+
+
+def _document_type_for(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "createDocumentType")
+    assert data["userErrors"] == [], body
+    assert data["documentType"]["requiredStep"]["id"] == target.value
+
+
+def _in_a_month() -> str:
+    return (datetime.now(UTC) + timedelta(days=30)).isoformat()
+
+
+def _unique_code() -> str:
+    return f"AUTHZ_{uuid.uuid4().hex[:10].upper()}"
+
+
+CASES: list[Case] = [
+    # --- queries -------------------------------------------------------------------------
+    Case(
+        "Query.dossier",
+        "dossier",
+        ANY_VIEWER,
+        by_id("query($id: ID!) { dossier(id: $id) { id } }"),
+        sees_dossier_scoped,
+        not_found,
+        returns_id("dossier"),
+    ),
+    Case(
+        "Query.order",
+        "order",
+        ANY_VIEWER,
+        by_id("query($id: ID!) { order(id: $id) { id } }"),
+        sees_dossier_scoped,
+        not_found,
+        returns_id("order"),
+    ),
+    Case(
+        "Query.product",
+        "product",
+        ANY_VIEWER,
+        by_id("query($id: ID) { product(id: $id) { id } }"),
+        sees_product,
+        not_found,
+        returns_id("product"),
+    ),
+    Case(
+        "Query.documentTypes",
+        "step",
+        ANY_VIEWER,
+        by_id("query($id: ID) { documentTypes(stepId: $id) { nodes { id requiredStep { id } } } }"),
+        sees_all,
+        empty("documentTypes"),
+        _document_types_of,
+        malformed_is_missing=False,
+    ),
+    Case(
+        "Query.dossiers",
+        "client",
+        ANY_VIEWER,
+        by_id("query($id: ID) { dossiers(filter: {clientId: $id}, first: 50) { nodes { id } } }"),
+        sees_client,
+        empty("dossiers"),
+        _expected_dossiers,
+        malformed_is_missing=False,
+        name="Query.dossiers(filter.clientId)",
+    ),
+    Case(
+        "Query.orders",
+        "client",
+        ANY_VIEWER,
+        by_id("query($id: ID) { orders(filter: {clientId: $id}, first: 50) { nodes { id } } }"),
+        sees_client,
+        empty("orders"),
+        _expected_orders,
+        malformed_is_missing=False,
+        name="Query.orders(filter.clientId)",
+    ),
+    Case(
+        "Query.events",
+        "dossier",
+        STAFF,
+        by_id(
+            'query($id: ID) { events(entityType: "dossier", entityId: $id, first: 100) '
+            "{ nodes { entityType entityId } } }"
+        ),
+        sees_all,
+        empty("events"),
+        _events_of,
+    ),
+    Case(
+        "Query.documentDownloadUrl",
+        "version",
+        ANY_VIEWER,
+        by_id("query($id: ID!) { documentDownloadUrl(versionId: $id) { url } }"),
+        sees_dossier_scoped,
+        not_found,
+        _download,
+    ),
+    # --- mutations: the catalogue, agents and payment links (admins) ------------------------
+    Case(
+        "Mutation.updateAgent",
+        "agent",
+        ADMIN,
+        by_id(
+            "mutation($id: ID!) { updateAgent(input: {id: $id}) "
+            "{ agent { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        returns_id("updateAgent", "agent"),
+    ),
+    Case(
+        "Mutation.updateProduct",
+        "product",
+        ADMIN,
+        by_id(
+            "mutation($id: ID!) { updateProduct(input: {id: $id}) "
+            "{ product { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        returns_id("updateProduct", "product"),
+    ),
+    Case(
+        "Mutation.setProductSteps",
+        "product",
+        ADMIN,
+        with_vars(
+            "mutation($id: ID!, $step: ID!) { setProductSteps(input: {productId: $id, "
+            "steps: [{stepId: $step}]}) { product { id } userErrors { code field message } } }",
+            lambda world, _who, target: {"id": target.value, "step": world.first_step},
+        ),
+        sees_all,
+        not_found,
+        returns_id("setProductSteps", "product"),
+        name="Mutation.setProductSteps(productId)",
+    ),
+    Case(
+        "Mutation.setProductSteps",
+        "step",
+        ADMIN,
+        with_vars(
+            "mutation($product: ID!, $id: ID!) { setProductSteps(input: {productId: $product, "
+            "steps: [{stepId: $id}]}) { product { id steps { step { id } } } "
+            "userErrors { code field message } } }",
+            lambda world, _who, target: {"product": world.main_product, "id": target.value},
+        ),
+        sees_all,
+        user_error("setProductSteps", "UNKNOWN_STEP"),
+        _has_step,
+        name="Mutation.setProductSteps(steps.stepId)",
+    ),
+    Case(
+        "Mutation.createDocumentType",
+        "step",
+        ADMIN,
+        with_vars(
+            "mutation($code: String!, $id: ID) { createDocumentType(input: {code: $code, "
+            'label: "Scan", requiredStepId: $id, allowedExtensions: ["pdf"]}) '
+            "{ documentType { requiredStep { id } } userErrors { code field message } } }",
+            lambda _world, _who, target: {"code": _unique_code(), "id": target.value},
+        ),
+        sees_all,
+        user_error("createDocumentType", "UNKNOWN_STEP"),
+        _document_type_for,
+    ),
+    Case(
+        "Mutation.updateDocumentType",
+        "document_type",
+        ADMIN,
+        by_id(
+            "mutation($id: ID!) { updateDocumentType(input: {id: $id}) "
+            "{ documentType { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        returns_id("updateDocumentType", "documentType"),
+    ),
+    Case(
+        "Mutation.createPaymentLink",
+        "product",
+        ADMIN,
+        by_id(
+            "mutation($id: ID!) { createPaymentLink(input: {productId: $id, "
+            'prospectEmail: "prospect@example.com", prospectName: "Pat"}) '
+            "{ paymentLink { product { id } } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        _payment_link,
+    ),
+    # --- mutations: a client's own things ----------------------------------------------------
+    Case(
+        "Mutation.resumeCheckout",
+        "order",
+        ANY_VIEWER,
+        by_id(
+            "mutation($id: ID!) { resumeCheckout(input: {orderId: $id}) "
+            "{ checkoutUrl userErrors { code field message } } }"
+        ),
+        sees_own,  # the order's client only: an agent's answer is the missing one
+        not_found,
+        no_top_level_error,
+    ),
+    Case(
+        "Mutation.markNotificationsRead",
+        "notification",
+        ANY_VIEWER,
+        by_id(
+            "mutation($id: ID!) { markNotificationsRead(input: {ids: [$id]}) "
+            "{ notifications { id } unreadCount userErrors { code field message } } }"
+        ),
+        sees_own,
+        _ignored,
+        _marked,
+    ),
+    Case(
+        "Mutation.uploadDocument",
+        "document",
+        ANY_VIEWER,
+        ask_upload,
+        sees_dossier_scoped,
+        not_found,
+        no_top_level_error,
+    ),
+    Case(
+        "Mutation.sendMessage",
+        "dossier",
+        ANY_VIEWER,
+        by_id(
+            'mutation($id: ID!) { sendMessage(input: {dossierId: $id, content: "hello"}) '
+            "{ message { dossierId } userErrors { code field message } } }"
+        ),
+        sees_dossier_scoped,
+        not_found,
+        _message_in,
+        name="Mutation.sendMessage(dossierId)",
+    ),
+    Case(
+        "Mutation.sendMessage",
+        "version",
+        ANY_VIEWER,
+        with_vars(
+            "mutation($dossier: ID!, $id: ID!) { sendMessage(input: {dossierId: $dossier, "
+            'content: "see attached", attachments: [$id]}) '
+            "{ message { attachments { documentVersionId } } userErrors { code field message } } }",
+            lambda world, who, target: {"dossier": _own_dossier(world, who), "id": target.value},
+        ),
+        _attachment_in_own_dossier,
+        user_error("sendMessage", "INVALID_ATTACHMENT"),
+        _attached,
+        only_if=lambda world, who: _own_dossier(world, who) is not None,
+        name="Mutation.sendMessage(attachments)",
+    ),
+    Case(
+        "Mutation.markDossierMessagesRead",
+        "dossier",
+        ANY_VIEWER,
+        by_id(
+            "mutation($id: ID!) { markDossierMessagesRead(input: {dossierId: $id}) "
+            "{ dossier { id } userErrors { code field message } } }"
+        ),
+        sees_dossier_scoped,
+        not_found,
+        returns_id("markDossierMessagesRead", "dossier"),
+    ),
+    # --- mutations: agents' work -------------------------------------------------------------
+    Case(
+        "Mutation.reviewDocument",
+        "version",
+        STAFF,
+        by_id(
+            "mutation($id: ID!) { reviewDocument(input: {versionId: $id, "
+            'decision: CHANGES_REQUESTED, reason: "Blurry"}) '
+            "{ userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        no_top_level_error,
+    ),
+    Case(
+        "Mutation.changeDossierStatus",
+        "dossier",
+        STAFF,
+        by_id(
+            "mutation($id: ID!) { changeDossierStatus(input: {dossierId: $id, action: HOLD, "
+            'reason: "Waiting"}) { dossier { id } userErrors { code field message } } }'
+        ),
+        sees_all,
+        not_found,
+        no_top_level_error,
+    ),
+    Case(
+        "Mutation.completeStep",
+        "step_instance",
+        STAFF,
+        by_id(
+            "mutation($id: ID!) { completeStep(input: {stepInstanceId: $id}) "
+            "{ stepInstance { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        no_top_level_error,
+    ),
+    Case(
+        "Mutation.skipStep",
+        "step_instance",
+        STAFF,
+        by_id(
+            "mutation($id: ID!) { skipStep(input: {stepInstanceId: $id}) "
+            "{ stepInstance { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        no_top_level_error,
+    ),
+    Case(
+        "Mutation.moveStepDueDate",
+        "step_instance",
+        STAFF,
+        with_vars(
+            "mutation($id: ID!, $due: DateTime!) { moveStepDueDate(input: {stepInstanceId: $id, "
+            'dueAt: $due, reason: "Holidays"}) { stepInstance { id } '
+            "userErrors { code field message } } }",
+            lambda _world, _who, target: {"id": target.value, "due": _in_a_month()},
+        ),
+        sees_all,
+        not_found,
+        no_top_level_error,
+    ),
+    Case(
+        "Mutation.assignStep",
+        "step_instance",
+        STAFF,
+        by_id(
+            "mutation($id: ID!) { assignStep(input: {stepInstanceId: $id}) "
+            "{ stepInstance { id assignedTo { id } } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        returns_id("assignStep", "stepInstance"),
+        name="Mutation.assignStep(stepInstanceId)",
+    ),
+    Case(
+        "Mutation.assignStep",
+        "agent",
+        STAFF,
+        with_vars(
+            "mutation($step: ID!, $id: ID) { assignStep(input: {stepInstanceId: $step, "
+            "agentId: $id}) { stepInstance { id assignedTo { id } } "
+            "userErrors { code field message } } }",
+            lambda world, _who, target: {"step": world.some_step_instance, "id": target.value},
+        ),
+        sees_all,
+        user_error("assignStep", "UNKNOWN_AGENT"),
+        _assigned,
+        name="Mutation.assignStep(agentId)",
+    ),
+]
+
+SUBSCRIPTIONS = {
+    "Subscription.messageAdded": (
+        "subscription($id: ID!) { messageAdded(dossierId: $id) { cursor } }",
+        channels.dossier_messages,
+    ),
+    "Subscription.documentReviewed": (
+        "subscription($id: ID) { documentReviewed(dossierId: $id) { eventId } }",
+        channels.dossier_reviews,
+    ),
+    "Subscription.dossierUpdated": (
+        "subscription($id: ID) { dossierUpdated(dossierId: $id) { eventId } }",
+        channels.dossier_updates,
+    ),
+}
+
+
+def test_every_id_taking_field_has_a_policy():
+    """A new root field taking an ID fails here until it has a case above."""
+    covered = {case.field for case in CASES} | set(SUBSCRIPTIONS)
+    assert covered == id_taking_fields()
+
+
+# --- the property ------------------------------------------------------------------------------
+
+
+def expectation(case_roles: frozenset[str], sees: Any, malformed_is_missing: bool) -> Any:
+    def expect(world: World, who: Who, target: Target) -> str:
+        if who.role == "anon":
+            return UNAUTHENTICATED
+        if who.role not in case_roles:
+            return FORBIDDEN
+        if target.nature == "malformed" and not malformed_is_missing:
+            return MALFORMED_REJECTED
+        if target.nature == "real" and sees(world, who, target):
+            return OK
+        return HIDDEN
+
+    return expect
+
+
+def judge(
+    label: str,
+    answers: list[tuple[Target, str, dict[str, Any]]],
+    hidden: Callable[[dict[str, Any]], None],
+    ok: Callable[[Target, dict[str, Any]], None],
+) -> None:
+    """Each answer is what the policy says; answers that must not tell targets apart are
+    identical, body for body."""
+    alike: dict[str, set[str]] = {}
+    for target, expected, body in answers:
+        where = f"{label} on {target.nature} {target.value}"
+        assert "INTERNAL_SERVER_ERROR" not in codes(body), (where, body)
+        if expected in (UNAUTHENTICATED, FORBIDDEN):
+            assert codes(body) == [expected], (where, body)
+        elif expected == MALFORMED_REJECTED:
+            assert codes(body) == ["NOT_FOUND"], (where, body)
+        elif expected == HIDDEN:
+            try:
+                hidden(body)
+            except AssertionError as error:
+                raise AssertionError(f"{where}: not answered like a missing id") from error
+        else:
+            try:
+                ok(target, body)
+            except AssertionError as error:
+                raise AssertionError(f"{where}: refused or wrong") from error
+        if expected != OK:
+            alike.setdefault(expected, set()).add(json.dumps(body, sort_keys=True))
+    for expected, bodies in alike.items():
+        assert len(bodies) == 1, f"{label}: {expected} answers differ by target: {bodies}"
+
+
+def pick(
+    targets: list[Target], expect: Callable[[Target], str], rnd: random.Random
+) -> list[Target]:
+    """One target of each kind of answer (a visible object, an invisible one, a missing, a
+    malformed and an alien id), drawn by hypothesis; refusals first, then the allowed calls
+    (which may change what later calls see). A role refused whatever the id gets a real
+    object and a missing id: its two answers must be the same."""
+    groups: dict[tuple[str, str], list[Target]] = {}
+    for target in targets:
+        groups.setdefault((target.nature, expect(target)), []).append(target)
+    chosen = [rnd.choice(group) for _, group in sorted(groups.items())]
+    if any(expect(t) in (UNAUTHENTICATED, FORBIDDEN) for t in chosen):
+        chosen = [t for t in chosen if t.nature in ("real", "missing")][:2] or chosen
+    return sorted(chosen, key=lambda t: expect(t) == OK)
+
+
+@pytest.fixture(scope="module")
+def authz_app(database_url):
+    """The app, with a rate limit no property run reaches (rate limiting is tested in
+    tests/test_abuse.py; here it would only make answers depend on what ran before)."""
+    from app.main import create_app
+
+    return create_app(settings_with(rate_limit_points=1_000_000_000), manage_db=False)
+
+
+@pytest.fixture
+async def authz_client(authz_app) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=authz_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    spec=specs(),
+    rnd=st.randoms(use_true_random=False),
+    cases=st.frozensets(st.integers(0, len(CASES) - 1), min_size=8, max_size=10),
+)
+@example(spec=RICH, rnd=random.Random(0), cases=frozenset(range(len(CASES))))
+async def test_queries_and_mutations_answer_as_the_policy_says(
+    authz_client, authz_app, spec, rnd, cases
+):
+    """Every case in one rich world (the explicit example, so each case runs every time),
+    then random worlds, each asked a random third of the cases."""
+    world = await build_world(spec, authz_app.state.storage)
+    for index, case in enumerate(CASES):
+        if index not in cases:
+            continue
+        expect = expectation(case.roles, case.sees, case.malformed_is_missing)
+        for who in world.viewers:
+            if not case.only_if(world, who):
+                continue
+            answers = []
+            for target in pick(
+                world.targets[case.kind],
+                lambda t, who=who, expect=expect: expect(world, who, t),
+                rnd,
+            ):
+                body = await case.ask(authz_client, world, who, target)
+                answers.append((target, expect(world, who, target), body))
+            judge(
+                f"{case} as {who}",
+                answers,
+                case.hidden,
+                lambda target, body, who=who, case=case: case.ok(world, who, target, body),
+            )
+
+
+# --- subscriptions ------------------------------------------------------------------------------
+
+
+async def _subscription_answer(ws: Any, op_id: str, query: str, target: Target) -> dict:
+    """Everything the server says about one subscription that does not start."""
+    await ws.send(
+        json.dumps(
+            {
+                "id": op_id,
+                "type": "subscribe",
+                "payload": {"query": query, "variables": {"id": target.value}},
+            }
+        )
+    )
+    said = []
+    while True:
+        message = json.loads(await ws.recv())
+        if message.get("id") != op_id:
+            continue  # a late word about an earlier, completed subscription
+        said.append({k: v for k, v in message.items() if k != "id"})
+        if message["type"] in ("complete", "error"):
+            return {"messages": said}
+
+
+async def _starts(ws: Any, hub: Any, op_id: str, query: str, channel: str, target: Target) -> None:
+    before = hub.subscriber_count(channel)
+    message = {"query": query, "variables": {"id": target.value}}
+    await ws.send(json.dumps({"id": op_id, "type": "subscribe", "payload": message}))
+    await wait_until(lambda: hub.subscriber_count(channel) == before + 1, what=f"{op_id} live")
+    await ws.send(json.dumps({"id": op_id, "type": "complete"}))
+    await wait_until(lambda: hub.subscriber_count(channel) == before, what=f"{op_id} ended")
+
+
+@settings(
+    max_examples=WS_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(spec=specs())
+async def test_subscriptions_answer_as_the_policy_says(live_server, app, spec):
+    """Subscriptions are authorised when they start: the allowed ones go live (the hub has
+    the subscriber), the others end at once with the answer a missing dossier gets. Without
+    a token the socket never opens (tests/test_ws.py)."""
+    from websockets.asyncio.client import connect
+
+    world = await build_world(spec, app.state.storage)
+    hub = app.state.hub
+    expect = expectation(ANY_VIEWER, sees_dossier_scoped, True)
+    for who in world.viewers:
+        if who.role == "anon":
+            continue
+        async with connect(live_server.ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+            init = {"type": "connection_init", "payload": {"authorization": f"Bearer {who.token}"}}
+            await ws.send(json.dumps(init))
+            assert json.loads(await ws.recv()) == {"type": "connection_ack"}
+            for n, (name, (query, channel_of)) in enumerate(SUBSCRIPTIONS.items()):
+                answers = []
+                for m, target in enumerate(world.targets["dossier"]):
+                    op_id = f"{n}.{m}"
+                    expected = expect(world, who, target)
+                    if expected == OK:
+                        await _starts(ws, hub, op_id, query, channel_of(target.value), target)
+                        answers.append((target, expected, {}))
+                    else:
+                        body = await _subscription_answer(ws, op_id, query, target)
+                        answers.append((target, expected, body))
+                judge(f"{name} as {who}", answers, _subscription_not_found, lambda _t, _b: None)
+
+
+def _subscription_not_found(body: dict[str, Any]) -> None:
+    first = body["messages"][0]
+    assert first["type"] == "next", body
+    errors = first["payload"]["errors"]
+    assert [(e.get("extensions") or {}).get("code") for e in errors] == ["NOT_FOUND"], body
