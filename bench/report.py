@@ -126,6 +126,15 @@ def budgets(r: dict[str, Any]) -> list[Budget]:
                 "<= 1.5x",
                 s["c1"]["p50_ratio"] <= 1.5,
             )
+        o = _get(r, f"{key}.open", {})
+        if o:
+            ratio = round(o["contender_p50_ms"] / o["raw_p50_ms"], 3) if o["raw_p50_ms"] else None
+            add(
+                f"sendMessage p50 vs raw (open loop, {o['rate_rps']} req/s){label}",
+                f"{ratio}x ({o['contender_p50_ms']} vs {o['raw_p50_ms']} ms)",
+                "<= 1.5x",
+                ratio is not None and ratio <= 1.5,
+            )
     for key, label in (("webhook", ""), ("webhook_after_response", DEFERRED)):
         w = _get(r, f"{key}.distinct", {})
         if w:
@@ -320,14 +329,20 @@ def tables(r: dict[str, Any]) -> str:
     http_row("sendMessage", "send_message")
     http_row("sendMessage" + DEFERRED, "send_message_after_response")
     lines.append("")
-    ol = _get(r, "dashboard.M.open")
-    if ol:
-        lines += [
-            f"Open loop, dashboard M at {ol['rate_rps']} req/s (half the API's c=16 throughput): "
-            f"API p50 {ol['contender_p50_ms']} ms / p99 {ol['contender_p99_ms']} ms, raw p50 "
-            f"{ol['raw_p50_ms']} ms / p99 {ol['raw_p99_ms']} ms.",
-            "",
-        ]
+    for label, path in (
+        ("dashboard M", "dashboard.M.open"),
+        ("sendMessage", "send_message.open"),
+        ("sendMessage" + DEFERRED, "send_message_after_response.open"),
+    ):
+        ol = _get(r, path)
+        if ol:
+            lines += [
+                f"Open loop, {label} at {ol['rate_rps']} req/s (half the API's c=16 "
+                f"throughput): API p50 {ol['contender_p50_ms']} ms / p99 "
+                f"{ol['contender_p99_ms']} ms, raw p50 {ol['raw_p50_ms']} ms / p99 "
+                f"{ol['raw_p99_ms']} ms.",
+                "",
+            ]
     w = _get(r, "webhook")
     if w:
         d = w["distinct"]

@@ -8,17 +8,55 @@ bench/run.py as `python -m bench.server --port N` with the bench's environment.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
 
 from app.main import create_app
 from app.settings import get_settings
 from app.subscriptions.hub import namespace_for
 from bench.raw import Raw
+
+
+class GcPauses:
+    """Garbage-collector pauses of the server process, per generation (bench insight)."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        elif self.started is not None:
+            self.pauses[info["generation"]].append(time.perf_counter() - self.started)
+
+    async def report(self, request: Request) -> JSONResponse:
+        if request.query_params.get("reset"):
+            self.pauses = {0: [], 1: [], 2: []}
+        figures: dict[str, Any] = {
+            str(gen): {
+                "count": len(p),
+                "total_ms": round(sum(p) * 1000, 1),
+                "max_ms": round(max(p, default=0) * 1000, 1),
+            }
+            for gen, p in self.pauses.items()
+        }
+        if request.query_params.get("objects"):
+            kinds = Counter(type(o).__qualname__ for o in gc.get_objects())
+            figures["tracked_objects"] = sum(kinds.values())
+            figures["top_types"] = kinds.most_common(25)
+        return JSONResponse(figures)
 
 
 def build_app() -> Starlette:
@@ -47,7 +85,9 @@ def build_app() -> Starlette:
                     with open(profile, "w") as out:
                         out.write(profiler.output_text(unicode=False, color=False))
 
-    return Starlette(routes=[*raw.routes(), Mount("", app=api)], lifespan=lifespan)
+    pauses = GcPauses()
+    routes = [*raw.routes(), Route("/bench/raw/gc", pauses.report), Mount("", app=api)]
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def main() -> None:

@@ -127,7 +127,9 @@ class JoinedPage:
         select = ['"b".*']
         for join in self._joins:
             select += [f'"{join.alias}"."{c}" AS "{join.alias}__{c}"' for c in _columns(join.model)]
-        select += [f'{sql} AS "x__{name}"' for name, sql in self._extras]
+        if self._extras:  # once per page row, before the to-many join repeats it
+            extras = ", ".join(f'{sql} AS "x__{name}"' for name, sql in self._extras)
+            inner = f'SELECT "b".*, {extras} FROM ({inner}) AS "b"'
         joins = [f'LEFT JOIN "{_table(j.model)}" AS "{j.alias}" ON {j.on}' for j in self._joins]
         order = [
             f'"b"."{name.lstrip("-")}" {"DESC" if name.startswith("-") else "ASC"}'
