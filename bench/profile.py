@@ -2,7 +2,7 @@
 
 Builds its own database (seeded like the bench), runs the operation a few times through
 the ASGI app (no network), and prints where the time goes. Operations: dashboard S|M|L,
-queue 10|50|200, send.
+queue 10|50|200, send; `--all` shows every frame, `--cprofile` prints function self-times.
 """
 
 from __future__ import annotations
@@ -89,11 +89,27 @@ async def main(operation: str, arg: str, repeat: int) -> None:
                     assert "errors" not in r.json(), r.text[:500]
                 import time
 
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 for _ in range(repeat):
                     await http.post("/graphql", content=orjson.dumps(body), headers=headers)
                 elapsed = (time.perf_counter() - t0) / repeat
-                print(f"{operation} {arg}: {elapsed * 1000:.1f} ms per request (no profiler)")
+                cpu = (time.process_time() - c0) / repeat
+                print(
+                    f"{operation} {arg}: {elapsed * 1000:.1f} ms per request, "
+                    f"{cpu * 1000:.1f} ms of this process's CPU (no profiler)"
+                )
+                if "--cprofile" in sys.argv:
+                    # Function totals (self time), for per-call overhead a sampling tree hides.
+                    import cProfile
+                    import pstats
+
+                    cprof = cProfile.Profile()
+                    cprof.enable()
+                    for _ in range(repeat):
+                        await http.post("/graphql", content=orjson.dumps(body), headers=headers)
+                    cprof.disable()
+                    pstats.Stats(cprof).sort_stats("tottime").print_stats(40)
+                    return
                 profiler = Profiler(async_mode="enabled", interval=0.0005)
                 profiler.start()
                 for _ in range(repeat):

@@ -145,22 +145,39 @@ class JoinedPage:
         """The page's rows, in `ordering` (the order the paginated queryset uses)."""
         sql, params = self._sql(queryset, ordering)
         rows = await connections.get("default").execute_query_dict(sql, params)
+        # A joined row is hydrated once per statement: the to-one joins repeat on every row
+        # of the to-many join, and the same product, step or document type comes back for
+        # many page rows (one instance each, as the per-request loaders would hand out).
+        joins = [
+            (
+                join,
+                f"{join.alias}__id",
+                [(c, f"{join.alias}__{c}") for c in _columns(join.model)],
+            )
+            for join in self._joins
+        ]
+        hydrated: dict[tuple[type[Model], Any], Model] = {}
         pages: dict[Any, Joined] = {}
         for row in rows:
             key = row["id"]
             joined = pages.get(key)
+            first = joined is None
             if joined is None:
                 joined = pages[key] = Joined(self.model._init_from_db(**row))
                 joined.extra = {name: row[f"x__{name}"] for name, _ in self._extras}
             many: dict[str, Model | None] = {}
-            for join in self._joins:
-                if row[f"{join.alias}__id"] is None:
+            for join, id_column, columns in joins:
+                if not (join.many or first):
+                    continue  # the page row's own to-one joins: read on its first row
+                pk = row[id_column]
+                if pk is None:
                     value = None
                 else:
-                    prefix = f"{join.alias}__"
-                    value = join.model._init_from_db(
-                        **{c: row[prefix + c] for c in _columns(join.model)}
-                    )
+                    value = hydrated.get((join.model, pk))
+                    if value is None:
+                        value = hydrated[(join.model, pk)] = join.model._init_from_db(
+                            **{c: row[column] for c, column in columns}
+                        )
                 if join.many:
                     many[join.alias] = value
                 else:

@@ -27,6 +27,7 @@ from app.resolvers.messages import MessageMutation
 from app.resolvers.notifications import NotificationMutation, NotificationQuery
 from app.resolvers.payments import PaymentMutation, PaymentQuery
 from app.resolvers.workflow import WorkflowMutation
+from app.schema.execution import Executor
 from app.schema.extensions import DispatchEvents, ErrorTiers, FreshLoaders
 from app.schema.limits import DirectiveLimiter, NulGuard, node_budget
 from app.schema.ratelimit import RateLimiter, rate_limit
@@ -103,6 +104,7 @@ def build_schema(settings: Settings | None = None) -> Schema:
         subscription=Subscription,
         extensions=extensions,
         types=[*TIMELINE_TYPES],
+        execution_context_class=Executor,
     )
 
 
