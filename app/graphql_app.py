@@ -22,6 +22,7 @@ from app.context import Context
 from app.errors import Unauthenticated
 from app.schema import Schema
 from app.settings import Settings
+from app.subscriptions.sharing import SharingTransportWSHandler, with_shared_events
 
 # Apollo's CSRF prevention headers: a browser cannot send them cross-site without a CORS
 # preflight, which we never grant. Multipart is a "simple" content type, so an upload
@@ -41,8 +42,13 @@ def websocket_origins(settings: Settings) -> list[str]:
 
 
 class DossierGraphQL(GraphQL):
+    # A live event reaching many subscribers is executed and serialized once per
+    # operation (app.subscriptions.sharing); the protocol is strawberry's.
+    graphql_transport_ws_handler_class = SharingTransportWSHandler
+
     def __init__(self, schema: Schema, settings: Settings) -> None:
         self.max_upload_files = settings.max_upload_files
+        schema.execution_context_class = with_shared_events(schema.execution_context_class)
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql_enabled else None,

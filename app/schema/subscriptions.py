@@ -5,6 +5,12 @@ verified again; a client may only follow their own dossiers, and another client'
 answers exactly like a missing one), the channel name is built here from what was
 authorised, and access is re-checked while it streams (app.subscriptions.streams). The
 payloads come from the publisher ready to serve: no database query per subscriber.
+
+A live event's root object is built once for all the subscribers it reaches and its
+selection executed once per operation document and variables (app.subscriptions.sharing):
+the fields of `DossierUpdatedEvent`, `DocumentReviewedEvent` and a live `Message` read
+only the payload, never the viewer. `notificationAdded` is not shared (its `deliveries`
+reads the database, per subscriber as before; a notification has one recipient anyway).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from app.schema.notifications import NotificationType
 from app.services import dossiers
 from app.subscriptions import channels
 from app.subscriptions.hub import Hub, hub_for
+from app.subscriptions.sharing import SharedDelivery
 from app.subscriptions.streams import AccessGuard, event_stream, message_stream
 
 
@@ -165,6 +172,12 @@ async def _begin(info: Info) -> tuple[Viewer, AccessGuard, Hub]:
     return viewer, guard, hub
 
 
+def _message_edge(data: dict[str, Any]) -> Edge[MessageType]:
+    node = LiveMessage.from_data(data)
+    cursor = _encode([node.created_at, node.id])
+    return Edge(cursor=cursor, node=node)  # type: ignore[arg-type]
+
+
 async def _dossier_id(viewer: Viewer, value: strawberry.ID) -> uuid.UUID:
     """A dossier the viewer may follow; else NOT_FOUND, for missing and foreign alike."""
     dossier = await dossiers.get_dossier(viewer, parse_id(value, what="dossier"))
@@ -187,10 +200,11 @@ class Subscription:
             key = (created_at, message_id)
         target = await _dossier_id(viewer, dossier_id)
         stream = message_stream(hub, guard, target, key, from_now=after is None)
+        share = SharedDelivery(info)
         async for data in stream:
-            node = LiveMessage.from_data(data)
-            cursor = _encode([node.created_at, node.id])
-            yield Edge(cursor=cursor, node=node)  # type: ignore[arg-type]
+            root = share.root(data, _message_edge, _message_edge)
+            if not await share.sent(root):
+                yield root
 
     @strawberry.subscription(
         description="Document reviews: in one dossier, or (without `dossierId`) in all "
@@ -206,8 +220,11 @@ class Subscription:
             channel = channels.AGENT_REVIEWS
         else:
             channel = channels.client_reviews(viewer.actor_id)
+        share = SharedDelivery(info)
         async for data in event_stream(hub, guard, channel, kind="review"):
-            yield DocumentReviewedEvent.from_data(data)
+            root = share.root(data, DocumentReviewedEvent, DocumentReviewedEvent.from_data)
+            if not await share.sent(root):
+                yield root
 
     @strawberry.subscription(
         description="Status and current-step changes: of one dossier, or (without "
@@ -223,8 +240,11 @@ class Subscription:
             channel = channels.AGENT_UPDATES
         else:
             channel = channels.client_updates(viewer.actor_id)
+        share = SharedDelivery(info)
         async for data in event_stream(hub, guard, channel, kind="update"):
-            yield DossierUpdatedEvent.from_data(data)
+            root = share.root(data, DossierUpdatedEvent, DossierUpdatedEvent.from_data)
+            if not await share.sent(root):
+                yield root
 
     @strawberry.subscription(description="Your notifications, as they are created.")
     async def notification_added(self, info: Info) -> AsyncGenerator[NotificationType, None]:

@@ -12,11 +12,13 @@
   (briefly) for it, and the database fills the gap if it does not come.
 - `event_stream` relays one channel's events, dropping duplicates by id (the relay may
   publish an event twice).
+
+A live message is decoded once for all the subscribers of its channel (`live_data`), so
+that what they build from it, and its execution, can be shared (app.subscriptions.sharing).
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 import uuid
@@ -31,8 +33,9 @@ from app.auth import viewer_from_token
 from app.errors import Unauthenticated
 from app.services import messages as message_service
 from app.subscriptions import channels
-from app.subscriptions.hub import Hub, Subscriber
+from app.subscriptions.hub import Hub, Published, Subscriber
 from app.subscriptions.publisher import decode, message_data, sender_names
+from app.subscriptions.sharing import LiveData
 
 PAGE = 100
 GAP_WAIT_SECONDS = 1.0
@@ -89,9 +92,16 @@ class AccessGuard:
                 await self._extra_check()
             self._next_check = time.monotonic() + self._recheck
 
-    async def next(self, subscriber: Subscriber, max_wait: float | None = None) -> str | None:
+    async def next(self, subscriber: Subscriber, max_wait: float | None = None) -> Published | None:
         """The subscriber's next message; None when `max_wait` passed first. Raises when
         access is lost or the subscription was ended."""
+        if (
+            subscriber.ready
+            and (max_wait is None or max_wait > 0)
+            and time.monotonic() < self._next_check
+            and time.time() < self._expires_at
+        ):
+            return subscriber.pop()  # nothing to check yet: what `verify` would allow
         deadline = None if max_wait is None else time.monotonic() + max_wait
         while True:
             await self.verify()
@@ -101,10 +111,20 @@ class AccessGuard:
                 if remaining <= 0:
                     return None
                 wait = min(wait, remaining)
-            try:
-                return await asyncio.wait_for(subscriber.get(), timeout=max(wait, 0.001))
-            except TimeoutError:
-                continue
+            published = await subscriber.next(within=max(wait, 0.001))
+            if published is not None:
+                return published
+
+
+def live_data(published: Published) -> tuple[str, dict[str, Any]]:
+    """A published message decoded, once for all its subscribers (`LiveData`)."""
+    decoded = published.memo.get(live_data)
+    if decoded is None:
+        kind, raw_data = decode(published.raw)
+        data = LiveData(raw_data)
+        data.origin = published.memo
+        decoded = published.memo[live_data] = (kind, data)
+    return decoded
 
 
 async def event_stream(
@@ -113,10 +133,10 @@ async def event_stream(
     seen = RecentIds()
     async with hub.subscribe(channel) as subscriber:
         while True:
-            raw = await guard.next(subscriber)
-            if raw is None:  # pragma: no cover - no max_wait here
+            published = await guard.next(subscriber)
+            if published is None:  # pragma: no cover - no max_wait here
                 continue
-            got, data = decode(raw)
+            got, data = live_data(published)
             if got != kind:
                 continue
             if seen.add(str(data.get("eventId") or data.get("id"))):
@@ -210,15 +230,15 @@ async def message_stream(
             if chain.pending:
                 gap_since = gap_since if gap_since is not None else time.monotonic()
                 max_wait = max(0.0, gap_since + GAP_WAIT_SECONDS - time.monotonic())
-            raw = await guard.next(subscriber, max_wait=max_wait)
-            if raw is None or len(chain.pending) > hub.queue_size:
+            published = await guard.next(subscriber, max_wait=max_wait)
+            if published is None or len(chain.pending) > hub.queue_size:
                 # a predecessor never came (or too many wait): the database has them all
                 async for data in _from_database(dossier_id, chain):
                     yield data
                 for data in chain.flush():
                     yield data
             else:
-                kind, data = decode(raw)
+                kind, data = live_data(published)
                 if kind == "message":
                     for ready in chain.accept(data):
                         yield ready
