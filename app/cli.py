@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             timeout_graceful_shutdown=10,
             proxy_headers=True,
+            # Live-update frames are small JSON: compressing each one cost ~30 % of a
+            # delivery's CPU (bench/RESULTS.md) and a deflate context per open socket.
+            ws_per_message_deflate=False,
         )
         return 0
     if args.command == "migrate":

@@ -108,7 +108,9 @@ async def main(operation: str, arg: str, repeat: int) -> None:
                     for _ in range(repeat):
                         await http.post("/graphql", content=orjson.dumps(body), headers=headers)
                     cprof.disable()
-                    pstats.Stats(cprof).sort_stats("tottime").print_stats(40)
+                    order = os.environ.get("BENCH_PROFILE_SORT", "tottime")
+                    lines = int(os.environ.get("BENCH_PROFILE_LINES", "40"))
+                    pstats.Stats(cprof).sort_stats(order).print_stats(lines)
                     return
                 profiler = Profiler(async_mode="enabled", interval=0.0005)
                 profiler.start()

@@ -96,13 +96,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
+    app = build_app()
+    try:  # as app/asgi.py does in production (absent from checkouts older than it)
+        from app.runtime import tune_gc
+    except ImportError:
+        pass
+    else:
+        tune_gc()
     uvicorn.run(
-        build_app(),
+        app,
         host="127.0.0.1",
         port=args.port,
         log_level="warning",
         timeout_graceful_shutdown=5,
         backlog=4096,
+        ws_per_message_deflate=False,  # as `python -m app serve` and the Procfile run it
     )
 
 
