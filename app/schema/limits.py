@@ -140,14 +140,32 @@ def _possible_types(schema: GraphQLSchema, parent: Any) -> list[GraphQLObjectTyp
 
 
 def node_budget(max_nodes: int) -> type[SchemaExtension]:
+    # The count depends only on the document, the operation and the integer variables (a
+    # page size is an Int): an operation seen within budget — most of the traffic — is not
+    # walked again. One over budget is walked each time (the walk stops at the budget).
+    verdicts: dict[tuple[Any, ...], int] = {}
+
     class NodeBudget(SchemaExtension):
         """Checked once the document is parsed, with the variables known."""
 
         def on_validate(self) -> Iterator[None]:
             context = self.execution_context
             document = context.graphql_document
+            key = (
+                context.query,
+                context.operation_name,
+                tuple(
+                    sorted(
+                        (name, value)
+                        for name, value in (context.variables or {}).items()
+                        if value is None or isinstance(value, int)
+                    )
+                ),
+            )
             # not `is None`: ValidationCache leaves an empty list when the document is valid
-            if document is not None and not context.pre_execution_errors:
+            if document is not None and not context.pre_execution_errors and key in verdicts:
+                context.node_cost = verdicts[key]  # type: ignore[attr-defined]
+            elif document is not None and not context.pre_execution_errors:
                 fragments = {
                     d.name.value: d
                     for d in document.definitions
@@ -171,18 +189,27 @@ def node_budget(max_nodes: int) -> type[SchemaExtension]:
                     except Exception as exc:  # fail closed: an uncounted query never runs
                         if not isinstance(exc, NodeBudgetExceeded):
                             logger.exception("node budget could not be computed")
-                        context.pre_execution_errors = [
-                            GraphQLError(
-                                f"This query could return more than {max_nodes} nodes; "
-                                "ask for smaller pages (first/last) or fewer nested connections.",
-                                definition,
-                                extensions={"code": "QUERY_TOO_COMPLEX"},
-                            )
-                        ]
+                        context.pre_execution_errors = [_too_complex(max_nodes, definition)]
                         break
+                    _remember(verdicts, key, context.node_cost)  # type: ignore[attr-defined]
             yield
 
     return NodeBudget
+
+
+def _too_complex(max_nodes: int, definition: OperationDefinitionNode | None) -> GraphQLError:
+    return GraphQLError(
+        f"This query could return more than {max_nodes} nodes; "
+        "ask for smaller pages (first/last) or fewer nested connections.",
+        definition,
+        extensions={"code": "QUERY_TOO_COMPLEX"},
+    )
+
+
+def _remember(verdicts: dict[tuple[Any, ...], int], key: Any, cost: int) -> None:
+    if len(verdicts) >= 512:  # bounded: distinct documents and page sizes are few
+        verdicts.clear()
+    verdicts[key] = cost
 
 
 NUL = "\x00"
@@ -217,7 +244,11 @@ class NulGuard(SchemaExtension):
         context = self.execution_context
         if not context.pre_execution_errors:  # None, or [] from ValidationCache
             found = _holds_nul(context.variables)
-            if not found and context.graphql_document is not None:
+            # A literal holds U+0000 only if the text does, raw or escaped (\u0000, \u{0}):
+            # without either there is nothing to look for in the parsed document.
+            query = context.query or ""
+            suspect = NUL in query or "\\" in query
+            if not found and suspect and context.graphql_document is not None:
                 visitor = _NulInLiteral()
                 visit(context.graphql_document, visitor)
                 found = visitor.found
