@@ -1,8 +1,8 @@
 """The schema's executor (app/schema/execution.py) answers exactly as graphql-core's.
 
-Its two shortcuts — values known never to be awaitable, plain scalar fields read without
-a resolver call — must not change a single byte of a result, nor any error (message,
-path, the null it leaves behind). Each case runs the same operation over the same data
+Its shortcuts — simple resolvers called directly (`lean_resolvers`), values known never
+to be awaitable, plain scalar fields read without a resolver call — must not change a
+single byte of a result, nor any error (message, path, the null it leaves behind). Each case runs the same operation over the same data
 through a schema on strawberry's default executor and one on ours, and compares.
 """
 
@@ -17,7 +17,7 @@ import pytest
 import strawberry
 
 from app.models import Product
-from app.schema.execution import Executor, is_awaitable
+from app.schema.execution import Executor, is_awaitable, lean_resolvers
 
 
 @strawberry.enum
@@ -43,6 +43,14 @@ class Item:
     @strawberry.field
     def times(self, n: int = 2) -> int:
         return self.count * n
+
+    @strawberry.field
+    def path(self, info: strawberry.Info) -> str:
+        return ".".join(str(key) for key in info.path.as_list())
+
+    @strawberry.field
+    def fails(self) -> str | None:
+        raise ValueError(f"no {self.name}")
 
 
 class Row:
@@ -84,6 +92,10 @@ class Query:
         return ROWS  # type: ignore[return-value]
 
     @strawberry.field
+    def viewer(self, info: strawberry.Info) -> str:
+        return f"{info.field_name} of {info.context['who']}"
+
+    @strawberry.field
     def product(self) -> str:
         model = Product(code="c", name="n")
         assert not is_awaitable(model)  # a model answers at once
@@ -91,7 +103,8 @@ class Query:
 
 
 OPERATIONS = [
-    "{ items { id name note count colour at price shout times(n: 3) } }",
+    "{ items { id name note count colour at price shout times(n: 3) path fails } }",
+    "{ viewer }",
     "{ later { id name note colour } }",
     "{ broken { id name count colour at price } }",
     "{ items { ...F } } fragment F on Item { a: name b: name id }",
@@ -103,14 +116,19 @@ OPERATIONS = [
 async def test_our_executor_answers_exactly_as_graphql_core(operation: str) -> None:
     plain = strawberry.Schema(query=Query)
     ours = strawberry.Schema(query=Query, execution_context_class=Executor)
-    expected = await plain.execute(operation)
-    got = await ours.execute(operation)
+    # items, broken, viewer, product, shout, path, fails; not `later` (async), `times` (n)
+    assert lean_resolvers(ours) == 7
+    context = {"who": "me"}
+    expected = await plain.execute(operation, context_value=context)
+    got = await ours.execute(operation, context_value=context)
     assert got.data == expected.data
     assert [(e.message, e.path) for e in got.errors or []] == [
         (e.message, e.path) for e in expected.errors or []
     ]
     if "broken" in operation:  # the cases above do fail, and each one is reported
         assert len(got.errors or []) == 4
+    if "fails" in operation:  # a resolver's exception: its field null, the error located
+        assert len(got.errors or []) == 5
 
 
 def test_plain_values_are_not_awaitable_and_awaitables_still_are() -> None:

@@ -27,7 +27,7 @@ from app.resolvers.messages import MessageMutation
 from app.resolvers.notifications import NotificationMutation, NotificationQuery
 from app.resolvers.payments import PaymentMutation, PaymentQuery
 from app.resolvers.workflow import WorkflowMutation
-from app.schema.execution import Executor
+from app.schema.execution import Executor, lean_resolvers
 from app.schema.extensions import DispatchEvents, ErrorTiers, FreshLoaders
 from app.schema.limits import DirectiveLimiter, NulGuard, node_budget
 from app.schema.ratelimit import RateLimiter, rate_limit
@@ -98,7 +98,7 @@ def build_schema(settings: Settings | None = None) -> Schema:
     ]
     if not settings.introspection_enabled:
         extensions.append(DisableIntrospection)
-    return Schema(
+    built = Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -106,6 +106,8 @@ def build_schema(settings: Settings | None = None) -> Schema:
         types=[*TIMELINE_TYPES],
         execution_context_class=Executor,
     )
+    lean_resolvers(built)
+    return built
 
 
 schema = build_schema()

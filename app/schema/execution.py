@@ -124,3 +124,69 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
+
+
+def lean_resolvers(schema: Any) -> int:
+    """Call simple resolvers directly. Returns how many fields it rewired.
+
+    For every field strawberry resolves, its wrapper converts arguments, runs field
+    extensions and exception handlers, then calls the method. A field whose method is
+    synchronous and takes no GraphQL arguments, with no field extension (permissions are
+    one) and no exception handler in the schema, has nothing to convert or run: its
+    resolver here calls the method with the same `self` and `info` strawberry would pass.
+    Subscription fields keep strawberry's resolvers.
+    """
+    if getattr(schema, "exception_handlers", ()):
+        return 0
+    info_class = schema.config.info_class
+    graphql_schema = schema._schema
+    rewired = 0
+    for named in graphql_schema.type_map.values():
+        if not isinstance(named, GraphQLObjectType) or named.name.startswith("__"):
+            continue
+        if named is graphql_schema.subscription_type:
+            continue
+        for field_def in named.fields.values():
+            field = field_def.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            resolver = getattr(field, "base_resolver", None)
+            if resolver is None or field.is_async or field.extensions or field.arguments:
+                continue
+            if resolver.parent_parameter is not None or resolver.root_parameter is not None:
+                continue
+            info_parameter = resolver.info_parameter
+            field_def.resolve = _direct(
+                resolver.wrapped_func,
+                field,
+                info_class,
+                with_self=resolver.self_parameter is not None,
+                info_name=info_parameter.name if info_parameter is not None else None,
+            )
+            rewired += 1
+    return rewired
+
+
+def _direct(
+    func: Any, field: Any, info_class: Any, *, with_self: bool, info_name: str | None
+) -> Any:
+    if with_self and info_name is not None:
+
+        def resolve(source: Any, info: Any) -> Any:
+            return func(source, **{info_name: info_class(_raw_info=info, _field=field)})
+
+    elif with_self:
+
+        def resolve(source: Any, _info: Any) -> Any:
+            return func(source)
+
+    elif info_name is not None:
+
+        def resolve(_source: Any, info: Any) -> Any:
+            return func(**{info_name: info_class(_raw_info=info, _field=field)})
+
+    else:
+
+        def resolve(_source: Any, _info: Any) -> Any:
+            return func()
+
+    resolve._is_default = False  # type: ignore[attr-defined]
+    return resolve
