@@ -2,8 +2,9 @@
 
 Its shortcuts — simple resolvers called directly (`lean_resolvers`), values known never
 to be awaitable, plain scalar fields read without a resolver call — must not change a
-single byte of a result, nor any error (message, path, the null it leaves behind). Each case runs the same operation over the same data
-through a schema on strawberry's default executor and one on ours, and compares.
+single byte of a result, nor any error (message, path, the null it leaves behind). Each
+case runs the same operation over the same data through a schema on strawberry's default
+executor and one on ours, and compares.
 """
 
 from __future__ import annotations
