@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -105,3 +106,112 @@ def is_postgres() -> bool:
     from tortoise.connection import get_connection
 
     return get_connection("default").capabilities.dialect == "postgres"
+
+
+class Writes:
+    """Changes that commit together (new rows and UPDATEs), sent in as few round trips as
+    the backend allows: on PostgreSQL ONE statement (data-modifying CTEs: one multi-row
+    INSERT per table, each UPDATE), elsewhere one INSERT per table (`bulk_create`) and
+    one statement per UPDATE, in the order they were added. A table's rows go out together
+    where its first row was added: add parents before their children (and UPDATEs that
+    point at new rows after them). Values go through the fields' own `to_db_value`, as
+    `save()` would send them; the rows' primary keys are chosen in Python (UUIDs).
+
+    Rows added without a creation time get one when they are added, strictly increasing
+    across the batch, so ordering by `created_at` keeps the order they were made in (as
+    when each was saved in turn)."""
+
+    def __init__(self) -> None:
+        self._ops: list[tuple[str, Any, Any]] = []  # ("insert", model, rows) | ("update", ...)
+        self._rows: dict[type[Model], list[Model]] = {}
+        self._last: datetime | None = None
+
+    def _stamp(self) -> datetime:
+        now = datetime.now(UTC)
+        if self._last is not None and now <= self._last:
+            now = self._last + timedelta(microseconds=1)
+        self._last = now
+        return now
+
+    def insert(self, *instances: Model) -> None:
+        for instance in instances:
+            meta = instance._meta
+            for name, field in meta.fields_map.items():
+                if getattr(field, "auto_now_add", False) and getattr(instance, name) is None:
+                    setattr(instance, name, self._stamp())
+            rows = self._rows.get(type(instance))
+            if rows is None:
+                rows = self._rows[type(instance)] = []
+                self._ops.append(("insert", type(instance), rows))
+            rows.append(instance)
+
+    def update(self, model: type[Model], where: dict[str, Any], **values: Any) -> None:
+        """`UPDATE model SET values WHERE where` (field names; a None in `where` is IS NULL).
+        No `auto_now` here: pass `updated_at` when the row has one."""
+        self._ops.append(("update", model, (where, values)))
+
+    def __bool__(self) -> bool:
+        return bool(self._ops)
+
+    async def run(self) -> None:
+        if not self._ops:
+            return
+        connection = connections.get("default")
+        if connection.capabilities.dialect == "postgres":
+            await self._run_postgres(connection)
+        else:
+            for kind, model, spec in self._ops:
+                if kind == "insert":
+                    await model.bulk_create(spec)
+                else:
+                    where, values = spec
+                    await model.filter(**where).update(**values)
+        for rows in self._rows.values():
+            for instance in rows:
+                instance._saved_in_db = True
+        self._ops, self._rows = [], {}
+
+    async def _run_postgres(self, connection: Any) -> None:
+        statements: list[str] = []
+        values: list[Any] = []
+
+        def mark(value: Any) -> str:
+            values.append(value)
+            return f"${len(values)}"
+
+        for kind, model, spec in self._ops:
+            meta = model._meta
+            table = f'"{meta.db_table}"'
+            if kind == "insert":
+                names = [n for n in meta.fields_db_projection if n not in meta.generated_db_fields]
+                columns = ", ".join(f'"{meta.fields_db_projection[n]}"' for n in names)
+                tuples = ", ".join(
+                    "("
+                    + ", ".join(
+                        mark(meta.fields_map[n].to_db_value(getattr(instance, n), instance))
+                        for n in names
+                    )
+                    + ")"
+                    for instance in spec
+                )
+                statements.append(f"INSERT INTO {table} ({columns}) VALUES {tuples}")
+            else:
+                where, changes = spec
+                sets = ", ".join(
+                    f'"{meta.fields_db_projection[n]}" = '
+                    + mark(meta.fields_map[n].to_db_value(v, None))
+                    for n, v in changes.items()
+                )
+                conditions = " AND ".join(
+                    f'"{meta.fields_db_projection[n]}" IS NULL'
+                    if v is None
+                    else f'"{meta.fields_db_projection[n]}" = '
+                    + mark(meta.fields_map[n].to_db_value(v, None))
+                    for n, v in where.items()
+                )
+                statements.append(f"UPDATE {table} SET {sets} WHERE {conditions}")
+        *first, last = statements
+        if first:
+            ctes = ", ".join(f'"write_{i}" AS ({sql})' for i, sql in enumerate(first))
+            last = f"WITH {ctes} {last}"
+        await connection.execute_query(last, values)

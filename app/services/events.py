@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from app.auth import Viewer
+from app.db import Writes
 from app.models import Event
 from app.models.enums import ActorType, EventType
 from app.services import outbox
@@ -56,5 +57,22 @@ async def record(
 ) -> Event:
     event = build(entity_type, entity_id, event_type, actor=actor, payload=payload)
     await event.save(force_create=True)
+    track(event)
+    return event
+
+
+def add(
+    writes: Writes,
+    entity_type: str,
+    entity_id: uuid.UUID,
+    event_type: EventType,
+    *,
+    actor: Viewer | None = None,
+    payload: dict[str, Any] | None = None,
+) -> Event:
+    """`record` for a batch of writes: the event joins `writes` (which the caller runs in
+    the change's transaction) and the outbox, in the order events are added."""
+    event = build(entity_type, entity_id, event_type, actor=actor, payload=payload)
+    writes.insert(event)
     track(event)
     return event

@@ -19,6 +19,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from app.auth import Viewer, hash_password, issue_token
+from app.db import Writes
 from app.errors import DomainError, NotFound
 from app.models import (
     Credential,
@@ -365,12 +366,19 @@ def visible_orders(viewer: Viewer):
 # --- what Stripe's events do ------------------------------------------------------------
 
 
-async def _locked_order(order_id: Any) -> Order | None:
+async def _locked_order(order_id: Any, *, with_product: bool = False) -> Order | None:
+    """The order row, locked until the transaction ends; `with_product`: its product read
+    in the same statement (only the order is locked)."""
     try:
         oid = uuid.UUID(str(order_id))
     except ValueError:
         return None
-    return await Order.filter(id=oid).select_for_update().first()
+    queryset = Order.filter(id=oid)
+    if with_product:
+        queryset = queryset.select_related("product").select_for_update(of=("orders",))
+    else:
+        queryset = queryset.select_for_update()
+    return await queryset.first()
 
 
 def _session_matches(order: Order, session: dict[str, Any]) -> bool:
@@ -384,31 +392,47 @@ def _session_matches(order: Order, session: dict[str, Any]) -> bool:
 
 async def fulfil(session: dict[str, Any]) -> None:
     """Paid: order PAID, profile ACTIVE, the dossier opened. Runs in the webhook's
-    transaction; idempotent and monotonic (a paid order stays paid)."""
+    transaction; idempotent and monotonic (a paid order stays paid). After the reads (the
+    order with its product, the product's steps, the first step's document types) every
+    change goes out together (`Writes`: one statement on PostgreSQL)."""
     metadata = session.get("metadata") or {}
-    order = await _locked_order(metadata.get("order_id") or session.get("client_reference_id"))
+    order = await _locked_order(
+        metadata.get("order_id") or session.get("client_reference_id"), with_product=True
+    )
     if order is None or not _session_matches(order, session):
         raise UnmatchedEvent("checkout session does not match an order of ours")
     if order.status != OrderStatus.PENDING:
         return
     now = datetime.now(UTC)
-    order.status = OrderStatus.PAID
-    order.paid_at = now
-    order.stripe_payment_intent_id = session.get("payment_intent") or None
-    await order.save(update_fields=["status", "paid_at", "stripe_payment_intent_id", "updated_at"])
-    await Profile.filter(id=order.user_id).update(  # type: ignore[attr-defined]
-        status=UserStatus.ACTIVE, updated_at=now
+    writes = Writes()
+    writes.update(Profile, {"id": order.user_id}, status=UserStatus.ACTIVE, updated_at=now)  # type: ignore[attr-defined]
+    writes.update(
+        PaymentReminder,
+        {"order_id": order.id, "sent_at": None, "cancelled_at": None},
+        cancelled_at=now,
     )
-    await PaymentReminder.filter(order_id=order.id, sent_at=None, cancelled_at=None).update(
-        cancelled_at=now
-    )
-    await events.record(
+    events.add(
+        writes,
         "order",
         order.id,
         EventType.PAYMENT_SUCCEEDED,
         payload={"amount": order.amount, "currency": order.currency, "sessionId": session["id"]},
     )
-    await workflow.open_dossier(order)
+    await workflow.open_dossier(order, product=order.product, writes=writes)
+    order.status = OrderStatus.PAID
+    order.paid_at = now
+    order.stripe_payment_intent_id = session.get("payment_intent") or None
+    order.updated_at = now
+    writes.update(  # after the dossier it points to
+        Order,
+        {"id": order.id},
+        status=order.status,
+        paid_at=now,
+        stripe_payment_intent_id=order.stripe_payment_intent_id,
+        dossier_id=order.dossier_id,  # type: ignore[attr-defined]
+        updated_at=now,
+    )
+    await writes.run()
 
 
 async def payment_failed(order_id: Any, *, reason: str) -> None:

@@ -37,6 +37,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from app.auth import Viewer
+from app.db import Writes
 from app.errors import DomainError, NotFound
 from app.models import (
     Agent,
@@ -49,8 +50,10 @@ from app.models import (
     Event,
     Message,
     Order,
+    Product,
     ProductStep,
     StepInstance,
+    StepReminder,
 )
 from app.models.enums import ActorType, DocumentStatus, DossierStatus, EventType
 from app.services import deadlines, events
@@ -167,8 +170,28 @@ async def _history(
     reason: str | None,
     metadata: dict[str, Any] | None,
 ) -> DossierStatusHistory:
+    entry = _history_row(dossier, old, new, actor, reason, metadata)
+    await entry.save(force_create=True)
+    await events.record(
+        "dossier",
+        dossier.id,
+        STATUS_EVENTS.get(new, EventType.DOSSIER_STATUS_CHANGED),
+        actor=actor,
+        payload=_status_payload(dossier, old, new, reason),
+    )
+    return entry
+
+
+def _history_row(
+    dossier: Dossier,
+    old: DossierStatus | None,
+    new: DossierStatus,
+    actor: Viewer | None,
+    reason: str | None,
+    metadata: dict[str, Any] | None,
+) -> DossierStatusHistory:
     actor_type, actor_id = events.actor_of(actor)
-    entry = await DossierStatusHistory.create(
+    return DossierStatusHistory(
         dossier_id=dossier.id,
         old_status=old,
         new_status=new,
@@ -177,19 +200,17 @@ async def _history(
         reason=reason,
         metadata=metadata or {},
     )
-    await events.record(
-        "dossier",
-        dossier.id,
-        STATUS_EVENTS.get(new, EventType.DOSSIER_STATUS_CHANGED),
-        actor=actor,
-        payload={
-            "dossierId": str(dossier.id),
-            "old": old.value if old else None,
-            "new": new.value,
-            "reason": reason,
-        },
-    )
-    return entry
+
+
+def _status_payload(
+    dossier: Dossier, old: DossierStatus | None, new: DossierStatus, reason: str | None
+) -> dict[str, Any]:
+    return {
+        "dossierId": str(dossier.id),
+        "old": old.value if old else None,
+        "new": new.value,
+        "reason": reason,
+    }
 
 
 async def lock_dossier(dossier_id: uuid.UUID) -> Dossier:
@@ -331,21 +352,52 @@ async def start_step(
 
 
 async def open_dossier(
-    order: Order, *, actor: Viewer | None = None, now: datetime | None = None
+    order: Order,
+    *,
+    actor: Viewer | None = None,
+    now: datetime | None = None,
+    product: Product | None = None,
+    writes: Writes | None = None,
 ) -> Dossier:
     """Create the dossier an order pays for, with every step, the first one started.
 
-    Runs inside the caller's transaction (the payment fulfilment).
-    """
-    product = await order.product
-    dossier = await Dossier.create(
+    Runs inside the caller's transaction (the payment fulfilment). The rows are the ones
+    `start_step` and `settle` would write for a new dossier (its first step started, its
+    documents PENDING, its reminders planned, the status following the step), built here
+    and written together: given `writes`, they join the caller's batch and the caller runs
+    it; otherwise they are written before returning. Sets `order.dossier_id` (the caller
+    saves the order when it passes `writes`)."""
+    product = product or await order.product
+    # The product's steps in order, each with its document types in code order: one read.
+    product_steps: dict[uuid.UUID, dict[str, Any]] = {}
+    document_types: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for row in (
+        await ProductStep.filter(product_id=product.id)
+        .order_by("position", "step__document_types__code")
+        .values(
+            "id",
+            "step_id",
+            "position",
+            "is_required",
+            "estimated_duration_hours",
+            document_type_id="step__document_types__id",
+        )
+    ):
+        product_steps.setdefault(row["id"], row)
+        if row["document_type_id"] is not None:
+            document_types.setdefault(row["id"], []).append(row["document_type_id"])
+    batch = writes if writes is not None else Writes()
+    initial = DossierStatus(product.initial_status)
+    dossier = Dossier(
         user_id=order.user_id,  # type: ignore[attr-defined]
         product_id=product.id,
         type=product.dossier_type,
-        status=product.initial_status,
+        status=initial,
     )
-    await _history(dossier, None, DossierStatus(product.initial_status), actor, None, None)
-    await events.record(
+    batch.insert(dossier)
+    _add_history(batch, dossier, None, initial, actor)
+    events.add(
+        batch,
         "dossier",
         dossier.id,
         EventType.DOSSIER_CREATED,
@@ -356,24 +408,108 @@ async def open_dossier(
             "productId": str(product.id),
         },
     )
-    product_steps = await ProductStep.filter(product_id=product.id).order_by("position")
-    instances = [
+    instances = [  # UUID keys: each has its id before it is written
         StepInstance(
             dossier_id=dossier.id,
-            step_id=ps.step_id,  # type: ignore[attr-defined]
-            position=ps.position,
-            is_required=ps.is_required,
-            estimated_duration_hours=ps.estimated_duration_hours,
+            step_id=ps["step_id"],
+            position=ps["position"],
+            is_required=ps["is_required"],
+            estimated_duration_hours=ps["estimated_duration_hours"],
         )
-        for ps in product_steps
+        for ps in product_steps.values()
     ]
-    for instance in instances:  # created one by one so each gets its id before use
-        await instance.save()
+    batch.insert(*instances)
     order.dossier_id = dossier.id  # type: ignore[attr-defined]
-    await order.save(update_fields=["dossier_id", "updated_at"])
     if instances:
-        await start_step(dossier, instances[0], actor=actor, now=now)
+        first = next(iter(product_steps))
+        _start_first_step(
+            batch, dossier, instances[0], document_types.get(first, []), actor=actor, now=now
+        )
+    if writes is None:
+        order.updated_at = datetime.now(UTC)
+        batch.update(Order, {"id": order.id}, dossier_id=dossier.id, updated_at=order.updated_at)
+        await batch.run()
     return dossier
+
+
+def _add_history(
+    batch: Writes,
+    dossier: Dossier,
+    old: DossierStatus | None,
+    new: DossierStatus,
+    actor: Viewer | None,
+) -> None:
+    """`_history` for a batch: the history row and its event."""
+    batch.insert(_history_row(dossier, old, new, actor, None, None))
+    events.add(
+        batch,
+        "dossier",
+        dossier.id,
+        STATUS_EVENTS.get(new, EventType.DOSSIER_STATUS_CHANGED),
+        actor=actor,
+        payload=_status_payload(dossier, old, new, None),
+    )
+
+
+def _start_first_step(
+    batch: Writes,
+    dossier: Dossier,
+    step: StepInstance,
+    document_type_ids: Sequence[uuid.UUID],
+    *,
+    actor: Viewer | None,
+    now: datetime | None,
+) -> None:
+    """`start_step` then `settle` on a dossier being created, as rows for the batch: the
+    step and the dossier are not written yet, so they are written in their final state."""
+    now = _now(now)
+    step.started_at = now
+    step.due_at = deadlines.due_at_for(now, step.estimated_duration_hours)
+    # What `deadlines.plan_step` writes for a step that has just started (it has no
+    # reminder yet, and nothing falls due before its start).
+    batch.insert(
+        *(
+            StepReminder(
+                dossier_id=dossier.id,
+                step_instance_id=step.id,
+                kind=kind,
+                slot=name,
+                scheduled_for=at,
+            )
+            for kind, name, at in deadlines.planned_slots(step)
+            if at > now
+        )
+    )
+    dossier.current_step_instance_id = step.id
+    documents = [
+        Document(
+            dossier_id=dossier.id,
+            document_type_id=type_id,
+            step_instance_id=step.id,
+            status=DocumentStatus.PENDING,
+        )
+        for type_id in document_type_ids
+    ]
+    batch.insert(*documents)
+    events.add(
+        batch,
+        "dossier",
+        dossier.id,
+        EventType.STEP_STARTED,
+        actor=actor,
+        payload=_step_payload(dossier, step),
+    )
+    # settle(): the step's documents are all PENDING (or it has none).
+    if dossier.status not in ACTIVE:
+        return
+    old = DossierStatus(dossier.status)
+    target = derived_status([D(d.status) for d in documents])
+    if target == old:
+        return
+    if not can_move(old, target, W):
+        raise illegal(old, target)
+    dossier.status = target
+    _add_history(batch, dossier, old, target, actor)
 
 
 # --- what agents do -------------------------------------------------------------------
