@@ -19,6 +19,7 @@ from app.graphql_app import DossierGraphQL
 from app.providers.payments import build_payment_provider
 from app.providers.storage import build_storage
 from app.schema import build_schema
+from app.services import outbox
 from app.services.consumers import install_consumers
 from app.settings import Settings, get_settings
 from app.subscriptions.hub import hub_for
@@ -28,6 +29,7 @@ from app.web.limits import BodyLimitMiddleware
 from app.webhooks.stripe import stripe_webhook
 
 logger = logging.getLogger("app")
+SHUTDOWN_DISPATCH_SECONDS = 10.0
 
 
 class RequestIdMiddleware:
@@ -104,6 +106,10 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             async with worker.in_process(enabled=settings.is_sqlite):
                 yield
         finally:
+            # Dispatches still running after their responses (DISPATCH_AFTER_RESPONSE): let
+            # them finish; what a timeout cuts short is the relay's (nothing is lost).
+            if not await outbox.drain(within=SHUTDOWN_DISPATCH_SECONDS):
+                logger.warning("outbox dispatches still running at shutdown; left to the relay")
             await hub.release()  # ends live subscriptions with an error, then disconnects
             if manage_db:
                 await close_db()

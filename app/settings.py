@@ -103,10 +103,11 @@ class Settings(BaseSettings):
     rate_limit_points: int = 20_000
     rate_limit_window_seconds: int = 60
     max_page_size: int = 100
-    # Outbox dispatch (notifications, live updates) of an HTTP request's events: before the
-    # response (default) or once it is sent, so the client waits only for the commit (the
-    # relay covers a crash in between either way). See bench/RESULTS.md.
-    dispatch_after_response: bool = False
+    # Outbox dispatch (notifications, live updates) of an HTTP request's events: once the
+    # response is sent (default), so the client waits only for the commit, or before it
+    # (false). The event is committed with the change either way: the relay dispatches
+    # what a crash left. See app/services/outbox.py and bench/RESULTS.md.
+    dispatch_after_response: bool = True
     log_level: str = "INFO"
     sql_echo: bool = False
 

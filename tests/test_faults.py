@@ -481,6 +481,8 @@ async def test_redis_frozen_then_killed_during_chat(private_redis):
                 _items, ended = await feed.until_end(within=WAIT)
                 assert error_codes_of(ended.error) == ["STREAM_INTERRUPTED"]  # loud
                 assert time.monotonic() - frozen_at < 12
+                # Their dispatches (after each answer) have been tried while Redis is frozen.
+                assert await outbox.drain(within=WAIT)
             finally:
                 os.kill(private_redis.process.pid, signal.SIGCONT)
             await feed.stop()
@@ -496,6 +498,7 @@ async def test_redis_frozen_then_killed_during_chat(private_redis):
             down = [await send(f"down {i}") for i in range(3)]
             _items, ended = await resumed.until_end(within=WAIT)
             assert error_codes_of(ended.error) == ["STREAM_INTERRUPTED"]
+            assert await outbox.drain(within=WAIT)  # tried while Redis is down
         assert all(latencies[f"down {i}"] < 5 for i in range(3)), latencies
 
         # 4. Redis back: resumed again, no gap, no duplicate, then live

@@ -122,6 +122,8 @@ async def test_redis_killed_mid_stream_then_restarted(private_redis):
         during = [await _send(http, owner, dossier.id, f"during {i}") for i in range(3)]
         ids = [d["message"]["id"] for d in during]
         assert await Message.filter(id__in=ids).count() == 3
+        # Their dispatches run once each answer is sent: wait until they have been tried.
+        assert await outbox.drain(within=WAIT)
         waiting = await Event.filter(entity_id__in=ids, processed_at=None, published_at=None)
         assert len(waiting) == 3
 

@@ -104,9 +104,19 @@ async def measure(counter: StatementCounter | None, request) -> Counts:
         await request()
     if counter is None:
         return Counts(list(orm), None, [])
-    statements = await counter.read()
+    # asyncpg introspects a type it has not met yet on a connection (a recursive
+    # `typeinfo_tree` query between two `set_config` calls that turn JIT off and back):
+    # once per connection and type, the driver's cache filling, not the request's cost.
+    statements = [s for s in await counter.read() if not _driver_introspection(s.query)]
     texts = [f"{s.calls}x {s.query}" for s in statements]
     return Counts(list(orm), sum(s.calls for s in statements), texts)
+
+
+def _driver_introspection(query: str) -> bool:
+    text = " ".join(query.split())
+    return "typeinfo_tree" in text or text.startswith(
+        ("SELECT current_setting($1) AS cur, set_config(", "SELECT set_config($2, $1, $3)")
+    )
 
 
 def check_database_count(counts: Counts, transactions: int = 0) -> None:

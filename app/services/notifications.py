@@ -230,6 +230,20 @@ def normal_locale(value: Any) -> str:
     return value if value in (Locale.FR.value, Locale.EN.value) else Locale.FR.value
 
 
+def render_heading(template_code: str, locale: str, context: dict[str, Any]) -> tuple[str, str]:
+    """Only the title and the message (what `render` gives them): re-wording a folded
+    notification needs no e-mail body, which is rendered when the e-mail is sent."""
+    locale = normal_locale(locale)
+    template = _environments()[0].get_template(f"{locale}/{template_code}.j2")
+    ctx = template.new_context({"app_name": APP_NAME, **context, "locale": locale})
+
+    def block(block_name: str) -> str:
+        render_block = template.blocks.get(block_name)
+        return "".join(render_block(ctx)).strip() if render_block is not None else ""
+
+    return block("title"), block("message")
+
+
 def render(template_code: str, locale: str, context: dict[str, Any]) -> Rendered:
     """Title, message, SMS text and the e-mail's text and HTML bodies, in one language."""
     locale = normal_locale(locale)
@@ -675,6 +689,31 @@ async def _lock_groups(keys: Iterable[str]) -> None:
         )
 
 
+async def _update_folded(rows: list[Notification]) -> None:
+    """The folded notifications' new wording, in one statement: on PostgreSQL the rows'
+    values as arrays (no per-row CASE for the ORM to build), elsewhere its bulk update."""
+    from tortoise.connection import get_connection
+
+    connection = get_connection("default")
+    if connection.capabilities.dialect != "postgres":
+        await Notification.bulk_update(rows, fields=["title", "message", "payload"])
+        return
+    payload_field = Notification._meta.fields_map["payload"]
+    payloads = [payload_field.to_db_value(row.payload, row) for row in rows]
+    await connection.execute_query(
+        'UPDATE "notifications" AS n SET "title" = v.title, "message" = v.message, '
+        '"payload" = v.payload::jsonb '
+        "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) "
+        "AS v(id, title, message, payload) WHERE n.id = v.id",
+        [
+            [row.id for row in rows],
+            [row.title for row in rows],
+            [row.message for row in rows],
+            [p.decode() if isinstance(p, bytes) else p for p in payloads],
+        ],
+    )
+
+
 async def consume(events: Sequence[Event], *, settings: Settings | None = None) -> None:
     """The outbox consumer: turn a batch of events into notifications and deliveries."""
     settings = settings or get_settings()
@@ -796,9 +835,7 @@ async def consume(events: Sequence[Event], *, settings: Settings | None = None) 
     if new_notifications:
         await Notification.bulk_create(new_notifications)
     if folded:  # one statement for the whole batch
-        await Notification.bulk_update(
-            list(folded.values()), fields=["title", "message", "payload"]
-        )
+        await _update_folded(list(folded.values()))
     if deliveries:
         await NotificationDelivery.bulk_create(deliveries)
     if new_notifications or deliveries:
@@ -841,8 +878,9 @@ def _fold(
         if preview:
             context["preview"] = preview
         payload["context"] = context
-        rendered = render(group.template_code, payload.get("locale", "fr"), context)
-        group.title, group.message = rendered.title, rendered.message
+        group.title, group.message = render_heading(
+            group.template_code, payload.get("locale", "fr"), context
+        )
     group.payload = payload
 
 
