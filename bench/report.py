@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-DEFERRED = ", DISPATCH_AFTER_RESPONSE=1"
+DISPATCH_FIRST = ", DISPATCH_AFTER_RESPONSE=0"
 
 
 @dataclass
@@ -116,7 +116,9 @@ def budgets(r: dict[str, Any]) -> list[Budget]:
             ">= 0.4x",
             q["c16"]["throughput_ratio"] >= 0.4,
         )
-    for key, label in (("send_message", ""), ("send_message_after_response", DEFERRED)):
+    # The budgets hold for the default (the dispatch after the answer); the tables show
+    # the DISPATCH_AFTER_RESPONSE=0 server beside it for comparison.
+    for key, label in (("send_message", ""),):
         s = _get(r, f"{key}.closed", {})
         if s:
             add(
@@ -135,7 +137,7 @@ def budgets(r: dict[str, Any]) -> list[Budget]:
                 "<= 1.5x",
                 ratio is not None and ratio <= 1.5,
             )
-    for key, label in (("webhook", ""), ("webhook_after_response", DEFERRED)):
+    for key, label in (("webhook", ""),):
         w = _get(r, f"{key}.distinct", {})
         if w:
             p99 = w["contender"]["p99_ms"]
@@ -327,12 +329,12 @@ def tables(r: dict[str, Any]) -> str:
         for page in (10, 50, 200):
             http_row(f"review queue first={page} ({world})", f"review_queue.{world}.{page}")
     http_row("sendMessage", "send_message")
-    http_row("sendMessage" + DEFERRED, "send_message_after_response")
+    http_row("sendMessage" + DISPATCH_FIRST, "send_message_dispatch_first")
     lines.append("")
     for label, path in (
         ("dashboard M", "dashboard.M.open"),
         ("sendMessage", "send_message.open"),
-        ("sendMessage" + DEFERRED, "send_message_after_response.open"),
+        ("sendMessage" + DISPATCH_FIRST, "send_message_dispatch_first.open"),
     ):
         ol = _get(r, path)
         if ol:
@@ -362,16 +364,16 @@ def tables(r: dict[str, Any]) -> str:
                 f"{d['raw']['p99_ms']} ms",
             ),
         ]
-        dd = _get(r, "webhook_after_response.distinct")
+        dd = _get(r, "webhook_dispatch_first.distinct")
         if dd:
             lines += [
                 _row(
-                    "same" + DEFERRED + ", p50",
+                    "same" + DISPATCH_FIRST + ", p50",
                     f"{dd['contender']['p50_ms']} ms",
                     f"{dd['raw']['p50_ms']} ms",
                 ),
                 _row(
-                    "same" + DEFERRED + ", p99",
+                    "same" + DISPATCH_FIRST + ", p99",
                     f"{dd['contender']['p99_ms']} ms",
                     f"{dd['raw']['p99_ms']} ms",
                 ),

@@ -97,8 +97,11 @@ async def main() -> int:
 
     get_settings.cache_clear()
     server = env.Server(port=env.free_port(), env=server_env)
-    # the same API with DISPATCH_AFTER_RESPONSE=1, for the write paths' latency
-    deferred = env.Server(port=env.free_port(), env={**server_env, "DISPATCH_AFTER_RESPONSE": "1"})
+    # the same API with DISPATCH_AFTER_RESPONSE=0 (the dispatch before the answer), to show
+    # what the default (after the answer) changes on the write paths
+    dispatch_first = env.Server(
+        port=env.free_port(), env={**server_env, "DISPATCH_AFTER_RESPONSE": "0"}
+    )
     results: dict[str, Any] = {}
     bench: sc.Bench | None = None
     try:
@@ -110,9 +113,9 @@ async def main() -> int:
             flush=True,
         )
         server.start()
-        deferred.start()
+        dispatch_first.start()
         await server.wait_up()
-        await deferred.wait_up()
+        await dispatch_first.wait_up()
         bench = sc.Bench(
             host="127.0.0.1",
             port=server.port,
@@ -126,7 +129,7 @@ async def main() -> int:
             server=server,
             tokens=handles.pop("tokens"),
             handles=handles,
-            deferred=deferred,
+            dispatch_first=dispatch_first,
         )
         results = bench.results
         results["machine"] = await env.describe_machine(admin_url, redis)
@@ -135,15 +138,15 @@ async def main() -> int:
             "seconds per side per round": config.seconds,
             "soak seconds": config.soak_seconds,
             "server": "uvicorn, 1 process (httptools, websockets), pools of 5 connections",
-            "dispatch": "before the response (default); the write paths are measured again "
-            "with DISPATCH_AFTER_RESPONSE=1 on a second server process",
+            "dispatch": "after the response (default); the write paths are measured again "
+            "with DISPATCH_AFTER_RESPONSE=0 on a second server process",
         }
         counter = pgstat.StatementCounter(admin_url, db_name)
         bench.counter = counter if ok and await counter.open() else None
         await run_scenarios(bench, wanted, db_url, worlds)
     finally:
         server.stop()
-        deferred.stop()
+        dispatch_first.stop()
         if bench is not None and bench.counter is not None:
             await bench.counter.close()
         redis.stop()
@@ -236,10 +239,10 @@ async def run_scenarios(b: Any, wanted: list[str], db_url: str, worlds: Any) -> 
                 await sc.review_queue(b, "2k")
             elif name == "send_message":
                 await sc.send_message(b)
-                await sc.send_message(b.on_deferred(), key="send_message_after_response")
+                await sc.send_message(b.on_dispatch_first(), key="send_message_dispatch_first")
             elif name == "webhook":
                 await sc.webhook(b)
-                await sc.webhook(b.on_deferred(), key="webhook_after_response", checks=False)
+                await sc.webhook(b.on_dispatch_first(), key="webhook_dispatch_first", checks=False)
             elif name == "queue_20k":
                 b.put("queue_growth", await grow_queue(db_url, worlds))
                 await sc.statements_queue(b, "20k")

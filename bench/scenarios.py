@@ -53,7 +53,7 @@ class Bench:
     redis: Any
     server: Any
     tokens: dict[str, str] = field(default_factory=dict)
-    deferred: Any = None  # the same app with DISPATCH_AFTER_RESPONSE=1
+    dispatch_first: Any = None  # the same app with DISPATCH_AFTER_RESPONSE=0
     handles: dict[str, Any] = field(default_factory=dict)
     counter: StatementCounter | None = None
     results: dict[str, Any] = field(default_factory=dict)
@@ -66,9 +66,9 @@ class Bench:
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}/graphql"
 
-    def on_deferred(self) -> Bench:
-        """This bench pointed at the DISPATCH_AFTER_RESPONSE=1 server (same results)."""
-        other = dataclasses.replace(self, port=self.deferred.port, server=self.deferred)
+    def on_dispatch_first(self) -> Bench:
+        """This bench pointed at the DISPATCH_AFTER_RESPONSE=0 server (same results)."""
+        other = dataclasses.replace(self, port=self.dispatch_first.port, server=self.dispatch_first)
         other.results = self.results
         return other
 
