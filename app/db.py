@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -215,3 +217,19 @@ class Writes:
             ctes = ", ".join(f'"write_{i}" AS ({sql})' for i, sql in enumerate(first))
             last = f"WITH {ctes} {last}"
         await connection.execute_query(last, values)
+
+
+_NUMBERED = re.compile(r"\$(\d+)")
+
+
+async def fetch_value(sql: str, *values: Any) -> Any:
+    """The first column of the first row of `sql`, a statement written once with
+    PostgreSQL's numbered placeholders ($1, $2 …; SQLite reads them as ?1, ?2 …), for hot
+    reads the query builder would otherwise rebuild on every call. Values are plain (str,
+    int, UUID, datetime, None); the caller passes an enum's value."""
+    connection = connections.get("default")
+    if connection.capabilities.dialect != "postgres":
+        sql = _NUMBERED.sub(r"?\1", sql)
+        values = tuple(str(v) if isinstance(v, uuid.UUID) else v for v in values)
+    _, rows = await connection.execute_query(sql, list(values))
+    return rows[0][0] if rows else None

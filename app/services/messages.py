@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from pypika_tortoise import Order
@@ -23,7 +24,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from app.auth import Viewer
-from app.db import insert_together
+from app.db import fetch_value, insert_together
 from app.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from app.models import DocumentVersion, Dossier, Message
 from app.models.enums import ActorType, EventType
@@ -274,9 +275,29 @@ async def message_counts(dossier_ids: Sequence[Any]) -> dict[str, int]:
     return {str(row["dossier_id"]): int(row["n"]) for row in rows}
 
 
+@lru_cache(maxsize=8)
+def _unread_sql(for_client: bool, sides: int) -> str:
+    """Read on every dashboard: the statement is written once (app.db.fetch_value), not
+    rebuilt by the query builder per request. $1 is the client, then the sender types."""
+    first = 2 if for_client else 1
+    senders = ", ".join(f"${n}" for n in range(first, first + sides))
+    if not for_client:
+        return (
+            'SELECT COUNT(*) FROM "messages" '
+            f'WHERE "read_at" IS NULL AND "sender_type" IN ({senders})'
+        )
+    return (
+        'SELECT COUNT(*) FROM "messages" AS "m" '
+        'JOIN "dossiers" AS "d" ON "d"."id" = "m"."dossier_id" '
+        f'WHERE "m"."read_at" IS NULL AND "m"."sender_type" IN ({senders}) '
+        'AND "d"."user_id" = $1'
+    )
+
+
 async def unread_total(viewer: Viewer) -> int:
     """Unread messages for the viewer across every dossier they may see."""
-    queryset = Message.filter(read_at=None, sender_type__in=other_side(viewer))
-    if not viewer.is_agent:
-        queryset = queryset.filter(dossier__user_id=viewer.actor_id)
-    return await queryset.count()
+    sides = [side.value for side in other_side(viewer)]
+    if viewer.is_agent:
+        return int(await fetch_value(_unread_sql(False, len(sides)), *sides))
+    sql = _unread_sql(True, len(sides))
+    return int(await fetch_value(sql, viewer.actor_id, *sides))

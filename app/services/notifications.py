@@ -34,6 +34,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, pass_context
 from tortoise.expressions import Q
 
+from app.db import fetch_value
 from app.models import (
     Agent,
     Credential,
@@ -918,7 +919,10 @@ def visible_notifications(viewer: Any, *, unread_only: bool = False):
 
 
 async def unread_count(viewer: Any) -> int:
-    return await visible_notifications(viewer, unread_only=True).count()
+    # Read on every dashboard: the statement is written once, not rebuilt per request.
+    ((column, owner),) = _owner_filter(viewer).items()
+    sql = f'SELECT COUNT(*) FROM "notifications" WHERE "{column}" = $1 AND "read_at" IS NULL'
+    return int(await fetch_value(sql, owner))
 
 
 MAX_MARK_IDS = 100
