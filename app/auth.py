@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 import jwt
 from argon2 import PasswordHasher
@@ -14,12 +14,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from tortoise import connections
 from tortoise.models import Model
 
+from app.db import aliased_columns, hydrate
 from app.errors import Unauthenticated
 from app.models import Agent, Credential, Profile
 from app.models.enums import ActorType, Locale
 from app.settings import get_settings
-
-M = TypeVar("M", bound=Model)
 
 JWT_ALGORITHM = "HS256"
 
@@ -139,9 +138,7 @@ _VIEWER_JOINS: tuple[tuple[str, type[Model]], ...] = (
 @lru_cache(maxsize=4)
 def _viewer_sql(dialect: str) -> str:
     columns = ", ".join(
-        f'"{alias}"."{column}" AS "{alias}__{column}"'
-        for alias, model in _VIEWER_JOINS
-        for column in model._meta.fields_db_projection.values()
+        column for alias, model in _VIEWER_JOINS for column in aliased_columns(alias, model)
     )
     mark = "$1" if dialect == "postgres" else "?"
     return (
@@ -149,14 +146,6 @@ def _viewer_sql(dialect: str) -> str:
         f'LEFT JOIN "{Profile._meta.db_table}" AS "p" ON "p"."id" = "c"."profile_id" '
         f'LEFT JOIN "{Agent._meta.db_table}" AS "a" ON "a"."id" = "c"."agent_id" '
         f'WHERE "c"."id" = {mark}'
-    )
-
-
-def _hydrate(model: type[M], alias: str, row: dict[str, Any]) -> M | None:
-    if row[f"{alias}__id"] is None:
-        return None
-    return model._init_from_db(
-        **{c: row[f"{alias}__{c}"] for c in model._meta.fields_db_projection.values()}
     )
 
 
@@ -170,13 +159,13 @@ async def viewer_from_token(token: str) -> Viewer:
     connection = connections.get("default")
     key = Credential._meta.fields_map["id"].to_db_value(credential_id, Credential)
     rows = await connection.execute_query_dict(_viewer_sql(connection.capabilities.dialect), [key])
-    credential = _hydrate(Credential, "c", rows[0]) if rows else None
+    credential = hydrate(Credential, "c", rows[0]) if rows else None
     if credential is None:
         raise Unauthenticated("Invalid authentication token.")
     if int(credential.password_changed_at.timestamp()) > int(claims["pwd"]):
         raise Unauthenticated("Your password changed; log in again.")
-    agent = _hydrate(Agent, "a", rows[0])
-    profile = _hydrate(Profile, "p", rows[0])
+    agent = hydrate(Agent, "a", rows[0])
+    profile = hydrate(Profile, "p", rows[0])
     if agent is not None and not agent.active:
         raise Unauthenticated("This account is deactivated.")
     if agent is None and profile is None:

@@ -6,7 +6,7 @@ import re
 import uuid
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from tortoise import Tortoise, connections
@@ -14,6 +14,8 @@ from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.models import Model
 
 from app.settings import get_settings
+
+M = TypeVar("M", bound=Model)
 
 
 class PooledConnection(asyncpg.Connection):
@@ -217,6 +219,25 @@ class Writes:
             ctes = ", ".join(f'"write_{i}" AS ({sql})' for i, sql in enumerate(first))
             last = f"WITH {ctes} {last}"
         await connection.execute_query(last, values)
+
+
+def aliased_columns(alias: str, model: type[Model]) -> list[str]:
+    """`model`'s columns selected from the table aliased `alias`, each as "alias__column"
+    (the shape `hydrate` reads back)."""
+    return [
+        f'"{alias}"."{column}" AS "{alias}__{column}"'
+        for column in model._meta.fields_db_projection.values()
+    ]
+
+
+def hydrate(model: type[M], alias: str, row: dict[str, Any]) -> M | None:
+    """The `model` row selected with `aliased_columns(alias, model)`; None for a LEFT JOIN
+    that found nothing. Hydrated by the ORM itself (values as its queries give them)."""
+    if row[f"{alias}__id"] is None:
+        return None
+    return model._init_from_db(
+        **{c: row[f"{alias}__{c}"] for c in model._meta.fields_db_projection.values()}
+    )
 
 
 _NUMBERED = re.compile(r"\$(\d+)")

@@ -23,6 +23,8 @@ from tortoise import connections
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from app.db import aliased_columns
+
 Tree = dict[str, "Tree"]
 
 
@@ -114,6 +116,14 @@ class JoinedPage:
         self._joins.append(_Join(alias, model, on, True))
         self._many_order = [f'"{alias}"."{c}"' for c in order]
 
+    def join_provided(
+        self, alias: str, model: type[Model], on: str, loader: Any, *, parent: str = "b", name: str
+    ) -> None:
+        """A to-one join whose row is attached to its parent (`parent`'s alias) as `name`
+        and provided to `loader`."""
+        self.join(alias, model, on)
+        self.then(provider(loader, alias, parent=parent, name=name))
+
     def extra(self, name: str, sql: str) -> None:
         self._extras.append((name, sql))
 
@@ -126,7 +136,7 @@ class JoinedPage:
         inner, params = queryset.query.get_parameterized_sql()
         select = ['"b".*']
         for join in self._joins:
-            select += [f'"{join.alias}"."{c}" AS "{join.alias}__{c}"' for c in _columns(join.model)]
+            select += aliased_columns(join.alias, join.model)
         if self._extras:  # once per page row, before the to-many join repeats it
             extras = ", ".join(f'{sql} AS "x__{name}"' for name, sql in self._extras)
             inner = f'SELECT "b".*, {extras} FROM ({inner}) AS "b"'
@@ -262,21 +272,18 @@ def dossier_page(info: Any, reader: str) -> JoinedPage | None:
     loaders = info.context.loaders
     page = JoinedPage(m.Dossier)
     if "product" in tree:
-        page.join("p", m.Product, '"p"."id" = "b"."product_id"')
-        page.then(provider(loaders.product, "p", name="product"))
+        page.join_provided(
+            "p", m.Product, '"p"."id" = "b"."product_id"', loaders.product, name="product"
+        )
     if "client" in tree:
-        page.join("c", m.Profile, '"c"."id" = "b"."user_id"')
-        page.then(provider(loaders.profile, "c", name="client"))
+        page.join_provided(
+            "c", m.Profile, '"c"."id" = "b"."user_id"', loaders.profile, name="client"
+        )
     if "currentStep" in tree:
         step = tree["currentStep"]
-        page.join("si", m.StepInstance, '"si"."id" = "b"."current_step_instance_id"')
-        page.then(provider(loaders.step_instance, "si", name="current_step"))
-        if "step" in step:
-            page.join("s", m.Step, '"s"."id" = "si"."step_id"')
-            page.then(provider(loaders.step, "s", parent="si", name="step"))
-        if "assignedTo" in step:
-            page.join("a", m.Agent, '"a"."id" = "si"."assigned_to_id"')
-            page.then(provider(loaders.agent, "a", parent="si", name="assigned_to"))
+        on = '"si"."id" = "b"."current_step_instance_id"'
+        page.join_provided("si", m.StepInstance, on, loaders.step_instance, name="current_step")
+        _step_details(page, step, loaders)
         if "documents" in step:
             documents = step["documents"]
             page.join_many(
@@ -334,29 +341,40 @@ def review_queue_page(info: Any) -> JoinedPage | None:
     wants_document = {"document", "dossier", "stepInstance"} & set(tree)
     if not wants_document:
         return None
-    page.join("doc", m.Document, '"doc"."id" = "b"."document_id"')
-    page.then(provider(loaders.document, "doc", name="document"))
+    page.join_provided(
+        "doc", m.Document, '"doc"."id" = "b"."document_id"', loaders.document, name="document"
+    )
     if "documentType" in tree.get("document", {}):
-        page.join("dt", m.DocumentType, '"dt"."id" = "doc"."document_type_id"')
-        page.then(provider(loaders.document_type, "dt", parent="doc", name="document_type"))
+        on = '"dt"."id" = "doc"."document_type_id"'
+        page.join_provided(
+            "dt", m.DocumentType, on, loaders.document_type, parent="doc", name="document_type"
+        )
     if "dossier" in tree:
         dossier = tree["dossier"]
-        page.join("d", m.Dossier, '"d"."id" = "doc"."dossier_id"')
-        page.then(provider(loaders.dossier, "d", name="dossier"))
+        page.join_provided(
+            "d", m.Dossier, '"d"."id" = "doc"."dossier_id"', loaders.dossier, name="dossier"
+        )
         if "client" in dossier:
-            page.join("c", m.Profile, '"c"."id" = "d"."user_id"')
-            page.then(provider(loaders.profile, "c", parent="d", name="client"))
+            on = '"c"."id" = "d"."user_id"'
+            page.join_provided("c", m.Profile, on, loaders.profile, parent="d", name="client")
         if "product" in dossier:
-            page.join("p", m.Product, '"p"."id" = "d"."product_id"')
-            page.then(provider(loaders.product, "p", parent="d", name="product"))
+            on = '"p"."id" = "d"."product_id"'
+            page.join_provided("p", m.Product, on, loaders.product, parent="d", name="product")
     if "stepInstance" in tree:
-        step = tree["stepInstance"]
-        page.join("si", m.StepInstance, '"si"."id" = "doc"."step_instance_id"')
-        page.then(provider(loaders.step_instance, "si", name="step_instance"))
-        if "step" in step:
-            page.join("s", m.Step, '"s"."id" = "si"."step_id"')
-            page.then(provider(loaders.step, "s", parent="si", name="step"))
-        if "assignedTo" in step:
-            page.join("a", m.Agent, '"a"."id" = "si"."assigned_to_id"')
-            page.then(provider(loaders.agent, "a", parent="si", name="assigned_to"))
+        on = '"si"."id" = "doc"."step_instance_id"'
+        page.join_provided("si", m.StepInstance, on, loaders.step_instance, name="step_instance")
+        _step_details(page, tree["stepInstance"], loaders)
     return page
+
+
+def _step_details(page: JoinedPage, selected: Tree, loaders: Any) -> None:
+    """The step and assignee of the step instance joined as "si", as `selected` asks."""
+    from app import models as m
+
+    if "step" in selected:
+        page.join_provided(
+            "s", m.Step, '"s"."id" = "si"."step_id"', loaders.step, parent="si", name="step"
+        )
+    if "assignedTo" in selected:
+        on = '"a"."id" = "si"."assigned_to_id"'
+        page.join_provided("a", m.Agent, on, loaders.agent, parent="si", name="assigned_to")
