@@ -22,7 +22,7 @@ from app.context import Context
 from app.errors import Unauthenticated
 from app.schema import Schema
 from app.settings import Settings
-from app.subscriptions.sharing import SharingTransportWSHandler, with_shared_events
+from app.subscriptions.sharing import SharingTransportWSHandler
 
 # Apollo's CSRF prevention headers: a browser cannot send them cross-site without a CORS
 # preflight, which we never grant. Multipart is a "simple" content type, so an upload
@@ -48,7 +48,6 @@ class DossierGraphQL(GraphQL):
 
     def __init__(self, schema: Schema, settings: Settings) -> None:
         self.max_upload_files = settings.max_upload_files
-        schema.execution_context_class = with_shared_events(schema.execution_context_class)
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql_enabled else None,

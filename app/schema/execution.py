@@ -35,6 +35,8 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from tortoise.models import Model
 
+from app.subscriptions.sharing import SharedEventExecution
+
 
 def _plain_types() -> frozenset[type]:
     kinds: set[type] = {type(None), bool, int, float, str, list, tuple, dict}
@@ -82,7 +84,10 @@ def _plan(schema: GraphQLSchema, parent_type: GraphQLObjectType, name: str) -> _
     return python_name, kind.coerce_output_value, non_null
 
 
-class Executor(StrawberryGraphQLCoreExecutionContext):
+class Executor(SharedEventExecution, StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor with the shortcuts above; a live event's selection is
+    executed once for all subscribers running the same operation (`SharedEventExecution`)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.is_awaitable = is_awaitable  # type: ignore[method-assign]

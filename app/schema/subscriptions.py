@@ -16,7 +16,7 @@ reads the database, per subscriber as before; a notification has one recipient a
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -184,6 +184,32 @@ async def _dossier_id(viewer: Viewer, value: strawberry.ID) -> uuid.UUID:
     return dossier.id
 
 
+async def _scope(
+    viewer: Viewer,
+    dossier_id: strawberry.ID | None,
+    of_dossier: Callable[[uuid.UUID], str],
+    of_agents: str,
+    of_client: Callable[[uuid.UUID], str],
+) -> str:
+    """The channel of one dossier the viewer may follow, else all dossiers for agents and
+    the client's own for clients."""
+    if dossier_id is not None:
+        return of_dossier(await _dossier_id(viewer, dossier_id))
+    return of_agents if viewer.is_agent else of_client(viewer.actor_id)
+
+
+async def _shared(
+    info: Info, stream: AsyncIterator[dict[str, Any]], build: Callable[[dict[str, Any]], Any]
+) -> AsyncIterator[Any]:
+    """Each event's root, built and executed once for every subscriber running the same
+    operation (app.subscriptions.sharing); what was already sent directly is not yielded."""
+    share = SharedDelivery(info)
+    async for data in stream:
+        root = share.root(data, build, build)
+        if not await share.sent(root):
+            yield root
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
@@ -200,11 +226,8 @@ class Subscription:
             key = (created_at, message_id)
         target = await _dossier_id(viewer, dossier_id)
         stream = message_stream(hub, guard, target, key, from_now=after is None)
-        share = SharedDelivery(info)
-        async for data in stream:
-            root = share.root(data, _message_edge, _message_edge)
-            if not await share.sent(root):
-                yield root
+        async for root in _shared(info, stream, _message_edge):
+            yield root
 
     @strawberry.subscription(
         description="Document reviews: in one dossier, or (without `dossierId`) in all "
@@ -214,17 +237,16 @@ class Subscription:
         self, info: Info, dossier_id: strawberry.ID | None = None
     ) -> AsyncGenerator[DocumentReviewedEvent, None]:
         viewer, guard, hub = await _begin(info)
-        if dossier_id is not None:
-            channel = channels.dossier_reviews(await _dossier_id(viewer, dossier_id))
-        elif viewer.is_agent:
-            channel = channels.AGENT_REVIEWS
-        else:
-            channel = channels.client_reviews(viewer.actor_id)
-        share = SharedDelivery(info)
-        async for data in event_stream(hub, guard, channel, kind="review"):
-            root = share.root(data, DocumentReviewedEvent, DocumentReviewedEvent.from_data)
-            if not await share.sent(root):
-                yield root
+        channel = await _scope(
+            viewer,
+            dossier_id,
+            channels.dossier_reviews,
+            channels.AGENT_REVIEWS,
+            channels.client_reviews,
+        )
+        stream = event_stream(hub, guard, channel, kind="review")
+        async for root in _shared(info, stream, DocumentReviewedEvent.from_data):
+            yield root
 
     @strawberry.subscription(
         description="Status and current-step changes: of one dossier, or (without "
@@ -234,17 +256,16 @@ class Subscription:
         self, info: Info, dossier_id: strawberry.ID | None = None
     ) -> AsyncGenerator[DossierUpdatedEvent, None]:
         viewer, guard, hub = await _begin(info)
-        if dossier_id is not None:
-            channel = channels.dossier_updates(await _dossier_id(viewer, dossier_id))
-        elif viewer.is_agent:
-            channel = channels.AGENT_UPDATES
-        else:
-            channel = channels.client_updates(viewer.actor_id)
-        share = SharedDelivery(info)
-        async for data in event_stream(hub, guard, channel, kind="update"):
-            root = share.root(data, DossierUpdatedEvent, DossierUpdatedEvent.from_data)
-            if not await share.sent(root):
-                yield root
+        channel = await _scope(
+            viewer,
+            dossier_id,
+            channels.dossier_updates,
+            channels.AGENT_UPDATES,
+            channels.client_updates,
+        )
+        stream = event_stream(hub, guard, channel, kind="update")
+        async for root in _shared(info, stream, DossierUpdatedEvent.from_data):
+            yield root
 
     @strawberry.subscription(description="Your notifications, as they are created.")
     async def notification_added(self, info: Info) -> AsyncGenerator[NotificationType, None]:

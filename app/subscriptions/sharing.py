@@ -187,13 +187,6 @@ async def _await_shared(task: asyncio.Future) -> GraphQLExecutionResult:
     return await asyncio.shield(task)
 
 
-def with_shared_events(executor_class: type) -> type:
-    """`executor_class` with `SharedEventExecution` mixed in (idempotent)."""
-    if issubclass(executor_class, SharedEventExecution):
-        return executor_class
-    return type(f"Shared{executor_class.__name__}", (SharedEventExecution, executor_class), {})
-
-
 _DEFAULT_ENCODE = BaseView.encode_json
 
 # The operation the current task runs (set by the handler for its operation tasks).
