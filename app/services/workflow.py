@@ -533,6 +533,27 @@ def _require_active(dossier: Dossier) -> None:
         )
 
 
+def _require_pending(step: StepInstance) -> None:
+    if step.completed_at is not None:
+        raise DomainError(
+            Code.STEP_ALREADY_COMPLETED,
+            "This step is already completed or skipped.",
+            "stepInstanceId",
+        )
+
+
+def _require_open(dossier: Dossier, step: StepInstance) -> None:
+    """A step still to do in a dossier that is neither completed nor cancelled (on hold
+    is fine: assignments and due dates may change while it waits)."""
+    if dossier.status in (S.COMPLETED, S.CANCELLED):
+        raise DomainError(
+            Code.DOSSIER_NOT_ACTIVE,
+            f"The dossier is {DossierStatus(dossier.status).value}.",
+            "stepInstanceId",
+        )
+    _require_pending(step)
+
+
 async def _status_after_hold(dossier: Dossier) -> DossierStatus:
     saved = (dossier.metadata or {}).get(HOLD_KEY)
     if saved in {s.value for s in TRANSITIONS[S.ON_HOLD]} and saved != S.CANCELLED:
@@ -637,12 +658,7 @@ async def skip_step(
     cleaned = _reason(reason, required=False)
     async with in_transaction():
         dossier, step = await _locked_step(step_instance_id)
-        if step.completed_at is not None:
-            raise DomainError(
-                Code.STEP_ALREADY_COMPLETED,
-                "This step is already completed or skipped.",
-                "stepInstanceId",
-            )
+        _require_pending(step)
         if step.is_required:
             raise DomainError(
                 Code.STEP_REQUIRED, "This step is required: it cannot be skipped.", "stepInstanceId"
@@ -658,18 +674,7 @@ async def assign_step(
     """An agent assigns a step to an active agent (or unassigns it with None)."""
     async with in_transaction():
         dossier, step = await _locked_step(step_instance_id)
-        if dossier.status in (S.COMPLETED, S.CANCELLED):
-            raise DomainError(
-                Code.DOSSIER_NOT_ACTIVE,
-                f"The dossier is {DossierStatus(dossier.status).value}.",
-                "stepInstanceId",
-            )
-        if step.completed_at is not None:
-            raise DomainError(
-                Code.STEP_ALREADY_COMPLETED,
-                "This step is already completed or skipped.",
-                "stepInstanceId",
-            )
+        _require_open(dossier, step)
         agent = await Agent.filter(id=agent_id).first() if agent_id is not None else None
         if agent_id is not None and agent is None:
             raise DomainError(Code.UNKNOWN_AGENT, "No such agent.", "agentId")
@@ -713,18 +718,7 @@ async def move_due_date(
         raise DomainError(Code.INVALID_DUE_DATE, "The due date must be in the future.", "dueAt")
     async with in_transaction():
         dossier, step = await _locked_step(step_instance_id)
-        if dossier.status in (S.COMPLETED, S.CANCELLED):
-            raise DomainError(
-                Code.DOSSIER_NOT_ACTIVE,
-                f"The dossier is {DossierStatus(dossier.status).value}.",
-                "stepInstanceId",
-            )
-        if step.completed_at is not None:
-            raise DomainError(
-                Code.STEP_ALREADY_COMPLETED,
-                "This step is already completed or skipped.",
-                "stepInstanceId",
-            )
+        _require_open(dossier, step)
         if dossier.current_step_instance_id != step.id or step.started_at is None:
             raise DomainError(
                 Code.NOT_CURRENT_STEP,
