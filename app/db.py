@@ -6,6 +6,7 @@ import re
 import uuid
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any, TypeVar
 
 import asyncpg
@@ -13,6 +14,15 @@ from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.models import Model
 
+from app.compat.tortoise import (
+    auto_now_add_fields,
+    columns,
+    db_value,
+    from_row,
+    insert_fields,
+    mark_saved,
+    table,
+)
 from app.settings import get_settings
 
 M = TypeVar("M", bound=Model)
@@ -80,36 +90,14 @@ async def database(database_url: str | None = None):
         await close_db()
 
 
-async def insert_together(*instances: Model) -> None:
-    """Insert new rows that commit together (say a change and its event): on PostgreSQL in
-    ONE statement (data-modifying CTEs, one round trip), elsewhere one INSERT each. Values
-    go through the fields' own `to_db_value`, exactly as `save()` would send them."""
-    connection = connections.get("default")
-    if connection.capabilities.dialect != "postgres" or len(instances) < 2:
-        for instance in instances:
-            await instance.save(force_create=True)
-        return
-    statements: list[str] = []
-    values: list[Any] = []
-    for instance in instances:
-        meta = instance._meta
-        names = [n for n in meta.fields_db_projection if n not in meta.generated_db_fields]
-        row = [meta.fields_map[n].to_db_value(getattr(instance, n), instance) for n in names]
-        columns = ", ".join(f'"{meta.fields_db_projection[n]}"' for n in names)
-        marks = ", ".join(f"${len(values) + i}" for i in range(1, len(row) + 1))
-        statements.append(f'INSERT INTO "{meta.db_table}" ({columns}) VALUES ({marks})')
-        values += row
-    *first, last = statements
-    ctes = ", ".join(f'"insert_{i}" AS ({sql})' for i, sql in enumerate(first))
-    await connection.execute_query(f"WITH {ctes} {last}", values)
-    for instance in instances:
-        instance._saved_in_db = True
+class BatchConflict(ValueError):
+    """A batch of writes that would not mean the same on PostgreSQL and SQLite.
 
-
-def is_postgres() -> bool:
-    from tortoise.connection import get_connection
-
-    return get_connection("default").capabilities.dialect == "postgres"
+    On PostgreSQL the batch is ONE statement, and every part of a data-modifying statement
+    sees the same snapshot: an UPDATE does not see a row INSERTed by the same statement,
+    and of two UPDATEs of one row only one takes effect. On SQLite the parts run one after
+    the other and all apply. Such a batch is refused when it is built, before anything is
+    written: write the row in its final state, or merge the UPDATEs."""
 
 
 class Writes:
@@ -123,11 +111,17 @@ class Writes:
 
     Rows added without a creation time get one when they are added, strictly increasing
     across the batch, so ordering by `created_at` keeps the order they were made in (as
-    when each was saved in turn)."""
+    when each was saved in turn).
+
+    An UPDATE that could reach a row inserted in the same batch, or two UPDATEs that could
+    reach the same row, raise `BatchConflict` when added (see there). `where` compares
+    fields with values (None: IS NULL); two UPDATEs of a model are accepted only when a
+    field both compare, and the first does not set, tells their rows apart."""
 
     def __init__(self) -> None:
         self._ops: list[tuple[str, Any, Any]] = []  # ("insert", model, rows) | ("update", ...)
         self._rows: dict[type[Model], list[Model]] = {}
+        self._updates: dict[type[Model], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
         self._last: datetime | None = None
 
     def _stamp(self) -> datetime:
@@ -139,9 +133,16 @@ class Writes:
 
     def insert(self, *instances: Model) -> None:
         for instance in instances:
-            meta = instance._meta
-            for name, field in meta.fields_map.items():
-                if getattr(field, "auto_now_add", False) and getattr(instance, name) is None:
+            model = type(instance)
+            for where, _ in self._updates.get(model, ()):
+                if _may_match(where, instance):
+                    raise BatchConflict(
+                        f"a new {model.__name__} row matches an UPDATE of the same batch "
+                        f"(where {where}): on PostgreSQL the UPDATE would not see it"
+                    )
+        for instance in instances:
+            for name in auto_now_add_fields(type(instance)):
+                if getattr(instance, name) is None:
                     setattr(instance, name, self._stamp())
             rows = self._rows.get(type(instance))
             if rows is None:
@@ -152,6 +153,23 @@ class Writes:
     def update(self, model: type[Model], where: dict[str, Any], **values: Any) -> None:
         """`UPDATE model SET values WHERE where` (field names; a None in `where` is IS NULL).
         No `auto_now` here: pass `updated_at` when the row has one."""
+        if not where or not values:
+            raise ValueError("an UPDATE of a batch needs a condition and values")
+        for instance in self._rows.get(model, ()):
+            if _may_match(where, instance):
+                raise BatchConflict(
+                    f"an UPDATE of {model.__name__} (where {where}) may reach a row inserted "
+                    "in the same batch: on PostgreSQL it would not see it; insert the row "
+                    "in its final state"
+                )
+        for earlier_where, earlier_values in self._updates.get(model, ()):
+            if not _disjoint(earlier_where, earlier_values, where):
+                raise BatchConflict(
+                    f"two UPDATEs of {model.__name__} may reach the same row (where "
+                    f"{earlier_where}, then where {where}): on PostgreSQL only one would "
+                    "take effect; merge them"
+                )
+        self._updates.setdefault(model, []).append((where, values))
         self._ops.append(("update", model, (where, values)))
 
     def __bool__(self) -> bool:
@@ -172,8 +190,8 @@ class Writes:
                     await model.filter(**where).update(**values)
         for rows in self._rows.values():
             for instance in rows:
-                instance._saved_in_db = True
-        self._ops, self._rows = [], {}
+                mark_saved(instance)
+        self._ops, self._rows, self._updates = [], {}, {}
 
     async def _run_postgres(self, connection: Any) -> None:
         statements: list[str] = []
@@ -184,36 +202,31 @@ class Writes:
             return f"${len(values)}"
 
         for kind, model, spec in self._ops:
-            meta = model._meta
-            table = f'"{meta.db_table}"'
+            names = columns(model)
             if kind == "insert":
-                names = [n for n in meta.fields_db_projection if n not in meta.generated_db_fields]
-                columns = ", ".join(f'"{meta.fields_db_projection[n]}"' for n in names)
+                fields = insert_fields(model)
+                listed = ", ".join(f'"{names[n]}"' for n in fields)
                 tuples = ", ".join(
                     "("
                     + ", ".join(
-                        mark(meta.fields_map[n].to_db_value(getattr(instance, n), instance))
-                        for n in names
+                        mark(db_value(model, n, getattr(instance, n), instance)) for n in fields
                     )
                     + ")"
                     for instance in spec
                 )
-                statements.append(f"INSERT INTO {table} ({columns}) VALUES {tuples}")
+                statements.append(f'INSERT INTO "{table(model)}" ({listed}) VALUES {tuples}')
             else:
                 where, changes = spec
                 sets = ", ".join(
-                    f'"{meta.fields_db_projection[n]}" = '
-                    + mark(meta.fields_map[n].to_db_value(v, None))
-                    for n, v in changes.items()
+                    f'"{names[n]}" = ' + mark(db_value(model, n, v)) for n, v in changes.items()
                 )
                 conditions = " AND ".join(
-                    f'"{meta.fields_db_projection[n]}" IS NULL'
+                    f'"{names[n]}" IS NULL'
                     if v is None
-                    else f'"{meta.fields_db_projection[n]}" = '
-                    + mark(meta.fields_map[n].to_db_value(v, None))
+                    else f'"{names[n]}" = ' + mark(db_value(model, n, v))
                     for n, v in where.items()
                 )
-                statements.append(f"UPDATE {table} SET {sets} WHERE {conditions}")
+                statements.append(f'UPDATE "{table(model)}" SET {sets} WHERE {conditions}')
         *first, last = statements
         if first:
             ctes = ", ".join(f'"write_{i}" AS ({sql})' for i, sql in enumerate(first))
@@ -221,13 +234,50 @@ class Writes:
         await connection.execute_query(last, values)
 
 
+def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, Enum):
+        a = a.value
+    if isinstance(b, Enum):
+        b = b.value
+    return str(a) == str(b)
+
+
+def _may_match(where: dict[str, Any], instance: Model) -> bool:
+    """Whether `instance`, once written, could satisfy `where` (True when unsure)."""
+    for name, value in where.items():
+        if not hasattr(instance, name):
+            return True
+        if not _same(getattr(instance, name), value):
+            return False
+    return True
+
+
+def _disjoint(first: dict[str, Any], first_sets: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Whether no row can satisfy both conditions, the first UPDATE applied or not."""
+    return any(
+        name in second and name not in first_sets and not _same(value, second[name])
+        for name, value in first.items()
+    )
+
+
+async def insert_together(*instances: Model) -> None:
+    """Insert new rows that commit together (say a change and its event): `Writes` with
+    inserts only (on PostgreSQL ONE statement, one round trip)."""
+    writes = Writes()
+    writes.insert(*instances)
+    await writes.run()
+
+
+def is_postgres() -> bool:
+    return connections.get("default").capabilities.dialect == "postgres"
+
+
 def aliased_columns(alias: str, model: type[Model]) -> list[str]:
     """`model`'s columns selected from the table aliased `alias`, each as "alias__column"
     (the shape `hydrate` reads back)."""
-    return [
-        f'"{alias}"."{column}" AS "{alias}__{column}"'
-        for column in model._meta.fields_db_projection.values()
-    ]
+    return [f'"{alias}"."{column}" AS "{alias}__{column}"' for column in columns(model).values()]
 
 
 def hydrate(model: type[M], alias: str, row: dict[str, Any]) -> M | None:
@@ -235,9 +285,7 @@ def hydrate(model: type[M], alias: str, row: dict[str, Any]) -> M | None:
     that found nothing. Hydrated by the ORM itself (values as its queries give them)."""
     if row[f"{alias}__id"] is None:
         return None
-    return model._init_from_db(
-        **{c: row[f"{alias}__{c}"] for c in model._meta.fields_db_projection.values()}
-    )
+    return from_row(model, {c: row[f"{alias}__{c}"] for c in columns(model).values()})
 
 
 _NUMBERED = re.compile(r"\$(\d+)")

@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from cross_web import HTTPException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
@@ -18,11 +17,11 @@ from strawberry.file_uploads.utils import replace_placeholders_with_files
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
+from app.compat.strawberry import HTTPException, SharingTransportWSHandler
 from app.context import Context
 from app.errors import Unauthenticated
 from app.schema import Schema
 from app.settings import Settings
-from app.subscriptions.sharing import SharingTransportWSHandler
 
 # Apollo's CSRF prevention headers: a browser cannot send them cross-site without a CORS
 # preflight, which we never grant. Multipart is a "simple" content type, so an upload

@@ -22,7 +22,8 @@ from app.models import Credential, Event, Message
 from app.services import messages as message_service
 from app.settings import get_settings
 from app.subscriptions import channels, publisher
-from app.subscriptions.hub import Hub, SubscriberTooSlow
+from app.subscriptions.hub import Hub
+from app.subscriptions.queue import SubscriberTooSlow
 from tests.factories import make_admin, make_agent, make_client, make_dossier
 from tests.helpers import count_statements, gql
 from tests.test_chat import MESSAGE_ADDED, send, uploaded_version

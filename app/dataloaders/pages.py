@@ -8,7 +8,7 @@ rows repeat the page row); every joined row is handed to its per-request loader 
 `provide`, so the nested loads find it and run no query. Whatever the selection
 does not ask for is neither joined nor provided, and still loads through its loader.
 
-Portable SQL (PostgreSQL and SQLite); rows are hydrated by the ORM's own `_init_from_db`,
+Portable SQL (PostgreSQL and SQLite); rows are hydrated by the ORM itself (`from_row`),
 so values come out exactly as the loaders would have returned them.
 """
 
@@ -23,6 +23,7 @@ from tortoise import connections
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from app.compat.tortoise import columns, from_row, queryset_sql, table
 from app.db import aliased_columns
 
 Tree = dict[str, "Tree"]
@@ -60,11 +61,7 @@ def node_selection(info: Any) -> Tree:
 
 
 def _columns(model: type[Model]) -> list[str]:
-    return list(model._meta.fields_db_projection.values())
-
-
-def _table(model: type[Model]) -> str:
-    return model._meta.db_table
+    return list(columns(model).values())
 
 
 @dataclass
@@ -131,16 +128,14 @@ class JoinedPage:
         self._then.append(fn)
 
     def _sql(self, queryset: QuerySet, ordering: Sequence[str]) -> tuple[str, list[Any]]:
-        queryset._choose_db_if_not_chosen()
-        queryset._make_query()
-        inner, params = queryset.query.get_parameterized_sql()
+        inner, params = queryset_sql(queryset)
         select = ['"b".*']
         for join in self._joins:
             select += aliased_columns(join.alias, join.model)
         if self._extras:  # once per page row, before the to-many join repeats it
             extras = ", ".join(f'{sql} AS "x__{name}"' for name, sql in self._extras)
             inner = f'SELECT "b".*, {extras} FROM ({inner}) AS "b"'
-        joins = [f'LEFT JOIN "{_table(j.model)}" AS "{j.alias}" ON {j.on}' for j in self._joins]
+        joins = [f'LEFT JOIN "{table(j.model)}" AS "{j.alias}" ON {j.on}' for j in self._joins]
         order = [
             f'"b"."{name.lstrip("-")}" {"DESC" if name.startswith("-") else "ASC"}'
             for name in ordering
@@ -149,7 +144,7 @@ class JoinedPage:
             f'SELECT {", ".join(select)} FROM ({inner}) AS "b" {" ".join(joins)} '
             f"ORDER BY {', '.join(order + self._many_order)}"
         )
-        return sql, list(params)
+        return sql, params
 
     async def fetch(self, queryset: QuerySet, ordering: Sequence[str]) -> list[Model]:
         """The page's rows, in `ordering` (the order the paginated queryset uses)."""
@@ -173,10 +168,10 @@ class JoinedPage:
             joined = pages.get(key)
             first = joined is None
             if joined is None:
-                joined = pages[key] = Joined(self.model._init_from_db(**row))
+                joined = pages[key] = Joined(from_row(self.model, row))
                 joined.extra = {name: row[f"x__{name}"] for name, _ in self._extras}
             many: dict[str, Model | None] = {}
-            for join, id_column, columns in joins:
+            for join, id_column, names in joins:
                 if not (join.many or first):
                     continue  # the page row's own to-one joins: read on its first row
                 pk = row[id_column]
@@ -185,8 +180,8 @@ class JoinedPage:
                 else:
                     value = hydrated.get((join.model, pk))
                     if value is None:
-                        value = hydrated[(join.model, pk)] = join.model._init_from_db(
-                            **{c: row[column] for c, column in columns}
+                        value = hydrated[(join.model, pk)] = from_row(
+                            join.model, {c: row[column] for c, column in names}
                         )
                 if join.many:
                     many[join.alias] = value

@@ -33,6 +33,7 @@ from graphql import (
 )
 from strawberry.extensions import AddValidationRules, SchemaExtension
 
+from app.compat.strawberry import graphql_schema
 from app.schema.common import DEFAULT_PAGE_SIZE
 
 logger = logging.getLogger("app.graphql.limits")
@@ -180,7 +181,7 @@ def node_budget(max_nodes: int) -> type[SchemaExtension]:
                         continue
                     try:
                         context.node_cost = count_nodes(  # type: ignore[attr-defined]
-                            context.schema._schema,
+                            graphql_schema(context.schema),
                             definition,
                             fragments,
                             context.variables,

@@ -24,6 +24,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from app.auth import Viewer
+from app.compat.tortoise import from_row, queryset_sql
 from app.db import fetch_value, insert_together
 from app.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from app.models import DocumentVersion, Dossier, Message
@@ -249,13 +250,12 @@ async def message_pages(
     if before is not None:
         queryset = queryset.filter(before_key(*before))
     queryset = queryset.annotate(page_row=number)
-    queryset._make_query()
-    inner, params = queryset.query.get_parameterized_sql()
+    inner, params = queryset_sql(queryset)
     sql = f'SELECT * FROM ({inner}) AS "page" WHERE "page_row" <= {int(size) + 1}'
     rows = await connections.get("default").execute_query_dict(sql, params)
     pages: dict[str, list[Message]] = {i: [] for i in ids}
     for row in rows:
-        message = Message._init_from_db(**row)
+        message = from_row(Message, row)
         pages[str(message.dossier_id)].append(message)  # type: ignore[attr-defined]
     for page in pages.values():
         page.sort(key=lambda m: (m.created_at, str(m.id)), reverse=backwards)

@@ -33,8 +33,9 @@ from app.auth import viewer_from_token
 from app.errors import Unauthenticated
 from app.services import messages as message_service
 from app.subscriptions import channels
-from app.subscriptions.hub import Hub, Published, Subscriber
+from app.subscriptions.hub import Hub
 from app.subscriptions.publisher import decode, message_data, sender_names
+from app.subscriptions.queue import Published, Subscriber
 from app.subscriptions.sharing import LiveData
 
 PAGE = 100
