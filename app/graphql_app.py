@@ -41,12 +41,12 @@ def websocket_origins(settings: Settings) -> list[str]:
 
 
 class DossierGraphQL(GraphQL):
-    # A live event reaching many subscribers is executed and serialized once per
-    # operation (app.subscriptions.sharing); the protocol is strawberry's.
-    graphql_transport_ws_handler_class = SharingTransportWSHandler
-
     def __init__(self, schema: Schema, settings: Settings) -> None:
         self.max_upload_files = settings.max_upload_files
+        if schema.fast_paths:
+            # A live event reaching many subscribers is executed and serialized once per
+            # operation (app.subscriptions.sharing); the protocol is strawberry's.
+            self.graphql_transport_ws_handler_class = SharingTransportWSHandler
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql_enabled else None,

@@ -145,4 +145,5 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     app.state.payments = payment_provider
     app.state.storage = build_storage(settings)
     app.state.hub = hub
+    app.state.graphql = graphql
     return app

@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     # (false). The event is committed with the change either way: the relay dispatches
     # what a crash left. See app/services/outbox.py and bench/RESULTS.md.
     dispatch_after_response: bool = True
+    # The speed shortcuts that rely on library internals (app/compat: our executor, lean
+    # resolvers, live events executed once for all subscribers, joined pages); false runs
+    # the schema on strawberry's and graphql-core's own execution. Same answers both ways.
+    fast_paths: bool = True
     log_level: str = "INFO"
     sql_echo: bool = False
 

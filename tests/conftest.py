@@ -76,10 +76,16 @@ else:
     os.environ.pop("REDIS_URL", None)
 
 
+# FAST_PATHS=false: the schema on strawberry's and graphql-core's own execution (CI runs
+# the whole suite that way too); the tests that measure a shortcut itself are skipped.
+FAST_PATHS = os.environ.get("FAST_PATHS", "true").strip().lower() not in ("0", "false", "no")
+
+
 def pytest_report_header() -> str:
+    paths = "" if FAST_PATHS else ", FAST_PATHS=false"
     if BACKEND.is_postgres:
-        return f"backend: PostgreSQL + Redis ({BACKEND.admin_url}, {BACKEND.redis_url})"
-    return "backend: embedded default (SQLite file, in-memory broadcast)"
+        return f"backend: PostgreSQL + Redis ({BACKEND.admin_url}, {BACKEND.redis_url}){paths}"
+    return f"backend: embedded default (SQLite file, in-memory broadcast){paths}"
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
@@ -87,12 +93,13 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 
 def pytest_collection_modifyitems(items) -> None:
-    if BACKEND.is_postgres:
-        return
-    skip = pytest.mark.skip(reason="needs PostgreSQL (embedded backend in use)")
+    skip_postgres = pytest.mark.skip(reason="needs PostgreSQL (embedded backend in use)")
+    skip_shortcut = pytest.mark.skip(reason="measures a shortcut that FAST_PATHS=false turns off")
     for item in items:
-        if "postgres" in item.keywords:
-            item.add_marker(skip)
+        if "postgres" in item.keywords and not BACKEND.is_postgres:
+            item.add_marker(skip_postgres)
+        if "fast_paths" in item.keywords and not FAST_PATHS:
+            item.add_marker(skip_shortcut)
 
 
 def _with_database(url: str, name: str) -> str:

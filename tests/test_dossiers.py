@@ -6,6 +6,8 @@ import re
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from app.models import Document, DocumentVersion, Dossier, StepInstance
 from app.models.enums import ActorType, DocumentStatus, DossierStatus
 from tests.factories import Account, make_agent, make_client, make_dossier, make_product
@@ -364,6 +366,7 @@ async def _nested_list_statements(client, token: str) -> tuple[list[str], dict]:
     return [re.sub(r"IN \([^)]*\)", "IN (...)", s.split(": [")[0]) for s in statements], data
 
 
+@pytest.mark.fast_paths
 async def test_nested_list_costs_the_same_for_1_and_50_dossiers(client):
     viewer = await make_agent()
     agents = [await make_agent() for _ in range(3)]

@@ -139,6 +139,7 @@ def pg_stat_statements_required(counter: StatementCounter | None) -> None:
 # --- the client dashboard ----------------------------------------------------------------
 
 
+@pytest.mark.fast_paths
 async def test_client_dashboard_costs_the_same_for_s_m_l(client, database_counter):
     costs = {}
     for size in ("S", "M", "L"):
@@ -176,6 +177,7 @@ async def test_client_dashboard_costs_the_same_for_s_m_l(client, database_counte
         check_database_count(counts)
 
 
+@pytest.mark.fast_paths
 async def test_dashboard_count_seen_by_the_database(client, database_counter):
     pg_stat_statements_required(database_counter)
     world = worlds.client_world("M")
@@ -205,6 +207,7 @@ def pages_of_200(monkeypatch):
     get_settings.cache_clear()
 
 
+@pytest.mark.fast_paths
 async def test_review_queue_costs_the_same_for_pages_of_10_50_200(
     client, database_counter, pages_of_200
 ):

@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import connect
 
 from app.subscriptions import channels
@@ -94,6 +95,7 @@ async def _hold(client, agent, dossier, reason: str) -> None:
     assert data["changeDossierStatus"]["userErrors"] == []
 
 
+@pytest.mark.fast_paths
 async def test_one_execution_per_event_and_operation_identical_frames(client, live_server, app):
     owner, agent = await make_client(), await make_agent()
     dossier = await make_dossier(owner)
@@ -134,6 +136,7 @@ async def test_one_execution_per_event_and_operation_identical_frames(client, li
         assert stats.reused - reused == 5
 
 
+@pytest.mark.fast_paths
 async def test_shared_live_messages_keep_their_own_ids_and_cursor(client, live_server, app):
     owner, agent = await make_client(), await make_agent()
     dossier = await make_dossier(owner)

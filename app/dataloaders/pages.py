@@ -254,6 +254,13 @@ def many_provider(
 
 # --- the plans: what each list joins, from its selection -------------------------------
 
+
+def fast_paths(info: Any) -> bool:
+    """Whether the schema runs with the shortcuts (FAST_PATHS): without them no page is
+    joined and every nested field loads through its loader."""
+    return getattr(info.schema, "fast_paths", True)
+
+
 UNREAD_SENDERS = {"client": ("AGENT", "SYSTEM"), "agent": ("USER",)}
 
 
@@ -263,6 +270,8 @@ def dossier_page(info: Any, reader: str) -> JoinedPage | None:
     `reader` is "client" or "agent" (whose unread messages are counted)."""
     from app import models as m
 
+    if not fast_paths(info):
+        return None
     tree = node_selection(info)
     loaders = info.context.loaders
     page = JoinedPage(m.Dossier)
@@ -328,6 +337,8 @@ def dossier_page(info: Any, reader: str) -> JoinedPage | None:
 def review_queue_page(info: Any) -> JoinedPage | None:
     """A page of the review queue (document versions) with its document, dossier (client,
     product), step instance (step, assignee) and document type, as the query asks."""
+    if not fast_paths(info):
+        return None
     from app import models as m
 
     tree = node_selection(info)

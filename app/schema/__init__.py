@@ -62,6 +62,10 @@ Mutation = merge_types(
 
 
 class Schema(strawberry.Schema):
+    # Whether the schema runs with the shortcuts of app.compat (FAST_PATHS): the executor
+    # and lean resolvers here, joined pages in the list resolvers, shared live events.
+    fast_paths = True
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -104,9 +108,11 @@ def build_schema(settings: Settings | None = None) -> Schema:
         subscription=Subscription,
         extensions=extensions,
         types=[*TIMELINE_TYPES],
-        execution_context_class=Executor,
+        execution_context_class=Executor if settings.fast_paths else None,
     )
-    lean_resolvers(built)
+    built.fast_paths = settings.fast_paths
+    if settings.fast_paths:
+        lean_resolvers(built)
     return built
 
 

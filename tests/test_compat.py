@@ -1,0 +1,275 @@
+"""What app/compat relies on in each library, pinned.
+
+Each test names the shortcut to revisit when a library moves the private part it uses:
+an upgrade that breaks one fails here, in one named test, before any behaviour test
+fails somewhere far from the cause. The versions are checked against pyproject.toml's
+declared ranges (the lock installs inside them).
+"""
+
+from __future__ import annotations
+
+import inspect
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[1]
+REVISIT = "revisit {where}: {what}"
+
+
+def declared() -> dict[str, Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [Requirement(r) for r in project["dependencies"]]
+    return {r.name.lower(): r for r in requirements}
+
+
+def parameters(function) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
+@pytest.mark.parametrize(
+    "package",
+    ["strawberry-graphql", "graphql-core", "tortoise-orm", "broadcaster", "cross-web"],
+)
+def test_internals_libraries_are_declared_with_an_upper_bound(package):
+    requirement = declared().get(package)
+    assert requirement is not None, f"{package} is used by app/compat but not declared"
+    assert any(s.operator in ("<", "<=", "~=", "==") for s in requirement.specifier), (
+        f"{package}: app/compat uses its internals, so pyproject.toml must bound it above"
+    )
+    installed = version(package)
+    assert requirement.specifier.contains(installed, prereleases=True), (
+        f"{package} {installed} is outside the declared {requirement.specifier}"
+    )
+
+
+# --- graphql-core: app/compat/graphql_core.py ---------------------------------------------
+
+
+def test_graphql_core_executor_methods():
+    from graphql.execution.executor import Executor
+    from graphql.execution.middleware import MiddlewareManager
+
+    where = "app/compat/graphql_core.py PlainFieldExecution.execute_field"
+    assert parameters(Executor.execute_field) == [
+        "self",
+        "parent_type",
+        "source",
+        "field_details_list",
+        "path",
+        "position_context",
+    ], REVISIT.format(where=where, what="execute_field's signature changed")
+    assert "_middleware_resolvers" in MiddlewareManager.__slots__, REVISIT.format(
+        where=where, what="MiddlewareManager._middleware_resolvers is gone"
+    )
+    where = "app/compat/graphql_core.py SharedEventExecution"
+    assert parameters(Executor.build_per_event_executor) == ["self", "payload"], REVISIT.format(
+        where=where, what="build_per_event_executor's signature changed"
+    )
+    assert parameters(Executor.execute_operation) == ["self", "serially"], REVISIT.format(
+        where=where, what="execute_operation's signature changed"
+    )
+    init = parameters(Executor.__init__)
+    for name in ("is_awaitable", "middleware_manager", "variable_values", "operation"):
+        assert name in init, REVISIT.format(where=where, what=f"Executor({name}=…) is gone")
+
+
+def test_graphql_core_field_details_carry_their_node():
+    from graphql import build_schema, parse
+    from graphql.execution.collect_fields import collect_fields
+
+    schema = build_schema("type Query { a: Int }")
+    document = parse("{ a }")
+    operation = document.definitions[0]
+    collected = collect_fields(schema, {}, {}, schema.query_type, operation)
+    fields = collected[0] if isinstance(collected, tuple) else collected.grouped_field_set
+    details = next(iter(fields.values()))
+    assert details[0].node.name.value == "a", REVISIT.format(
+        where="app/compat/graphql_core.py PlainFieldExecution.execute_field",
+        what="field_details_list[0].node no longer holds the FieldNode",
+    )
+
+
+# --- strawberry: app/compat/strawberry.py ------------------------------------------------
+
+
+def test_strawberry_schema_internals():
+    from app.compat.strawberry import (
+        field_definition,
+        graphql_schema,
+        is_default_resolver,
+        strawberry_schema,
+    )
+    from app.schema import schema
+
+    where = "app/compat/strawberry.py (lean_resolvers, the plain-field plan, the cost limits)"
+    core = graphql_schema(schema)
+    from graphql import GraphQLSchema
+
+    assert isinstance(core, GraphQLSchema), REVISIT.format(where=where, what="Schema._schema")
+    assert strawberry_schema(core) is schema, REVISIT.format(
+        where=where, what="GraphQLSchema._strawberry_schema"
+    )
+    product = core.get_type("Product")
+    code = product.fields["code"]
+    definition = field_definition(code)
+    assert getattr(definition, "python_name", None) == "code", REVISIT.format(
+        where=where, what="GraphQLCoreConverter.DEFINITION_BACKREF"
+    )
+    assert is_default_resolver(code), REVISIT.format(
+        where=where, what="default resolvers' `_is_default` mark"
+    )
+    for attribute in ("base_resolver", "is_async", "extensions", "arguments"):
+        assert hasattr(definition, attribute), REVISIT.format(
+            where=where, what=f"StrawberryField.{attribute}"
+        )
+
+
+def test_strawberry_resolver_and_info_internals():
+    from strawberry.types.fields.resolver import StrawberryResolver
+    from strawberry.types.info import Info
+
+    def resolver() -> int:
+        return 1
+
+    where = "app/compat/strawberry.py lean_resolvers"
+    resolved = StrawberryResolver(resolver)
+    for attribute in (
+        "parent_parameter",
+        "root_parameter",
+        "self_parameter",
+        "info_parameter",
+        "wrapped_func",
+    ):
+        assert hasattr(resolved, attribute), REVISIT.format(
+            where=where, what=f"StrawberryResolver.{attribute}"
+        )
+    assert resolved.wrapped_func is resolver, REVISIT.format(where=where, what="wrapped_func")
+    assert parameters(Info) == ["_raw_info", "_field"], REVISIT.format(
+        where=where, what="Info(_raw_info=…, _field=…)"
+    )
+
+
+def test_strawberry_transport_ws_handler_internals():
+    from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+    from strawberry.http.base import BaseView
+    from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+        BaseGraphQLTransportWSHandler,
+        Operation,
+    )
+
+    where = "app/compat/strawberry.py SharingTransportWSHandler"
+    expected = {
+        "run_operation": ["self", "operation"],
+        "_send_result_stream": ["self", "operation", "result_source"],
+        "_handle_pre_execution_error": ["self", "operation", "result"],
+        "_reject_incremental_delivery": ["self", "operation"],
+    }
+    for name, names in expected.items():
+        assert parameters(getattr(BaseGraphQLTransportWSHandler, name)) == names, REVISIT.format(
+            where=where, what=f"BaseGraphQLTransportWSHandler.{name}"
+        )
+    assert parameters(Operation.send_next) == ["self", "execution_result"], REVISIT.format(
+        where=where, what="Operation.send_next"
+    )
+    assert "completed" in inspect.getsource(Operation.__init__), REVISIT.format(
+        where=where, what="Operation.completed"
+    )
+    assert "self.ws" in inspect.getsource(ASGIWebSocketAdapter.__init__), REVISIT.format(
+        where=where, what="ASGIWebSocketAdapter.ws (the Starlette WebSocket)"
+    )
+    assert callable(BaseView.encode_json), REVISIT.format(where=where, what="BaseView.encode_json")
+    assert "graphql_transport_ws_handler_class" in dir(GraphQL), REVISIT.format(
+        where="app/graphql_app.py", what="GraphQL.graphql_transport_ws_handler_class"
+    )
+
+
+def test_strawberry_http_errors_are_cross_webs():
+    import strawberry.http.async_base_view as view
+    from cross_web import HTTPException
+
+    from app.compat.strawberry import HTTPException as ours
+
+    assert ours is HTTPException
+    assert "HTTPException" in inspect.getsource(view), REVISIT.format(
+        where="app/graphql_app.py parse_multipart",
+        what="strawberry no longer answers cross-web's HTTPException with its status",
+    )
+
+
+# --- Tortoise: app/compat/tortoise.py ----------------------------------------------------
+
+
+async def test_tortoise_sql_and_hydration_round_trip(database_url):
+    from tortoise import connections
+
+    from app.compat.tortoise import (
+        columns,
+        from_row,
+        insert_fields,
+        mark_saved,
+        primary_key,
+        queryset_sql,
+        table,
+    )
+    from app.models import Product
+
+    product = await Product.create(
+        code="compat", name="Compat", price_amount=1000, currency="eur", dossier_type="OTHER"
+    )
+    sql, params = queryset_sql(Product.filter(code="compat"))
+    rows = await connections.get("default").execute_query_dict(sql, params)
+    assert len(rows) == 1, REVISIT.format(
+        where="app/compat/tortoise.py queryset_sql", what="QuerySet._make_query / .query"
+    )
+    hydrated = from_row(Product, rows[0])
+    fetched = await Product.get(id=product.id)
+    assert {c: getattr(hydrated, c) for c in columns(Product)} == {
+        c: getattr(fetched, c) for c in columns(Product)
+    }, REVISIT.format(where="app/compat/tortoise.py from_row", what="Model._init_from_db")
+    assert table(Product) == "products"
+    assert primary_key(Product) == "id"
+    assert "id" in insert_fields(Product)
+    fresh = Product(code="x", name="x", price_amount=1, currency="eur", dossier_type="OTHER")
+    mark_saved(fresh)
+    assert fresh._saved_in_db is True, REVISIT.format(
+        where="app/compat/tortoise.py mark_saved", what="Model._saved_in_db"
+    )
+
+
+def test_tortoise_model_metadata():
+    from app.models import Product
+
+    meta = Product._meta
+    for attribute in (
+        "fields_db_projection",
+        "generated_db_fields",
+        "fields_map",
+        "db_table",
+        "pk_attr",
+    ):
+        assert hasattr(meta, attribute), REVISIT.format(
+            where="app/compat/tortoise.py", what=f"Model._meta.{attribute}"
+        )
+    assert parameters(meta.fields_map["code"].to_db_value) == ["value", "instance"]
+
+
+# --- broadcaster: app/compat/broadcaster.py ----------------------------------------------
+
+
+async def test_broadcaster_memory_backend_publishes_before_connect():
+    from app.compat.broadcaster import Event, memory_backend
+
+    backend = memory_backend()
+    await backend.subscribe("t")
+    await backend.publish("t", "before connect")
+    await backend.publish("other", "not subscribed")
+    await backend.publish("t", "second")
+    await backend.connect()
+    assert await backend.next_published() == Event("t", "before connect"), REVISIT.format(
+        where="app/compat/broadcaster.py", what="MemoryBackend's `_published` queue"
+    )
+    assert await backend.next_published() == Event("t", "second")
