@@ -27,10 +27,11 @@ Pinned in tests/test_compat.py.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 from uuid import UUID
 
 import orjson
@@ -47,6 +48,11 @@ from app.compat.strawberry import (
     strawberry_schema,
 )
 
+if TYPE_CHECKING:  # the mixins below are for subclasses of graphql-core's executor
+    from graphql.execution.executor import Executor as _Executor
+else:
+    _Executor = object
+
 RESULTS = "_live_results"  # the attribute of a shared root holding its results
 
 
@@ -54,7 +60,7 @@ def _plain_types() -> frozenset[type]:
     kinds: set[type] = {type(None), bool, int, float, str, list, tuple, dict}
     kinds |= {datetime, date, UUID, Decimal}
     try:  # asyncpg hands UUID columns back as its own subclass of uuid.UUID
-        from asyncpg.pgproto.pgproto import UUID as PgUUID
+        from asyncpg.pgproto.pgproto import UUID as PgUUID  # type: ignore[import-untyped]
 
         kinds.add(PgUUID)
     except ImportError:  # pragma: no cover - asyncpg is a dependency
@@ -65,7 +71,7 @@ def _plain_types() -> frozenset[type]:
 _NEVER_AWAITABLE = _plain_types()
 
 
-def is_awaitable(value: Any) -> bool:
+def is_awaitable(value: Any) -> TypeGuard[Awaitable[Any]]:
     kind = type(value)
     if kind in _NEVER_AWAITABLE:
         return False
@@ -96,12 +102,12 @@ def _plan(schema: GraphQLSchema, parent_type: GraphQLObjectType, name: str) -> _
     return python_name, kind.coerce_output_value, non_null
 
 
-class PlainFieldExecution:
+class PlainFieldExecution(_Executor):
     """Mixin for a graphql-core `ExecutionContext` subclass: shortcuts 1 and 2 above."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.is_awaitable = is_awaitable  # type: ignore[method-assign]
+        self.is_awaitable = is_awaitable
         plans = self.schema.__dict__.get("_plain_fields")
         if plans is None:
             plans = self.schema.__dict__["_plain_fields"] = {}
@@ -169,7 +175,7 @@ def _sharable(result: GraphQLExecutionResult) -> GraphQLExecutionResult:
     return GraphQLExecutionResult(data=SharedData(result.data))
 
 
-class SharedEventExecution:
+class SharedEventExecution(_Executor):
     """Mixin for a graphql-core `Executor` subclass: a subscription event whose root was
     built by `shared_root` is executed once per (schema, operation, variables); the
     other subscribers get the same result."""
@@ -181,20 +187,20 @@ class SharedEventExecution:
         attributes = getattr(payload, "__dict__", None)
         results = attributes.get(RESULTS) if attributes else None
         if results is None:
-            return super().build_per_event_executor(payload)  # type: ignore[misc]
-        schema = strawberry_schema(self.schema)  # type: ignore[attr-defined]
-        operation = self.operation  # type: ignore[attr-defined]
+            return super().build_per_event_executor(payload)
+        schema = strawberry_schema(self.schema)
+        operation = self.operation
         key = self._share_key
         if key is None:
-            coerced = self.variable_values.coerced  # type: ignore[attr-defined]
+            coerced = self.variable_values.coerced
             key = self._share_key = operation_key(schema, operation, coerced) or False
         if key is False:
-            return super().build_per_event_executor(payload)  # type: ignore[misc]
+            return super().build_per_event_executor(payload)
         entry = results.get(key)
         if entry is not None and entry[0] is schema and entry[1] is operation:
             stats.reused += 1
             return _Reused(entry[2])
-        executor = super().build_per_event_executor(payload)  # type: ignore[misc]
+        executor: Any = super().build_per_event_executor(payload)
         executor._shared_results = results
         executor._share_key = key
         return executor
@@ -202,20 +208,20 @@ class SharedEventExecution:
     def execute_operation(self, serially: bool | None = None) -> Any:
         results = self._shared_results
         if results is None:
-            return super().execute_operation(serially)  # type: ignore[misc]
+            return super().execute_operation(serially)
         stats.executions += 1
-        schema = strawberry_schema(self.schema)  # type: ignore[attr-defined]
-        operation = self.operation  # type: ignore[attr-defined]
-        result = super().execute_operation(serially)  # type: ignore[misc]
-        if self.is_awaitable(result):  # type: ignore[attr-defined]
+        schema = strawberry_schema(self.schema)
+        operation = self.operation
+        result = super().execute_operation(serially)
+        if self.is_awaitable(result):
             # an async field: the others wait for this one execution
             task = asyncio.ensure_future(_finish(result))
             task.add_done_callback(_retrieve)
             results[self._share_key] = (schema, operation, task)
             return _await_shared(task)
-        result = _sharable(result)
-        results[self._share_key] = (schema, operation, result)
-        return result
+        shared = _sharable(cast(GraphQLExecutionResult, result))
+        results[self._share_key] = (schema, operation, shared)
+        return shared
 
 
 class _Reused:

@@ -106,27 +106,26 @@ def lean_resolvers(schema: Any) -> int:
 def _direct(
     func: Any, field: Any, info_class: Any, *, with_self: bool, info_name: str | None
 ) -> Any:
-    if with_self and info_name is not None:
+    name = info_name or ""
 
-        def resolve(source: Any, info: Any) -> Any:
-            return func(source, **{info_name: info_class(_raw_info=info, _field=field)})
+    def with_self_and_info(source: Any, info: Any) -> Any:
+        return func(source, **{name: info_class(_raw_info=info, _field=field)})
 
-    elif with_self:
+    def with_self_only(source: Any, _info: Any) -> Any:
+        return func(source)
 
-        def resolve(source: Any, _info: Any) -> Any:
-            return func(source)
+    def with_info_only(_source: Any, info: Any) -> Any:
+        return func(**{name: info_class(_raw_info=info, _field=field)})
 
-    elif info_name is not None:
+    def with_neither(_source: Any, _info: Any) -> Any:
+        return func()
 
-        def resolve(_source: Any, info: Any) -> Any:
-            return func(**{info_name: info_class(_raw_info=info, _field=field)})
-
+    resolve: Any
+    if with_self:
+        resolve = with_self_and_info if info_name is not None else with_self_only
     else:
-
-        def resolve(_source: Any, _info: Any) -> Any:
-            return func()
-
-    resolve._is_default = False  # type: ignore[attr-defined]
+        resolve = with_info_only if info_name is not None else with_neither
+    resolve._is_default = False
     return resolve
 
 

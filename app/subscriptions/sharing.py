@@ -26,9 +26,10 @@ import asyncio
 from typing import Any
 
 from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Operation
 
 from app.compat.graphql_core import RESULTS, operation_key, stats
-from app.compat.strawberry import SharedData, current_operation
+from app.compat.strawberry import SharedData, SharingTransportWSHandler, current_operation
 
 __all__ = ["LiveData", "SharedDelivery", "shared_root", "stats"]
 
@@ -69,7 +70,10 @@ class SharedDelivery:
 
     def __init__(self, info: Any) -> None:
         current = current_operation.get()
-        self._handler, self._operation = current if current is not None else (None, None)
+        self._handler: SharingTransportWSHandler | None = None
+        self._operation: Operation | None = None
+        if current is not None:
+            self._handler, self._operation = current
         if self._handler is not None and not self._handler.splices:
             self._handler = None
         self._schema = info.schema
