@@ -40,7 +40,7 @@ def websocket_origins(settings: Settings) -> list[str]:
     return [*origins, *settings.allowed_origins]
 
 
-class DossierGraphQL(GraphQL):
+class DossierGraphQL(GraphQL[Context, None]):
     def __init__(self, schema: Schema, settings: Settings) -> None:
         self.max_upload_files = settings.max_upload_files
         if schema.fast_paths:
@@ -90,7 +90,7 @@ class DossierGraphQL(GraphQL):
             raise HTTPException(400, "File(s) missing in form data") from exc
 
     async def get_context(
-        self, request: Request | WebSocket, response: Response | WebSocket | None = None
+        self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         request_id = getattr(request.state, "request_id", None)
         context = Context(

@@ -151,7 +151,7 @@ current_operation: ContextVar[tuple[SharingTransportWSHandler, Operation] | None
 )
 
 
-class SharingTransportWSHandler(BaseGraphQLTransportWSHandler):
+class SharingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     """strawberry's graphql-transport-ws handler; a shared result's `next` frame is the
     same JSON text it would have sent (the view's encoder, compact separators), built from
     the payload serialized once for every subscriber."""

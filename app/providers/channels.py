@@ -115,7 +115,7 @@ class SmtpSender:
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
-            response = {
+            response: dict[str, Any] = {
                 "refused": [
                     {"recipient": r.recipient, "code": r.code, "message": r.message}
                     for r in exc.recipients
