@@ -5,23 +5,57 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test test-embedded faults fuzz lint format schema migrations check-migrations install install-dev clean bench bench-soak
+# Installs come from uv.lock (hashes for every file). uv itself is bootstrapped with pip from
+# requirements/uv.txt (hashed too) into .tools, so a fresh machine needs only Python and make.
+TOOLS  := .tools
+UV     := $(TOOLS)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-$(BIN)/python:
+.PHONY: run test test-embedded test-latest test-lowest faults fuzz lint typecheck format schema \
+	migrations check-migrations config-docs install install-dev upgrade clean bench bench-soak
+
+$(UV): requirements/uv.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e .
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/uv.txt
 	@touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[dev]'
+# --locked: the lock must match pyproject.toml (a stale lock fails here, it is never rewritten).
+$(VENV)/.installed: $(UV) uv.lock pyproject.toml
+	$(UV) sync --quiet --locked --inexact
 	@touch $@
+
+$(VENV)/.installed-dev: $(UV) uv.lock pyproject.toml
+	$(UV) sync --quiet --locked --extra dev
+	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+
+## Refresh uv.lock to the newest versions pyproject.toml allows (and uv itself), then review.
+upgrade: $(UV)
+	$(UV) lock --upgrade
+	echo uv | $(UV) pip compile - --quiet --generate-hashes --no-header --no-annotate \
+		--output-file requirements/uv.txt
+
+## The suite on the newest versions pyproject.toml allows (.venv-latest; uv.lock untouched).
+test-latest: $(UV)
+	$(UV) pip compile pyproject.toml --quiet --extra dev --upgrade --output-file $(VENV)-latest.txt
+	$(MAKE) --no-print-directory _suite-in ENV=$(VENV)-latest
+
+## The suite at the lower bounds pyproject.toml declares (.venv-lowest; uv.lock untouched).
+test-lowest: $(UV)
+	$(UV) pip compile pyproject.toml --quiet --extra dev --resolution lowest-direct \
+		--output-file $(VENV)-lowest.txt
+	$(MAKE) --no-print-directory _suite-in ENV=$(VENV)-lowest
+
+_suite-in:
+	test -x $(ENV)/bin/python || $(UV) venv --quiet $(ENV)
+	VIRTUAL_ENV=$(ENV) $(UV) pip sync --quiet $(ENV).txt
+	VIRTUAL_ENV=$(ENV) $(UV) pip install --quiet --no-deps -e .
+	$(ENV)/bin/pytest $(PYTEST_ARGS)
 
 ## Serve GraphiQL on http://$(HOST):$(PORT)/graphql with demo data (SQLite under ./var).
 run: install
@@ -63,6 +97,12 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m app export-schema --check
+	$(BIN)/python -m app config-docs --check
+	@#lint-imports (pending)
+	@#mypy (pending)
+
+typecheck: install-dev
+	$(BIN)/mypy
 
 format: install-dev
 	$(BIN)/ruff check --fix .
@@ -77,4 +117,4 @@ migrations: install
 	DATABASE_URL=sqlite://:memory: $(BIN)/tortoise makemigrations
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(VENV)-latest $(VENV)-lowest $(VENV)-*.txt $(TOOLS) var .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -1,4 +1,4 @@
-"""`python -m app …`: serve, migrate, seed, create-admin, export-schema, worker."""
+"""`python -m app …`: serve, migrate, seed, create-admin, export-schema, config-docs, worker."""
 
 from __future__ import annotations
 
@@ -44,6 +44,28 @@ def schema_sdl() -> str:
     return str(schema) + "\n"
 
 
+def _config_docs(*, check: bool) -> int:
+    from app.config_docs import CONFIGURATION_FILE, render, undocumented
+
+    if missing := undocumented():
+        print(f"settings without a docstring or section: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    text = render()
+    if check:
+        current = CONFIGURATION_FILE.read_text() if CONFIGURATION_FILE.exists() else ""
+        if current != text:
+            print(
+                "docs/configuration.md is stale: run `python -m app config-docs`", file=sys.stderr
+            )
+            return 1
+        print("docs/configuration.md is current")
+        return 0
+    CONFIGURATION_FILE.parent.mkdir(exist_ok=True)
+    CONFIGURATION_FILE.write_text(text)
+    print(f"wrote {CONFIGURATION_FILE}")
+    return 0
+
+
 async def _with_db(coro_factory):
     from app.db import database
 
@@ -67,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     export = sub.add_parser("export-schema", help="write schema.graphql")
     export.add_argument("--check", action="store_true", help="fail if schema.graphql is stale")
     sub.add_parser("worker", help="run the background worker")
+    config_docs = sub.add_parser("config-docs", help="write docs/configuration.md")
+    config_docs.add_argument(
+        "--check", action="store_true", help="fail if docs/configuration.md is stale"
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     logging.basicConfig(
@@ -123,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         SCHEMA_FILE.write_text(sdl)
         print(f"wrote {SCHEMA_FILE}")
         return 0
+    if args.command == "config-docs":
+        return _config_docs(check=args.check)
     if args.command == "worker":
         from app.worker import run_worker
 

@@ -8,112 +8,202 @@ from typing import Literal
 from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.domain.schedule import parse_schedule
 from app.models.enums import NotificationChannel
 
 DEV_SECRET = "dev-secret-change-me-0123456789abcdef"  # the known default, refused in production
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    """Every setting, read from the environment (upper case: `DATABASE_URL`) or `.env`.
 
+    Each attribute's docstring is its documentation: `python -m app config-docs` writes
+    docs/configuration.md from them (`make lint` fails when that file is stale). A line
+    `# section: <title>` before a group starts a section of that file.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", use_attribute_docstrings=True
+    )
+
+    # section: Deployment
     env: Literal["development", "production", "test"] = "development"
+    """`production` refuses the default secrets and turns GraphiQL and introspection off."""
     database_url: str = "sqlite://./var/dev.sqlite3"
-    redis_url: str = ""  # empty: in-memory broadcast, one process
-    secret_key: str = DEV_SECRET
-    access_token_ttl_minutes: int = 60
-    # argon2id cost (RFC 9106's second recommended option by default)
-    password_hash_time_cost: int = 3
-    password_hash_memory_kib: int = 65536
-    public_app_url: str = "http://127.0.0.1:8000"
-    public_api_url: str = "http://127.0.0.1:8000"
-    storage_url: str = "file://./var/files"
-    # S3-compatible storage (STORAGE_URL=s3://bucket/prefix): empty endpoint = AWS itself;
-    # empty keys = boto3's usual credential chain (environment, profile, instance role).
-    s3_endpoint_url: str = ""
-    s3_region: str = "us-east-1"
-    s3_access_key_id: str = ""
-    s3_secret_access_key: str = ""
-    download_url_ttl_seconds: int = 300  # signed file links; capped at 5 minutes
-    # Request bodies are cut off while they arrive (413): uploads (multipart) and the rest.
-    max_upload_body_mb: int = 101  # the largest document type limit (100 MB) + form overhead
-    max_body_bytes: int = 2 * 1024 * 1024
-    max_upload_files: int = 5  # file parts per multipart request
-
-    stripe_secret_key: str = ""
-    stripe_webhook_secret: str = ""
-    stripe_api_base: str = ""  # override for local stand-ins (localstripe, test servers)
-    stripe_webhook_tolerance_seconds: int = 300
-    webhook_max_body_bytes: int = 256 * 1024
-    payment_reminder_hours: list[int] = [1, 24, 72]
-    checkout_reuse_minutes: int = 60
-    payment_reminder_phone_channel: NotificationChannel = NotificationChannel.SMS
-
-    smtp_host: str = ""
-    smtp_port: int = 587
-    smtp_username: str = ""
-    smtp_password: str = ""
-    smtp_starttls: bool = False
-    smtp_from: str = "Partners VRAI <no-reply@partners-vrai.test>"
-
-    twilio_account_sid: str = ""
-    twilio_auth_token: str = ""
-    twilio_from_number: str = ""
-    twilio_whatsapp_from: str = ""
-    twilio_api_base: str = "https://api.twilio.com"
-
-    # Notifications and their delivery worker (app/services/notifications.py, delivery.py).
-    notification_phone_channel: NotificationChannel = NotificationChannel.SMS  # or WHATSAPP
-    message_notification_burst_minutes: int = 30  # one "new messages" notice per burst
-    delivery_max_attempts: int = 6  # transient failures are retried up to this many sends
-    delivery_backoff_seconds: float = 30.0  # first retry delay, doubled each time, jittered
-    delivery_backoff_max_seconds: float = 3600.0
-    delivery_claim_seconds: float = 120.0  # a claim lease: a dead worker's claims expire
-    delivery_batch_size: int = 100
-    delivery_concurrency: int = 10  # sends in flight per worker
-    smtp_timeout_seconds: float = 20.0
-    twilio_timeout_seconds: float = 15.0
-
-    # Due dates, reminders for missing documents and escalation (app/services/deadlines.py,
-    # chasing.py). Each reminder slot is "start+<n>h|d" (after the step starts), "due-<n>h|d"
-    # (before its due date) or "due" (at the due date); as a JSON list in the environment.
-    document_reminder_schedule: list[str] = ["start+2d", "due-1d", "due"]
-    overdue_escalation_hours: int = 24  # agents are told once a step is this late
-    chasing_batch_size: int = 100  # dossiers per worker pass
-
-    # Chat and live updates (app/services/messages.py, app/subscriptions/).
-    message_max_length: int = 10_000
-    message_max_attachments: int = 10
-    # Browser pages allowed to open the GraphQL WebSocket besides PUBLIC_APP_URL's origin
-    # (same-origin pages and non-browser clients always may), as a JSON list.
-    allowed_origins: list[str] = []
-    broadcast_prefix: str = ""  # channel namespace; empty: derived from DATABASE_URL
-    subscription_queue_size: int = 256  # a subscriber this far behind is dropped
-    subscription_recheck_seconds: float = 30.0  # re-check the viewer's access while streaming
-    redis_heartbeat_seconds: float = 1.0  # ping the pub/sub connection this often
-    redis_dead_after_seconds: float = 3.0  # no answer for this long: the connection is dead
-
-    graphiql: bool | None = None  # default: on in development, off in production
-    introspection: bool | None = None
-    max_query_depth: int = 12
-    max_aliases: int = 30
-    max_tokens: int = 2000
-    max_directives: int = 50
-    max_nodes: int = 10_000
-    # per viewer: this many cost points (nodes) per window, refilled continuously
-    rate_limit_points: int = 20_000
-    rate_limit_window_seconds: int = 60
-    max_page_size: int = 100
-    # Outbox dispatch (notifications, live updates) of an HTTP request's events: once the
-    # response is sent (default), so the client waits only for the commit, or before it
-    # (false). The event is committed with the change either way: the relay dispatches
-    # what a crash left. See app/services/outbox.py and bench/RESULTS.md.
-    dispatch_after_response: bool = True
-    # The speed shortcuts that rely on library internals (app/compat: our executor, lean
-    # resolvers, live events executed once for all subscribers, joined pages); false runs
-    # the schema on strawberry's and graphql-core's own execution. Same answers both ways.
-    fast_paths: bool = True
+    """`postgres://user:pass@host:5432/db` in production; SQLite (the embedded default) for a
+    demo or one process."""
+    redis_url: str = ""
+    """`redis://host:6379/0`: live updates shared by every web process. Empty: in-memory
+    broadcast, one process only."""
     log_level: str = "INFO"
+    """Python logging level of the `app` loggers."""
     sql_echo: bool = False
+    """Log every SQL statement (development)."""
+    public_app_url: str = "http://127.0.0.1:8000"
+    """The client application's address: links in e-mails and messages, the WebSocket's
+    allowed origin."""
+    public_api_url: str = "http://127.0.0.1:8000"
+    """This API's public address: signed download links, payment reminder links, the dummy
+    provider's checkout pages."""
+
+    # section: Accounts and tokens
+    secret_key: str = DEV_SECRET
+    """Signs access tokens (JWT); 32+ random characters, required in production."""
+    access_token_ttl_minutes: int = 60
+    """Access token lifetime."""
+    password_hash_time_cost: int = 3
+    """argon2id time cost (RFC 9106's second recommended option by default)."""
+    password_hash_memory_kib: int = 65536
+    """argon2id memory cost, in KiB."""
+
+    # section: Files
+    storage_url: str = "file://./var/files"
+    """Where documents are kept: `file://path` or `s3://bucket/prefix`."""
+    s3_endpoint_url: str = ""
+    """S3-compatible endpoint (MinIO, moto); empty: AWS itself."""
+    s3_region: str = "us-east-1"
+    """S3 region."""
+    s3_access_key_id: str = ""
+    """S3 key id; empty: boto3's usual credential chain (environment, profile, role)."""
+    s3_secret_access_key: str = ""
+    """S3 secret key; empty: boto3's usual credential chain."""
+    download_url_ttl_seconds: int = 300
+    """Lifetime of a signed file link; capped at 5 minutes."""
+    max_upload_body_mb: int = 101
+    """Largest multipart (upload) request body, cut off while it arrives (413): the largest
+    document type limit (100 MB) plus form overhead."""
+    max_body_bytes: int = 2 * 1024 * 1024
+    """Largest request body of any other request."""
+    max_upload_files: int = 5
+    """File parts per multipart request."""
+
+    # section: Payments (Stripe)
+    stripe_secret_key: str = ""
+    """Stripe API key; empty: a dummy provider whose checkout pages this server serves."""
+    stripe_webhook_secret: str = ""
+    """Verifies `Stripe-Signature`; required when `STRIPE_SECRET_KEY` is set in production."""
+    stripe_api_base: str = ""
+    """Override of Stripe's API address, for local stand-ins (localstripe, test servers)."""
+    stripe_webhook_tolerance_seconds: int = 300
+    """Oldest signature timestamp a webhook may carry (replays are refused)."""
+    webhook_max_body_bytes: int = 256 * 1024
+    """Largest Stripe webhook body."""
+    payment_reminder_hours: list[int] = [1, 24, 72]
+    """Hours after a prospect registers at which they are reminded of an unpaid order (JSON)."""
+    checkout_reuse_minutes: int = 60
+    """A checkout session this recent (and not expired or failed) is offered again instead
+    of a new one."""
+    payment_reminder_phone_channel: NotificationChannel = NotificationChannel.SMS
+    """Phone channel of payment reminders: `SMS` or `WHATSAPP`."""
+
+    # section: E-mail (SMTP)
+    smtp_host: str = ""
+    """SMTP server; empty: e-mails are logged and recorded as sent by provider `log`."""
+    smtp_port: int = 587
+    """SMTP port."""
+    smtp_username: str = ""
+    """SMTP login; empty: no authentication."""
+    smtp_password: str = ""
+    """SMTP password."""
+    smtp_starttls: bool = False
+    """Upgrade the connection with STARTTLS."""
+    smtp_from: str = "Partners VRAI <no-reply@partners-vrai.test>"
+    """Sender of every e-mail."""
+    smtp_timeout_seconds: float = 20.0
+    """One SMTP send gives up (and is retried) after this long."""
+
+    # section: SMS and WhatsApp (Twilio)
+    twilio_account_sid: str = ""
+    """Twilio account; empty: SMS and WhatsApp are logged (provider `log`)."""
+    twilio_auth_token: str = ""
+    """Twilio auth token (authenticates our calls)."""
+    twilio_from_number: str = ""
+    """Sender number of SMS (E.164)."""
+    twilio_whatsapp_from: str = ""
+    """Sender number of WhatsApp messages (E.164); empty: `TWILIO_FROM_NUMBER`."""
+    twilio_api_base: str = "https://api.twilio.com"
+    """Twilio's API address (a local stand-in in tests)."""
+    twilio_timeout_seconds: float = 15.0
+    """One Twilio call gives up (and is retried) after this long."""
+
+    # section: Notifications and their delivery
+    notification_phone_channel: NotificationChannel = NotificationChannel.SMS
+    """Phone channel of notifications: `SMS` or `WHATSAPP`."""
+    message_notification_burst_minutes: int = 30
+    """One "new messages" notice per burst of chat messages this long."""
+    delivery_max_attempts: int = 6
+    """Transient failures are retried up to this many sends."""
+    delivery_backoff_seconds: float = 30.0
+    """First retry delay, doubled each time, jittered."""
+    delivery_backoff_max_seconds: float = 3600.0
+    """Longest retry delay."""
+    delivery_claim_seconds: float = 120.0
+    """A worker's claim on a delivery expires after this long (a dead worker's claims)."""
+    delivery_batch_size: int = 100
+    """Deliveries one worker pass claims."""
+    delivery_concurrency: int = 10
+    """Sends in flight per worker."""
+
+    # section: Due dates, reminders and escalation
+    document_reminder_schedule: list[str] = ["start+2d", "due-1d", "due"]
+    """Reminders of missing documents, as a JSON list of slots: `start+<n>h|d` (after the
+    step starts), `due-<n>h|d` (before its due date) or `due` (at the due date)."""
+    overdue_escalation_hours: int = 24
+    """Agents are told once a step is this late."""
+    chasing_batch_size: int = 100
+    """Dossiers per reminder worker pass."""
+
+    # section: Chat and live updates
+    message_max_length: int = 10_000
+    """Longest chat message, in characters."""
+    message_max_attachments: int = 10
+    """Documents one chat message may attach."""
+    allowed_origins: list[str] = []
+    """Browser origins allowed to open the GraphQL WebSocket besides `PUBLIC_APP_URL`'s, as a
+    JSON list (same-origin pages and non-browser clients always may; others get 403)."""
+    broadcast_prefix: str = ""
+    """Pub/sub topic namespace shared by one deployment's processes; empty: derived from
+    `DATABASE_URL`."""
+    subscription_queue_size: int = 256
+    """Live updates a subscriber may fall behind before it is dropped."""
+    subscription_recheck_seconds: float = 30.0
+    """How often a running subscription re-verifies its token and account."""
+    redis_heartbeat_seconds: float = 1.0
+    """The pub/sub connection is pinged this often."""
+    redis_dead_after_seconds: float = 3.0
+    """A pub/sub connection silent this long is dropped and reconnected."""
+
+    # section: GraphQL limits
+    graphiql: bool | None = None
+    """Serve GraphiQL; unset: on in development, off in production."""
+    introspection: bool | None = None
+    """Answer introspection queries; unset: on in development, off in production."""
+    max_query_depth: int = 12
+    """Deepest selection a document may have."""
+    max_aliases: int = 30
+    """Aliases per document."""
+    max_tokens: int = 2000
+    """Tokens per document."""
+    max_directives: int = 50
+    """Directives per document."""
+    max_nodes: int = 10_000
+    """Estimated result nodes (the cost) per document."""
+    rate_limit_points: int = 20_000
+    """Cost points (nodes) one viewer may spend per window, refilled continuously."""
+    rate_limit_window_seconds: int = 60
+    """The rate limit's window."""
+    max_page_size: int = 100
+    """Largest `first` of any list."""
+
+    # section: Speed
+    dispatch_after_response: bool = True
+    """Run an HTTP request's outbox dispatch (notifications, live updates) once the answer
+    is sent (`false`: before it). The event is committed with the change either way; the
+    relay dispatches what a crash left (app/services/outbox.py, bench/RESULTS.md)."""
+    fast_paths: bool = True
+    """The speed shortcuts that rely on library internals (app/compat: our executor, lean
+    resolvers, live events executed once for all subscribers, joined pages); `false` runs
+    the schema on strawberry's and graphql-core's own execution. Same answers both ways."""
 
     @property
     def is_production(self) -> bool:
@@ -138,8 +228,6 @@ class Settings(BaseSettings):
     @field_validator("document_reminder_schedule")
     @classmethod
     def _valid_reminder_schedule(cls, value: list[str]) -> list[str]:
-        from app.services.deadlines import parse_schedule
-
         parse_schedule(value)  # raises ValueError with the entry at fault
         return value
 

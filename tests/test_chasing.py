@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from app.domain import schedule
 from app.models import Dossier, Event, Notification, StepInstance, StepReminder
 from app.models.enums import EventType, NotificationChannel, ReminderStatus
 from app.services import chasing, deadlines
@@ -507,10 +508,10 @@ async def test_steps_started_before_plans_existed_are_planned_without_a_burst():
 
 
 def test_the_schedule_is_a_setting():
-    assert deadlines.parse_schedule(["due", "start+2d", "due-1d", "start+48h"]) == [
-        deadlines.Slot("due", -24),
-        deadlines.Slot("due", 0),
-        deadlines.Slot("start", 48),
+    assert schedule.parse_schedule(["due", "start+2d", "due-1d", "start+48h"]) == [
+        schedule.Slot("due", -24),
+        schedule.Slot("due", 0),
+        schedule.Slot("start", 48),
     ]
     for bad in (["start"], ["start-1d"], ["soon"], ["due+1w"]):
         with pytest.raises(ValidationError):

@@ -252,3 +252,23 @@ async def test_export_schema_check_passes_on_the_committed_file(tmp_path: Path) 
     )
     assert result.returncode == 0, result.stderr  # says to run `python -m app export-schema`
     assert "schema.graphql is current" in result.stdout
+
+
+async def test_configuration_reference_is_current(tmp_path: Path) -> None:
+    # docs/configuration.md is written from the settings' docstrings: a setting added,
+    # renamed or re-documented without `python -m app config-docs` fails here.
+    result = await run_app(
+        "config-docs", "--check", database_url=f"sqlite://{tmp_path / 'unused.sqlite3'}"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "docs/configuration.md is current" in result.stdout
+
+
+def test_every_setting_is_documented_in_its_section() -> None:
+    from app.config_docs import render, undocumented
+    from app.settings import Settings
+
+    assert undocumented() == []
+    text = render()
+    for name in Settings.model_fields:
+        assert f"| `{name.upper()}` |" in text

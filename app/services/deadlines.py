@@ -21,49 +21,12 @@ The workflow calls this module (it imports no service at load time).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from app.domain.schedule import parse_schedule
 from app.models import StepInstance, StepReminder
 from app.models.enums import DossierStatus, ReminderKind, ReminderStatus
 from app.settings import Settings, get_settings
-
-_SLOT = re.compile(r"^(start|due)(?:([+-])(\d{1,4})([hd]))?$")
-
-
-@dataclass(frozen=True, order=True)
-class Slot:
-    """One entry of the reminder schedule: an anchor and an offset in hours."""
-
-    anchor: str  # "start" or "due"
-    hours: int  # signed
-
-    @property
-    def name(self) -> str:
-        if self.hours == 0:
-            return self.anchor
-        return f"{self.anchor}{'+' if self.hours > 0 else '-'}{abs(self.hours)}h"
-
-
-def parse_schedule(entries: Sequence[str]) -> list[Slot]:
-    """["start+2d", "due-1d", "due"] -> slots, in a canonical form (hours), deduplicated.
-
-    Raises ValueError naming the entry at fault."""
-    slots: set[Slot] = set()
-    for raw in entries:
-        match = _SLOT.match(str(raw).strip().lower())
-        if match is None:
-            raise ValueError(
-                f"reminder slot {raw!r}: expected start+<n>h|d, due-<n>h|d, due+<n>h|d or due"
-            )
-        anchor, sign, number, unit = match.groups()
-        hours = int(number or 0) * (24 if unit == "d" else 1) * (-1 if sign == "-" else 1)
-        if anchor == "start" and hours <= 0:
-            raise ValueError(f"reminder slot {raw!r}: a start slot comes after the start")
-        slots.add(Slot(anchor, hours))
-    return sorted(slots)
 
 
 def due_at_for(started_at: datetime, estimated_hours: int | None) -> datetime | None:

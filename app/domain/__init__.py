@@ -1,0 +1,1 @@
+"""Values shared by every layer: no database, no framework (imported by settings too)."""
