@@ -8,12 +8,16 @@ later in the delivery worker (the e-mail, the SMS), so it must stay JSON-safe.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from babel.dates import format_date
+from babel.numbers import format_currency, get_currency_precision
 from jinja2 import Environment, FileSystemLoader, pass_context
 
 from app.models.enums import Locale
@@ -21,62 +25,37 @@ from app.models.enums import Locale
 APP_NAME = "Partners VRAI"
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "notifications"
 
-CURRENCY_SYMBOLS = {"eur": "€", "usd": "$", "gbp": "£", "chf": "CHF", "cad": "CA$"}
-MONTHS = {
-    "fr": [
-        "janvier",
-        "février",
-        "mars",
-        "avril",
-        "mai",
-        "juin",
-        "juillet",
-        "août",
-        "septembre",
-        "octobre",
-        "novembre",
-        "décembre",
-    ],
-    "en": [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ],
-}
+# CLDR's currencySpacing, which Babel does not apply: a symbol that ends (or starts) with a
+# letter is kept apart from the digits by a no-break space ("CHF 1,500.00", not "CHF1,500.00").
+_LETTER_BEFORE_DIGIT = re.compile(r"(?<=[^\W\d_])(?=\d)")
+_DIGIT_BEFORE_LETTER = re.compile(r"(?<=\d)(?=[^\W\d_])")
 
 
 @pass_context
 def _money(ctx: Any, amount: Any, currency: Any = "eur") -> str:
-    """Minor units to a localised amount: 150000 eur -> '1 500,00 €' / '€1,500.00'."""
+    """Minor units to a localised amount: 150000 eur -> '1 500,00 €' / '€1,500.00'.
+
+    Babel (CLDR) gives the symbol, its place and the separators for the locale; the
+    currency's ISO 4217 exponent turns minor units into the amount (2 for most, 0 for
+    JPY), as Stripe counts them."""
+    code = str(currency or "eur").upper()
     try:
-        value = f"{int(amount) / 100:,.2f}"
+        value = Decimal(int(amount)).scaleb(-get_currency_precision(code))
     except (TypeError, ValueError):
         return ""
-    symbol = CURRENCY_SYMBOLS.get(str(currency).lower(), str(currency).upper())
-    if ctx.get("locale") == "en":
-        return f"{symbol}{value}" if len(symbol) == 1 else f"{value} {symbol}"
-    return value.replace(",", "\u202f").replace(".", ",") + f"\u00a0{symbol}"
+    formatted = format_currency(value, code, locale=normal_locale(ctx.get("locale")))
+    return _DIGIT_BEFORE_LETTER.sub("\u00a0", _LETTER_BEFORE_DIGIT.sub("\u00a0", formatted))
 
 
 @pass_context
 def _date(ctx: Any, value: Any) -> str:
+    """An ISO date or timestamp to a long date: '5 juin 2026' / 'June 5, 2026' (the
+    calendar day of the timestamp as written, no time-zone conversion)."""
     try:
         moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     except ValueError:
         return ""
-    months = MONTHS["en" if ctx.get("locale") == "en" else "fr"]
-    if ctx.get("locale") == "en":
-        return f"{months[moment.month - 1]} {moment.day}, {moment.year}"
-    return f"{moment.day} {months[moment.month - 1]} {moment.year}"
+    return format_date(moment.date(), format="long", locale=normal_locale(ctx.get("locale")))
 
 
 @lru_cache
