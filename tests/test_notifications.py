@@ -42,6 +42,7 @@ from app.settings import get_settings
 from tests.factories import make_admin, make_agent, make_client, make_dossier, make_product
 from tests.helpers import count_statements, error_codes, gql
 from tests.notifications_support import (
+    FULL_CONTEXT,
     SmtpPeer,
     TwilioPeer,
     channels_of,
@@ -508,8 +509,6 @@ async def test_a_burst_ends_when_read_or_after_silence(client):
 @pytest.mark.parametrize("code", notifications.TEMPLATE_CODES)
 @pytest.mark.parametrize("locale", ["fr", "en"])
 def test_every_template_renders_in_both_languages(code, locale):
-    from tests.notifications_support import FULL_CONTEXT
-
     rendered = notifications.render(code, locale, {**FULL_CONTEXT, "reason": "<b>x</b>"})
     for part in (rendered.title, rendered.message, rendered.sms, rendered.text):
         assert part.strip()
@@ -517,6 +516,31 @@ def test_every_template_renders_in_both_languages(code, locale):
     assert f'<html lang="{locale}">' in rendered.html
     assert "<b>x</b>" not in rendered.html  # HTML escapes what it interpolates
     assert FULL_CONTEXT["action_url"] in rendered.html
+
+
+@pytest.mark.parametrize(
+    ("locale", "currency", "amount"),
+    [
+        ("fr", "eur", "1\u202f500,00\u00a0€"),
+        ("en", "eur", "€1,500.00"),
+        # Babel's (CLDR's) symbols: the hand-written table said "$" and "1,500.00 CHF".
+        ("fr", "usd", "1\u202f500,00\u00a0$US"),
+        ("en", "chf", "CHF\u00a01,500.00"),
+        ("en", "jpy", "¥150,000"),  # no minor unit: 150000 is ¥150,000
+    ],
+)
+def test_amounts_are_written_the_locale_s_way(locale, currency, amount):
+    context = {**FULL_CONTEXT, "amount": 150_000, "currency": currency}
+    rendered = notifications.render("payment_succeeded", locale, context)
+    assert amount in rendered.message
+    assert amount in rendered.text
+
+
+@pytest.mark.parametrize(("locale", "day"), [("fr", "12 mars 2030"), ("en", "March 12, 2030")])
+def test_dates_are_written_the_locale_s_way(locale, day):
+    rendered = notifications.render("payment_link", locale, FULL_CONTEXT)  # 2030-03-12T10:00Z
+    assert day in rendered.text
+    assert day in rendered.html
 
 
 async def test_french_and_english_recipients_get_their_language(smtp, twilio):

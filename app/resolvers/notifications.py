@@ -15,7 +15,7 @@ from app.schema.notifications import (
     NotificationType,
     NotificationUserError,
 )
-from app.services import notifications
+from app.services.notifications import queries
 
 NEWEST_FIRST = ("-created_at", "-id")
 
@@ -45,7 +45,7 @@ class NotificationQuery:
     ) -> Connection[NotificationType]:
         viewer = await info.context.require_viewer()
         return await paginate(
-            notifications.visible_notifications(viewer, unread_only=unread_only),
+            queries.visible_notifications(viewer, unread_only=unread_only),
             first=first,
             after=after,
             last=last,
@@ -56,7 +56,7 @@ class NotificationQuery:
     @strawberry.field(description="How many of your notifications are unread.")
     async def unread_notification_count(self, info: Info) -> int:
         viewer = await info.context.require_viewer()
-        return await notifications.unread_count(viewer)
+        return await queries.unread_count(viewer)
 
     @strawberry.field(
         description="The audit log (agents only), newest first; filter by entity and type. "
@@ -81,7 +81,7 @@ class NotificationQuery:
                 entity = uuid.UUID(str(entity_id))
             except ValueError:
                 entity = uuid.UUID(int=0)  # a malformed id matches nothing, like a missing one
-        queryset = notifications.event_log(
+        queryset = queries.event_log(
             entity_type=entity_type, entity_id=entity, event_types=event_types
         )
         return await paginate(
@@ -101,7 +101,7 @@ class NotificationMutation:
         viewer = await info.context.require_viewer()
         if not input.all and input.ids is None:
             return MarkNotificationsReadPayload(
-                unread_count=await notifications.unread_count(viewer),
+                unread_count=await queries.unread_count(viewer),
                 user_errors=[
                     NotificationUserError(
                         field=["ids"],
@@ -110,18 +110,18 @@ class NotificationMutation:
                     )
                 ],
             )
-        if input.ids is not None and len(input.ids) > notifications.MAX_MARK_IDS:
+        if input.ids is not None and len(input.ids) > queries.MAX_MARK_IDS:
             return MarkNotificationsReadPayload(
-                unread_count=await notifications.unread_count(viewer),
+                unread_count=await queries.unread_count(viewer),
                 user_errors=[
                     NotificationUserError(
                         field=["ids"],
-                        message=f"At most {notifications.MAX_MARK_IDS} ids at a time.",
+                        message=f"At most {queries.MAX_MARK_IDS} ids at a time.",
                         code=NotificationErrorCode.TOO_MANY_IDS,
                     )
                 ],
             )
-        marked = await notifications.mark_read(viewer, ids=_ids(input.ids or []), all_=input.all)
+        marked = await queries.mark_read(viewer, ids=_ids(input.ids or []), all_=input.all)
         return MarkNotificationsReadPayload(
-            notifications=marked, unread_count=await notifications.unread_count(viewer)
+            notifications=marked, unread_count=await queries.unread_count(viewer)
         )

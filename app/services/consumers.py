@@ -8,13 +8,12 @@ batch (e.g. `notificationAdded`) registers after it.
 from __future__ import annotations
 
 from app.services import outbox
+from app.services.notifications import consumer as notifications_consumer
 
 
 def install_consumers() -> None:
     """Idempotent: a consumer name is registered at most once."""
-    from app.services import notifications
-
-    outbox.register_consumer("notifications", notifications.consume)
+    outbox.register_consumer("notifications", notifications_consumer.consume)
     # After notifications: it publishes the batch's notifications (notificationAdded).
     from app.subscriptions import publisher
 

@@ -40,7 +40,7 @@ from app.providers.channels import (
     TransientSendError,
     message_domain,
 )
-from app.services import notifications
+from app.services.notifications.rendering import normal_locale, render
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger("app.delivery")
@@ -73,13 +73,13 @@ def outbound(
     delivery: NotificationDelivery, notification: Notification, settings: Settings
 ) -> Outbound:
     payload = notification.payload or {}
-    locale = notifications.normal_locale(payload.get("locale"))
+    locale = normal_locale(payload.get("locale"))
     context = dict(payload.get("context") or {})
     channel = NotificationChannel(delivery.channel)
     url = (payload.get("channelUrls") or {}).get(channel.value)
     if url:
         context["action_url"] = url
-    rendered = notifications.render(notification.template_code, locale, context)
+    rendered = render(notification.template_code, locale, context)
     if channel == NotificationChannel.EMAIL:
         return Outbound(
             channel=channel,

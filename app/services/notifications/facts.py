@@ -1,0 +1,348 @@
+"""The facts of a batch of events: what the rules and the templates read about them.
+
+`load_facts` loads, with one query per table, the dossiers, orders, products, documents,
+steps, people and messages a batch of events refers to (EVENT CONVENTIONS: an event's
+entity, else ids in its payload). `Facts.recipients` resolves a rule's audience against
+them; `build_context` turns them into the JSON-safe context a template renders.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tortoise.expressions import Q
+
+from app.models import (
+    Agent,
+    Credential,
+    Document,
+    DocumentType,
+    Dossier,
+    Event,
+    Message,
+    Order,
+    Product,
+    Profile,
+    Step,
+    StepInstance,
+)
+from app.models.enums import ActorType, AgentRole, EventType
+from app.services.notifications.rendering import APP_NAME, normal_locale
+from app.services.notifications.rules import RULES, Audience, Recipient, Rule
+from app.settings import Settings
+
+PREVIEW_CHARS = 280
+
+
+def _profile_recipient(profile: Profile, email: str | None) -> Recipient:
+    return Recipient(
+        key=f"user:{profile.id}",
+        name=profile.full_name,
+        locale=normal_locale(profile.locale),
+        email=email,
+        phone=profile.phone or None,
+        profile_id=profile.id,
+    )
+
+
+def _agent_recipient(agent: Agent) -> Recipient:
+    return Recipient(
+        key=f"agent:{agent.id}",
+        name=agent.name,
+        locale=normal_locale(agent.locale),
+        email=agent.email,
+        agent_id=agent.id,
+    )
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def dossier_id_of(event: Event) -> uuid.UUID | None:
+    """EVENT CONVENTIONS: the entity for "dossier" events, else payload["dossierId"]."""
+    if event.entity_type == "dossier":
+        return event.entity_id
+    return _uuid((event.payload or {}).get("dossierId"))
+
+
+def _document_id_of(event: Event) -> uuid.UUID | None:
+    if event.entity_type == "document":
+        return event.entity_id
+    return _uuid((event.payload or {}).get("documentId"))
+
+
+def _message_id_of(event: Event) -> uuid.UUID | None:
+    if event.entity_type == "message":
+        return event.entity_id
+    return _uuid((event.payload or {}).get("messageId"))
+
+
+@dataclass
+class Facts:
+    """Everything the batch's rules read, loaded with one query per table."""
+
+    dossiers: dict[uuid.UUID, Dossier] = field(default_factory=dict)
+    orders: dict[uuid.UUID, Order] = field(default_factory=dict)
+    products: dict[uuid.UUID, Product] = field(default_factory=dict)
+    documents: dict[uuid.UUID, Document] = field(default_factory=dict)
+    document_types: dict[uuid.UUID, DocumentType] = field(default_factory=dict)
+    step_instances: dict[uuid.UUID, StepInstance] = field(default_factory=dict)
+    steps: dict[uuid.UUID, Step] = field(default_factory=dict)
+    profiles: dict[uuid.UUID, Profile] = field(default_factory=dict)
+    emails: dict[uuid.UUID, str] = field(default_factory=dict)  # profile id -> login email
+    agents: dict[uuid.UUID, Agent] = field(default_factory=dict)  # active + event actors
+    messages: dict[uuid.UUID, Message] = field(default_factory=dict)
+
+    def active_agents(self) -> list[Agent]:
+        return sorted((a for a in self.agents.values() if a.active), key=lambda a: a.email)
+
+    def client(self, profile_id: uuid.UUID | None) -> Recipient | None:
+        profile = self.profiles.get(profile_id) if profile_id else None
+        if profile is None:
+            return None
+        return _profile_recipient(profile, self.emails.get(profile.id))
+
+    def client_of(self, event: Event) -> Recipient | None:
+        dossier = self.dossier_of(event)
+        if dossier is not None:
+            return self.client(dossier.user_id)  # type: ignore[attr-defined]
+        order = self.order_of(event)
+        return self.client(order.user_id) if order else None  # type: ignore[attr-defined]
+
+    def dossier_of(self, event: Event) -> Dossier | None:
+        dossier_id = dossier_id_of(event)
+        if dossier_id is None:
+            order = self.order_of(event)
+            dossier_id = order.dossier_id if order else None  # type: ignore[attr-defined]
+        return self.dossiers.get(dossier_id) if dossier_id else None
+
+    def order_of(self, event: Event) -> Order | None:
+        if event.entity_type == "order":
+            return self.orders.get(event.entity_id)
+        order_id = _uuid((event.payload or {}).get("orderId"))
+        return self.orders.get(order_id) if order_id else None
+
+    def step_instance_of(self, event: Event) -> StepInstance | None:
+        payload = event.payload or {}
+        step_instance_id = _uuid(payload.get("stepInstanceId"))
+        if step_instance_id is None and event.entity_type == "step_instance":
+            step_instance_id = event.entity_id
+        if step_instance_id is None:
+            document = self.documents.get(_document_id_of(event))  # type: ignore[arg-type]
+            step_instance_id = document.step_instance_id if document else None  # type: ignore[attr-defined]
+        if step_instance_id is None:
+            dossier = self.dossier_of(event)
+            step_instance_id = dossier.current_step_instance_id if dossier else None
+        return self.step_instances.get(step_instance_id) if step_instance_id else None
+
+    def assigned_agents(self, event: Event) -> list[Recipient]:
+        step = self.step_instance_of(event)
+        assignee = self.agents.get(step.assigned_to_id) if step else None  # type: ignore[attr-defined]
+        if assignee is not None and assignee.active:
+            return [_agent_recipient(assignee)]
+        return [_agent_recipient(a) for a in self.active_agents()]
+
+    def actor_name(self, event: Event) -> str:
+        if event.actor_type == ActorType.USER and event.actor_id in self.profiles:
+            return self.profiles[event.actor_id].full_name
+        if event.actor_type == ActorType.AGENT and event.actor_id in self.agents:
+            return self.agents[event.actor_id].name
+        return APP_NAME
+
+    def recipients(self, rule: Rule, event: Event) -> list[Recipient]:
+        if rule.audience == Audience.CLIENT:
+            client = self.client_of(event)
+            return [client] if client else []
+        if rule.audience == Audience.ASSIGNED_AGENTS:
+            return self.assigned_agents(event)
+        if rule.audience == Audience.ADMINS:
+            return [_agent_recipient(a) for a in self.active_agents() if a.role == AgentRole.ADMIN]
+        if rule.audience == Audience.PROSPECT:
+            email = str((event.payload or {}).get("email") or "").strip().lower()
+            if not email:
+                return []
+            name = str((event.payload or {}).get("name") or "")
+            return [Recipient(key=f"email:{email}", name=name, locale="fr", email=email)]
+        if rule.audience == Audience.OTHER_SIDE:
+            if event.actor_type == ActorType.USER:
+                return self.assigned_agents(event)
+            client = self.client_of(event)
+            return [client] if client else []
+        return []
+
+
+async def load_facts(events: Sequence[Event]) -> Facts:
+    facts = Facts()
+    dossier_ids = {d for e in events if (d := dossier_id_of(e))}
+    order_ids = {e.entity_id for e in events if e.entity_type == "order"}
+    order_ids |= {o for e in events if (o := _uuid((e.payload or {}).get("orderId")))}
+    document_ids = {d for e in events if (d := _document_id_of(e))}
+    message_ids = {
+        m for e in events if e.event_type == EventType.MESSAGE_SENT and (m := _message_id_of(e))
+    }
+    needs_agents = any(
+        r.audience in (Audience.ASSIGNED_AGENTS, Audience.ADMINS, Audience.OTHER_SIDE)
+        for e in events
+        for r in RULES.get(e.event_type, ())
+    )
+
+    if order_ids:
+        facts.orders = {o.id: o for o in await Order.filter(id__in=order_ids)}
+        dossier_ids |= {o.dossier_id for o in facts.orders.values() if o.dossier_id}  # type: ignore[attr-defined]
+    if dossier_ids:
+        facts.dossiers = {d.id: d for d in await Dossier.filter(id__in=dossier_ids)}
+    if document_ids:
+        facts.documents = {d.id: d for d in await Document.filter(id__in=document_ids)}
+        type_ids = {d.document_type_id for d in facts.documents.values()}  # type: ignore[attr-defined]
+        facts.document_types = {t.id: t for t in await DocumentType.filter(id__in=type_ids)}
+    if message_ids:
+        facts.messages = {m.id: m for m in await Message.filter(id__in=message_ids)}
+    step_instance_ids = {s for e in events if (s := _uuid((e.payload or {}).get("stepInstanceId")))}
+    step_instance_ids |= {e.entity_id for e in events if e.entity_type == "step_instance"}
+    step_instance_ids |= {d.step_instance_id for d in facts.documents.values()}  # type: ignore[attr-defined]
+    step_instance_ids |= {
+        d.current_step_instance_id for d in facts.dossiers.values() if d.current_step_instance_id
+    }
+    step_instance_ids.discard(None)  # type: ignore[arg-type]
+    if step_instance_ids:
+        facts.step_instances = {
+            s.id: s for s in await StepInstance.filter(id__in=step_instance_ids)
+        }
+    step_ids = {s.step_id for s in facts.step_instances.values()}  # type: ignore[attr-defined]
+    step_ids |= {s for e in events if (s := _uuid((e.payload or {}).get("stepId")))}
+    if step_ids:
+        facts.steps = {s.id: s for s in await Step.filter(id__in=step_ids)}
+    product_ids = {d.product_id for d in facts.dossiers.values()}  # type: ignore[attr-defined]
+    product_ids |= {o.product_id for o in facts.orders.values()}  # type: ignore[attr-defined]
+    if product_ids:
+        facts.products = {p.id: p for p in await Product.filter(id__in=product_ids)}
+    profile_ids = {d.user_id for d in facts.dossiers.values()}  # type: ignore[attr-defined]
+    profile_ids |= {o.user_id for o in facts.orders.values()}  # type: ignore[attr-defined]
+    profile_ids |= {e.actor_id for e in events if e.actor_type == ActorType.USER and e.actor_id}
+    if profile_ids:
+        facts.profiles = {p.id: p for p in await Profile.filter(id__in=profile_ids)}
+        facts.emails = {
+            c.profile_id: c.email  # type: ignore[attr-defined]
+            for c in await Credential.filter(profile_id__in=profile_ids)
+        }
+    actor_agent_ids = {e.actor_id for e in events if e.actor_type == ActorType.AGENT and e.actor_id}
+    assignee_ids = {
+        s.assigned_to_id  # type: ignore[attr-defined]
+        for s in facts.step_instances.values()
+        if s.assigned_to_id  # type: ignore[attr-defined]
+    }
+    wanted = actor_agent_ids | assignee_ids
+    if needs_agents:
+        query = (
+            Agent.filter(Q(active=True) | Q(id__in=wanted)) if wanted else Agent.filter(active=True)
+        )
+        facts.agents = {a.id: a for a in await query}
+    elif wanted:
+        facts.agents = {a.id: a for a in await Agent.filter(id__in=wanted)}
+    return facts
+
+
+# --- context and links -------------------------------------------------------------------
+
+
+def _app_url(settings: Settings, path: str) -> str:
+    return settings.public_app_url.rstrip("/") + path
+
+
+def action_url(event: Event, facts: Facts, settings: Settings) -> str:
+    payload = event.payload or {}
+    if event.event_type in (
+        EventType.PAYMENT_LINK_CREATED,
+        EventType.PAYMENT_REMINDER_SENT,
+    ) and payload.get("url"):
+        return str(payload["url"])
+    dossier = facts.dossier_of(event)
+    if dossier is not None:
+        if event.event_type == EventType.MESSAGE_SENT:
+            return _app_url(settings, f"/dossiers/{dossier.id}/messages")
+        document_id = _document_id_of(event)
+        if event.event_type.startswith("DOCUMENT_") and document_id:
+            return _app_url(settings, f"/dossiers/{dossier.id}/documents/{document_id}")
+        return _app_url(settings, f"/dossiers/{dossier.id}")
+    order = facts.order_of(event)
+    if order is not None:
+        return _app_url(settings, f"/orders/{order.id}")
+    return _app_url(settings, "/")
+
+
+def message_preview(event: Event, facts: Facts) -> str:
+    payload = event.payload or {}
+    message = facts.messages.get(_message_id_of(event))  # type: ignore[arg-type]
+    content = (
+        message.content if message else str(payload.get("preview") or payload.get("content") or "")
+    )
+    content = " ".join(content.split())
+    return content if len(content) <= PREVIEW_CHARS else content[: PREVIEW_CHARS - 1] + "…"
+
+
+def build_context(event: Event, recipient: Recipient, facts: Facts, settings: Settings) -> dict:
+    """Everything a template may use; JSON-safe, so the worker can render again later."""
+    payload = event.payload or {}
+    dossier = facts.dossier_of(event)
+    order = facts.order_of(event)
+    product_id = (
+        dossier.product_id if dossier else order.product_id if order else None  # type: ignore[attr-defined]
+    )
+    product = facts.products.get(product_id) if product_id else None
+    document = facts.documents.get(_document_id_of(event))  # type: ignore[arg-type]
+    document_type = (
+        facts.document_types.get(document.document_type_id) if document else None  # type: ignore[attr-defined]
+    )
+    step_instance = facts.step_instance_of(event)
+    step = facts.steps.get(_uuid(payload.get("stepId"))) or (  # type: ignore[arg-type]
+        facts.steps.get(step_instance.step_id) if step_instance else None  # type: ignore[attr-defined]
+    )
+    client = facts.profiles.get(dossier.user_id) if dossier else None  # type: ignore[attr-defined]
+    amount = payload.get("amount", order.amount if order else None)
+    return {
+        "name": recipient.name,
+        "action_url": action_url(event, facts, settings),
+        "product": str(payload.get("productName") or (product.name if product else "")),
+        "dossier_ref": str(dossier.id).split("-")[0].upper() if dossier else "",
+        "client": client.full_name if client else "",
+        "actor": facts.actor_name(event),
+        "step": step.label if step else "",
+        "document": document_type.label if document_type else str(payload.get("document") or ""),
+        "reason": str(payload.get("reason") or ""),
+        "amount": amount,
+        "currency": str(payload.get("currency") or (order.currency if order else "eur")),
+        "expires_at": str(payload.get("expiresAt") or ""),
+        "preview": message_preview(event, facts)
+        if event.event_type == EventType.MESSAGE_SENT
+        else "",
+        "count": 1,
+        # due dates and chasing
+        "due_at": str(payload.get("dueAt") or ""),
+        "previous_due_at": str(payload.get("previousDueAt") or ""),
+        "overdue": bool(payload.get("overdue")),
+        "overdue_hours": int(payload.get("overdueHours") or 0),
+        "missing": _missing_documents(payload),
+    }
+
+
+def _missing_documents(payload: dict[str, Any]) -> list[dict[str, str]]:
+    """A reminder's list of missing documents, as its templates show them."""
+    rows = payload.get("missing")
+    if not isinstance(rows, list):
+        return []
+    return [
+        {
+            "label": str(row.get("label") or ""),
+            "status": str(row.get("status") or ""),
+            "reason": str(row.get("reason") or ""),
+        }
+        for row in rows
+        if isinstance(row, dict)
+    ]

@@ -1,0 +1,84 @@
+"""Reading and marking notifications, and the audit log: what the API's resolvers call.
+
+A viewer only ever sees their own notifications (a client's by profile, an agent's by
+agent); ids that are not theirs are ignored like ids that do not exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from app.db import fetch_value
+from app.models import Event, Notification
+from app.models.enums import EventType
+
+
+def _owner_filter(viewer: Any) -> dict[str, Any]:
+    if getattr(viewer, "agent", None) is not None:
+        return {"agent_id": viewer.agent.id}
+    if getattr(viewer, "profile", None) is not None:
+        return {"user_id": viewer.profile.id}
+    raise ValueError("a viewer is a client or an agent")
+
+
+def visible_notifications(viewer: Any, *, unread_only: bool = False):
+    """The viewer's own notifications, never anyone else's."""
+    queryset = Notification.filter(**_owner_filter(viewer))
+    if unread_only:
+        queryset = queryset.filter(read_at=None)
+    return queryset
+
+
+async def unread_count(viewer: Any) -> int:
+    # Read on every dashboard: the statement is written once, not rebuilt per request.
+    ((column, owner),) = _owner_filter(viewer).items()
+    sql = f'SELECT COUNT(*) FROM "notifications" WHERE "{column}" = $1 AND "read_at" IS NULL'
+    return int(await fetch_value(sql, owner))
+
+
+MAX_MARK_IDS = 100
+
+
+async def mark_read(
+    viewer: Any,
+    *,
+    ids: Sequence[uuid.UUID] | None = None,
+    all_: bool = False,
+    now: datetime | None = None,
+) -> list[Notification]:
+    """Mark the viewer's notifications read (these ids, or all); returns those marked.
+
+    Ids that are not the viewer's (or do not exist) are ignored alike.
+    """
+    now = now or datetime.now(UTC)
+    queryset = visible_notifications(viewer, unread_only=True)
+    if not all_:
+        queryset = queryset.filter(id__in=list(ids or []))
+    marked = list(await queryset.order_by("-created_at", "-id"))
+    if marked:
+        await Notification.filter(
+            id__in=[n.id for n in marked], read_at=None, **_owner_filter(viewer)
+        ).update(read_at=now)
+        for notification in marked:
+            notification.read_at = now
+    return marked
+
+
+def event_log(
+    *,
+    entity_type: str | None = None,
+    entity_id: uuid.UUID | None = None,
+    event_types: Sequence[EventType] | None = None,
+):
+    """The audit log, filtered (the API pages it newest first)."""
+    queryset = Event.all()
+    if entity_type is not None:
+        queryset = queryset.filter(entity_type=entity_type)
+    if entity_id is not None:
+        queryset = queryset.filter(entity_id=entity_id)
+    if event_types:
+        queryset = queryset.filter(event_type__in=list(event_types))
+    return queryset

@@ -1,0 +1,129 @@
+"""Who is told of which event, on which delivery channels.
+
+`RULES` maps an event type to its rules: an audience (resolved against the batch's facts
+by `Facts.recipients`), a template and the channels it goes out on. `channels_for` turns a
+rule's channels into (channel, address) pairs for one recipient; `is_actor` keeps the
+author of an event from being told of it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+from app.models import Event
+from app.models.enums import ActorType, EventType, NotificationChannel
+from app.settings import Settings
+
+
+class Audience(StrEnum):
+    CLIENT = "CLIENT"  # the client of the dossier or order
+    ASSIGNED_AGENTS = "ASSIGNED_AGENTS"  # the step's assignee, or every active agent
+    ADMINS = "ADMINS"  # every active administrator
+    PROSPECT = "PROSPECT"  # payload["email"]: someone without an account yet
+    OTHER_SIDE = "OTHER_SIDE"  # chat: a client's message -> agents, an agent's -> the client
+
+
+class Via(StrEnum):
+    IN_APP = "IN_APP"
+    EMAIL = "EMAIL"
+    PHONE = "PHONE"  # SMS or WhatsApp (settings.notification_phone_channel), if a phone
+    EVENT_CHANNEL = "EVENT_CHANNEL"  # exactly the channel in payload["channel"]
+
+
+class Grouping(StrEnum):
+    CHAT_BURST = "CHAT_BURST"
+    REMINDER_SLOT = "REMINDER_SLOT"
+
+
+@dataclass(frozen=True)
+class Rule:
+    audience: Audience
+    template: str
+    channels: tuple[Via, ...]
+    grouping: Grouping | None = None
+
+
+E = EventType
+A = Audience
+V = Via
+RULES: dict[EventType, tuple[Rule, ...]] = {
+    E.PAYMENT_LINK_CREATED: (Rule(A.PROSPECT, "payment_link", (V.EMAIL,)),),
+    E.PAYMENT_SUCCEEDED: (Rule(A.CLIENT, "payment_succeeded", (V.IN_APP, V.EMAIL)),),
+    E.PAYMENT_FAILED: (Rule(A.CLIENT, "payment_failed", (V.IN_APP, V.EMAIL)),),
+    E.PAYMENT_REMINDER_SENT: (
+        Rule(A.CLIENT, "payment_reminder", (V.EVENT_CHANNEL,), Grouping.REMINDER_SLOT),
+    ),
+    E.DOSSIER_CREATED: (
+        Rule(A.CLIENT, "dossier_created", (V.IN_APP, V.EMAIL)),
+        Rule(A.ADMINS, "dossier_opened", (V.IN_APP,)),
+    ),
+    E.STEP_STARTED: (Rule(A.CLIENT, "step_started", (V.IN_APP, V.EMAIL)),),
+    E.DOCUMENT_UPLOADED: (Rule(A.ASSIGNED_AGENTS, "document_uploaded", (V.IN_APP, V.EMAIL)),),
+    E.DOCUMENT_CHANGES_REQUESTED: (
+        Rule(A.CLIENT, "document_changes_requested", (V.IN_APP, V.EMAIL, V.PHONE)),
+    ),
+    E.DOCUMENT_APPROVED: (Rule(A.CLIENT, "document_approved", (V.IN_APP, V.EMAIL)),),
+    E.DOCUMENT_REJECTED: (Rule(A.CLIENT, "document_rejected", (V.IN_APP, V.EMAIL)),),
+    E.MESSAGE_SENT: (
+        Rule(A.OTHER_SIDE, "message_received", (V.IN_APP, V.EMAIL), Grouping.CHAT_BURST),
+    ),
+    E.DOSSIER_COMPLETED: (Rule(A.CLIENT, "dossier_completed", (V.IN_APP, V.EMAIL, V.PHONE)),),
+    E.DOSSIER_CANCELLED: (Rule(A.CLIENT, "dossier_cancelled", (V.IN_APP, V.EMAIL)),),
+    # Chasing (app/services/chasing.py): one reminder lists every missing document.
+    E.DOCUMENT_REMINDER_SENT: (Rule(A.CLIENT, "document_reminder", (V.IN_APP, V.EMAIL, V.PHONE)),),
+    E.STEP_DUE_DATE_CHANGED: (Rule(A.CLIENT, "step_due_date_changed", (V.IN_APP, V.EMAIL)),),
+    E.STEP_OVERDUE: (Rule(A.ASSIGNED_AGENTS, "step_overdue", (V.IN_APP, V.EMAIL)),),
+}
+TEMPLATE_CODES = sorted({rule.template for rules in RULES.values() for rule in rules})
+
+
+@dataclass(frozen=True)
+class Recipient:
+    key: str  # "user:<id>", "agent:<id>" or "email:<address>"
+    name: str
+    locale: str
+    email: str | None = None
+    phone: str | None = None
+    profile_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+
+
+def channels_for(
+    rule: Rule, event: Event, recipient: Recipient, settings: Settings
+) -> list[tuple[NotificationChannel, str]]:
+    """(channel, address) pairs this rule reaches the recipient on."""
+    has_account = recipient.profile_id is not None or recipient.agent_id is not None
+    pairs: list[tuple[NotificationChannel, str]] = []
+    for via in rule.channels:
+        if via == Via.IN_APP and has_account:
+            pairs.append((NotificationChannel.IN_APP, recipient.key))
+        elif via == Via.EMAIL and recipient.email:
+            pairs.append((NotificationChannel.EMAIL, recipient.email))
+        elif via == Via.PHONE and recipient.phone:
+            pairs.append(
+                (NotificationChannel(settings.notification_phone_channel), recipient.phone)
+            )
+        elif via == Via.EVENT_CHANNEL:
+            try:
+                channel = NotificationChannel(str((event.payload or {}).get("channel")))
+            except ValueError:
+                continue
+            address = recipient.email if channel == NotificationChannel.EMAIL else recipient.phone
+            if channel == NotificationChannel.IN_APP:
+                address = recipient.key if has_account else None
+            if address:
+                pairs.append((channel, address))
+    return pairs
+
+
+def is_actor(event: Event, recipient: Recipient) -> bool:
+    """Did the recipient cause the event? Nobody is told of what they did themselves."""
+    if event.actor_id is None:
+        return False
+    if event.actor_type == ActorType.USER:
+        return recipient.profile_id == event.actor_id
+    if event.actor_type == ActorType.AGENT:
+        return recipient.agent_id == event.actor_id
+    return False
