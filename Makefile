@@ -98,7 +98,7 @@ lint: install-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m app export-schema --check
 	$(BIN)/python -m app config-docs --check
-	@#lint-imports (pending)
+	$(BIN)/lint-imports
 	@#mypy (pending)
 
 typecheck: install-dev

@@ -39,7 +39,7 @@ async def run_migrations(database_url: str | None = None, *, quiet: bool = False
 
 
 def schema_sdl() -> str:
-    from app.schema import schema
+    from app.api import schema
 
     return str(schema) + "\n"
 

@@ -11,9 +11,11 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.types import Info as _Info
 
-from app.auth import Viewer, bearer_token, viewer_from_token
+from app.auth import viewer_from_token
 from app.dataloaders import Loaders
+from app.domain.viewer import Viewer
 from app.errors import Forbidden, Unauthenticated
+from app.security import bearer_token
 
 
 @dataclass

@@ -14,19 +14,19 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import worker
+from app.api import build_schema
+from app.consumers import install_consumers
 from app.db import close_db, init_db
-from app.graphql_app import DossierGraphQL
+from app.http import payment_pages
+from app.http.body_limits import BodyLimitMiddleware
+from app.http.files import download_file
+from app.http.graphql import DossierGraphQL
+from app.http.stripe_webhook import stripe_webhook
 from app.providers.payments import build_payment_provider
 from app.providers.storage import build_storage
-from app.schema import build_schema
 from app.services import outbox
-from app.services.consumers import install_consumers
 from app.settings import Settings, get_settings
 from app.subscriptions.hub import hub_for
-from app.web import payments as web_payments
-from app.web.files import download_file
-from app.web.limits import BodyLimitMiddleware
-from app.webhooks.stripe import stripe_webhook
 
 logger = logging.getLogger("app")
 SHUTDOWN_DISPATCH_SECONDS = 10.0
@@ -119,18 +119,18 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
-        Route("/pay/{reminder_id}", web_payments.pay_reminder, methods=["GET"]),
-        Route("/payment/{result:str}", web_payments.payment_result_page, methods=["GET"]),
+        Route("/pay/{reminder_id}", payment_pages.pay_reminder, methods=["GET"]),
+        Route("/payment/{result:str}", payment_pages.payment_result_page, methods=["GET"]),
         Route("/files/{version_id}", download_file, methods=["GET"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]
     if payment_provider.name == "dummy":
         routes += [
-            Route("/dummy-checkout/{session_id}", web_payments.dummy_checkout_page),
+            Route("/dummy-checkout/{session_id}", payment_pages.dummy_checkout_page),
             Route(
                 "/dummy-checkout/{session_id}/{action}",
-                web_payments.dummy_checkout_action,
+                payment_pages.dummy_checkout_action,
                 methods=["POST"],
             ),
         ]

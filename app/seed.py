@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from tortoise.transactions import in_transaction
 
-from app.auth import hash_password
 from app.models import Credential, DocumentType, Order, Product, ProductStep, Profile, Step
 from app.models.enums import AgentRole, DossierType, OrderStatus, UserStatus
+from app.security import hash_password
 from app.services import identity, workflow
 
 DEMO_PASSWORD = "demo1234"  # documented demo credentials

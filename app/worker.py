@@ -13,7 +13,9 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+from app.consumers import install_consumers
 from app.db import database
+from app.services import chasing, delivery, outbox, reminders
 
 logger = logging.getLogger("app.worker")
 
@@ -30,8 +32,6 @@ JOBS: list[Job] = []
 
 
 def _notification_jobs() -> list[Job]:
-    from app.services import delivery, outbox, reminders
-
     return [
         Job("deliveries", 2.0, delivery.run),  # email/SMS/WhatsApp sends and their retries
         Job("outbox-relay", 5.0, outbox.dispatch),  # events no request managed to dispatch
@@ -43,8 +43,6 @@ JOBS += _notification_jobs()
 
 
 def _chasing_jobs() -> list[Job]:
-    from app.services import chasing
-
     return [
         Job("document-reminders", 60.0, chasing.send_document_reminders),  # missing documents
         Job("overdue-escalation", 60.0, chasing.escalate_overdue_steps),  # agents, once a step
@@ -95,8 +93,6 @@ async def run_worker() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    from app.services.consumers import install_consumers
-
     install_consumers()
     async with database():
         await run_jobs(stop)

@@ -48,9 +48,9 @@ async def main(operation: str, arg: str, repeat: int) -> None:
             await worlds.copy_rows(conn, w)
         await conn.execute("VACUUM ANALYZE")
         await conn.close()
-        from app.auth import issue_token
         from app.main import create_app
         from app.models import Credential
+        from app.security import issue_token
 
         def token(row):
             return issue_token(

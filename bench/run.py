@@ -168,8 +168,8 @@ async def main() -> int:
 
 
 async def seed(db_url: str, worlds: Any) -> dict[str, Any]:
-    from app.auth import issue_token
     from app.models import Credential
+    from app.security import issue_token
 
     def token(row: dict[str, Any]) -> str:
         return issue_token(

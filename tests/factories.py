@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app.auth import hash_password, issue_token
 from app.models import (
     Agent,
     Credential,
@@ -21,6 +20,7 @@ from app.models import (
     Step,
 )
 from app.models.enums import AgentRole, DossierType, OrderStatus, UserStatus
+from app.security import hash_password, issue_token
 from app.services import identity, workflow
 
 PASSWORD = "correct-horse-battery"

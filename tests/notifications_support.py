@@ -29,7 +29,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from tortoise.transactions import in_transaction
 
-from app.auth import Viewer, viewer_from_token
+from app.auth import viewer_from_token
+from app.domain.viewer import Viewer
 from app.models import Event, Notification, NotificationDelivery
 from app.models.enums import EventType, NotificationChannel, NotificationStatus
 from app.services import events, outbox

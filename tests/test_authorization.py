@@ -40,7 +40,7 @@ from app.auth import viewer_from_token
 from app.models import Document, DocumentType, Notification, Order, ProductStep
 from app.models.enums import OrderStatus
 from app.services import documents, workflow
-from app.subscriptions import channels
+from app.subscriptions import topics
 from tests.documents_support import PREFLIGHT, make_pdf, multipart_body
 from tests.factories import Account, make_admin, make_agent, make_client, make_dossier, make_product
 from tests.ws_support import settings_with, wait_until
@@ -69,7 +69,7 @@ def _takes_id(type_: Any, seen: tuple[str, ...] = ()) -> bool:
 
 
 def id_taking_fields() -> set[str]:
-    from app.schema import schema
+    from app.api import schema
 
     graphql_schema = schema._schema
     roots = (graphql_schema.query_type, graphql_schema.mutation_type)
@@ -890,15 +890,15 @@ CASES: list[Case] = [
 SUBSCRIPTIONS = {
     "Subscription.messageAdded": (
         "subscription($id: ID!) { messageAdded(dossierId: $id) { cursor } }",
-        channels.dossier_messages,
+        topics.dossier_messages,
     ),
     "Subscription.documentReviewed": (
         "subscription($id: ID) { documentReviewed(dossierId: $id) { eventId } }",
-        channels.dossier_reviews,
+        topics.dossier_reviews,
     ),
     "Subscription.dossierUpdated": (
         "subscription($id: ID) { dossierUpdated(dossierId: $id) { eventId } }",
-        channels.dossier_updates,
+        topics.dossier_updates,
     ),
 }
 

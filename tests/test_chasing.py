@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from app.consumers import install_consumers
 from app.domain import schedule
 from app.models import Dossier, Event, Notification, StepInstance, StepReminder
 from app.models.enums import EventType, NotificationChannel, ReminderStatus
 from app.services import chasing, deadlines
-from app.services.consumers import install_consumers
 from app.services.delivery import deliver_due
 from app.settings import Settings, get_settings
 from tests.chasing_support import (

@@ -11,7 +11,7 @@ from app.auth import viewer_from_token
 from app.models import Document, DocumentVersion, Dossier, Event, Message
 from app.models.enums import ActorType, DocumentStatus, EventType
 from app.services import messages as message_service
-from app.subscriptions import channels
+from app.subscriptions import topics
 from tests.factories import Account, make_agent, make_client, make_dossier
 from tests.helpers import count_statements, error_codes, gql
 from tests.ws_support import Feed, wait_until, ws_session
@@ -328,7 +328,7 @@ async def test_a_clock_that_steps_back_never_reorders_a_dossier(client):
 async def test_live_chat_round_trip_between_a_client_and_an_agent(client, live_server, app):
     owner, agent = await make_client(), await make_agent()
     dossier = await make_dossier(owner)
-    channel = channels.dossier_messages(dossier.id)
+    channel = topics.dossier_messages(dossier.id)
     hub = app.state.hub
     variables = {"dossierId": str(dossier.id)}
     async with (

@@ -97,13 +97,13 @@ def test_graphql_core_field_details_carry_their_node():
 
 
 def test_strawberry_schema_internals():
+    from app.api import schema
     from app.compat.strawberry import (
         field_definition,
         graphql_schema,
         is_default_resolver,
         strawberry_schema,
     )
-    from app.schema import schema
 
     where = "app/compat/strawberry.py (lean_resolvers, the plain-field plan, the cost limits)"
     core = graphql_schema(schema)
@@ -183,7 +183,7 @@ def test_strawberry_transport_ws_handler_internals():
     )
     assert callable(BaseView.encode_json), REVISIT.format(where=where, what="BaseView.encode_json")
     assert "graphql_transport_ws_handler_class" in dir(GraphQL), REVISIT.format(
-        where="app/graphql_app.py", what="GraphQL.graphql_transport_ws_handler_class"
+        where="app/http/graphql.py", what="GraphQL.graphql_transport_ws_handler_class"
     )
 
 
@@ -195,7 +195,7 @@ def test_strawberry_http_errors_are_cross_webs():
 
     assert ours is HTTPException
     assert "HTTPException" in inspect.getsource(view), REVISIT.format(
-        where="app/graphql_app.py parse_multipart",
+        where="app/http/graphql.py parse_multipart",
         what="strawberry no longer answers cross-web's HTTPException with its status",
     )
 

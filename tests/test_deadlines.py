@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app.consumers import install_consumers
 from app.models import DocumentVersion, Event, Notification, ProductStep, StepReminder
 from app.models.enums import EventType
-from app.services.consumers import install_consumers
 from tests.chasing_support import (
     at,
     current_step,

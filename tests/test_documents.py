@@ -742,8 +742,8 @@ async def test_review_queue_oldest_first_mine_and_paginated(client):
 
 
 async def _owner_token(dossier: Dossier) -> str:
-    from app.auth import issue_token
     from app.models import Credential
+    from app.security import issue_token
 
     credential = await Credential.get(profile_id=dossier.user_id)
     return issue_token(credential)[0]

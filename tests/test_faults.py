@@ -46,7 +46,7 @@ from app.models import Event, Message, NotificationDelivery
 from app.models.enums import EventType, NotificationChannel, NotificationStatus
 from app.services import outbox
 from app.services.delivery import deliver_due
-from app.subscriptions import channels
+from app.subscriptions import topics
 from tests import stripe_support as ss
 from tests.factories import make_agent, make_client, make_dossier
 from tests.faults_support import (
@@ -455,7 +455,7 @@ async def test_redis_frozen_then_killed_during_chat(private_redis):
         httpx.AsyncClient(base_url=server.http_url, timeout=15) as http,
     ):
         hub = server.app.state.hub
-        channel = channels.dossier_messages(dossier.id)
+        channel = topics.dossier_messages(dossier.id)
 
         async def send(text: str) -> dict[str, Any]:
             started = time.monotonic()

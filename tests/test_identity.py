@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from app.auth import JWT_ALGORITHM, issue_token
 from app.models import Agent, Credential, Event, Profile
 from app.models.enums import AgentRole, Locale
+from app.security import JWT_ALGORITHM, issue_token
 from app.settings import get_settings
 from tests.factories import PASSWORD, make_admin, make_agent, make_client
 from tests.helpers import error_codes, gql

@@ -11,11 +11,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from app.api import Schema, build_schema
 from app.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
-from app.graphql_app import DossierGraphQL
+from app.http.graphql import DossierGraphQL
 from app.main import RequestIdMiddleware, create_app
 from app.models import Profile
-from app.schema import Schema, build_schema
 from app.schema.extensions import ErrorTiers
 from app.settings import Settings, get_settings
 from tests.factories import make_agent, make_client, make_dossier

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tortoise.transactions import in_transaction
 
+from app.consumers import install_consumers
 from app.models import (
     Document,
     Event,
@@ -36,7 +37,6 @@ from app.models.enums import (
     OrderStatus,
 )
 from app.services import events, notifications, outbox, payments, reminders
-from app.services.consumers import install_consumers
 from app.services.delivery import deliver_due
 from app.settings import get_settings
 from tests.factories import make_admin, make_agent, make_client, make_dossier, make_product

@@ -28,7 +28,7 @@ import pytest
 
 from app.models import Event, Message
 from app.services import outbox
-from app.subscriptions import channels
+from app.subscriptions import topics
 from app.subscriptions.hub import namespace_for
 from tests.factories import Account, make_agent, make_client, make_dossier
 from tests.helpers import gql
@@ -104,7 +104,7 @@ async def test_redis_killed_mid_stream_then_restarted(private_redis):
         ws_session(server.ws_url, agent.token) as session,
     ):
         hub = server.app.state.hub
-        channel = channels.dossier_messages(dossier.id)
+        channel = topics.dossier_messages(dossier.id)
         feed = Feed(session, MESSAGE_ADDED, {"dossierId": str(dossier.id)}).start()
         await wait_until(lambda: hub.subscriber_count(channel) == 1)
         first = await _send(http, owner, dossier.id, "before the outage")
@@ -152,7 +152,7 @@ async def test_the_pubsub_connection_alone_killed(private_redis):
         ws_session(server.ws_url, owner.token) as session,
     ):
         hub = server.app.state.hub
-        channel = channels.dossier_messages(dossier.id)
+        channel = topics.dossier_messages(dossier.id)
         feed = Feed(session, MESSAGE_ADDED, {"dossierId": str(dossier.id)}).start()
         await wait_until(lambda: hub.subscriber_count(channel) == 1)
         first = await _send(http, agent, dossier.id, "one")
@@ -189,7 +189,7 @@ async def test_a_silent_redis_is_detected_by_the_heartbeat(private_redis):
     )
     async with serve(settings) as server, ws_session(server.ws_url, owner.token) as session:
         hub = server.app.state.hub
-        channel = channels.dossier_messages(dossier.id)
+        channel = topics.dossier_messages(dossier.id)
         feed = Feed(session, MESSAGE_ADDED, {"dossierId": str(dossier.id)}).start()
         await wait_until(lambda: hub.subscriber_count(channel) == 1)
         # The connection stays open but Redis stops answering (as a network partition).
@@ -254,7 +254,7 @@ async def _subscribers(redis_url: str, channel: str) -> int:
 async def test_two_processes_share_live_updates(database_url, backend):
     owner, agent = await make_client(), await make_agent()
     dossier = await make_dossier(owner)
-    channel = namespace_for(database_url) + channels.dossier_messages(dossier.id)
+    channel = namespace_for(database_url) + topics.dossier_messages(dossier.id)
     async with (
         _uvicorn_process(database_url, backend.redis_url) as first,
         _uvicorn_process(database_url, backend.redis_url) as second,

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
-from app.auth import issue_token
+from app.http.stripe_webhook import Outcome, handle_event
 from app.models import (
     Credential,
     Document,
@@ -33,7 +33,7 @@ from app.models import (
     StripeEvent,
 )
 from app.models.enums import DossierStatus, EventType, OrderStatus
-from app.webhooks.stripe import Outcome, handle_event
+from app.security import issue_token
 from bench import world as worlds
 from bench.pgstat import StatementCounter
 from bench.queries import DASHBOARD, REVIEW_QUEUE, SEND_MESSAGE

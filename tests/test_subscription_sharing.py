@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from app.subscriptions import channels
+from app.subscriptions import topics
 from app.subscriptions.sharing import stats
 from tests.factories import make_admin, make_agent, make_client, make_dossier
 from tests.helpers import gql
@@ -113,7 +113,7 @@ async def test_one_execution_per_event_and_operation_identical_frames(client, li
         maybe = UPDATED_MAYBE_REASON
         await with_reason.subscribe("w", maybe, {"dossierId": dossier_id, "withReason": True})
         await without_reason.subscribe("n", maybe, {"dossierId": dossier_id, "withReason": False})
-        await _live(app, channels.dossier_updates(dossier_id), 9)
+        await _live(app, topics.dossier_updates(dossier_id), 9)
 
         executions, reused = stats.executions, stats.reused
         await _hold(client, agent, dossier, "waiting for the bank")
@@ -148,7 +148,7 @@ async def test_shared_live_messages_keep_their_own_ids_and_cursor(client, live_s
             Feed(session, MESSAGE_ADDED, {"dossierId": str(dossier.id)}).start()
             for session in (owner_ws, agent_ws, agent_ws)
         ]
-        await _live(app, channels.dossier_messages(dossier.id), 3)
+        await _live(app, topics.dossier_messages(dossier.id), 3)
         try:
             executions = stats.executions
             await send(client, owner, dossier.id, "Bonjour, voici mon dossier")
@@ -178,7 +178,7 @@ async def test_a_revoked_subscriber_gets_nothing_more_while_the_others_do(client
     ):
         kept_feed = Feed(kept_ws, UPDATED, variables).start()
         revoked_feed = Feed(revoked_ws, UPDATED, variables).start()
-        await _live(server.app, channels.dossier_updates(dossier.id), 2)
+        await _live(server.app, topics.dossier_updates(dossier.id), 2)
         try:
             await _hold(client, kept, dossier, "first")
             for feed in (kept_feed, revoked_feed):

@@ -17,11 +17,12 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from app.auth import issue_token, viewer_from_token
+from app.auth import viewer_from_token
 from app.models import Credential, Event, Message
+from app.security import issue_token
 from app.services import messages as message_service
 from app.settings import get_settings
-from app.subscriptions import channels, publisher
+from app.subscriptions import publisher, topics
 from app.subscriptions.hub import Hub
 from app.subscriptions.queue import SubscriberTooSlow
 from tests.factories import make_admin, make_agent, make_client, make_dossier
@@ -138,15 +139,15 @@ async def test_another_clients_dossier_answers_exactly_like_a_missing_one(live_s
             assert answers[0] == answers[1] == answers[2]
     hub = _hub(app)
     for channel in (
-        channels.dossier_messages(dossier.id),
-        channels.dossier_reviews(dossier.id),
-        channels.dossier_updates(dossier.id),
+        topics.dossier_messages(dossier.id),
+        topics.dossier_reviews(dossier.id),
+        topics.dossier_updates(dossier.id),
     ):
         assert hub.subscriber_count(channel) == 0
     # the control: the owner may
     async with ws_session(live_server.ws_url, owner.token) as session:
         feed = Feed(session, MESSAGE_ADDED, {"dossierId": str(dossier.id)}).start()
-        await _subscribed(app, channels.dossier_messages(dossier.id))
+        await _subscribed(app, topics.dossier_messages(dossier.id))
         await feed.stop()
 
 
@@ -212,7 +213,7 @@ async def test_live_messages_published_out_of_order_are_delivered_in_order(live_
     owner = await make_client()
     dossier = await make_dossier(owner)
     viewer = await viewer_from_token(owner.token)
-    channel = channels.dossier_messages(dossier.id)
+    channel = topics.dossier_messages(dossier.id)
     async with ws_session(live_server.ws_url, owner.token) as session:
         feed = Feed(session, MESSAGE_ADDED, {"dossierId": str(dossier.id)}).start()
         await _subscribed(app, channel)
@@ -245,7 +246,7 @@ async def test_fan_out_costs_no_query_per_subscriber(client, live_server, app):
     payload carries what it needs, so ten subscribers cost what one costs."""
     owner, agent = await make_client(), await make_agent()
     dossier = await make_dossier(owner)
-    channel = channels.dossier_messages(dossier.id)
+    channel = topics.dossier_messages(dossier.id)
 
     async def statements_for_one_message(subscribers: int, content: str) -> int:
         async with contextlib.AsyncExitStack() as stack:
@@ -290,12 +291,12 @@ async def test_reviews_and_updates_reach_the_owner_and_agents_only(client, live_
         stranger_updates = Feed(stranger_ws, UPDATED).start()
         agent_reviews = Feed(agent_ws, REVIEWED).start()
         agent_updates = Feed(agent_ws, UPDATED).start()
-        await _subscribed(app, channels.client_reviews(owner.id))
-        await _subscribed(app, channels.dossier_updates(dossier.id))
-        await _subscribed(app, channels.client_reviews(stranger.id))
-        await _subscribed(app, channels.client_updates(stranger.id))
-        await _subscribed(app, channels.AGENT_REVIEWS)
-        await _subscribed(app, channels.AGENT_UPDATES)
+        await _subscribed(app, topics.client_reviews(owner.id))
+        await _subscribed(app, topics.dossier_updates(dossier.id))
+        await _subscribed(app, topics.client_reviews(stranger.id))
+        await _subscribed(app, topics.client_updates(stranger.id))
+        await _subscribed(app, topics.AGENT_REVIEWS)
+        await _subscribed(app, topics.AGENT_UPDATES)
         feeds = (
             owner_reviews,
             owner_updates,
@@ -345,7 +346,7 @@ async def test_notifications_reach_their_recipient(client, live_server, app):
     dossier = await make_dossier(owner)
     async with ws_session(live_server.ws_url, owner.token) as session:
         feed = Feed(session, NOTIFIED).start()
-        await _subscribed(app, channels.notifications("profile", owner.id))
+        await _subscribed(app, topics.notifications("profile", owner.id))
         try:
             await send(client, agent, dossier.id, "Your file is complete.")
             got = (await feed.next())["notificationAdded"]
@@ -366,7 +367,7 @@ async def test_an_expiring_token_stops_the_stream(client, live_server, app):
     token = _short_lived_token(credential, 2.5)
     async with ws_session(live_server.ws_url, token) as session:
         feed = Feed(session, MESSAGE_ADDED, {"dossierId": str(dossier.id)}).start()
-        await _subscribed(app, channels.dossier_messages(dossier.id))
+        await _subscribed(app, topics.dossier_messages(dossier.id))
         await send(client, owner, dossier.id, "still valid")
         assert (await feed.next())["messageAdded"]["node"]["content"] == "still valid"
         started = time.monotonic()
@@ -384,7 +385,7 @@ async def test_a_deactivated_agent_stops_receiving(client, live_server):
     settings = settings_with(subscription_recheck_seconds=0.2)
     async with serve(settings) as server, ws_session(server.ws_url, agent.token) as session:
         feed = Feed(session, MESSAGE_ADDED, {"dossierId": str(dossier.id)}).start()
-        await _subscribed(server.app, channels.dossier_messages(dossier.id))
+        await _subscribed(server.app, topics.dossier_messages(dossier.id))
         await send(client, owner, dossier.id, "hello")
         assert (await feed.next())["messageAdded"]["node"]["content"] == "hello"
         off = {"id": agent.id, "active": False}

@@ -18,8 +18,8 @@ from gql.transport.websockets import WebsocketsTransport
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from app.auth import issue_token
 from app.models import Credential
+from app.security import issue_token
 from tests.factories import make_agent, make_client
 
 PROTOCOL = "graphql-transport-ws"

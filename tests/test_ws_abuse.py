@@ -20,14 +20,14 @@ import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from app.subscriptions import channels
+from app.subscriptions import topics
 from tests.factories import make_agent, make_client, make_dossier
 from tests.helpers import gql
 from tests.test_chat import MESSAGE_ADDED, SEND
 from tests.ws_support import wait_until
 
 PROTOCOL = "graphql-transport-ws"
-PER_SOCKET = 20  # max_subscriptions_per_connection in app/graphql_app.py
+PER_SOCKET = 20  # max_subscriptions_per_connection in app/http/graphql.py
 ME = "{ me { ... on Profile { email } } }"
 
 
@@ -68,7 +68,7 @@ async def test_a_subscribe_before_connection_init_closes_with_4401(live_server, 
             code = closed.rcvd.code if closed.rcvd else None
     assert code == 4401
     assert received == []  # nothing ran, nothing was answered
-    assert hub.subscriber_count(channels.dossier_messages(dossier.id)) == 0
+    assert hub.subscriber_count(topics.dossier_messages(dossier.id)) == 0
     # The same client doing it right is served (the refusal was about the order).
     await _works(live_server.ws_url, owner.token, owner.email)
 
@@ -77,7 +77,7 @@ async def test_a_thousand_subscriptions_on_one_socket(client, live_server, app):
     owner, agent = await make_client(), await make_agent()
     dossier = await make_dossier(owner)
     hub = app.state.hub
-    channel = channels.dossier_messages(dossier.id)
+    channel = topics.dossier_messages(dossier.id)
     variables = {"dossierId": str(dossier.id)}
     async with connect(live_server.ws_url, subprotocols=[PROTOCOL], max_queue=None) as ws:
         await _init(ws, owner.token)

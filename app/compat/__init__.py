@@ -11,5 +11,5 @@ signatures and attributes relied on), so an upgrade that moves one fails in one 
 test saying which shortcut to revisit.
 
 `FAST_PATHS=false` runs the schema on strawberry's and graphql-core's own execution,
-without the shortcuts (see `app.schema.build_schema`).
+without the shortcuts (see `app.api.build_schema`).
 """

@@ -1,7 +1,7 @@
 """Payment providers behind one interface: `stripe` (real) and `dummy` (local, default).
 
 Both return Stripe-shaped objects; the dummy's checkout page drives exactly the webhook's
-event handling (see app/webhooks/stripe.py), so local work exercises the real code path.
+event handling (see app/http/stripe_webhook.py), so local work exercises the real code path.
 """
 
 from __future__ import annotations

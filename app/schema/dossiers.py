@@ -13,7 +13,7 @@ from app.schema.catalog import DocumentTypeType, ProductType, StepType
 from app.schema.common import Connection, gid
 from app.schema.enums import ActorType, DocumentStatus, DossierStatus, DossierType
 from app.schema.identity import AgentType, ProfileType
-from app.schema.messages import MessageType
+from app.schema.messages import MessageType, dossier_messages, dossier_unread_count
 
 if TYPE_CHECKING:
     from app.schema.chasing import DossierProgressType
@@ -235,16 +235,12 @@ class DossierType_:
         last: int | None = None,
         before: str | None = None,
     ) -> Connection[MessageType]:
-        from app.resolvers.messages import dossier_messages
-
         return await dossier_messages(
             info, self.id, first=first, after=after, last=last, before=before
         )
 
     @strawberry.field(description="Messages from the other side you have not read yet.")
     def unread_message_count(self, info: Info) -> int:
-        from app.resolvers.messages import dossier_unread_count
-
         return or_load(self, "unread_message_count", lambda: dossier_unread_count(info, self.id))
 
     @strawberry.field(

@@ -4,7 +4,7 @@
 values known never to be awaitable and plain scalar fields are answered directly
 (`app.compat.graphql_core.PlainFieldExecution`), and a live event's selection is
 executed once for all subscribers running the same operation (`SharedEventExecution`).
-`FAST_PATHS=false` builds the schema without it (see `app.schema.build_schema`).
+`FAST_PATHS=false` builds the schema without it (see `app.api.build_schema`).
 """
 
 from __future__ import annotations

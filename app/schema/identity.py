@@ -12,6 +12,7 @@ from app import models as m
 from app.context import Info
 from app.schema.common import UserError
 from app.schema.enums import AgentRole, Locale, UserStatus
+from app.schema.messages import my_unread_count
 from app.services.codes import IdentityErrorCode as _IdentityErrorCode
 
 IdentityErrorCode = strawberry.enum(_IdentityErrorCode, name="IdentityErrorCode")
@@ -40,8 +41,6 @@ class ProfileType:
         description="Unread chat messages across your dossiers (null unless this is you)."
     )
     async def unread_message_count(self, info: Info) -> int | None:
-        from app.resolvers.messages import my_unread_count
-
         return await my_unread_count(info, self)
 
     @classmethod
@@ -64,8 +63,6 @@ class AgentType:
         description="Unread client messages across all dossiers (null unless this is you)."
     )
     async def unread_message_count(self, info: Info) -> int | None:
-        from app.resolvers.messages import my_unread_count
-
         return await my_unread_count(info, self)
 
     @classmethod

@@ -10,10 +10,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 from app.context import Info
+from app.errors import BadUserInput
+from app.models import Message
 from app.models.enums import ActorType as _ActorType
-from app.schema.common import UserError, gid
+from app.schema.common import (
+    DEFAULT_PAGE_SIZE,
+    Connection,
+    Edge,
+    PageInfo,
+    UserError,
+    _decode,
+    _encode,
+    gid,
+)
 from app.schema.enums import ActorType
+from app.services import messages
 from app.services.codes import MessageErrorCode as _MessageErrorCode
+from app.settings import get_settings
 
 if TYPE_CHECKING:
     from app.schema.dossiers import DossierType_
@@ -145,3 +158,70 @@ class MarkDossierMessagesReadPayload:
         default=0, description="How many messages were unread and are now read."
     )
     user_errors: list[MessageUserError] = strawberry.field(default_factory=list)
+
+
+# --- Field resolvers: Dossier.messages, unreadMessageCount (Dossier, Profile, Agent) ---
+
+ORDER = ("created_at", "id")
+
+
+def message_cursor(message: Any) -> str:
+    """The same cursor as the messages connection's edges."""
+    return _encode([message.created_at, message.id])
+
+
+async def dossier_messages(
+    info: Info,
+    dossier_id: uuid.UUID,
+    *,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> Connection[MessageType]:
+    """`Dossier.messages`, oldest first (`last: n` gives the latest n), with the same
+    cursors and page info as `paginate`; pages of many dossiers load in one statement."""
+    cap = get_settings().max_page_size
+    if first is not None and last is not None:
+        raise BadUserInput("Pass either `first` or `last`, not both.")
+    for name, value in (("first", first), ("last", last)):
+        if value is not None and not 0 <= value <= cap:
+            raise BadUserInput(f"`{name}` must be between 0 and {cap}.")
+    backwards = last is not None
+    size = last if backwards else (first if first is not None else DEFAULT_PAGE_SIZE)
+    after_key = tuple(_decode(after, Message, ORDER)) if after else None
+    before_key = tuple(_decode(before, Message, ORDER)) if before else None
+    loaders = info.context.loaders
+    rows = list(
+        await loaders.message_pages.load((dossier_id, size, backwards, after_key, before_key))
+    )
+    more = len(rows) > size  # type: ignore[operator]
+    rows = rows[:size]
+    if backwards:
+        rows.reverse()
+    edges = [Edge(cursor=message_cursor(row), node=row) for row in rows]
+    page_info = PageInfo(
+        has_next_page=more if not backwards else before is not None,
+        has_previous_page=more if backwards else after is not None,
+        start_cursor=edges[0].cursor if edges else None,
+        end_cursor=edges[-1].cursor if edges else None,
+    )
+
+    async def count() -> int:
+        return await loaders.message_counts.load(dossier_id)
+
+    return Connection(edges=edges, page_info=page_info, _count=count)
+
+
+async def dossier_unread_count(info: Info, dossier_id: uuid.UUID) -> int:
+    viewer = await info.context.require_viewer()
+    reader = "agent" if viewer.is_agent else "client"
+    return await info.context.loaders.unread_messages.load((dossier_id, reader))
+
+
+async def my_unread_count(info: Info, owner: Any) -> int | None:
+    """`unreadMessageCount` on Profile / Agent: the viewer's own total, null for others."""
+    viewer = await info.context.viewer()
+    if viewer is None or viewer.actor_id != owner.id:
+        return None
+    return await messages.unread_total(viewer)

@@ -24,8 +24,8 @@ from typing import Any
 import strawberry
 from starlette.websockets import WebSocket
 
-from app.auth import Viewer, bearer_token
 from app.context import Info
+from app.domain.viewer import Viewer
 from app.errors import Unauthenticated
 from app.models import Message
 from app.models.enums import DossierStatus as _DossierStatus
@@ -35,8 +35,9 @@ from app.schema.common import Edge, _decode, _encode, gid, parse_id
 from app.schema.enums import DossierStatus, EventType, ReviewStatus
 from app.schema.messages import LiveMessage, MessageType
 from app.schema.notifications import NotificationType
+from app.security import bearer_token
 from app.services import dossiers
-from app.subscriptions import channels
+from app.subscriptions import topics
 from app.subscriptions.hub import Hub, hub_for
 from app.subscriptions.sharing import SharedDelivery
 from app.subscriptions.streams import AccessGuard, event_stream, message_stream
@@ -240,9 +241,9 @@ class Subscription:
         channel = await _scope(
             viewer,
             dossier_id,
-            channels.dossier_reviews,
-            channels.AGENT_REVIEWS,
-            channels.client_reviews,
+            topics.dossier_reviews,
+            topics.AGENT_REVIEWS,
+            topics.client_reviews,
         )
         stream = event_stream(hub, guard, channel, kind="review")
         async for root in _shared(info, stream, DocumentReviewedEvent.from_data):
@@ -259,9 +260,9 @@ class Subscription:
         channel = await _scope(
             viewer,
             dossier_id,
-            channels.dossier_updates,
-            channels.AGENT_UPDATES,
-            channels.client_updates,
+            topics.dossier_updates,
+            topics.AGENT_UPDATES,
+            topics.client_updates,
         )
         stream = event_stream(hub, guard, channel, kind="update")
         async for root in _shared(info, stream, DossierUpdatedEvent.from_data):
@@ -270,6 +271,6 @@ class Subscription:
     @strawberry.subscription(description="Your notifications, as they are created.")
     async def notification_added(self, info: Info) -> AsyncGenerator[NotificationType, None]:
         viewer, guard, hub = await _begin(info)
-        channel = channels.notifications(viewer.kind, viewer.actor_id)
+        channel = topics.notifications(viewer.kind, viewer.actor_id)
         async for data in event_stream(hub, guard, channel, kind="n"):
             yield LiveNotification.from_data(data)  # type: ignore[misc]

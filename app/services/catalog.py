@@ -10,7 +10,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from app.auth import Viewer
+from app.domain.viewer import Viewer
 from app.errors import DomainError, NotFound
 from app.models import DocumentType, Product, ProductStep, Step
 from app.models.enums import DossierStatus, DossierType, EventType

@@ -14,7 +14,7 @@ Upload, in order:
    (UNDER_REVIEW once every document of the step is uploaded). If anything fails there,
    the stored file is deleted: no row ever points to a missing file.
 
-The request body as a whole is capped earlier, while it arrives (`app.web.limits`).
+The request body as a whole is capped earlier, while it arrives (`app.http.body_limits`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from app.auth import Viewer
+from app.domain.viewer import Viewer
 from app.errors import DomainError, Forbidden, NotFound
 from app.models import Document, DocumentReview, DocumentType, DocumentVersion, Dossier
 from app.models.enums import DocumentStatus, DossierStatus, EventType, ReviewStatus

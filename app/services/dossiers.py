@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 
-from app.auth import Viewer
+from app.domain.viewer import Viewer
 from app.errors import Forbidden, NotFound
 from app.models import Dossier, StepInstance
 from app.models.enums import DossierStatus

@@ -8,8 +8,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from app.auth import Viewer
 from app.db import Writes
+from app.domain.viewer import Viewer
 from app.models import Event
 from app.models.enums import ActorType, EventType
 from app.services import outbox

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from app.auth import Viewer, hash_password, issue_token, needs_rehash, verify_password
+from app.domain.viewer import Viewer
 from app.errors import DomainError, NotFound
 from app.models import Agent, Credential, Profile
 from app.models.enums import AgentRole, EventType, Locale
+from app.security import hash_password, issue_token, needs_rehash, verify_password
 from app.services import events
 from app.services.validation import check_password, check_text, normalise_email
 

@@ -23,9 +23,9 @@ from tortoise.functions import Count
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from app.auth import Viewer
 from app.compat.tortoise import from_row, queryset_sql
 from app.db import fetch_value, insert_together
+from app.domain.viewer import Viewer
 from app.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from app.models import DocumentVersion, Dossier, Message
 from app.models.enums import ActorType, EventType

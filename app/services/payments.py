@@ -18,8 +18,8 @@ import phonenumbers
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from app.auth import Viewer, hash_password, issue_token
 from app.db import Writes
+from app.domain.viewer import Viewer
 from app.errors import DomainError, NotFound
 from app.models import (
     Credential,
@@ -38,6 +38,7 @@ from app.models.enums import (
     UserStatus,
 )
 from app.providers.payments import CheckoutRequest, PaymentProvider, PaymentProviderError
+from app.security import hash_password, issue_token
 from app.services import events, workflow
 from app.services.validation import check_password, check_text, normalise_email
 from app.settings import get_settings

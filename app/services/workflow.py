@@ -36,8 +36,8 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from app.auth import Viewer
 from app.db import Writes
+from app.domain.viewer import Viewer
 from app.errors import DomainError, NotFound
 from app.models import (
     Agent,

@@ -25,7 +25,7 @@ import orjson
 from app.models import Agent, Dossier, Event, Message, Notification, Profile
 from app.models.enums import ActorType, EventType
 from app.settings import get_settings
-from app.subscriptions import channels
+from app.subscriptions import topics
 from app.subscriptions.hub import Hub, hub_for, publishing_hubs
 
 logger = logging.getLogger("app.subscriptions")
@@ -165,7 +165,7 @@ def decode(raw: str) -> tuple[str, dict[str, Any]]:
 
 
 async def build(batch: Sequence[Event]) -> list[tuple[str, str]]:
-    """(channel, payload) pairs for a batch of events, in event order."""
+    """(topic, payload) pairs for a batch of events, in event order."""
     sent = [e for e in batch if e.event_type == E.MESSAGE_SENT and e.entity_type == "message"]
     sent_ids = {e.id for e in sent}
     dossier_scoped = [e for e in batch if e.event_type in REVIEW_EVENTS | UPDATE_EVENTS]
@@ -190,7 +190,7 @@ async def build(batch: Sequence[Event]) -> list[tuple[str, str]]:
                 continue
             previous = (event.payload or {}).get("previousMessageId")
             data = message_data(message, names, previous)
-            out.append((channels.dossier_messages(data["dossierId"]), encode("message", data)))
+            out.append((topics.dossier_messages(data["dossierId"]), encode("message", data)))
         elif event.event_type in REVIEW_EVENTS | UPDATE_EVENTS:
             dossier_id = dossier_id_of(event)
             if dossier_id is None:
@@ -202,24 +202,24 @@ async def build(batch: Sequence[Event]) -> list[tuple[str, str]]:
                 review_data(event, dossier) if review else update_data(event, dossier),
             )
             targets = (
-                [channels.dossier_reviews(dossier_id), channels.AGENT_REVIEWS]
+                [topics.dossier_reviews(dossier_id), topics.AGENT_REVIEWS]
                 if review
-                else [channels.dossier_updates(dossier_id), channels.AGENT_UPDATES]
+                else [topics.dossier_updates(dossier_id), topics.AGENT_UPDATES]
             )
             if dossier is not None:
                 owner = dossier.user_id  # type: ignore[attr-defined]
                 targets.append(
-                    channels.client_reviews(owner) if review else channels.client_updates(owner)
+                    topics.client_reviews(owner) if review else topics.client_updates(owner)
                 )
-            out += [(channel, payload) for channel in targets]
+            out += [(topic, payload) for topic in targets]
 
     if batch:
         for notification in await Notification.filter(event_id__in=[e.id for e in batch]):
             data = notification_data(notification)
             if data["userId"]:
-                out.append((channels.notifications("profile", data["userId"]), encode("n", data)))
+                out.append((topics.notifications("profile", data["userId"]), encode("n", data)))
             if data["agentId"]:
-                out.append((channels.notifications("agent", data["agentId"]), encode("n", data)))
+                out.append((topics.notifications("agent", data["agentId"]), encode("n", data)))
     return out
 
 
@@ -232,8 +232,8 @@ async def publish_batch(batch: Sequence[Event], hubs: Sequence[Hub] | None = Non
     targets = hubs if hubs is not None else publishing_hubs(hub_for(get_settings()))
     done = 0
     for hub in targets:
-        for channel, payload in pairs:
-            if not await hub.publish(channel, payload):
+        for topic, payload in pairs:
+            if not await hub.publish(topic, payload):
                 # stop at the first failure: the medium is most likely down
                 raise PublishFailed("a live update could not be published; the relay will retry")
             done += 1

@@ -32,7 +32,7 @@ import jwt
 from app.auth import viewer_from_token
 from app.errors import Unauthenticated
 from app.services import messages as message_service
-from app.subscriptions import channels
+from app.subscriptions import topics
 from app.subscriptions.hub import Hub
 from app.subscriptions.publisher import decode, message_data, sender_names
 from app.subscriptions.queue import Published, Subscriber
@@ -221,7 +221,7 @@ async def message_stream(
         latest = await message_service.latest_message(dossier_id)
         after = (latest.created_at, latest.id) if latest else None
     chain = _Chain(_key(after[0], after[1]) if after else None)
-    async with hub.subscribe(channels.dossier_messages(dossier_id)) as subscriber:
+    async with hub.subscribe(topics.dossier_messages(dossier_id)) as subscriber:
         # Subscribed (confirmed) before reading: whatever commits from now on arrives live.
         async for data in _from_database(dossier_id, chain):
             yield data

@@ -15,7 +15,7 @@ from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-logger = logging.getLogger("app.web.limits")
+logger = logging.getLogger("app.http.body_limits")
 
 
 class BodyTooLarge(Exception):

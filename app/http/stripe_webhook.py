@@ -25,7 +25,7 @@ from tortoise.transactions import in_transaction
 from app.models import StripeEvent
 from app.services import outbox, payments
 
-logger = logging.getLogger("app.webhooks.stripe")
+logger = logging.getLogger("app.http.stripe_webhook")
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 

@@ -19,7 +19,7 @@ from app.models import DocumentVersion
 from app.providers.storage import FileMissing, Storage, StorageError
 from app.services.documents import LinkRefused, verify_download
 
-logger = logging.getLogger("app.web.files")
+logger = logging.getLogger("app.http.files")
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",

@@ -13,12 +13,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from tortoise.transactions import in_transaction
 
 from app.errors import DomainError
+from app.http.stripe_webhook import handle_event
 from app.models import Order, PaymentReminder, Product
 from app.models.enums import EventType, OrderStatus
 from app.services import events, outbox, payments
-from app.webhooks.stripe import handle_event
 
-logger = logging.getLogger("app.web.payments")
+logger = logging.getLogger("app.http.payment_pages")
 
 
 def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:

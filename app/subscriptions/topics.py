@@ -1,5 +1,6 @@
-"""Channel names. Built here, on the server, from ids the caller was authorised for; a
-client never names a channel. The hub adds the deployment's namespace in front."""
+"""Pub/sub topic names. Built here, on the server, from ids the caller was authorised for; a
+client never names a topic. The hub adds the deployment's namespace in front. (A "channel"
+in this code base is a delivery channel: e-mail, SMS, WhatsApp, in-app.)"""
 
 from __future__ import annotations
 

@@ -17,10 +17,10 @@ from strawberry.file_uploads.utils import replace_placeholders_with_files
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
+from app.api import Schema
 from app.compat.strawberry import HTTPException, SharingTransportWSHandler
 from app.context import Context
 from app.errors import Unauthenticated
-from app.schema import Schema
 from app.settings import Settings
 
 # Apollo's CSRF prevention headers: a browser cannot send them cross-site without a CORS
