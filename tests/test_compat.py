@@ -273,3 +273,52 @@ async def test_broadcaster_memory_backend_publishes_before_connect():
         where="app/compat/broadcaster.py", what="MemoryBackend's `_published` queue"
     )
     assert await backend.next_published() == Event("t", "second")
+
+
+# --- every package the code imports is declared --------------------------------------------
+
+
+def _imported_top_level(folder: str) -> set[str]:
+    import ast
+    import sys
+
+    names: set[str] = set()
+    for path in (ROOT / folder).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+    return {
+        n for n in names if n not in sys.stdlib_module_names and n not in {"app", "bench", "tests"}
+    }
+
+
+def _declared_with_extras() -> set[str]:
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    return {canonicalize_name(Requirement(r).name) for r in requirements}
+
+
+@pytest.mark.parametrize(
+    ("folder", "section"), [("app", "runtime"), ("bench", "dev"), ("tests", "dev")]
+)
+def test_every_imported_package_is_declared(folder, section):
+    from importlib.metadata import packages_distributions
+
+    from packaging.utils import canonicalize_name
+
+    distributions = packages_distributions()
+    runtime = {
+        canonicalize_name(Requirement(r).name)
+        for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    allowed = runtime if section == "runtime" else _declared_with_extras()
+    missing = {}
+    for module in sorted(_imported_top_level(folder)):
+        owners = {canonicalize_name(d) for d in distributions.get(module, [module])}
+        if not owners & allowed:
+            missing[module] = sorted(owners)
+    assert missing == {}, f"{folder}/ imports packages pyproject.toml does not declare: {missing}"
