@@ -200,6 +200,26 @@ def test_strawberry_http_errors_are_cross_webs():
     )
 
 
+def test_strawberry_hands_parse_multipart_a_starlette_adapter():
+    import strawberry.asgi as asgi
+    from cross_web import StarletteRequestAdapter
+    from starlette.requests import Request
+
+    from app.compat.strawberry import starlette_request
+
+    where = "app/compat/strawberry.py starlette_request (app/http/graphql.py parse_multipart)"
+    assert "StarletteRequestAdapter" in inspect.getsource(asgi), REVISIT.format(
+        where=where, what="strawberry's ASGI view wraps requests in another adapter"
+    )
+    assert hasattr(asgi.GraphQL, "parse_multipart"), REVISIT.format(
+        where=where, what="GraphQL.parse_multipart (which we override) is gone"
+    )
+    request = Request({"type": "http", "method": "POST", "headers": [], "query_string": b""})
+    assert starlette_request(StarletteRequestAdapter(request)) is request, REVISIT.format(
+        where=where, what="the adapter no longer keeps the request as `_request`"
+    )
+
+
 # --- Tortoise: app/compat/tortoise.py ----------------------------------------------------
 
 

@@ -3,7 +3,8 @@ schema, resolvers called directly, and the graphql-transport-ws handler's result
 
 Used by the executor (`app.schema.execution`), the cost limits, and the live updates'
 sharing (`app.subscriptions.sharing`). `HTTPException` is strawberry's HTTP error type,
-from its own dependency cross-web. Pinned in tests/test_compat.py.
+and `starlette_request` unwraps its request adapter, both from its own dependency
+cross-web. Pinned in tests/test_compat.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any
 
-from cross_web import HTTPException
+from cross_web import HTTPException, StarletteRequestAdapter
 from graphql import GraphQLField, GraphQLObjectType, GraphQLSchema
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
@@ -37,8 +38,17 @@ __all__ = [
     "is_default_resolver",
     "lean_resolvers",
     "optimized_is_awaitable",
+    "starlette_request",
     "strawberry_schema",
 ]
+
+
+def starlette_request(request: Any) -> Any:
+    """The Starlette request behind the adapter strawberry's ASGI view hands to
+    `parse_multipart` (cross-web keeps it private): the upload form is parsed with our caps."""
+    assert isinstance(request, StarletteRequestAdapter), type(request)
+    return request._request
+
 
 # The execution context strawberry gives graphql-core (our executor subclasses it).
 ExecutionContextBase = StrawberryGraphQLCoreExecutionContext

@@ -19,6 +19,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from app.api import Schema
 from app.compat.strawberry import HTTPException, SharingTransportWSHandler
+from app.compat.strawberry import starlette_request as starlette_request_of
 from app.context import Context
 from app.errors import Unauthenticated
 from app.settings import Settings
@@ -65,7 +66,7 @@ class DossierGraphQL(GraphQL[Context, None]):
         """The GraphQL multipart request spec, behind a CSRF guard, with few parts."""
         if not any(request.headers.get(name, "").strip() for name in PREFLIGHT_HEADERS):
             raise HTTPException(400, CSRF_MESSAGE)
-        starlette_request: Request = request._request
+        starlette_request: Request = starlette_request_of(request)
         try:
             form = await starlette_request.form(
                 max_files=self.max_upload_files,
