@@ -11,6 +11,7 @@ from strawberry.dataloader import DataLoader
 from tortoise.models import Model
 
 from app import models as m
+from app.services.workflow.timeline import timelines
 
 M = TypeVar("M", bound=Model)
 
@@ -93,7 +94,6 @@ def many_by(model: type[M], column: str, *order_by: str) -> Loader:
 
 def timeline_loader() -> DataLoader[tuple[Any, int, Any], list[Any]]:
     """A dossier's timeline, keyed by (dossier id, last, before): one batch per page shape."""
-    from app.services.workflow import timelines
 
     async def load(keys: Sequence[tuple[Any, int, Any]]) -> list[list[Any]]:
         shapes: dict[tuple[int, Any], list[Any]] = defaultdict(list)

@@ -80,7 +80,7 @@ def is_overdue(
 ) -> bool:
     """Past its due date, not completed, in a dossier whose workflow runs (a dossier on
     hold, completed or cancelled has nothing overdue)."""
-    from app.services.workflow import ACTIVE  # the workflow imports this module
+    from app.services.workflow.machine import ACTIVE  # the workflow imports this module
 
     if due_at is None or completed_at is not None or dossier_status not in ACTIVE:
         return False
