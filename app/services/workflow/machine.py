@@ -2,9 +2,11 @@
 
 One table, `TRANSITIONS`, says which status may follow which, and what may cause the move:
 the workflow itself (documents uploaded or reviewed, steps completed), or an agent's
-hold / release / cancel. Every move goes through `transition`, which checks the table,
-writes the `dossier_status_history` row and the event in the caller's transaction; the
-caller holds the dossier row lock (`lock_dossier`, `select_for_update`).
+hold / release / cancel. Every move goes through `move`, which checks the table, moves the
+dossier in memory and adds the `dossier_status_history` row and the event to a batch of
+writes (`app.db.Writes`); `transition` is `move` written at once, with the dossier's row,
+in the caller's transaction. The caller holds the dossier row lock (`lock_dossier`,
+`select_for_update`).
 
 `ON_HOLD`, `COMPLETED` and `CANCELLED` dossiers do not move on their own (`ACTIVE` lists
 the statuses in which the workflow runs).
@@ -113,6 +115,85 @@ async def lock_dossier(dossier_id: uuid.UUID) -> Dossier:
     return dossier
 
 
+def history(
+    batch: Writes,
+    dossier: Dossier,
+    old: DossierStatus | None,
+    new: DossierStatus,
+    *,
+    actor: Viewer | None = None,
+    reason: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> DossierStatusHistory:
+    """The `dossier_status_history` row of a status change (`old` None: the dossier's first
+    status) and its event, added to `batch`."""
+    actor_type, actor_id = events.actor_of(actor)
+    entry = DossierStatusHistory(
+        dossier_id=dossier.id,
+        old_status=old,
+        new_status=new,
+        changed_by_type=actor_type,
+        changed_by_id=actor_id,
+        reason=reason,
+        metadata=metadata or {},
+    )
+    batch.insert(entry)
+    events.add(
+        batch,
+        "dossier",
+        dossier.id,
+        STATUS_EVENTS.get(new, EventType.DOSSIER_STATUS_CHANGED),
+        actor=actor,
+        payload={
+            "dossierId": str(dossier.id),
+            "old": old.value if old else None,
+            "new": new.value,
+            "reason": reason,
+        },
+    )
+    return entry
+
+
+def move(
+    batch: Writes,
+    dossier: Dossier,
+    new_status: DossierStatus,
+    *,
+    actor: Viewer | None = None,
+    reason: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    cause: Cause | None = None,
+    now: datetime | None = None,
+) -> DossierStatusHistory:
+    """The one rule of a status change, as rows for `batch`: the table is checked
+    (ILLEGAL_TRANSITION, nothing added), the dossier moves in memory (`status`, and
+    `completed_at` when it completes) and its history row and event join the batch.
+
+    The dossier's own row is the caller's to write (`update_dossier`, once per batch with
+    everything else the batch changes in it; a dossier inserted by the batch is written in
+    its final state)."""
+    old_status = DossierStatus(dossier.status)
+    if not can_move(old_status, new_status, cause):
+        raise illegal(old_status, new_status)
+    dossier.status = new_status
+    if new_status == S.COMPLETED:
+        dossier.completed_at = now or datetime.now(UTC)
+    return history(
+        batch, dossier, old_status, new_status, actor=actor, reason=reason, metadata=metadata
+    )
+
+
+def update_dossier(batch: Writes, dossier: Dossier, *fields: str) -> None:
+    """The UPDATE of the dossier's `fields` (as they are in memory) and `updated_at`."""
+    dossier.updated_at = datetime.now(UTC)
+    batch.update(
+        Dossier,
+        {"id": dossier.id},
+        **{name: getattr(dossier, name) for name in fields},
+        updated_at=dossier.updated_at,
+    )
+
+
 async def transition(
     dossier: Dossier,
     new_status: DossierStatus,
@@ -123,82 +204,20 @@ async def transition(
     cause: Cause | None = None,
     now: datetime | None = None,
 ) -> DossierStatusHistory:
-    """Move the (locked) dossier to `new_status`, or raise ILLEGAL_TRANSITION."""
-    old_status = DossierStatus(dossier.status)
-    if not can_move(old_status, new_status, cause):
-        raise illegal(old_status, new_status)
-    dossier.status = new_status
-    if new_status == S.COMPLETED:
-        dossier.completed_at = now or datetime.now(UTC)
-    await dossier.save(update_fields=["status", "completed_at", "metadata", "updated_at"])
-    return await _history(dossier, old_status, new_status, actor, reason, metadata)
-
-
-async def _history(
-    dossier: Dossier,
-    old: DossierStatus | None,
-    new: DossierStatus,
-    actor: Viewer | None,
-    reason: str | None,
-    metadata: dict[str, Any] | None,
-) -> DossierStatusHistory:
-    entry = _history_row(dossier, old, new, actor, reason, metadata)
-    await entry.save(force_create=True)
-    await events.record(
-        "dossier",
-        dossier.id,
-        STATUS_EVENTS.get(new, EventType.DOSSIER_STATUS_CHANGED),
-        actor=actor,
-        payload=_status_payload(dossier, old, new, reason),
-    )
-    return entry
-
-
-def add_history(
-    batch: Writes,
-    dossier: Dossier,
-    old: DossierStatus | None,
-    new: DossierStatus,
-    actor: Viewer | None,
-) -> None:
-    """`_history` for a batch: the history row and its event."""
-    batch.insert(_history_row(dossier, old, new, actor, None, None))
-    events.add(
+    """Move the (locked) dossier to `new_status`, or raise ILLEGAL_TRANSITION: `move`,
+    with the dossier's status, completion and metadata written with its history row and
+    event (one statement on PostgreSQL)."""
+    batch = Writes()
+    entry = move(
         batch,
-        "dossier",
-        dossier.id,
-        STATUS_EVENTS.get(new, EventType.DOSSIER_STATUS_CHANGED),
+        dossier,
+        new_status,
         actor=actor,
-        payload=_status_payload(dossier, old, new, None),
-    )
-
-
-def _history_row(
-    dossier: Dossier,
-    old: DossierStatus | None,
-    new: DossierStatus,
-    actor: Viewer | None,
-    reason: str | None,
-    metadata: dict[str, Any] | None,
-) -> DossierStatusHistory:
-    actor_type, actor_id = events.actor_of(actor)
-    return DossierStatusHistory(
-        dossier_id=dossier.id,
-        old_status=old,
-        new_status=new,
-        changed_by_type=actor_type,
-        changed_by_id=actor_id,
         reason=reason,
-        metadata=metadata or {},
+        metadata=metadata,
+        cause=cause,
+        now=now,
     )
-
-
-def _status_payload(
-    dossier: Dossier, old: DossierStatus | None, new: DossierStatus, reason: str | None
-) -> dict[str, Any]:
-    return {
-        "dossierId": str(dossier.id),
-        "old": old.value if old else None,
-        "new": new.value,
-        "reason": reason,
-    }
+    update_dossier(batch, dossier, "status", "completed_at", "metadata")
+    await batch.run()
+    return entry
