@@ -10,7 +10,8 @@ from tortoise.transactions import in_transaction
 from app.models import Credential, DocumentType, Order, Product, ProductStep, Profile, Step
 from app.models.enums import AgentRole, DossierType, OrderStatus, UserStatus
 from app.security import hash_password
-from app.services import identity, workflow
+from app.services import identity
+from app.services.workflow.steps import open_dossier
 
 DEMO_PASSWORD = "demo1234"  # documented demo credentials
 ADMIN_EMAIL, AGENT_EMAIL, CLIENT_EMAIL = "admin@demo.test", "agent@demo.test", "client@demo.test"
@@ -121,5 +122,5 @@ async def seed() -> dict[str, str]:
                 paid_at=datetime.now(UTC),
                 metadata={"source": "seed"},
             )
-            await workflow.open_dossier(order)
+            await open_dossier(order)
     return {"admin": str(admin.id)}

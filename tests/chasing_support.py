@@ -21,7 +21,7 @@ from app.models import (
     StepReminder,
 )
 from app.models.enums import EventType, NotificationChannel, OrderStatus
-from app.services import workflow
+from app.services.workflow.steps import open_dossier
 from tests.factories import Account, make_product, unique
 
 PHONE = "+33612345678"
@@ -65,7 +65,7 @@ async def open_at(client: Account, product: Product, started: datetime) -> Dossi
         status=OrderStatus.PAID,
         paid_at=started,
     )
-    return await workflow.open_dossier(order, now=started)
+    return await open_dossier(order, now=started)
 
 
 async def with_phone(account: Account, phone: str = PHONE) -> Account:

@@ -21,7 +21,8 @@ from app.models import (
 )
 from app.models.enums import AgentRole, DossierType, OrderStatus, UserStatus
 from app.security import hash_password, issue_token
-from app.services import identity, workflow
+from app.services import identity
+from app.services.workflow.steps import open_dossier
 
 PASSWORD = "correct-horse-battery"
 _seq = itertools.count(1)
@@ -115,4 +116,4 @@ async def make_dossier(client: Account, product: Product | None = None) -> Dossi
         status=OrderStatus.PAID,
         paid_at=datetime.now(UTC),
     )
-    return await workflow.open_dossier(order)
+    return await open_dossier(order)

@@ -39,7 +39,8 @@ from hypothesis import strategies as st
 from app.auth import viewer_from_token
 from app.models import Document, DocumentType, Notification, Order, ProductStep
 from app.models.enums import OrderStatus
-from app.services import documents, workflow
+from app.services import documents
+from app.services.workflow.actions import assign_step
 from app.subscriptions import topics
 from tests.documents_support import PREFLIGHT, make_pdf, multipart_body
 from tests.factories import Account, make_admin, make_agent, make_client, make_dossier, make_product
@@ -249,7 +250,7 @@ async def build_world(spec: Spec, storage: Any) -> World:
             versions.append(Target(version, "real", owner=owner.id, dossier=did))
     for dossier_index, staff_index in spec.assignments:
         step_id = uuid.UUID(step_instances[dossier_index].value)
-        await workflow.assign_step(admin_viewer, step_id, staff[staff_index].obj.id)
+        await assign_step(admin_viewer, step_id, staff[staff_index].obj.id)
     world.some_step_instance = step_instances[0].value
     if spec.pending_order_of is not None:
         owner = clients[spec.pending_order_of]

@@ -20,6 +20,7 @@ import pytest
 from app.models import Document, DocumentType, DocumentVersion, Dossier, Event, StepInstance
 from app.models.enums import DocumentStatus, DossierStatus
 from app.services import documents as documents_service
+from app.services.workflow.actions import StatusAction, change_status
 from app.settings import get_settings
 from tests.documents_support import (
     PREFLIGHT,
@@ -563,7 +564,6 @@ async def test_no_row_points_to_a_missing_file_when_the_transaction_fails(client
     """The file is stored first; if the dossier is put on hold while it is being stored,
     the transaction refuses the upload and the stored file is deleted."""
     from app.providers.storage import LocalStorage
-    from app.services import workflow
 
     owner, agent = await make_client(), await make_agent()
     dossier, document_id = await _one_document(owner, "pdf")
@@ -579,9 +579,7 @@ async def test_no_row_points_to_a_missing_file_when_the_transaction_fails(client
             self.saved.append(key)
             assert await self.exists(key)  # the file is there before any row exists
             assert await DocumentVersion.filter(document_id=document_id).count() == 0
-            await workflow.change_status(
-                agent_viewer, dossier.id, workflow.StatusAction.HOLD, "Paused"
-            )
+            await change_status(agent_viewer, dossier.id, StatusAction.HOLD, "Paused")
             return size
 
     async with app_client() as other:

@@ -12,7 +12,7 @@ import pytest
 from app.errors import DomainError
 from app.models import Document, Dossier, DossierStatusHistory, Event, StepInstance
 from app.models.enums import DocumentStatus, DossierStatus
-from app.services import workflow
+from app.services.workflow import machine
 from tests.documents_support import dossier_view, make_pdf, make_png, review, upload
 from tests.factories import make_agent, make_client, make_dossier, make_product
 from tests.helpers import error_codes, gql
@@ -425,27 +425,26 @@ async def test_the_table_refuses_every_move_it_does_not_list(client):
     refused = 0
     for old in statuses:
         for new in statuses:
-            allowed = workflow.TRANSITIONS[old].get(new)
+            allowed = machine.TRANSITIONS[old].get(new)
             await Dossier.filter(id=dossier.id).update(status=old)
             fresh = await Dossier.get(id=dossier.id)
             history = await DossierStatusHistory.filter(dossier_id=dossier.id).count()
             if allowed is None:
                 with pytest.raises(DomainError) as caught:
-                    await workflow.transition(fresh, new)
+                    await machine.transition(fresh, new)
                 assert caught.value.code == "ILLEGAL_TRANSITION"
                 assert (await Dossier.get(id=dossier.id)).status == old
                 assert await DossierStatusHistory.filter(dossier_id=dossier.id).count() == history
                 refused += 1
             else:
-                wrong = next(c for c in workflow.Cause if c != allowed)
+                wrong = next(c for c in machine.Cause if c != allowed)
                 with pytest.raises(DomainError):
-                    await workflow.transition(fresh, new, cause=wrong)
-    assert refused == 49 - sum(len(v) for v in workflow.TRANSITIONS.values())
-    assert workflow.TRANSITIONS[DossierStatus.COMPLETED] == {}
-    assert workflow.TRANSITIONS[DossierStatus.CANCELLED] == {}
+                    await machine.transition(fresh, new, cause=wrong)
+    assert refused == 49 - sum(len(v) for v in machine.TRANSITIONS.values())
+    assert machine.TRANSITIONS[DossierStatus.COMPLETED] == {}
+    assert machine.TRANSITIONS[DossierStatus.CANCELLED] == {}
     assert (
-        workflow.TRANSITIONS[DossierStatus.IN_PROGRESS][DossierStatus.ON_HOLD]
-        == workflow.Cause.HOLD
+        machine.TRANSITIONS[DossierStatus.IN_PROGRESS][DossierStatus.ON_HOLD] == machine.Cause.HOLD
     )
 
 
@@ -628,8 +627,8 @@ async def test_refund_still_cancels_through_the_table(client):
     from tortoise.transactions import in_transaction
 
     async with in_transaction():
-        locked = await workflow.lock_dossier(dossier.id)
-        await workflow.transition(locked, DossierStatus.CANCELLED, reason="Payment refunded")
+        locked = await machine.lock_dossier(dossier.id)
+        await machine.transition(locked, DossierStatus.CANCELLED, reason="Payment refunded")
     assert (await Dossier.get(id=dossier.id)).status == DossierStatus.CANCELLED
     docs = await Document.filter(dossier_id=dossier.id)
     assert {d.status for d in docs} == {DocumentStatus.PENDING}

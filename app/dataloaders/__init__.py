@@ -8,9 +8,13 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
+from tortoise.functions import Count
 from tortoise.models import Model
 
 from app import models as m
+from app.models.enums import ActorType
+from app.services.messages import message_counts, message_pages
+from app.services.workflow.timeline import timelines
 
 M = TypeVar("M", bound=Model)
 
@@ -93,7 +97,6 @@ def many_by(model: type[M], column: str, *order_by: str) -> Loader:
 
 def timeline_loader() -> DataLoader[tuple[Any, int, Any], list[Any]]:
     """A dossier's timeline, keyed by (dossier id, last, before): one batch per page shape."""
-    from app.services.workflow import timelines
 
     async def load(keys: Sequence[tuple[Any, int, Any]]) -> list[list[Any]]:
         shapes: dict[tuple[int, Any], list[Any]] = defaultdict(list)
@@ -111,10 +114,6 @@ def timeline_loader() -> DataLoader[tuple[Any, int, Any], list[Any]]:
 def unread_messages_loader() -> Loader:
     """Unread chat messages per (dossier id, reader) where reader is "client" (reads the
     agents' and system's messages) or "agent" (reads the client's): one grouped query."""
-    from tortoise.functions import Count
-
-    from app.models.enums import ActorType
-
     senders = {"client": [ActorType.AGENT, ActorType.SYSTEM], "agent": [ActorType.USER]}
 
     async def load(keys: Sequence[tuple[Any, str]]) -> list[int]:
@@ -139,7 +138,6 @@ def unread_messages_loader() -> Loader:
 def message_pages_loader() -> DataLoader[tuple[Any, int, bool, Any, Any], list[Any]]:
     """A page of each dossier's messages, keyed by (dossier id, size, backwards, after key,
     before key): one statement per page shape for the whole batch."""
-    from app.services.messages import message_pages
 
     async def load(keys: Sequence[tuple[Any, int, bool, Any, Any]]) -> list[list[Any]]:
         shapes: dict[tuple[int, bool, Any, Any], list[Any]] = defaultdict(list)
@@ -158,8 +156,6 @@ def message_pages_loader() -> DataLoader[tuple[Any, int, bool, Any, Any], list[A
 
 
 def message_counts_loader() -> DataLoader[Any, int]:
-    from app.services.messages import message_counts
-
     async def load(keys: Sequence[Any]) -> list[int]:
         counts = await message_counts(keys)
         return [counts.get(_key(k), 0) for k in keys]

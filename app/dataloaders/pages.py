@@ -23,6 +23,7 @@ from tortoise import connections
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from app import models as m
 from app.compat.tortoise import columns, from_row, queryset_sql, table
 from app.db import aliased_columns
 
@@ -268,8 +269,6 @@ def dossier_page(info: Any, reader: str) -> JoinedPage | None:
     """A page of dossiers with the product, client, current step (its step, assignee,
     documents, their types and current versions) and unread count the query asks for.
     `reader` is "client" or "agent" (whose unread messages are counted)."""
-    from app import models as m
-
     if not fast_paths(info):
         return None
     tree = node_selection(info)
@@ -339,8 +338,6 @@ def review_queue_page(info: Any) -> JoinedPage | None:
     product), step instance (step, assignee) and document type, as the query asks."""
     if not fast_paths(info):
         return None
-    from app import models as m
-
     tree = node_selection(info)
     loaders = info.context.loaders
     page = JoinedPage(m.DocumentVersion)
@@ -375,8 +372,6 @@ def review_queue_page(info: Any) -> JoinedPage | None:
 
 def _step_details(page: JoinedPage, selected: Tree, loaders: Any) -> None:
     """The step and assignee of the step instance joined as "si", as `selected` asks."""
-    from app import models as m
-
     if "step" in selected:
         page.join_provided(
             "s", m.Step, '"s"."id" = "si"."step_id"', loaders.step, parent="si", name="step"

@@ -39,6 +39,17 @@ class DossierStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+# The workflow runs (uploads, reviews, step moves, reminders) only in these statuses.
+ACTIVE_DOSSIER_STATUSES = frozenset(
+    {
+        DossierStatus.CREATED,
+        DossierStatus.IN_PROGRESS,
+        DossierStatus.UNDER_REVIEW,
+        DossierStatus.CHANGES_REQUESTED,
+    }
+)
+
+
 class OrderStatus(StrEnum):
     PENDING = "PENDING"
     PAID = "PAID"

@@ -17,8 +17,8 @@ from app.schema.workflow import (
     WorkflowErrorCode,
     WorkflowUserError,
 )
-from app.services import workflow
 from app.services.codes import WorkflowErrorCode as Code
+from app.services.workflow import actions
 
 
 def _errors(error: DomainError) -> list[WorkflowUserError]:
@@ -44,10 +44,10 @@ class WorkflowMutation:
     ) -> ChangeDossierStatusPayload:
         viewer = await info.context.require_agent()
         try:
-            dossier = await workflow.change_status(
+            dossier = await actions.change_status(
                 viewer,
                 parse_id(input.dossier_id, what="dossier"),
-                workflow.StatusAction(input.action),
+                actions.StatusAction(input.action),
                 input.reason,
             )
         except DomainError as error:
@@ -61,7 +61,7 @@ class WorkflowMutation:
     async def complete_step(self, info: Info, input: CompleteStepInput) -> StepInstancePayload:
         viewer = await info.context.require_agent()
         try:
-            dossier, step = await workflow.complete_step(
+            dossier, step = await actions.complete_step(
                 viewer, parse_id(input.step_instance_id, what="step")
             )
         except DomainError as error:
@@ -72,7 +72,7 @@ class WorkflowMutation:
     async def skip_step(self, info: Info, input: SkipStepInput) -> StepInstancePayload:
         viewer = await info.context.require_agent()
         try:
-            dossier, step = await workflow.skip_step(
+            dossier, step = await actions.skip_step(
                 viewer, parse_id(input.step_instance_id, what="step"), input.reason
             )
         except DomainError as error:
@@ -88,7 +88,7 @@ class WorkflowMutation:
     ) -> StepInstancePayload:
         viewer = await info.context.require_agent()
         try:
-            dossier, step = await workflow.move_due_date(
+            dossier, step = await actions.move_due_date(
                 viewer, parse_id(input.step_instance_id, what="step"), input.due_at, input.reason
             )
         except DomainError as error:
@@ -105,7 +105,7 @@ class WorkflowMutation:
                 user_errors=_errors(DomainError(Code.UNKNOWN_AGENT, "No such agent.", "agentId"))
             )
         try:
-            dossier, step = await workflow.assign_step(
+            dossier, step = await actions.assign_step(
                 viewer, parse_id(input.step_instance_id, what="step"), agent_id
             )
         except DomainError as error:

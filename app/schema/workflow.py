@@ -15,19 +15,20 @@ from app.schema.documents import DocumentReviewType
 from app.schema.dossiers import DocumentType, DocumentVersionType, DossierType_, StepInstanceType
 from app.schema.enums import ActorType, DossierStatus
 from app.schema.identity import AgentType, Viewer
-from app.services import workflow
 from app.services.codes import WorkflowErrorCode as _WorkflowErrorCode
+from app.services.workflow.actions import StatusAction
+from app.services.workflow.timeline import TimelineItem, TimelineKind
 from app.settings import get_settings
 
 WorkflowErrorCode = strawberry.enum(_WorkflowErrorCode, name="WorkflowErrorCode")
 DossierStatusAction = strawberry.enum(
-    workflow.StatusAction,
+    StatusAction,
     name="DossierStatusAction",
     description="What an agent does to a dossier's status: HOLD it, RELEASE the hold "
     "(back to the status it had before), or CANCEL it.",
 )
 TimelineEntryKind = strawberry.enum(
-    workflow.TimelineKind, name="TimelineEntryKind", description="What a timeline entry is."
+    TimelineKind, name="TimelineEntryKind", description="What a timeline entry is."
 )
 
 
@@ -214,9 +215,9 @@ class MessageEntry(TimelineEntry):
         return self._item.row.content
 
 
-def _entry(item: workflow.TimelineItem) -> TimelineEntry:
+def _entry(item: TimelineItem) -> TimelineEntry:
     common = {"kind": item.kind, "at": item.at, "actor_type": item.actor_type, "_item": item}
-    kind = workflow.TimelineKind
+    kind = TimelineKind
     if item.kind == kind.STATUS_CHANGED:
         row = item.row
         return StatusChangeEntry(

@@ -54,7 +54,8 @@ from app.models.enums import (
     ReminderKind,
     ReminderStatus,
 )
-from app.services import deadlines, events, outbox, workflow
+from app.services import deadlines, events, outbox
+from app.services.workflow.machine import ACTIVE
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger("app.chasing")
@@ -117,7 +118,7 @@ def _actions(
     types: dict[uuid.UUID, DocumentType],
     reasons: dict[uuid.UUID, str | None],
 ) -> list[NextAction]:
-    if step is None or dossier.status not in workflow.ACTIVE:
+    if step is None or dossier.status not in ACTIVE:
         return []
     return [
         NextAction(
@@ -161,9 +162,7 @@ async def progress_of(dossiers: Sequence[Dossier]) -> list[Progress]:
     for document_type in types.values():
         if document_type.required_step_id in upcoming:  # type: ignore[attr-defined]
             types_per_step[document_type.required_step_id] += 1  # type: ignore[attr-defined]
-    active_current = {
-        d.current_step_instance_id for d in dossiers if d.status in workflow.ACTIVE
-    } - {None}
+    active_current = {d.current_step_instance_id for d in dossiers if d.status in ACTIVE} - {None}
     reasons = await _last_reasons(
         [d for d in all_documents if d.step_instance_id in active_current]  # type: ignore[attr-defined]
     )
@@ -206,7 +205,7 @@ def overdue_steps(*, now: datetime | None = None, agent_id: uuid.UUID | None = N
     """Current steps of running dossiers past their due date (page them by due date:
     the most overdue first); `agent_id` keeps the steps assigned to that agent."""
     now = now or datetime.now(UTC)
-    current = Dossier.filter(status__in=list(workflow.ACTIVE)).values("current_step_instance_id")
+    current = Dossier.filter(status__in=list(ACTIVE)).values("current_step_instance_id")
     queryset = StepInstance.filter(
         due_at__lt=now, completed_at__isnull=True, id__in=Subquery(current)
     )
@@ -303,7 +302,7 @@ async def _pass(
                 id__in=list({r.step_instance_id for g in rows.values() for r in g})  # type: ignore[attr-defined]
             )
         }
-        running = [d for d in dossiers if d.status in workflow.ACTIVE and rows.get(d.id)]
+        running = [d for d in dossiers if d.status in ACTIVE and rows.get(d.id)]
         missing = await _missing(running) if kind == ReminderKind.DOCUMENTS else {}
 
         for dossier in dossiers:
@@ -311,7 +310,7 @@ async def _pass(
             if not mine:
                 continue
             status = DossierStatus(dossier.status)
-            if status not in workflow.ACTIVE:
+            if status not in ACTIVE:
                 report.skipped += await _close(mine, _stopped_reason(status), now)
                 continue
             live = [
@@ -435,7 +434,7 @@ async def plan_missing(
     now = now or datetime.now(UTC)
     limit = limit or settings.chasing_batch_size
     schedule = deadlines.parse_schedule(settings.document_reminder_schedule)
-    current = Dossier.filter(status__in=list(workflow.ACTIVE)).values("current_step_instance_id")
+    current = Dossier.filter(status__in=list(ACTIVE)).values("current_step_instance_id")
     candidates = StepInstance.filter(
         started_at__isnull=False,
         completed_at__isnull=True,

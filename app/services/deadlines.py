@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.domain.schedule import parse_schedule
 from app.models import StepInstance, StepReminder
-from app.models.enums import DossierStatus, ReminderKind, ReminderStatus
+from app.models.enums import ACTIVE_DOSSIER_STATUSES, DossierStatus, ReminderKind, ReminderStatus
 from app.settings import Settings, get_settings
 
 
@@ -43,9 +43,7 @@ def is_overdue(
 ) -> bool:
     """Past its due date, not completed, in a dossier whose workflow runs (a dossier on
     hold, completed or cancelled has nothing overdue)."""
-    from app.services.workflow import ACTIVE  # the workflow imports this module
-
-    if due_at is None or completed_at is not None or dossier_status not in ACTIVE:
+    if due_at is None or completed_at is not None or dossier_status not in ACTIVE_DOSSIER_STATUSES:
         return False
     return due_at < (now or datetime.now(UTC))
 

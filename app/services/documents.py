@@ -39,9 +39,11 @@ from app.errors import DomainError, Forbidden, NotFound
 from app.models import Document, DocumentReview, DocumentType, DocumentVersion, Dossier
 from app.models.enums import DocumentStatus, DossierStatus, EventType, ReviewStatus
 from app.providers.storage import Storage, StorageError
-from app.services import events, workflow
+from app.services import events
 from app.services.codes import DocumentErrorCode as Code
 from app.services.validation import check_text
+from app.services.workflow.machine import ACTIVE, lock_dossier
+from app.services.workflow.steps import settle
 from app.settings import get_settings
 
 logger = logging.getLogger("app.documents")
@@ -144,7 +146,7 @@ async def visible_version(viewer: Viewer, version_id: uuid.UUID) -> DocumentVers
 
 
 def _check_uploadable(document: Document, dossier: Dossier) -> None:
-    if dossier.status not in workflow.ACTIVE:
+    if dossier.status not in ACTIVE:
         raise DomainError(
             Code.DOSSIER_NOT_ACTIVE,
             f"The dossier is {DossierStatus(dossier.status).value}: it takes no upload now.",
@@ -242,7 +244,7 @@ async def upload_document(
 
     try:
         async with in_transaction():
-            dossier = await workflow.lock_dossier(dossier.id)
+            dossier = await lock_dossier(dossier.id)
             document = await Document.filter(id=document.id).select_for_update().get()
             _check_uploadable(document, dossier)
             latest = (
@@ -278,9 +280,7 @@ async def upload_document(
                     "documentTypeId": str(document_type.id),
                 },
             )
-            await workflow.settle(
-                dossier, actor=viewer, reason="Every document of the step is uploaded."
-            )
+            await settle(dossier, actor=viewer, reason="Every document of the step is uploaded.")
     except BaseException:
         try:
             await storage.delete(key)
@@ -332,7 +332,7 @@ async def review_document(
         document = await Document.filter(id=version.document_id).first()  # type: ignore[attr-defined]
         if document is None:
             raise NotFound("No such document version.")
-        dossier = await workflow.lock_dossier(document.dossier_id)  # type: ignore[attr-defined]
+        dossier = await lock_dossier(document.dossier_id)  # type: ignore[attr-defined]
         document = await Document.filter(id=document.id).select_for_update().get()
         if document.current_version_id != version.id:
             raise DomainError(
@@ -346,7 +346,7 @@ async def review_document(
                 f"This version was already reviewed ({DocumentStatus(document.status).value}).",
                 "versionId",
             )
-        if dossier.status not in workflow.ACTIVE:
+        if dossier.status not in ACTIVE:
             raise DomainError(
                 Code.DOSSIER_NOT_ACTIVE,
                 f"The dossier is {DossierStatus(dossier.status).value}: no review now.",
@@ -387,7 +387,7 @@ async def review_document(
             ReviewStatus.CHANGES_REQUESTED: "changes requested",
             ReviewStatus.REJECTED: "rejected",
         }[decision]
-        await workflow.settle(
+        await settle(
             dossier, actor=viewer, reason=f"Document {label}" + (f": {reason}" if reason else ".")
         )
     return review, document, dossier
@@ -405,7 +405,7 @@ def review_queue(viewer: Viewer, *, mine: bool = False) -> QuerySet[DocumentVers
         status=DocumentStatus.UPLOADED,
         current_version_id__isnull=False,
         step_instance__completed_at__isnull=True,
-        dossier__status__in=[s.value for s in workflow.ACTIVE],
+        dossier__status__in=[s.value for s in ACTIVE],
     )
     if mine:
         awaiting = awaiting.filter(step_instance__assigned_to_id=viewer.agent.id)

@@ -39,8 +39,10 @@ from app.models.enums import (
 )
 from app.providers.payments import CheckoutRequest, PaymentProvider, PaymentProviderError
 from app.security import hash_password, issue_token
-from app.services import events, workflow
+from app.services import events
 from app.services.validation import check_password, check_text, normalise_email
+from app.services.workflow.machine import transition
+from app.services.workflow.steps import open_dossier
 from app.settings import get_settings
 
 DEFAULT_LINK_HOURS = 7 * 24
@@ -419,7 +421,7 @@ async def fulfil(session: dict[str, Any]) -> None:
         EventType.PAYMENT_SUCCEEDED,
         payload={"amount": order.amount, "currency": order.currency, "sessionId": session["id"]},
     )
-    await workflow.open_dossier(order, product=order.product, writes=writes)
+    await open_dossier(order, product=order.product, writes=writes)
     order.status = OrderStatus.PAID
     order.paid_at = now
     order.stripe_payment_intent_id = session.get("payment_intent") or None
@@ -501,7 +503,7 @@ async def refund(payment_intent_id: str | None, metadata: dict[str, Any]) -> Non
     if dossier_id:
         dossier = await Dossier.filter(id=dossier_id).select_for_update().get()
         if dossier.status not in (DossierStatus.CANCELLED, DossierStatus.COMPLETED):
-            await workflow.transition(dossier, DossierStatus.CANCELLED, reason="Payment refunded")
+            await transition(dossier, DossierStatus.CANCELLED, reason="Payment refunded")
 
 
 class UnmatchedEvent(Exception):

@@ -1,0 +1,132 @@
+"""The dossier timeline (a read model): status changes, step events, uploads, reviews and
+messages merged in time order."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from app.models import DocumentReview, DocumentVersion, DossierStatusHistory, Event, Message
+from app.models.enums import ActorType, EventType
+
+
+class TimelineKind(StrEnum):
+    STATUS_CHANGED = "STATUS_CHANGED"
+    STEP_STARTED = "STEP_STARTED"
+    STEP_COMPLETED = "STEP_COMPLETED"
+    STEP_SKIPPED = "STEP_SKIPPED"
+    STEP_ASSIGNED = "STEP_ASSIGNED"
+    DOCUMENT_UPLOADED = "DOCUMENT_UPLOADED"
+    DOCUMENT_REVIEWED = "DOCUMENT_REVIEWED"
+    MESSAGE_SENT = "MESSAGE_SENT"
+    DUE_DATE_CHANGED = "DUE_DATE_CHANGED"
+    DOCUMENT_REMINDER_SENT = "DOCUMENT_REMINDER_SENT"
+
+
+STEP_EVENTS = {
+    EventType.STEP_STARTED: TimelineKind.STEP_STARTED,
+    EventType.STEP_COMPLETED: TimelineKind.STEP_COMPLETED,
+    EventType.STEP_SKIPPED: TimelineKind.STEP_SKIPPED,
+    EventType.STEP_ASSIGNED: TimelineKind.STEP_ASSIGNED,
+    EventType.STEP_DUE_DATE_CHANGED: TimelineKind.DUE_DATE_CHANGED,
+    EventType.DOCUMENT_REMINDER_SENT: TimelineKind.DOCUMENT_REMINDER_SENT,
+}
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    kind: TimelineKind
+    at: datetime
+    actor_type: ActorType
+    actor_id: uuid.UUID | None
+    row: Any  # the history row, event, version, review or message behind the entry
+
+
+async def timelines(
+    dossier_ids: Sequence[uuid.UUID], *, last: int, before: datetime | None = None
+) -> dict[uuid.UUID, list[TimelineItem]]:
+    """The latest `last` entries (before `before`) of each dossier, oldest first.
+
+    Status history, step events (started, completed, skipped, assigned, due date moved,
+    reminder sent), uploads, reviews and messages, merged in time order. One query per
+    source for the whole batch; each is limited to `last` rows when there is one dossier
+    (the usual case).
+    """
+    ids = list({str(i) for i in dossier_ids})
+    if not ids or last <= 0:
+        return {uuid.UUID(i): [] for i in ids}
+
+    def bounded(queryset: Any, column: str) -> Any:
+        if before is not None:
+            queryset = queryset.filter(**{f"{column}__lt": before})
+        queryset = queryset.order_by(f"-{column}", "-id")
+        return queryset.limit(last) if len(ids) == 1 else queryset
+
+    out: dict[str, list[TimelineItem]] = defaultdict(list)
+    for row in await bounded(DossierStatusHistory.filter(dossier_id__in=ids), "created_at"):
+        out[str(row.dossier_id)].append(  # type: ignore[attr-defined]
+            TimelineItem(
+                TimelineKind.STATUS_CHANGED,
+                row.created_at,
+                ActorType(row.changed_by_type),
+                row.changed_by_id,
+                row,
+            )
+        )
+    step_events = Event.filter(
+        entity_type="dossier", entity_id__in=ids, event_type__in=list(STEP_EVENTS)
+    )
+    for row in await bounded(step_events, "created_at"):
+        out[str(row.entity_id)].append(
+            TimelineItem(
+                STEP_EVENTS[EventType(row.event_type)],
+                row.created_at,
+                ActorType(row.actor_type),
+                row.actor_id,
+                row,
+            )
+        )
+    versions = DocumentVersion.filter(document__dossier_id__in=ids).select_related("document")
+    for row in await bounded(versions, "uploaded_at"):
+        out[str(row.document.dossier_id)].append(
+            TimelineItem(
+                TimelineKind.DOCUMENT_UPLOADED,
+                row.uploaded_at,
+                ActorType(row.uploaded_by_type),
+                row.uploaded_by_id,
+                row,
+            )
+        )
+    reviews = DocumentReview.filter(document_version__document__dossier_id__in=ids).select_related(
+        "document_version__document"
+    )
+    for row in await bounded(reviews, "reviewed_at"):
+        out[str(row.document_version.document.dossier_id)].append(
+            TimelineItem(
+                TimelineKind.DOCUMENT_REVIEWED,
+                row.reviewed_at,
+                ActorType.AGENT,
+                row.reviewer_id,  # type: ignore[attr-defined]
+                row,
+            )
+        )
+    for row in await bounded(Message.filter(dossier_id__in=ids), "created_at"):
+        out[str(row.dossier_id)].append(  # type: ignore[attr-defined]
+            TimelineItem(
+                TimelineKind.MESSAGE_SENT,
+                row.created_at,
+                ActorType(row.sender_type),
+                row.sender_id,
+                row,
+            )
+        )
+    result: dict[uuid.UUID, list[TimelineItem]] = {}
+    for key in ids:
+        items = sorted(out.get(key, []), key=lambda item: (item.at, str(item.row.id)))
+        result[uuid.UUID(key)] = items[-last:]
+    return result
