@@ -120,7 +120,7 @@ JOIN document_types dt ON dt.id = doc.document_type_id
 JOIN profiles c ON c.id = d.user_id
 JOIN products p ON p.id = d.product_id
 JOIN steps s ON s.id = si.step_id
-LEFT JOIN agents a ON a.id = si.assigned_to_id
+LEFT JOIN agents a ON a.id = si.assigned_to
 WHERE doc.status = 'UPLOADED'
 ORDER BY v.uploaded_at, v.id
 LIMIT $1
@@ -578,7 +578,7 @@ class Raw:
             else None
         )
         await conn.executemany(
-            "INSERT INTO step_instances (id, dossier_id, step_id, assigned_to_id, position, "
+            "INSERT INTO step_instances (id, dossier_id, step_id, assigned_to, position, "
             "is_required, started_at, completed_at, skipped_at, due_at, metadata, created_at, "
             "estimated_duration_hours) "
             "VALUES ($1, $2, $3, NULL, $4, $5, $6, NULL, NULL, $7, '{}', $8, $9)",

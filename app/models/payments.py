@@ -16,12 +16,20 @@ class PaymentLink(CreatedModel):
     prospect_name = fields.TextField()
     stripe_checkout_session_id = fields.CharField(max_length=255, null=True, unique=True)
     created_by = fields.ForeignKeyField(
-        "models.Agent", related_name="payment_links", null=True, on_delete=fields.SET_NULL
+        "models.Agent",
+        related_name="payment_links",
+        null=True,
+        on_delete=fields.SET_NULL,
+        source_field="created_by",  # the ERD's column name (the attribute is created_by_id)
     )
     expires_at = fields.DatetimeField()
     used_at = fields.DatetimeField(null=True)
     used_by = fields.ForeignKeyField(
-        "models.Profile", related_name="used_payment_links", null=True, on_delete=fields.SET_NULL
+        "models.Profile",
+        related_name="used_payment_links",
+        null=True,
+        on_delete=fields.SET_NULL,
+        source_field="used_by",  # the ERD's column name (the attribute is used_by_id)
     )
 
     class Meta:
