@@ -54,6 +54,8 @@ class StepInstance(CreatedModel):
     step = fields.ForeignKeyField(
         "models.Step", related_name="step_instances", on_delete=fields.RESTRICT
     )
+    # The ERD's column name (migration 0006); `makemigrations` echoes a no-op "Alter
+    # field" for it every time (see tests/test_schema_db.py::_column_echo): delete it.
     assigned_to = fields.ForeignKeyField(
         "models.Agent",
         related_name="step_instances",
