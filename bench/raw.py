@@ -510,7 +510,8 @@ class Raw:
 
     async def _fulfil(self, conn: Any, session: dict[str, Any]) -> None:
         """Order PAID, profile ACTIVE, the dossier opened at its first step: the rows the
-        API's webhook writes (app.services.payments.fulfil, workflow.open_dossier)."""
+        API's webhook writes (app.services.payments.fulfilment.fulfil,
+        workflow.open_dossier)."""
         order_id = uuid.UUID((session.get("metadata") or {}).get("order_id"))
         order = await conn.fetchrow(
             "SELECT id, user_id, product_id, amount, currency, status FROM orders "
