@@ -169,7 +169,7 @@ def message_counts_loader() -> DataLoader[Any, int]:
 
 def progress_loader() -> DataLoader[Any, Any]:
     """Each dossier's progress (keyed by the Dossier row): four queries per batch."""
-    from app.services.chasing import progress_of
+    from app.services.progress import progress_of
 
     async def load(keys: Sequence[Any]) -> list[Any]:
         return await progress_of(keys)
