@@ -120,7 +120,7 @@ JOIN document_types dt ON dt.id = doc.document_type_id
 JOIN profiles c ON c.id = d.user_id
 JOIN products p ON p.id = d.product_id
 JOIN steps s ON s.id = si.step_id
-LEFT JOIN agents a ON a.id = si.assigned_to_id
+LEFT JOIN agents a ON a.id = si.assigned_to
 WHERE doc.status = 'UPLOADED'
 ORDER BY v.uploaded_at, v.id
 LIMIT $1
@@ -510,7 +510,8 @@ class Raw:
 
     async def _fulfil(self, conn: Any, session: dict[str, Any]) -> None:
         """Order PAID, profile ACTIVE, the dossier opened at its first step: the rows the
-        API's webhook writes (app.services.payments.fulfil, workflow.open_dossier)."""
+        API's webhook writes (app.services.payments.fulfilment.fulfil,
+        workflow.steps.open_dossier)."""
         order_id = uuid.UUID((session.get("metadata") or {}).get("order_id"))
         order = await conn.fetchrow(
             "SELECT id, user_id, product_id, amount, currency, status FROM orders "
@@ -578,7 +579,7 @@ class Raw:
             else None
         )
         await conn.executemany(
-            "INSERT INTO step_instances (id, dossier_id, step_id, assigned_to_id, position, "
+            "INSERT INTO step_instances (id, dossier_id, step_id, assigned_to, position, "
             "is_required, started_at, completed_at, skipped_at, due_at, metadata, created_at, "
             "estimated_duration_hours) "
             "VALUES ($1, $2, $3, NULL, $4, $5, $6, NULL, NULL, $7, '{}', $8, $9)",

@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from app.compat.tortoise import columns as model_columns
+
 BASE = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 PASSWORD_HASH = "bench-accounts-log-in-with-tokens-only"
 TABLE_ORDER = (
@@ -256,7 +258,7 @@ def _dossier(
             "step_instances",
             dossier_id=dossier["id"],
             step_id=step["id"],
-            assigned_to_id=assignee if position == current else None,
+            assigned_to=assignee if position == current else None,
             position=position,
             is_required=True,
             started_at=started,
@@ -446,4 +448,10 @@ async def orm_rows(world: World) -> None:
             rows = world.rows.get(table)
             if rows:
                 model = models[table]
-                await model.bulk_create([model(**_plain(r)) for r in rows], batch_size=500)
+                # rows are keyed by column; a model takes attribute names (`assigned_to_id`
+                # for the column `assigned_to`)
+                names = {column: name for name, column in model_columns(model).items()}
+                await model.bulk_create(
+                    [model(**{names.get(k, k): v for k, v in _plain(r).items()}) for r in rows],
+                    batch_size=500,
+                )

@@ -36,8 +36,9 @@ from app.models.enums import (
     NotificationStatus,
     OrderStatus,
 )
-from app.services import events, notifications, outbox, payments, reminders
+from app.services import events, notifications, outbox, reminders
 from app.services.delivery import deliver_due
+from app.services.payments.failures import schedule_reminders
 from app.settings import get_settings
 from tests.factories import make_admin, make_agent, make_client, make_dossier, make_product
 from tests.helpers import count_statements, error_codes, gql
@@ -341,7 +342,7 @@ async def test_payment_reminders_go_only_on_their_channel_one_entry_per_slot(smt
         currency=product.currency,
         status=OrderStatus.PENDING,
     )
-    await payments.schedule_reminders(order)  # slots x (EMAIL, SMS)
+    await schedule_reminders(order)  # slots x (EMAIL, SMS)
     first_slot = datetime.now(UTC) + timedelta(hours=get_settings().payment_reminder_hours[0])
 
     assert await reminders.send_due_reminders(now=first_slot + timedelta(minutes=1)) == 2

@@ -3,9 +3,11 @@
 * `schema.graphql` is what the code exports;
 * the migration files describe exactly the models (Tortoise's own autodetector finds
   nothing to write);
+* the ERD written out below is /work/shared/ERD.md (parsed, when the file is there);
 * the database built from the migration files (the run's database, see conftest) has
-  every column, foreign key, unique key and index of /work/shared/ERD.md, read back from
-  the catalogue through the ORM connection;
+  every column of every ERD table under the ERD's own name, and every foreign key,
+  unique key and index of the ERD, read back from the catalogue through the ORM
+  connection;
 * migrating a brand-new database works, and a second run applies nothing.
 """
 
@@ -25,7 +27,11 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from tortoise import Tortoise
 from tortoise.connection import get_connection
+from tortoise.fields.relational import ForeignKeyFieldInstance
+from tortoise.migrations.operations import AlterField
+from tortoise.migrations.schema_generator.state_diff import _field_signature
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = ROOT / "app" / "models" / "migrations"
@@ -34,15 +40,19 @@ SUBPROCESS_TIMEOUT = 20  # seconds, per command
 # --------------------------------------------------------------------------------------
 # The ERD (/work/shared/ERD.md), written out: table -> {column: ERD type}.
 #
-# Column names are the ERD's. Tortoise names the column of a ForeignKeyField `<field>_id`;
-# where the ERD's column name has no `_id` suffix, our column carries one (DB_COLUMN below):
-#   payment_links.created_by  -> created_by_id   (field PaymentLink.created_by)
-#   payment_links.used_by     -> used_by_id      (field PaymentLink.used_by)
-#   step_instances.assigned_to -> assigned_to_id (field StepInstance.assigned_to)
-# The ERD's document_reviews.reviewer_id and document_types.required_step_id keep their
-# names (fields DocumentReview.reviewer and DocumentType.required_step). These are the
-# names in app/models/migrations/0001_initial.py (`source_field=...`).
+# Column names are the ERD's, and the database's: Tortoise names the column of a
+# ForeignKeyField `<field>_id`, so the three whose ERD name has no `_id` suffix say
+# `source_field=` in the models (migration 0006 renamed them; the Python attributes keep
+# their `_id` names):
+#   payment_links.created_by   (field PaymentLink.created_by, attribute created_by_id)
+#   payment_links.used_by      (field PaymentLink.used_by, attribute used_by_id)
+#   step_instances.assigned_to (field StepInstance.assigned_to, attribute assigned_to_id)
+# The copy here lets the suite run where the ERD file is not; when it is there,
+# test_erd_written_out_is_erd_md checks the copy against it, and
+# test_every_erd_column_exists reads the file itself.
 # --------------------------------------------------------------------------------------
+ERD_FILE_ENV = "ERD_FILE"
+ERD_FILE_CANDIDATES = (ROOT.parent / "shared" / "ERD.md", Path("/work/shared/ERD.md"))
 ERD_TABLES: dict[str, dict[str, str]] = {
     "profiles": {
         "id": "uuid",
@@ -254,18 +264,6 @@ ERD_TABLES: dict[str, dict[str, str]] = {
     },
 }
 
-# ERD column -> our column (Tortoise's `<field>_id` for a ForeignKeyField), see above.
-DB_COLUMN: dict[tuple[str, str], str] = {
-    ("payment_links", "created_by"): "created_by_id",
-    ("payment_links", "used_by"): "used_by_id",
-    ("step_instances", "assigned_to"): "assigned_to_id",
-}
-
-
-def db_column(table: str, erd_column: str) -> str:
-    return DB_COLUMN.get((table, erd_column), erd_column)
-
-
 # The ERD's foreign keys: every `FK` marker of the entity definitions (which include the
 # "Critical Foreign Keys" list), as (table, ERD column) -> referenced table (its `id`).
 ERD_FOREIGN_KEYS: dict[tuple[str, str], str] = {
@@ -336,7 +334,7 @@ ERD_INDEXES: dict[str, tuple[str, tuple[str, ...]]] = {
     "idx_orders_stripe_checkout_session_id": ("orders", ("stripe_checkout_session_id",)),
     "idx_orders_stripe_payment_intent_id": ("orders", ("stripe_payment_intent_id",)),
     "idx_payment_links_token": ("payment_links", ("token",)),
-    "idx_step_instances_assigned_to": ("step_instances", ("assigned_to_id",)),
+    "idx_step_instances_assigned_to": ("step_instances", ("assigned_to",)),
     "idx_document_reviews_reviewer_id": ("document_reviews", ("reviewer_id",)),
     "idx_orders_status": ("orders", ("status",)),
     "idx_orders_created_at": ("orders", ("created_at",)),
@@ -409,6 +407,93 @@ def test_erd_tables_written_out_completely() -> None:
         assert column in ERD_TABLES[table], (table, column)
     for erd_type in {t for columns in ERD_TABLES.values() for t in columns.values()}:
         assert erd_type in PG_TYPES, erd_type
+
+
+# --------------------------------------------------------------------------------------
+# Reading /work/shared/ERD.md: the entity blocks of its mermaid `erDiagram`
+# (`TABLE { type column [PK|FK|UK] ... }`) and the index names of its "Index Strategy".
+# --------------------------------------------------------------------------------------
+_ENTITY_START = re.compile(r"^\s*([A-Z][A-Z0-9_]*)\s*\{\s*$")
+_ENTITY_COLUMN = re.compile(
+    r"^\s*(?P<type>[A-Za-z_][A-Za-z0-9_]*(?:\[\])?)\s+(?P<name>[a-z_][a-z0-9_]*)"
+    r"(?P<keys>(?:\s+(?:PK|FK|UK)(?:\s*,\s*(?:PK|FK|UK))*)?)\s*(?:\"[^\"]*\")?\s*$"
+)
+_ERD_INDEX_NAME = re.compile(r"`(idx_[a-z0-9_]+)`")
+
+
+class ParsedErd:
+    def __init__(self, text: str) -> None:
+        self.tables: dict[str, dict[str, str]] = {}
+        self.keys: dict[tuple[str, str], set[str]] = {}
+        table: str | None = None
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip().startswith("%%") or not line.strip():
+                continue
+            if table is None:
+                start = _ENTITY_START.match(line)
+                if start:
+                    table = start.group(1).lower()
+                    assert table not in self.tables, f"ERD.md:{number}: {table} twice"
+                    self.tables[table] = {}
+                continue
+            if line.strip() == "}":
+                table = None
+                continue
+            column = _ENTITY_COLUMN.match(line)
+            assert column, f"ERD.md:{number}: not a column of {table}: {line.strip()!r}"
+            name = column.group("name")
+            assert name not in self.tables[table], f"ERD.md:{number}: {table}.{name} twice"
+            self.tables[table][name] = column.group("type")
+            self.keys[(table, name)] = set(re.findall(r"PK|FK|UK", column.group("keys")))
+        assert table is None, f"ERD.md: the block of {table} is not closed"
+        self.indexes = set(_ERD_INDEX_NAME.findall(text))
+
+    def marked(self, key: str) -> set[tuple[str, str]]:
+        return {column for column, keys in self.keys.items() if key in keys}
+
+
+def _erd_file() -> Path | None:
+    if os.environ.get(ERD_FILE_ENV):
+        return Path(os.environ[ERD_FILE_ENV])
+    return next((path for path in ERD_FILE_CANDIDATES if path.is_file()), None)
+
+
+def _parsed_erd() -> ParsedErd | None:
+    path = _erd_file()
+    return ParsedErd(path.read_text()) if path is not None else None
+
+
+def erd_tables() -> dict[str, dict[str, str]]:
+    """The ERD's tables and columns: read from ERD.md when it is there, else the copy."""
+    parsed = _parsed_erd()
+    return parsed.tables if parsed is not None else ERD_TABLES
+
+
+def test_erd_written_out_is_erd_md() -> None:
+    """The copy above is the ERD: every table, column (name and type), FK and UK marker
+    and index name of ERD.md, and nothing else."""
+    parsed = _parsed_erd()
+    if parsed is None:
+        pytest.skip(f"no ERD.md (set {ERD_FILE_ENV}, or see ERD_FILE_CANDIDATES)")
+    assert len(parsed.tables) == 19, sorted(parsed.tables)
+    assert parsed.tables == ERD_TABLES, "ERD_TABLES differs from ERD.md: update the copy"
+    assert parsed.marked("FK") == set(ERD_FOREIGN_KEYS)
+    assert parsed.marked("UK") == set(ERD_UNIQUE_KEYS)
+    assert parsed.marked("PK") == {(table, "id") for table in ERD_TABLES}
+    assert parsed.indexes == set(ERD_INDEXES)
+
+
+def test_erd_parser_reads_what_it_is_given() -> None:
+    """The parser fails loudly on a line it cannot read, instead of skipping a column."""
+    parsed = ParsedErd(
+        "erDiagram\n  A ||--o{ B : x\n  B {\n    uuid id PK\n    text[] tags\n"
+        '    uuid a_id FK "the a"\n    text code UK\n  }\n- `idx_b_code`\n'
+    )
+    assert parsed.tables == {"b": {"id": "uuid", "tags": "text[]", "a_id": "uuid", "code": "text"}}
+    assert parsed.marked("FK") == {("b", "a_id")}
+    assert parsed.indexes == {"idx_b_code"}
+    with pytest.raises(AssertionError, match="not a column"):
+        ParsedErd("B {\n  uuid id PK\n  uuid\n}\n")
 
 
 # --------------------------------------------------------------------------------------
@@ -561,9 +646,29 @@ def test_schema_graphql_is_current() -> None:
     )
 
 
+def _column_echo(old_state: Any, operation: Any) -> bool:
+    """An AlterField that Tortoise 1.1's autodetector reports, forever, for a foreign key
+    with a column name of its own (`source_field=`): it compares the migration state's
+    field, whose `source_field` is the column (`created_by`), with the model's, whose
+    `source_field` became the `<field>_id` attribute when the model was initialised.
+    Nothing else differs, and the state's column is the model's (the real column, checked
+    on the live database below), so there is nothing to migrate."""
+    if not isinstance(operation, AlterField):
+        return False
+    if not isinstance(operation.field, ForeignKeyFieldInstance):
+        return False
+    model = Tortoise.apps["models"][operation.model_name]
+    key = model._meta.fields_map[operation.name].source_field  # `<field>_id`
+    column = model._meta.fields_db_projection[key]
+    old_field = old_state.models[("models", operation.model_name)].fields[operation.name]
+    old, new = _field_signature(old_field), _field_signature(operation.field)
+    differ = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+    return differ <= {"raw_field", "db_column"} and old_field.source_field == column != key
+
+
 async def test_migrations_match_the_models(database_url: str) -> None:
-    """What `tortoise makemigrations` (`make migrations`) would write: nothing."""
-    from tortoise import Tortoise
+    """What `tortoise makemigrations` (`make migrations`) would write: nothing (but the
+    autodetector's echo of the ERD-named foreign-key columns, see _column_echo)."""
     from tortoise.migrations.autodetector import MigrationAutodetector
 
     from app.db import tortoise_config
@@ -573,8 +678,11 @@ async def test_migrations_match_the_models(database_url: str) -> None:
     assert Tortoise.apps, "the ORM is not initialised"
     # The same call as tortoise/cli/cli.py `makemigrations`, on the app's own models; it
     # replays the migration files in memory and diffs them with the models (no database).
-    writers = await MigrationAutodetector(Tortoise.apps, apps_config).changes()
-    pending = [op.describe() for writer in writers for op in writer.operations]
+    detector = MigrationAutodetector(Tortoise.apps, apps_config)
+    writers = await detector.changes()
+    operations = [op for writer in writers for op in writer.operations]
+    old_state = await detector._project_state() if operations else None
+    pending = [op.describe() for op in operations if not _column_echo(old_state, op)]
     assert not pending, (
         "the models and app/models/migrations/ have drifted: run `make migrations`, review "
         f"and commit the new migration. Pending: {'; '.join(pending)}"
@@ -587,23 +695,37 @@ async def test_migrations_match_the_models(database_url: str) -> None:
 
 
 async def test_every_erd_column_exists(backend) -> None:
+    """Every column of every ERD table, under the ERD's name (ERD.md itself when it is
+    there): a column missing or named otherwise fails."""
     columns = await _columns(backend)
-    missing = [
-        f"{table}.{db_column(table, column)}"
-        for table, erd_columns in ERD_TABLES.items()
-        for column in erd_columns
-        if db_column(table, column) not in columns.get(table, {})
-    ]
-    missing += [
+    problems = []
+    for table, erd_columns in erd_tables().items():
+        live = columns.get(table)
+        if live is None:
+            problems.append(f"{table}: no such table")
+            continue
+        for column in erd_columns:
+            if column in live:
+                continue
+            # A near miss names the column the database has instead (e.g. Tortoise's
+            # `<field>_id` for a foreign key whose ERD name has no suffix).
+            stem = column.removesuffix("_id")
+            near = sorted(c for c in live if c != column and c.removesuffix("_id") == stem)
+            problems.append(f"{table}.{column}" + (f" (the database has {near})" if near else ""))
+    problems += [
         f"{table}.{column}"
         for table, extra in EXTRA_COLUMNS.items()
-        for column in extra
+        for column in sorted(extra)
         if column not in columns.get(table, {})
     ]
-    assert not missing, f"columns missing from the migrated database: {missing}"
-    # The renamed foreign-key columns exist only under their Tortoise names.
-    for (table, erd_column), column in DB_COLUMN.items():
-        assert erd_column not in columns[table], (table, erd_column, column)
+    assert not problems, f"ERD columns missing from the migrated database: {problems}"
+    # The foreign keys whose ERD name has no `_id` suffix have no `<name>_id` column left.
+    leftovers = [
+        f"{table}.{column}_id"
+        for (table, column) in ERD_FOREIGN_KEYS
+        if not column.endswith("_id") and f"{column}_id" in columns[table]
+    ]
+    assert not leftovers, f"columns the ERD names without `_id`: {leftovers}"
 
 
 @pytest.mark.postgres
@@ -612,9 +734,9 @@ async def test_erd_column_types(backend) -> None:
     wrong = {}
     for table, erd_columns in ERD_TABLES.items():
         for column, erd_type in erd_columns.items():
-            actual = columns.get(table, {}).get(db_column(table, column))
+            actual = columns.get(table, {}).get(column)
             if actual not in PG_TYPES[erd_type]:
-                wrong[f"{table}.{db_column(table, column)}"] = (erd_type, actual)
+                wrong[f"{table}.{column}"] = (erd_type, actual)
     assert not wrong, f"columns whose type does not match the ERD (ERD, database): {wrong}"
     # Timezone-aware everywhere, including the columns beyond the ERD.
     naive = [
@@ -630,10 +752,9 @@ async def test_every_erd_foreign_key_exists(backend) -> None:
     foreign_keys = await _foreign_keys(backend)
     expected = {**ERD_FOREIGN_KEYS, **EXTRA_FOREIGN_KEYS}
     problems = []
-    for (table, erd_column), target in expected.items():
-        if not backend.is_postgres and (table, erd_column) in CYCLIC_FOREIGN_KEYS:
+    for (table, column), target in expected.items():
+        if not backend.is_postgres and (table, column) in CYCLIC_FOREIGN_KEYS:
             continue  # PostgreSQL only, see CYCLIC_FOREIGN_KEYS
-        column = db_column(table, erd_column)
         fk = foreign_keys.get((table, column))
         if fk is None:
             problems.append(f"{table}.{column} -> {target}.id: missing")
@@ -660,7 +781,7 @@ async def test_every_erd_unique_key_exists(backend) -> None:
     missing = [
         f"{table}.{column}"
         for table, column in ERD_UNIQUE_KEYS + EXTRA_UNIQUE_KEYS
-        if not _has_unique(indexes, table, (db_column(table, column),))
+        if not _has_unique(indexes, table, (column,))
     ]
     assert not missing, f"no unique constraint or index on exactly: {missing}"
 

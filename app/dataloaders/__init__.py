@@ -14,6 +14,7 @@ from tortoise.models import Model
 from app import models as m
 from app.models.enums import ActorType
 from app.services.messages import message_counts, message_pages
+from app.services.progress import progress_of
 from app.services.workflow.timeline import timelines
 
 M = TypeVar("M", bound=Model)
@@ -165,7 +166,6 @@ def message_counts_loader() -> DataLoader[Any, int]:
 
 def progress_loader() -> DataLoader[Any, Any]:
     """Each dossier's progress (keyed by the Dossier row): four queries per batch."""
-    from app.services.chasing import progress_of
 
     async def load(keys: Sequence[Any]) -> list[Any]:
         return await progress_of(keys)

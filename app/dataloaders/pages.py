@@ -377,5 +377,5 @@ def _step_details(page: JoinedPage, selected: Tree, loaders: Any) -> None:
             "s", m.Step, '"s"."id" = "si"."step_id"', loaders.step, parent="si", name="step"
         )
     if "assignedTo" in selected:
-        on = '"a"."id" = "si"."assigned_to_id"'
+        on = '"a"."id" = "si"."assigned_to"'
         page.join_provided("a", m.Agent, on, loaders.agent, parent="si", name="assigned_to")

@@ -16,7 +16,8 @@ from app.errors import DomainError
 from app.http.stripe_webhook import handle_event
 from app.models import Order, PaymentReminder, Product
 from app.models.enums import EventType, OrderStatus
-from app.services import events, outbox, payments
+from app.services import events, outbox
+from app.services.payments.checkout import start_checkout
 
 logger = logging.getLogger("app.http.payment_pages")
 
@@ -63,7 +64,7 @@ async def pay_reminder(request: Request) -> Response:
     if order.status != OrderStatus.PENDING:
         return RedirectResponse(_app_url(request, "/dossiers"), status_code=303)
     try:
-        url = await payments.start_checkout(request.app.state.payments, order)
+        url = await start_checkout(request.app.state.payments, order)
     except DomainError as error:
         return _page("Payment unavailable", f"<h1>{html.escape(error.message)}</h1>", 503)
     return RedirectResponse(url, status_code=303)

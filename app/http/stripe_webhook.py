@@ -23,7 +23,11 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from app.models import StripeEvent
-from app.services import outbox, payments
+from app.services import outbox
+from app.services.payments.errors import UnmatchedEvent
+from app.services.payments.failures import payment_failed
+from app.services.payments.fulfilment import fulfil
+from app.services.payments.refunds import refund
 
 logger = logging.getLogger("app.http.stripe_webhook")
 
@@ -31,37 +35,34 @@ Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 async def _session_completed(session: dict[str, Any]) -> None:
-    # Delayed methods (bank transfers, SEPA) complete unpaid and succeed later.
+    # Delayed methods (bank transfers, SEPA) complete unpaid, and are fulfilled on
+    # `checkout.session.async_payment_succeeded`.
     if session.get("payment_status") in ("paid", "no_payment_required"):
-        await payments.fulfil(session)
-
-
-async def _session_paid(session: dict[str, Any]) -> None:
-    await payments.fulfil(session)
+        await fulfil(session)
 
 
 async def _session_failed(session: dict[str, Any]) -> None:
     metadata = session.get("metadata") or {}
     order_id = metadata.get("order_id") or session.get("client_reference_id")
-    await payments.payment_failed(order_id, reason=session.get("status") or "failed")
+    await payment_failed(order_id, reason=session.get("status") or "failed")
 
 
 async def _intent_failed(intent: dict[str, Any]) -> None:
     order_id = (intent.get("metadata") or {}).get("order_id")
     error = (intent.get("last_payment_error") or {}).get("code") or "payment_failed"
-    await payments.payment_failed(order_id, reason=error)
+    await payment_failed(order_id, reason=error)
 
 
 async def _charge_refunded(charge: dict[str, Any]) -> None:
     if not charge.get("refunded"):  # a partial refund leaves the order paid
         logger.info("partial refund on %s ignored", charge.get("payment_intent"))
         return
-    await payments.refund(charge.get("payment_intent"), charge.get("metadata") or {})
+    await refund(charge.get("payment_intent"), charge.get("metadata") or {})
 
 
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": _session_completed,
-    "checkout.session.async_payment_succeeded": _session_paid,
+    "checkout.session.async_payment_succeeded": fulfil,
     "checkout.session.expired": _session_failed,
     "checkout.session.async_payment_failed": _session_failed,
     "payment_intent.payment_failed": _intent_failed,
@@ -104,7 +105,7 @@ async def handle_event(
                     await handler(obj)
         except _Duplicate:
             return Outcome.DUPLICATE
-        except payments.UnmatchedEvent as exc:
+        except UnmatchedEvent as exc:
             logger.warning("stripe event %s (%s) ignored: %s", event_id, event_type, exc)
             try:
                 await StripeEvent.create(stripe_event_id=event_id, type=event_type)

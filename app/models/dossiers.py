@@ -54,8 +54,14 @@ class StepInstance(CreatedModel):
     step = fields.ForeignKeyField(
         "models.Step", related_name="step_instances", on_delete=fields.RESTRICT
     )
+    # The ERD's column name (migration 0006); `makemigrations` echoes a no-op "Alter
+    # field" for it every time (see tests/test_schema_db.py::_column_echo): delete it.
     assigned_to = fields.ForeignKeyField(
-        "models.Agent", related_name="step_instances", null=True, on_delete=fields.SET_NULL
+        "models.Agent",
+        related_name="step_instances",
+        null=True,
+        on_delete=fields.SET_NULL,
+        source_field="assigned_to",  # the ERD's column name (the attribute is assigned_to_id)
     )
     # Copied from product_steps when the dossier is created, so a later catalogue edit
     # never reshuffles a running dossier.
@@ -72,7 +78,7 @@ class StepInstance(CreatedModel):
     class Meta:
         table = "step_instances"
         indexes = (
-            Index(fields=("assigned_to_id",), name="idx_step_instances_assigned_to"),
+            Index(fields=("assigned_to",), name="idx_step_instances_assigned_to"),
             Index(fields=("dossier_id",), name="idx_step_instances_dossier_id"),
         )
 

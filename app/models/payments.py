@@ -15,13 +15,24 @@ class PaymentLink(CreatedModel):
     prospect_email = fields.CharField(max_length=320)
     prospect_name = fields.TextField()
     stripe_checkout_session_id = fields.CharField(max_length=255, null=True, unique=True)
+    # created_by and used_by carry the ERD's column names (migration 0006). Tortoise 1.1's
+    # `makemigrations` writes a no-op "Alter field" for each of them every time (see
+    # tests/test_schema_db.py::_column_echo): delete those from a new migration.
     created_by = fields.ForeignKeyField(
-        "models.Agent", related_name="payment_links", null=True, on_delete=fields.SET_NULL
+        "models.Agent",
+        related_name="payment_links",
+        null=True,
+        on_delete=fields.SET_NULL,
+        source_field="created_by",  # the ERD's column name (the attribute is created_by_id)
     )
     expires_at = fields.DatetimeField()
     used_at = fields.DatetimeField(null=True)
     used_by = fields.ForeignKeyField(
-        "models.Profile", related_name="used_payment_links", null=True, on_delete=fields.SET_NULL
+        "models.Profile",
+        related_name="used_payment_links",
+        null=True,
+        on_delete=fields.SET_NULL,
+        source_field="used_by",  # the ERD's column name (the attribute is used_by_id)
     )
 
     class Meta:

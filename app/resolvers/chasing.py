@@ -7,7 +7,7 @@ import strawberry
 from app.context import Info
 from app.schema.chasing import OverdueDossierType
 from app.schema.common import Connection, paginate
-from app.services import chasing
+from app.services.progress import overdue_steps
 
 
 @strawberry.type
@@ -28,7 +28,7 @@ class ChasingQuery:
         viewer = await info.context.require_agent()
         agent_id = viewer.agent.id if mine and viewer.agent is not None else None
         return await paginate(
-            chasing.overdue_steps(now=datetime.now(UTC), agent_id=agent_id),
+            overdue_steps(now=datetime.now(UTC), agent_id=agent_id),
             first=first,
             after=after,
             last=last,

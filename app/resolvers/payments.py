@@ -23,8 +23,9 @@ from app.schema.payments import (
     ResumeCheckoutInput,
     ResumeCheckoutPayload,
 )
-from app.services import payments
-from app.services.payments import LinkState
+from app.services.payments.checkout import register_with_payment_link, resume_checkout
+from app.services.payments.links import LinkState, create_payment_link, link_by_token, link_state
+from app.services.payments.orders import visible_orders
 
 
 def _errors(error: DomainError) -> list[PaymentUserError]:
@@ -39,10 +40,10 @@ def _provider(info: Info):
 class PaymentQuery:
     @strawberry.field(description="What a registration page needs; no token required.")
     async def payment_link(self, token: str) -> PaymentLinkPreview:
-        link = await payments.link_by_token(token)
+        link = await link_by_token(token)
         product = link.product
         return PaymentLinkPreview(
-            state=payments.link_state(link),
+            state=link_state(link),
             product_name=product.name,
             product_description=product.description,
             price_amount=product.price_amount,
@@ -91,7 +92,7 @@ class PaymentQuery:
         before: str | None = None,
     ) -> Connection[OrderType]:
         viewer = await info.context.require_viewer()
-        queryset = payments.visible_orders(viewer)
+        queryset = visible_orders(viewer)
         if filter is not None:
             if filter.status:
                 queryset = queryset.filter(status__in=list(filter.status))
@@ -109,7 +110,7 @@ class PaymentQuery:
     @strawberry.field(description="One order: yours, or any for agents.")
     async def order(self, info: Info, id: strawberry.ID) -> OrderType:
         viewer = await info.context.require_viewer()
-        order = await payments.visible_orders(viewer).filter(id=parse_id(id, what="order")).first()
+        order = await visible_orders(viewer).filter(id=parse_id(id, what="order")).first()
         if order is None:
             raise NotFound("No such order.")
         return order
@@ -123,7 +124,7 @@ class PaymentMutation:
     ) -> CreatePaymentLinkPayload:
         admin = await info.context.require_admin()
         try:
-            link = await payments.create_payment_link(
+            link = await create_payment_link(
                 admin,
                 product_id=parse_id(input.product_id, what="product"),
                 prospect_email=input.prospect_email,
@@ -141,7 +142,7 @@ class PaymentMutation:
         self, info: Info, input: RegisterWithPaymentLinkInput
     ) -> RegisterWithPaymentLinkPayload:
         try:
-            registration = await payments.register_with_payment_link(
+            registration = await register_with_payment_link(
                 _provider(info),
                 token=input.token,
                 full_name=input.full_name,
@@ -165,7 +166,7 @@ class PaymentMutation:
     ) -> ResumeCheckoutPayload:
         viewer = await info.context.require_viewer()
         try:
-            url = await payments.resume_checkout(
+            url = await resume_checkout(
                 _provider(info), viewer, parse_id(input.order_id, what="order")
             )
         except DomainError as error:

@@ -12,7 +12,8 @@ from app.schema.common import gid
 from app.schema.dossiers import DocumentType, DossierType_, StepInstanceType
 from app.schema.enums import DocumentStatus
 from app.schema.identity import AgentType
-from app.services import chasing, deadlines
+from app.services import deadlines
+from app.services.progress import NextAction, Progress
 
 
 def _now() -> datetime:
@@ -24,7 +25,7 @@ def _now() -> datetime:
     description="A document the client has to send now, with what its type accepts.",
 )
 class NextActionType:
-    _action: strawberry.Private[chasing.NextAction]
+    _action: strawberry.Private[NextAction]
 
     @strawberry.field
     def document(self) -> DocumentType:
@@ -69,7 +70,7 @@ class NextActionType:
     description="Where a dossier stands, and what the client must do next.",
 )
 class DossierProgressType:
-    _progress: strawberry.Private[chasing.Progress]
+    _progress: strawberry.Private[Progress]
 
     @strawberry.field(description="Steps completed or skipped.")
     def steps_done(self) -> int:

@@ -14,6 +14,7 @@ from app.schema.common import Connection, gid
 from app.schema.enums import ActorType, DocumentStatus, DossierStatus, DossierType
 from app.schema.identity import AgentType, ProfileType
 from app.schema.messages import MessageType, dossier_messages, dossier_unread_count
+from app.services.deadlines import is_overdue
 
 if TYPE_CHECKING:
     from app.schema.chasing import DossierProgressType
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
 
 
 def _overdue(due_at: datetime | None, completed_at: datetime | None, status: object) -> bool:
-    from app.services.deadlines import is_overdue
-
     return is_overdue(due_at, completed_at, status)  # type: ignore[arg-type]
 
 

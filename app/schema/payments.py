@@ -11,9 +11,9 @@ from app.schema.catalog import ProductType
 from app.schema.common import UserError, gid
 from app.schema.enums import OrderStatus
 from app.schema.identity import AgentType, ProfileType
-from app.services import payments
-from app.services.payments import LinkState as _LinkState
-from app.services.payments import PaymentErrorCode as _PaymentErrorCode
+from app.services.payments.errors import PaymentErrorCode as _PaymentErrorCode
+from app.services.payments.links import LinkState as _LinkState
+from app.services.payments.links import link_state, register_url
 
 PaymentErrorCode = strawberry.enum(_PaymentErrorCode, name="PaymentErrorCode")
 PaymentLinkState = strawberry.enum(
@@ -36,11 +36,11 @@ class PaymentLinkType:
 
     @strawberry.field
     def state(self) -> PaymentLinkState:
-        return payments.link_state(self)
+        return link_state(self)
 
     @strawberry.field(description="The registration page the prospect is sent to.")
     def url(self) -> str:
-        return payments.register_url(self.token)
+        return register_url(self.token)
 
     @strawberry.field
     async def product(self, info: Info) -> ProductType:

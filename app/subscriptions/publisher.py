@@ -241,7 +241,7 @@ async def publish_batch(batch: Sequence[Event], hubs: Sequence[Hub] | None = Non
 
 
 async def consume(batch: Sequence[Event]) -> None:
-    """The outbox consumer (see app.services.consumers). Marks the batch `published_at`
+    """The outbox consumer (see app.consumers). Marks the batch `published_at`
     (in the dispatch transaction) once its live updates are all out."""
     await publish_batch(batch)
     if batch:

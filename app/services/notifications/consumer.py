@@ -1,6 +1,6 @@
 """The outbox consumer: from a batch of events to notifications and their deliveries.
 
-`consume` is registered as "notifications" by `app.services.consumers.install_consumers`.
+`consume` is registered as "notifications" by `app.consumers.install_consumers`.
 It runs inside `outbox.dispatch`'s transaction, so an event's notifications and its
 `processed_at` commit together. For every event whose type has a rule in `RULES` it finds
 the recipients, renders the rule's template in the recipient's language and writes one

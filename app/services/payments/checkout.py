@@ -1,0 +1,243 @@
+"""Registration with a payment link, and checkout: a Stripe Checkout Session for a
+pending order, started at registration and resumed later (a reminder's link, the
+client's "pay now").
+
+External calls (the payment provider) never run inside a database transaction: the
+registration commits first, then talks to Stripe, and a provider failure leaves a
+consistent account whose checkout can be resumed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import phonenumbers
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from app.domain.viewer import Viewer
+from app.errors import DomainError, NotFound
+from app.models import Credential, Order, PaymentLink, Product, Profile
+from app.models.enums import EventType, OrderStatus, UserStatus
+from app.providers.payments import CheckoutRequest, PaymentProvider, PaymentProviderError
+from app.security import hash_password, issue_token
+from app.services import events
+from app.services.payments.errors import PaymentErrorCode
+from app.services.payments.links import LinkState, link_by_token, link_state
+from app.services.payments.orders import visible_orders
+from app.services.validation import check_password, check_text
+from app.settings import get_settings
+
+
+def normalise_phone(value: str, field: str = "phone") -> str:
+    """E.164; numbers without a country code are read as French."""
+    try:
+        number = phonenumbers.parse(value.strip(), "FR")
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        raise DomainError(PaymentErrorCode.INVALID_PHONE, "Invalid phone number.", field)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@dataclass
+class Registration:
+    profile: Profile
+    order: Order
+    token: str
+    expires_at: datetime
+    checkout_url: str | None
+    checkout_error: DomainError | None
+
+
+def _urls(order: Order) -> tuple[str, str]:
+    base = get_settings().public_app_url.rstrip("/")
+    return (
+        f"{base}/payment/success?order={order.id}",
+        f"{base}/payment/cancelled?order={order.id}",
+    )
+
+
+async def start_checkout(
+    provider: PaymentProvider, order: Order, *, now: datetime | None = None
+) -> str:
+    """A Checkout Session for a pending order; returns its URL.
+
+    Each attempt has a deterministic idempotency key (`checkout-<order>-<attempt>`), so a
+    retry or a double click within an attempt gets the same session back from Stripe
+    instead of a second one. A new attempt starts when the last session expired or failed,
+    or is older than the reuse window.
+    """
+    now = now or datetime.now(UTC)
+    window = timedelta(minutes=get_settings().checkout_reuse_minutes)
+    async with in_transaction():
+        order = await Order.filter(id=order.id).select_for_update().get()
+        if order.status != OrderStatus.PENDING:
+            raise DomainError(
+                PaymentErrorCode.ORDER_NOT_PAYABLE, "This order is not awaiting payment."
+            )
+        meta = dict(order.metadata)
+        attempt = int(meta.get("checkout_attempt", 0))
+        started = meta.get("checkout_started_at")
+        stale = (
+            attempt == 0
+            or meta.get("checkout_closed")
+            or not started
+            or now - datetime.fromisoformat(started) > window
+        )
+        if stale:
+            attempt += 1
+            meta.update(
+                checkout_attempt=attempt, checkout_started_at=now.isoformat(), checkout_closed=False
+            )
+            order.metadata = meta
+            await order.save(update_fields=["metadata", "updated_at"])
+    profile = await Profile.get(id=order.user_id)  # type: ignore[attr-defined]
+    product = await Product.get(id=order.product_id)  # type: ignore[attr-defined]
+    credential = await Credential.get(profile_id=profile.id)
+    try:
+        if not profile.stripe_customer_id:
+            customer_id = await provider.create_customer(
+                profile_id=profile.id,
+                email=credential.email,
+                name=profile.full_name,
+                phone=profile.phone,
+            )
+            await Profile.filter(id=profile.id).update(stripe_customer_id=customer_id)
+            profile.stripe_customer_id = customer_id
+        success_url, cancel_url = _urls(order)
+        session = await provider.create_checkout_session(
+            CheckoutRequest(
+                order_id=order.id,
+                customer_id=profile.stripe_customer_id,
+                product_name=product.name,
+                amount=order.amount,
+                currency=order.currency,
+                success_url=success_url,
+                cancel_url=cancel_url,
+                idempotency_key=f"checkout-{order.id}-{attempt}",
+                customer_email=credential.email,
+            )
+        )
+    except PaymentProviderError as exc:
+        raise DomainError(
+            PaymentErrorCode.CHECKOUT_UNAVAILABLE,
+            "The payment service is unavailable; try again in a moment.",
+        ) from exc
+    if session.id != order.stripe_checkout_session_id:
+        async with in_transaction():
+            await Order.filter(id=order.id).update(
+                stripe_checkout_session_id=session.id,
+                stripe_customer_id=profile.stripe_customer_id,
+                updated_at=datetime.now(UTC),
+            )
+            if order.payment_link_id:  # type: ignore[attr-defined]
+                await PaymentLink.filter(id=order.payment_link_id).update(  # type: ignore[attr-defined]
+                    stripe_checkout_session_id=session.id
+                )
+            await events.record(
+                "order",
+                order.id,
+                EventType.CHECKOUT_STARTED,
+                payload={"sessionId": session.id, "attempt": attempt},
+            )
+    return session.url
+
+
+async def close_checkout(order: Order) -> None:
+    """The current session can no longer be paid: the next checkout starts a new attempt."""
+    if not order.metadata.get("checkout_closed"):
+        order.metadata = {**order.metadata, "checkout_closed": True}
+        await order.save(update_fields=["metadata", "updated_at"])
+
+
+async def register_with_payment_link(
+    provider: PaymentProvider,
+    *,
+    token: str,
+    full_name: str,
+    phone: str,
+    password: str,
+) -> Registration:
+    full_name = check_text(full_name, "fullName", max_length=200)
+    phone_e164 = normalise_phone(phone)
+    check_password(password)
+    password_hash = hash_password(password)
+    link = await link_by_token(token)
+    state = link_state(link)
+    if state == LinkState.USED:
+        raise DomainError(PaymentErrorCode.LINK_USED, "This payment link was already used.")
+    if state == LinkState.EXPIRED:
+        raise DomainError(
+            PaymentErrorCode.LINK_EXPIRED, "This payment link has expired; ask for a new one."
+        )
+    product: Product = link.product
+    if not product.active:
+        raise DomainError(PaymentErrorCode.PRODUCT_INACTIVE, "This product is not on sale.")
+    now = datetime.now(UTC)
+    try:
+        async with in_transaction():
+            # The conditional update is the single-use guard: of two concurrent
+            # registrations exactly one changes the row.
+            claimed = await PaymentLink.filter(id=link.id, used_at=None).update(used_at=now)
+            if claimed != 1:
+                raise DomainError(PaymentErrorCode.LINK_USED, "This payment link was already used.")
+            if await Credential.filter(email=link.prospect_email).exists():
+                raise DomainError(
+                    PaymentErrorCode.EMAIL_TAKEN,
+                    "An account already exists for this email; log in instead.",
+                )
+            profile = await Profile.create(
+                full_name=full_name, phone=phone_e164, status=UserStatus.PENDING
+            )
+            credential = await Credential.create(
+                email=link.prospect_email,
+                password_hash=password_hash,
+                password_changed_at=now,
+                profile=profile,
+            )
+            await PaymentLink.filter(id=link.id).update(used_by_id=profile.id)
+            order = await Order.create(
+                user_id=profile.id,
+                product_id=product.id,
+                payment_link_id=link.id,
+                amount=product.price_amount,
+                currency=product.currency,
+                status=OrderStatus.PENDING,
+                metadata={},
+            )
+            await events.record("profile", profile.id, EventType.PROFILE_CREATED)
+            await events.record(
+                "payment_link",
+                link.id,
+                EventType.PAYMENT_LINK_USED,
+                actor=None,
+                payload={"profileId": str(profile.id)},
+            )
+            await events.record(
+                "order",
+                order.id,
+                EventType.ORDER_CREATED,
+                payload={"amount": order.amount, "currency": order.currency},
+            )
+    except IntegrityError:  # the email was taken concurrently
+        raise DomainError(
+            PaymentErrorCode.EMAIL_TAKEN,
+            "An account already exists for this email; log in instead.",
+        ) from None
+    jwt_token, expires = issue_token(credential)
+    checkout_url, checkout_error = None, None
+    try:
+        checkout_url = await start_checkout(provider, order)
+    except DomainError as error:
+        checkout_error = error
+    return Registration(profile, order, jwt_token, expires, checkout_url, checkout_error)
+
+
+async def resume_checkout(provider: PaymentProvider, viewer: Viewer, order_id: uuid.UUID) -> str:
+    order = await visible_orders(viewer).filter(id=order_id).first()
+    if order is None or viewer.profile is None:
+        raise NotFound("No such order.")
+    return await start_checkout(provider, order)

@@ -1,0 +1,25 @@
+"""What goes wrong with payments: the codes of the expected failures (GraphQL's
+`PaymentErrorCode`, in `userErrors`) and a Stripe event that refers to nothing of ours."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class PaymentErrorCode(StrEnum):
+    LINK_EXPIRED = "LINK_EXPIRED"
+    LINK_USED = "LINK_USED"
+    PRODUCT_INACTIVE = "PRODUCT_INACTIVE"
+    EMAIL_TAKEN = "EMAIL_TAKEN"
+    INVALID_EMAIL = "INVALID_EMAIL"
+    INVALID_PHONE = "INVALID_PHONE"
+    WEAK_PASSWORD = "WEAK_PASSWORD"
+    INVALID_EXPIRY = "INVALID_EXPIRY"
+    ORDER_NOT_PAYABLE = "ORDER_NOT_PAYABLE"
+    CHECKOUT_UNAVAILABLE = "CHECKOUT_UNAVAILABLE"
+    REQUIRED = "REQUIRED"
+    TOO_LONG = "TOO_LONG"
+
+
+class UnmatchedEvent(Exception):
+    """A well-signed event that refers to nothing of ours (or to the wrong amount)."""

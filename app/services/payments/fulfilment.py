@@ -1,0 +1,74 @@
+"""Fulfilment = the paid checkout session opens the dossier; records PAYMENT_SUCCEEDED.
+
+One name for one thing: `fulfil` here, the webhook's handlers for the Stripe events that
+say a session is paid (`checkout.session.completed` when paid,
+`checkout.session.async_payment_succeeded`), and the PAYMENT_SUCCEEDED event it records.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from app.db import Writes
+from app.models import Order, PaymentReminder, Profile
+from app.models.enums import EventType, OrderStatus, UserStatus
+from app.services import events
+from app.services.payments.errors import UnmatchedEvent
+from app.services.payments.orders import locked_order
+from app.services.workflow.steps import open_dossier
+
+
+def _session_matches(order: Order, session: dict[str, Any]) -> bool:
+    """The session must be for this order, for its amount and currency."""
+    return (
+        str(session.get("client_reference_id") or "") == str(order.id)
+        and session.get("amount_total") == order.amount
+        and str(session.get("currency") or "").lower() == order.currency.lower()
+    )
+
+
+async def fulfil(session: dict[str, Any]) -> None:
+    """Fulfil the paid checkout `session`: order PAID, profile ACTIVE, its payment
+    reminders cancelled, the dossier opened; records PAYMENT_SUCCEEDED. Runs in the
+    webhook's transaction; idempotent and monotonic (a paid order stays paid). After the
+    reads (the order with its product, the product's steps, the first step's document
+    types) every change goes out together (`Writes`: one statement on PostgreSQL)."""
+    metadata = session.get("metadata") or {}
+    order = await locked_order(
+        metadata.get("order_id") or session.get("client_reference_id"), with_product=True
+    )
+    if order is None or not _session_matches(order, session):
+        raise UnmatchedEvent("checkout session does not match an order of ours")
+    if order.status != OrderStatus.PENDING:
+        return
+    now = datetime.now(UTC)
+    writes = Writes()
+    writes.update(Profile, {"id": order.user_id}, status=UserStatus.ACTIVE, updated_at=now)  # type: ignore[attr-defined]
+    writes.update(
+        PaymentReminder,
+        {"order_id": order.id, "sent_at": None, "cancelled_at": None},
+        cancelled_at=now,
+    )
+    events.add(
+        writes,
+        "order",
+        order.id,
+        EventType.PAYMENT_SUCCEEDED,
+        payload={"amount": order.amount, "currency": order.currency, "sessionId": session["id"]},
+    )
+    await open_dossier(order, product=order.product, writes=writes)
+    order.status = OrderStatus.PAID
+    order.paid_at = now
+    order.stripe_payment_intent_id = session.get("payment_intent") or None
+    order.updated_at = now
+    writes.update(  # after the dossier it points to
+        Order,
+        {"id": order.id},
+        status=order.status,
+        paid_at=now,
+        stripe_payment_intent_id=order.stripe_payment_intent_id,
+        dossier_id=order.dossier_id,  # type: ignore[attr-defined]
+        updated_at=now,
+    )
+    await writes.run()

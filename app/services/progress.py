@@ -1,0 +1,178 @@
+"""Progress: where a dossier stands and what is missing, as clients and agents see it (a
+read model; the chasing worker, app.services.chasing, sends reminders from the same
+reads).
+
+`progress_of`, for a batch of dossiers in four queries: steps done / total, documents
+approved / total (documents of steps not started yet counted from their types, skipped
+steps left out), and the next actions — the documents of the current step the client
+still has to send (PENDING, CHANGES_REQUESTED, or REJECTED, which the workflow handles as
+a change request), with their types' rules and the last review's reason. A dossier on
+hold, completed or cancelled has no next action: it takes no upload.
+
+`overdue_steps`: the agents' list of running dossiers whose current step is past its due
+date.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from tortoise.expressions import Q, Subquery
+from tortoise.queryset import QuerySet
+
+from app.models import Document, DocumentReview, DocumentType, Dossier, StepInstance
+from app.models.enums import DocumentStatus
+from app.services.workflow.machine import ACTIVE
+
+# What the client still has to send (REJECTED works like a change request).
+MISSING = (DocumentStatus.PENDING, DocumentStatus.CHANGES_REQUESTED, DocumentStatus.REJECTED)
+REVIEWED = (DocumentStatus.CHANGES_REQUESTED, DocumentStatus.REJECTED)
+
+
+@dataclass(frozen=True)
+class NextAction:
+    """A document the client has to send, with what its type accepts."""
+
+    document: Document
+    document_type: DocumentType
+    reason: str | None  # why the last version was sent back, if it was
+    due_at: datetime | None
+
+    @property
+    def status(self) -> DocumentStatus:
+        return DocumentStatus(self.document.status)
+
+
+@dataclass(frozen=True)
+class Progress:
+    dossier: Dossier
+    steps_done: int  # completed or skipped
+    steps_total: int
+    documents_approved: int
+    documents_total: int
+    current_step: StepInstance | None
+    next_actions: list[NextAction] = field(default_factory=list)
+
+
+async def last_reasons(documents: Sequence[Document]) -> dict[uuid.UUID, str | None]:
+    """The reason of the latest review of each (sent back) document's current version."""
+    versions = {
+        d.current_version_id: d.id
+        for d in documents
+        if d.status in REVIEWED and d.current_version_id is not None
+    }
+    if not versions:
+        return {}
+    reasons: dict[uuid.UUID, str | None] = {}
+    rows = await DocumentReview.filter(document_version_id__in=list(versions)).order_by(
+        "reviewed_at", "id"
+    )
+    for review in rows:  # the latest wins
+        reasons[versions[review.document_version_id]] = review.reason  # type: ignore[attr-defined]
+    return reasons
+
+
+def next_actions_of(
+    dossier: Dossier,
+    step: StepInstance | None,
+    documents: Sequence[Document],
+    types: dict[uuid.UUID, DocumentType],
+    reasons: dict[uuid.UUID, str | None],
+) -> list[NextAction]:
+    """What the client has to send for `step`, the dossier's current step (`documents`
+    may hold others): nothing unless the dossier is running."""
+    if step is None or dossier.status not in ACTIVE:
+        return []
+    return [
+        NextAction(
+            document=d,
+            document_type=types[d.document_type_id],  # type: ignore[attr-defined]
+            reason=reasons.get(d.id),
+            due_at=step.due_at,
+        )
+        for d in documents
+        if d.step_instance_id == step.id and d.status in MISSING  # type: ignore[attr-defined]
+    ]
+
+
+async def progress_of(dossiers: Sequence[Dossier]) -> list[Progress]:
+    """Each dossier's progress, in order: four queries for the whole batch."""
+    if not dossiers:
+        return []
+    ids = list({d.id for d in dossiers})
+    steps: dict[uuid.UUID, list[StepInstance]] = defaultdict(list)
+    for step in await StepInstance.filter(dossier_id__in=ids).order_by("position"):
+        steps[step.dossier_id].append(step)  # type: ignore[attr-defined]
+    documents: dict[uuid.UUID, list[Document]] = defaultdict(list)
+    all_documents = await Document.filter(dossier_id__in=ids).order_by("created_at", "id")
+    for document in all_documents:
+        documents[document.dossier_id].append(document)  # type: ignore[attr-defined]
+    # Steps to come: their documents do not exist yet, their types say how many there will be.
+    upcoming = {
+        s.step_id  # type: ignore[attr-defined]
+        for group in steps.values()
+        for s in group
+        if s.started_at is None and s.completed_at is None
+    }
+    type_ids = {d.document_type_id for d in all_documents}  # type: ignore[attr-defined]
+    types: dict[uuid.UUID, DocumentType] = {}
+    if type_ids or upcoming:
+        query = Q(id__in=list(type_ids)) if type_ids else Q(required_step_id__in=list(upcoming))
+        if type_ids and upcoming:
+            query = query | Q(required_step_id__in=list(upcoming))
+        types = {t.id: t for t in await DocumentType.filter(query)}
+    types_per_step: dict[uuid.UUID, int] = defaultdict(int)
+    for document_type in types.values():
+        if document_type.required_step_id in upcoming:  # type: ignore[attr-defined]
+            types_per_step[document_type.required_step_id] += 1  # type: ignore[attr-defined]
+    active_current = {d.current_step_instance_id for d in dossiers if d.status in ACTIVE} - {None}
+    reasons = await last_reasons(
+        [d for d in all_documents if d.step_instance_id in active_current]  # type: ignore[attr-defined]
+    )
+
+    out = []
+    for dossier in dossiers:
+        own_steps = steps.get(dossier.id, [])
+        skipped = {s.id for s in own_steps if s.skipped_at is not None}
+        counted = [
+            d
+            for d in documents.get(dossier.id, [])
+            if d.step_instance_id is not None and d.step_instance_id not in skipped  # type: ignore[attr-defined]
+        ]
+        to_come = sum(
+            types_per_step.get(s.step_id, 0)  # type: ignore[attr-defined]
+            for s in own_steps
+            if s.started_at is None and s.completed_at is None
+        )
+        current = next((s for s in own_steps if s.id == dossier.current_step_instance_id), None)
+        out.append(
+            Progress(
+                dossier=dossier,
+                steps_done=sum(1 for s in own_steps if s.completed_at is not None),
+                steps_total=len(own_steps),
+                documents_approved=sum(1 for d in counted if d.status == DocumentStatus.APPROVED),
+                documents_total=len(counted) + to_come,
+                current_step=current,
+                next_actions=next_actions_of(
+                    dossier, current, documents.get(dossier.id, []), types, reasons
+                ),
+            )
+        )
+    return out
+
+
+def overdue_steps(*, now: datetime | None = None, agent_id: uuid.UUID | None = None) -> QuerySet:
+    """Current steps of running dossiers past their due date (page them by due date:
+    the most overdue first); `agent_id` keeps the steps assigned to that agent."""
+    now = now or datetime.now(UTC)
+    current = Dossier.filter(status__in=list(ACTIVE)).values("current_step_instance_id")
+    queryset = StepInstance.filter(
+        due_at__lt=now, completed_at__isnull=True, id__in=Subquery(current)
+    )
+    if agent_id is not None:
+        queryset = queryset.filter(assigned_to_id=agent_id)
+    return queryset
