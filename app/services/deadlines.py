@@ -21,6 +21,7 @@ The workflow calls this module (it imports no service at load time).
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from app.domain.schedule import parse_schedule
@@ -79,6 +80,24 @@ def planned_slots(
     return out
 
 
+def first_plan(
+    step: StepInstance, *, dossier_id: uuid.UUID, settings: Settings | None = None
+) -> list[StepReminder]:
+    """The reminder rows of a step that starts now (`step.started_at`, `step.due_at` set):
+    every slot of its schedule after its start. Unsaved, for the caller's batch."""
+    return [
+        StepReminder(
+            dossier_id=dossier_id,
+            step_instance_id=step.id,
+            kind=kind,
+            slot=name,
+            scheduled_for=at,
+        )
+        for kind, name, at in planned_slots(step, settings)
+        if step.started_at is not None and at > step.started_at
+    ]
+
+
 async def plan_step(
     step: StepInstance,
     *,
@@ -87,7 +106,8 @@ async def plan_step(
     backfill: bool = False,
     settings: Settings | None = None,
 ) -> list[StepReminder]:
-    """Write the step's planned notices (in the caller's transaction, dossier locked).
+    """Write the step's planned notices (in the caller's transaction, dossier locked), for
+    a step whose plan changes after its start (a step that starts gets `first_plan`).
 
     `due_only`: a moved due date — the pending notices tied to the old one are dropped and
     those of the new one planned; start-relative slots stay as they are. `backfill`: a

@@ -39,7 +39,6 @@ from app.models import (
     Product,
     ProductStep,
     StepInstance,
-    StepReminder,
 )
 from app.models.enums import DocumentStatus, DossierStatus, EventType
 from app.services import deadlines, events
@@ -116,19 +115,7 @@ def start_rows(
     step.due_at = deadlines.due_at_for(now, step.estimated_duration_hours)
     if not inserted:
         batch.update(StepInstance, {"id": step.id}, started_at=now, due_at=step.due_at)
-    batch.insert(
-        *(
-            StepReminder(
-                dossier_id=dossier.id,
-                step_instance_id=step.id,
-                kind=kind,
-                slot=name,
-                scheduled_for=at,
-            )
-            for kind, name, at in deadlines.planned_slots(step)
-            if at > now  # what `deadlines.plan_step` plans for a step starting `now`
-        )
-    )
+    batch.insert(*deadlines.first_plan(step, dossier_id=dossier.id))
     dossier.current_step_instance_id = step.id
     documents = [
         Document(
