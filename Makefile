@@ -14,7 +14,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: run test test-embedded test-latest test-lowest faults fuzz lint typecheck format schema \
-	migrations check-migrations config-docs install install-dev upgrade clean bench bench-soak
+	migrations config-docs install install-dev upgrade clean bench bench-soak
 
 $(UV): requirements/uv.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -112,9 +112,16 @@ format: install-dev
 schema: install
 	$(BIN)/python -m app export-schema
 
+## Regenerate docs/configuration.md from app/settings.py.
+config-docs: install
+	$(BIN)/python -m app config-docs
+
 ## Write a migration for model changes (then review it).
 migrations: install
 	DATABASE_URL=sqlite://:memory: $(BIN)/tortoise makemigrations
+	@echo "Review it. Tortoise 1.1 writes a no-op AlterField for each foreign key with its own"
+	@echo "column name (payment_links.created_by, used_by; step_instances.assigned_to): delete"
+	@echo "those (they would rebuild the table on SQLite); tests/test_schema_db.py explains."
 
 clean:
 	rm -rf $(VENV) $(VENV)-latest $(VENV)-lowest $(VENV)-*.txt $(TOOLS) var .pytest_cache .ruff_cache .mypy_cache *.egg-info
