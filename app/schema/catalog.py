@@ -9,9 +9,10 @@ import strawberry
 from app.context import Info
 from app.schema.common import UserError
 from app.schema.enums import DossierStatus, DossierType
-from app.services.codes import CatalogErrorCode as _CatalogErrorCode
+from app.services.codes import CatalogErrorCode
 
-CatalogErrorCode = strawberry.enum(_CatalogErrorCode, name="CatalogErrorCode")
+# Marks the class itself as a GraphQL enum (see app.schema.enums).
+strawberry.enum(CatalogErrorCode, name="CatalogErrorCode")
 
 
 @strawberry.type(name="DocumentType", description="A kind of document a step asks for.")

@@ -13,9 +13,10 @@ from app.schema.common import UserError
 from app.schema.dossiers import DocumentType, DocumentVersionType, DossierType_, StepInstanceType
 from app.schema.enums import ReviewStatus
 from app.schema.identity import AgentType
-from app.services.codes import DocumentErrorCode as _DocumentErrorCode
+from app.services.codes import DocumentErrorCode
 
-DocumentErrorCode = strawberry.enum(_DocumentErrorCode, name="DocumentErrorCode")
+# Marks the class itself as a GraphQL enum (see app.schema.enums).
+strawberry.enum(DocumentErrorCode, name="DocumentErrorCode")
 
 
 @strawberry.type

@@ -12,9 +12,10 @@ from app import models as m
 from app.context import Info
 from app.schema.common import UserError
 from app.schema.enums import AgentRole, Locale, UserStatus
-from app.services.codes import IdentityErrorCode as _IdentityErrorCode
+from app.services.codes import IdentityErrorCode
 
-IdentityErrorCode = strawberry.enum(_IdentityErrorCode, name="IdentityErrorCode")
+# Marks the class itself as a GraphQL enum (see app.schema.enums).
+strawberry.enum(IdentityErrorCode, name="IdentityErrorCode")
 
 
 @strawberry.type(name="Profile", description="A client (or a prospect who has registered).")

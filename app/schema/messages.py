@@ -13,12 +13,13 @@ from app.context import Info
 from app.models.enums import ActorType as _ActorType
 from app.schema.common import UserError, gid
 from app.schema.enums import ActorType
-from app.services.codes import MessageErrorCode as _MessageErrorCode
+from app.services.codes import MessageErrorCode
 
 if TYPE_CHECKING:
     from app.schema.dossiers import DossierType_
 
-MessageErrorCode = strawberry.enum(_MessageErrorCode, name="MessageErrorCode")
+# Marks the class itself as a GraphQL enum (see app.schema.enums).
+strawberry.enum(MessageErrorCode, name="MessageErrorCode")
 _CARRIED = "carried_sender_name"
 
 

@@ -13,12 +13,10 @@ from app.schema.common import UserError, gid
 from app.schema.enums import ActorType, EventType, NotificationChannel, NotificationStatus
 
 
-class _NotificationErrorCode(StrEnum):
+@strawberry.enum(name="NotificationErrorCode")
+class NotificationErrorCode(StrEnum):
     REQUIRED = "REQUIRED"
     TOO_MANY_IDS = "TOO_MANY_IDS"
-
-
-NotificationErrorCode = strawberry.enum(_NotificationErrorCode, name="NotificationErrorCode")
 
 
 @strawberry.type(

@@ -12,12 +12,15 @@ from app.schema.common import UserError, gid
 from app.schema.enums import OrderStatus
 from app.schema.identity import AgentType, ProfileType
 from app.services import payments
-from app.services.payments import LinkState as _LinkState
-from app.services.payments import PaymentErrorCode as _PaymentErrorCode
+from app.services.payments import LinkState as PaymentLinkState
+from app.services.payments import PaymentErrorCode
 
-PaymentErrorCode = strawberry.enum(_PaymentErrorCode, name="PaymentErrorCode")
-PaymentLinkState = strawberry.enum(
-    _LinkState, name="PaymentLinkState", description="Whether a payment link can still be used."
+# Marks the classes themselves as GraphQL enums (see app.schema.enums).
+strawberry.enum(PaymentErrorCode, name="PaymentErrorCode")
+strawberry.enum(
+    PaymentLinkState,
+    name="PaymentLinkState",
+    description="Whether a payment link can still be used.",
 )
 
 

@@ -16,18 +16,21 @@ from app.schema.dossiers import DocumentType, DocumentVersionType, DossierType_,
 from app.schema.enums import ActorType, DossierStatus
 from app.schema.identity import AgentType, Viewer
 from app.services import workflow
-from app.services.codes import WorkflowErrorCode as _WorkflowErrorCode
+from app.services.codes import WorkflowErrorCode
+from app.services.workflow import StatusAction as DossierStatusAction
+from app.services.workflow import TimelineKind as TimelineEntryKind
 from app.settings import get_settings
 
-WorkflowErrorCode = strawberry.enum(_WorkflowErrorCode, name="WorkflowErrorCode")
-DossierStatusAction = strawberry.enum(
-    workflow.StatusAction,
+# Marks the classes themselves as GraphQL enums (see app.schema.enums).
+strawberry.enum(WorkflowErrorCode, name="WorkflowErrorCode")
+strawberry.enum(
+    DossierStatusAction,
     name="DossierStatusAction",
     description="What an agent does to a dossier's status: HOLD it, RELEASE the hold "
     "(back to the status it had before), or CANCEL it.",
 )
-TimelineEntryKind = strawberry.enum(
-    workflow.TimelineKind, name="TimelineEntryKind", description="What a timeline entry is."
+strawberry.enum(
+    TimelineEntryKind, name="TimelineEntryKind", description="What a timeline entry is."
 )
 
 
@@ -39,7 +42,7 @@ class WorkflowUserError(UserError):
 @strawberry.input
 class ChangeDossierStatusInput:
     dossier_id: strawberry.ID
-    action: DossierStatusAction  # type: ignore[valid-type]
+    action: DossierStatusAction
     reason: str = strawberry.field(description="Required; kept in the status history.")
 
 
@@ -82,7 +85,7 @@ class StepInstancePayload:
     name="TimelineEntry", description="Something that happened to a dossier, in time order."
 )
 class TimelineEntry:
-    kind: TimelineEntryKind  # type: ignore[valid-type]
+    kind: TimelineEntryKind
     at: datetime
     actor_type: ActorType
     _item: strawberry.Private[Any]
