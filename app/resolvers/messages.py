@@ -16,8 +16,10 @@ from app.schema.common import (
     _decode,
     _encode,
     parse_id,
+    row_as,
     user_errors,
 )
+from app.schema.dossiers import DossierType_
 from app.schema.messages import (
     MarkDossierMessagesReadInput,
     MarkDossierMessagesReadPayload,
@@ -80,14 +82,14 @@ async def dossier_messages(
         if value is not None and not 0 <= value <= cap:
             raise BadUserInput(f"`{name}` must be between 0 and {cap}.")
     backwards = last is not None
-    size = last if backwards else (first if first is not None else DEFAULT_PAGE_SIZE)
+    size = last if last is not None else (first if first is not None else DEFAULT_PAGE_SIZE)
     after_key = tuple(_decode(after, Message, ORDER)) if after else None
     before_key = tuple(_decode(before, Message, ORDER)) if before else None
     loaders = info.context.loaders
     rows = list(
         await loaders.message_pages.load((dossier_id, size, backwards, after_key, before_key))
     )
-    more = len(rows) > size  # type: ignore[operator]
+    more = len(rows) > size
     rows = rows[:size]
     if backwards:
         rows.reverse()
@@ -134,7 +136,9 @@ class MessageMutation:
             )
         except DomainError as error:
             return SendMessagePayload(user_errors=_errors(error))
-        return SendMessagePayload(message=message, cursor=message_cursor(message))  # type: ignore[arg-type]
+        return SendMessagePayload(
+            message=row_as(MessageType, message), cursor=message_cursor(message)
+        )
 
     @strawberry.mutation(
         description="Mark the other side's messages in a dossier as read (sets their readAt)."
@@ -148,4 +152,6 @@ class MessageMutation:
             dossier, count = await messages.mark_dossier_messages_read(viewer, dossier_id)
         except DomainError as error:
             return MarkDossierMessagesReadPayload(user_errors=_errors(error))
-        return MarkDossierMessagesReadPayload(dossier=dossier, marked_count=count)  # type: ignore[arg-type]
+        return MarkDossierMessagesReadPayload(
+            dossier=row_as(DossierType_, dossier), marked_count=count
+        )

@@ -104,8 +104,8 @@ class CreateAgentInput:
     email: str
     name: str
     password: str
-    role: AgentRole = AgentRole.AGENT  # type: ignore[assignment]
-    locale: Locale = Locale.FR  # type: ignore[assignment]
+    role: AgentRole = AgentRole.AGENT
+    locale: Locale = Locale.FR
 
 
 @strawberry.input

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 from app.context import Info
-from app.models.enums import ActorType as _ActorType
 from app.schema.common import UserError, gid
 from app.schema.enums import ActorType
 from app.services.codes import MessageErrorCode
@@ -39,7 +38,7 @@ class LiveMessage:
 
     id: uuid.UUID
     dossier_id: uuid.UUID
-    sender_type: _ActorType
+    sender_type: ActorType
     sender_id: uuid.UUID | None
     content: str
     attachments: list[dict[str, Any]]
@@ -52,7 +51,7 @@ class LiveMessage:
         return cls(
             id=uuid.UUID(data["id"]),
             dossier_id=uuid.UUID(data["dossierId"]),
-            sender_type=_ActorType(data["senderType"]),
+            sender_type=ActorType(data["senderType"]),
             sender_id=uuid.UUID(data["senderId"]) if data.get("senderId") else None,
             content=data["content"],
             attachments=list(data.get("attachments") or []),
@@ -75,22 +74,21 @@ class MessageType:
 
     @strawberry.field
     def dossier_id(self) -> strawberry.ID:
-        return gid(self.dossier_id)  # type: ignore[attr-defined]
+        return gid(self.dossier_id)
 
     @strawberry.field(description="The client's profile id or the agent's id; null for SYSTEM.")
     def sender_id(self) -> strawberry.ID | None:
-        sender = self.sender_id  # type: ignore[attr-defined]
+        sender = self.sender_id
         return gid(sender) if sender else None
 
     @strawberry.field(description="The sender's display name; null for SYSTEM.")
     async def sender_name(self, info: Info) -> str | None:
-        carried = getattr(self, _CARRIED, False)
-        if carried is not False:  # a live message carries it
-            return carried
-        sender = self.sender_id  # type: ignore[attr-defined]
+        if hasattr(self, _CARRIED):  # a live message carries it
+            return getattr(self, _CARRIED)
+        sender = self.sender_id
         if not sender:
             return None
-        if self.sender_type == _ActorType.AGENT:
+        if self.sender_type == ActorType.AGENT:
             agent = await info.context.loaders.agent.load(sender)
             return agent.name if agent else None
         profile = await info.context.loaders.profile.load(sender)
@@ -107,7 +105,7 @@ class MessageType:
                 file_size_bytes=int(a.get("fileSizeBytes") or 0),
                 version_number=int(a.get("versionNumber") or 0),
             )
-            for a in (self.attachments or [])  # type: ignore[attr-defined]
+            for a in (self.attachments or [])
         ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import strawberry
 
@@ -217,8 +217,22 @@ class MessageEntry(TimelineEntry):
         return self._item.row.content
 
 
+class _Common(TypedDict):
+    """What every timeline entry is built with."""
+
+    kind: TimelineEntryKind
+    at: datetime
+    actor_type: ActorType
+    _item: workflow.TimelineItem
+
+
 def _entry(item: workflow.TimelineItem) -> TimelineEntry:
-    common = {"kind": item.kind, "at": item.at, "actor_type": item.actor_type, "_item": item}
+    common: _Common = {
+        "kind": item.kind,
+        "at": item.at,
+        "actor_type": item.actor_type,
+        "_item": item,
+    }
     kind = workflow.TimelineKind
     if item.kind == kind.STATUS_CHANGED:
         row = item.row
