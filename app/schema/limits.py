@@ -165,7 +165,7 @@ def node_budget(max_nodes: int) -> type[SchemaExtension]:
             )
             # not `is None`: ValidationCache leaves an empty list when the document is valid
             if document is not None and not context.pre_execution_errors and key in verdicts:
-                context.node_cost = verdicts[key]  # type: ignore[attr-defined]
+                context.node_cost = verdicts[key]  # type: ignore[attr-defined]  # our own: strawberry's ExecutionContext declares no such field (ratelimit reads it)
             elif document is not None and not context.pre_execution_errors:
                 fragments = {
                     d.name.value: d
@@ -180,7 +180,7 @@ def node_budget(max_nodes: int) -> type[SchemaExtension]:
                     ):
                         continue
                     try:
-                        context.node_cost = count_nodes(  # type: ignore[attr-defined]
+                        cost = count_nodes(
                             graphql_schema(context.schema),
                             definition,
                             fragments,
@@ -192,7 +192,8 @@ def node_budget(max_nodes: int) -> type[SchemaExtension]:
                             logger.exception("node budget could not be computed")
                         context.pre_execution_errors = [_too_complex(max_nodes, definition)]
                         break
-                    _remember(verdicts, key, context.node_cost)  # type: ignore[attr-defined]
+                    context.node_cost = cost  # type: ignore[attr-defined]  # our own: strawberry's ExecutionContext declares no such field (ratelimit reads it)
+                    _remember(verdicts, key, cost)
             yield
 
     return NodeBudget

@@ -278,7 +278,8 @@ def action_url(event: Event, facts: Facts, settings: Settings) -> str:
 
 def message_preview(event: Event, facts: Facts) -> str:
     payload = event.payload or {}
-    message = facts.messages.get(_message_id_of(event))  # type: ignore[arg-type]
+    message_id = _message_id_of(event)
+    message = facts.messages.get(message_id) if message_id else None
     content = (
         message.content if message else str(payload.get("preview") or payload.get("content") or "")
     )
@@ -293,10 +294,12 @@ def build_context(event: Event, recipient: Recipient, facts: Facts, settings: Se
     order = facts.order_of(event)
     product_id = dossier.product_id if dossier else order.product_id if order else None
     product = facts.products.get(product_id) if product_id else None
-    document = facts.documents.get(_document_id_of(event))  # type: ignore[arg-type]
+    document_id = _document_id_of(event)
+    document = facts.documents.get(document_id) if document_id else None
     document_type = facts.document_types.get(document.document_type_id) if document else None
     step_instance = facts.step_instance_of(event)
-    step = facts.steps.get(_uuid(payload.get("stepId"))) or (  # type: ignore[arg-type]
+    step_id = _uuid(payload.get("stepId"))
+    step = (facts.steps.get(step_id) if step_id else None) or (
         facts.steps.get(step_instance.step_id) if step_instance else None
     )
     client = facts.profiles.get(dossier.user_id) if dossier else None
