@@ -99,7 +99,7 @@ lint: install-dev
 	$(BIN)/python -m app export-schema --check
 	$(BIN)/python -m app config-docs --check
 	$(BIN)/lint-imports
-	@#mypy (pending)
+	$(BIN)/mypy
 
 typecheck: install-dev
 	$(BIN)/mypy

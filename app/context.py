@@ -25,6 +25,7 @@ class Context:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     loaders: Loaders = field(default_factory=Loaders)
     connection_params: dict[str, Any] | None = None
+    ws_viewer_kind: str | None = None  # set when a WebSocket connects (graphql_app)
     _viewer: Viewer | None = None
     _viewer_resolved: bool = False
     _viewer_error: Exception | None = None

@@ -57,7 +57,7 @@ def issue_token(credential: Credential, *, now: datetime | None = None) -> tuple
     expires = now + timedelta(minutes=settings.access_token_ttl_minutes)
     claims = {
         "sub": str(credential.id),
-        "kind": "agent" if credential.agent_id else "profile",  # type: ignore[attr-defined]
+        "kind": "agent" if credential.agent_id else "profile",
         "iat": int(now.timestamp()),
         "exp": int(expires.timestamp()),
         # tokens issued before the last password change stop working

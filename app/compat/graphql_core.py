@@ -60,7 +60,7 @@ def _plain_types() -> frozenset[type]:
     kinds: set[type] = {type(None), bool, int, float, str, list, tuple, dict}
     kinds |= {datetime, date, UUID, Decimal}
     try:  # asyncpg hands UUID columns back as its own subclass of uuid.UUID
-        from asyncpg.pgproto.pgproto import UUID as PgUUID  # type: ignore[import-untyped]
+        from asyncpg.pgproto.pgproto import UUID as PgUUID
 
         kinds.add(PgUUID)
     except ImportError:  # pragma: no cover - asyncpg is a dependency

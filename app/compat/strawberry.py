@@ -10,7 +10,7 @@ cross-web. Pinned in tests/test_compat.py.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 from cross_web import HTTPException, StarletteRequestAdapter
 from graphql import GraphQLField, GraphQLObjectType, GraphQLSchema
@@ -207,6 +207,7 @@ class SharingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             return
         frame = '{"id":' + ident + ',"type":"next","payload":' + payload + "}"
         try:
-            await self.websocket.ws.send_text(frame)  # type: ignore[attr-defined]
+            # sent only when `splices`: the socket is the ASGI adapter, whose `ws` it writes
+            await cast(ASGIWebSocketAdapter, self.websocket).ws.send_text(frame)
         except WebSocketDisconnect as exc:
             raise WebSocketDisconnected from exc

@@ -54,8 +54,7 @@ def primary_key(model: type[Model]) -> str:
 
 def db_value(model: type[Model], name: str, value: Any, instance: Model | None = None) -> Any:
     """`value` of field `name` as the ORM sends it to the database."""
-    # None as Tortoise's own UPDATE passes it (QuerySet.update); its annotation omits it
-    return model._meta.fields_map[name].to_db_value(value, instance)  # type: ignore[arg-type]
+    return model._meta.fields_map[name].to_db_value(value, instance)  # type: ignore[arg-type]  # Tortoise passes instance=None itself (QuerySet.update) but its annotation omits None
 
 
 def auto_now_add_fields(model: type[Model]) -> list[str]:

@@ -143,7 +143,7 @@ def message_pages_loader() -> DataLoader[tuple[Any, int, bool, Any, Any], list[A
     async def load(keys: Sequence[tuple[Any, int, bool, Any, Any]]) -> list[list[Any]]:
         shapes: dict[tuple[int, bool, Any, Any], list[Any]] = defaultdict(list)
         for dossier_id, *shape in keys:
-            shapes[tuple(shape)].append(dossier_id)  # type: ignore[index]
+            shapes[tuple(shape)].append(dossier_id)
         found: dict[tuple[str, int, bool, Any, Any], list[Any]] = {}
         for (size, backwards, after, before), ids in shapes.items():
             pages = await message_pages(
@@ -151,7 +151,7 @@ def message_pages_loader() -> DataLoader[tuple[Any, int, bool, Any, Any], list[A
             )
             for dossier_id, rows in pages.items():
                 found[(dossier_id, size, backwards, after, before)] = rows
-        return [found.get((_key(k[0]), *k[1:]), []) for k in keys]  # type: ignore[misc]
+        return [found.get((_key(k[0]), *k[1:]), []) for k in keys]
 
     return DataLoader(load_fn=load, cache_key_fn=lambda k: (_key(k[0]), *k[1:]))
 

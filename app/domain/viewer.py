@@ -38,8 +38,17 @@ class Viewer:
         return ActorType.AGENT if self.agent else ActorType.USER
 
     @property
+    def account(self) -> Agent | Profile:
+        """The agent, else the profile: a viewer is always one of the two."""
+        if self.agent is not None:
+            return self.agent
+        if self.profile is None:  # pragma: no cover - never built without one
+            raise AssertionError("a viewer with neither a profile nor an agent")
+        return self.profile
+
+    @property
     def actor_id(self) -> uuid.UUID:
-        return self.agent.id if self.agent else self.profile.id  # type: ignore[union-attr]
+        return self.account.id
 
     @property
     def locale(self) -> Locale:

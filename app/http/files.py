@@ -70,7 +70,7 @@ async def download_file(request: Request) -> Response:
             async for chunk in stream:
                 yield chunk
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
 
     return StreamingResponse(
         body(),

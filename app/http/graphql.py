@@ -109,5 +109,5 @@ class DossierGraphQL(GraphQL[Context, None]):
             viewer = await context.require_viewer()
         except Unauthenticated as exc:
             raise ConnectionRejectionError({"message": exc.message}) from exc
-        context.ws_viewer_kind = viewer.kind  # type: ignore[attr-defined]
+        context.ws_viewer_kind = viewer.kind
         return UNSET

@@ -56,11 +56,11 @@ async def pay_reminder(request: Request) -> Response:
         if first_click:
             await events.record(
                 "order",
-                reminder.order_id,  # type: ignore[attr-defined]
+                reminder.order_id,
                 EventType.PAYMENT_REMINDER_CLICKED,
                 payload={"reminderId": str(reminder.id), "channel": reminder.sent_via.value},
             )
-    order = await Order.get(id=reminder.order_id)  # type: ignore[attr-defined]
+    order = await Order.get(id=reminder.order_id)
     if order.status != OrderStatus.PENDING:
         return RedirectResponse(_app_url(request, "/dossiers"), status_code=303)
     try:
@@ -79,7 +79,7 @@ async def dummy_checkout_page(request: Request) -> Response:
     order = await _order_for_session(session_id)
     if order is None:
         return _page("Unknown checkout", "<h1>This checkout session does not exist.</h1>", 404)
-    product = await Product.get(id=order.product_id)  # type: ignore[attr-defined]
+    product = await Product.get(id=order.product_id)
     amount = f"{order.amount / 100:.2f} {order.currency.upper()}"
     if order.status != OrderStatus.PENDING:
         return _page("Already paid", f"<h1>This order is {order.status.value.lower()}.</h1>")

@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import uuid
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.indexes import Index
 
 from app.models.base import CreatedModel, TimestampedModel
 from app.models.enums import DossierStatus, DossierType
+
+if TYPE_CHECKING:
+    from app.models.documents import Document
+    from app.models.dossiers import Dossier, StepInstance
+    from app.models.payments import Order, PaymentLink
 
 
 class Product(TimestampedModel):
@@ -21,6 +29,12 @@ class Product(TimestampedModel):
     )
     active = fields.BooleanField(default=True)
 
+    # The other side of foreign keys to products:
+    product_steps: fields.ReverseRelation[ProductStep]
+    dossiers: fields.ReverseRelation[Dossier]
+    payment_links: fields.ReverseRelation[PaymentLink]
+    orders: fields.ReverseRelation[Order]
+
     class Meta:
         table = "products"
 
@@ -31,20 +45,29 @@ class Step(CreatedModel):
     description = fields.TextField(null=True)
     position = fields.IntField(default=0)
 
+    # The other side of foreign keys to steps:
+    product_steps: fields.ReverseRelation[ProductStep]
+    step_instances: fields.ReverseRelation[StepInstance]
+    document_types: fields.ReverseRelation[DocumentType]
+
     class Meta:
         table = "steps"
 
 
 class ProductStep(CreatedModel):
-    product = fields.ForeignKeyField(
+    product: fields.ForeignKeyRelation[Product] = fields.ForeignKeyField(
         "models.Product", related_name="product_steps", on_delete=fields.CASCADE
     )
-    step = fields.ForeignKeyField(
+    step: fields.ForeignKeyRelation[Step] = fields.ForeignKeyField(
         "models.Step", related_name="product_steps", on_delete=fields.RESTRICT
     )
     position = fields.IntField()
     is_required = fields.BooleanField(default=True)
     estimated_duration_hours = fields.IntField(null=True)
+
+    # The foreign keys' columns (attributes Tortoise adds):
+    product_id: uuid.UUID
+    step_id: uuid.UUID
 
     class Meta:
         table = "product_steps"
@@ -55,12 +78,15 @@ class DocumentType(TimestampedModel):
     code = fields.CharField(max_length=64, unique=True)
     label = fields.TextField()
     description = fields.TextField(null=True)
-    required_step = fields.ForeignKeyField(
+    required_step: fields.ForeignKeyNullableRelation[Step] = fields.ForeignKeyField(
         "models.Step", related_name="document_types", null=True, on_delete=fields.SET_NULL
     )
     max_file_size_mb = fields.IntField(default=10)
     # ERD: text[]; a JSON list keeps one migration working on PostgreSQL and SQLite.
-    allowed_extensions = fields.JSONField(default=list)
+    allowed_extensions: list[str] = fields.JSONField(default=list)
+
+    required_step_id: uuid.UUID | None  # the foreign key's column (an attribute Tortoise adds)
+    documents: fields.ReverseRelation[Document]  # the other side of documents.document_type
 
     class Meta:
         table = "document_types"

@@ -1,26 +1,40 @@
 from __future__ import annotations
 
+import uuid
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.indexes import Index
 
 from app.models.base import TimestampedModel, UUIDModel
 from app.models.enums import ActorType, DocumentStatus, ReviewStatus
 
+if TYPE_CHECKING:
+    from app.models.agents import Agent
+    from app.models.catalog import DocumentType
+    from app.models.dossiers import Dossier, StepInstance
+
 
 class Document(TimestampedModel):
-    dossier = fields.ForeignKeyField(
+    dossier: fields.ForeignKeyRelation[Dossier] = fields.ForeignKeyField(
         "models.Dossier", related_name="documents", on_delete=fields.CASCADE
     )
-    document_type = fields.ForeignKeyField(
+    document_type: fields.ForeignKeyRelation[DocumentType] = fields.ForeignKeyField(
         "models.DocumentType", related_name="documents", on_delete=fields.RESTRICT
     )
-    step_instance = fields.ForeignKeyField(
+    step_instance: fields.ForeignKeyNullableRelation[StepInstance] = fields.ForeignKeyField(
         "models.StepInstance", related_name="documents", null=True, on_delete=fields.SET_NULL
     )
     status = fields.CharEnumField(DocumentStatus, max_length=32, default=DocumentStatus.PENDING)
     # Plain column for the documents <-> document_versions cycle; its FOREIGN KEY is added
     # by migrations/0002_cyclic_foreign_keys.py on PostgreSQL.
     current_version_id = fields.UUIDField(null=True)
+
+    # The foreign keys' columns (attributes Tortoise adds):
+    dossier_id: uuid.UUID
+    document_type_id: uuid.UUID
+    step_instance_id: uuid.UUID | None
+    versions: fields.ReverseRelation[DocumentVersion]  # the other side of versions.document
 
     class Meta:
         table = "documents"
@@ -31,7 +45,7 @@ class Document(TimestampedModel):
 
 
 class DocumentVersion(UUIDModel):
-    document = fields.ForeignKeyField(
+    document: fields.ForeignKeyRelation[Document] = fields.ForeignKeyField(
         "models.Document", related_name="versions", on_delete=fields.CASCADE
     )
     file_url = fields.TextField()  # storage key, never the client's file name
@@ -43,22 +57,29 @@ class DocumentVersion(UUIDModel):
     version_number = fields.IntField()
     uploaded_at = fields.DatetimeField(auto_now_add=True)
 
+    document_id: uuid.UUID  # the foreign key's column (an attribute Tortoise adds)
+    reviews: fields.ReverseRelation[DocumentReview]  # the other side of reviews.document_version
+
     class Meta:
         table = "document_versions"
         unique_together = (("document", "version_number"),)
 
 
 class DocumentReview(UUIDModel):
-    document_version = fields.ForeignKeyField(
+    document_version: fields.ForeignKeyRelation[DocumentVersion] = fields.ForeignKeyField(
         "models.DocumentVersion", related_name="reviews", on_delete=fields.CASCADE
     )
-    reviewer = fields.ForeignKeyField(
+    reviewer: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
         "models.Agent", related_name="document_reviews", null=True, on_delete=fields.SET_NULL
     )
     status = fields.CharEnumField(ReviewStatus, max_length=32)
     reason = fields.TextField(null=True)
     notes = fields.TextField(null=True)
     reviewed_at = fields.DatetimeField(auto_now_add=True)
+
+    # The foreign keys' columns (attributes Tortoise adds):
+    document_version_id: uuid.UUID
+    reviewer_id: uuid.UUID | None
 
     class Meta:
         table = "document_reviews"

@@ -1,17 +1,29 @@
 from __future__ import annotations
 
+import uuid
+from typing import TYPE_CHECKING, Any
+
 from tortoise import fields
 from tortoise.indexes import Index
 
 from app.models.base import CreatedModel, TimestampedModel
 from app.models.enums import ActorType, DossierStatus, DossierType, ReminderKind, ReminderStatus
 
+if TYPE_CHECKING:
+    from app.models.agents import Agent
+    from app.models.catalog import Product, Step
+    from app.models.documents import Document
+    from app.models.messages import Message
+    from app.models.notifications import Notification
+    from app.models.payments import Order
+    from app.models.profiles import Profile
+
 
 class Dossier(TimestampedModel):
-    user = fields.ForeignKeyField(
+    user: fields.ForeignKeyRelation[Profile] = fields.ForeignKeyField(
         "models.Profile", related_name="dossiers", on_delete=fields.CASCADE
     )
-    product = fields.ForeignKeyField(
+    product: fields.ForeignKeyRelation[Product] = fields.ForeignKeyField(
         "models.Product", related_name="dossiers", on_delete=fields.RESTRICT
     )
     type = fields.CharEnumField(DossierType, max_length=32)
@@ -20,8 +32,20 @@ class Dossier(TimestampedModel):
     # build a foreign-key cycle. Its FOREIGN KEY constraint is added by a migration step of
     # its own on PostgreSQL (see migrations/0002_cyclic_foreign_keys.py).
     current_step_instance_id = fields.UUIDField(null=True)
-    metadata = fields.JSONField(default=dict)
+    metadata: dict[str, Any] = fields.JSONField(default=dict)
     completed_at = fields.DatetimeField(null=True)
+
+    # The foreign keys' columns (attributes Tortoise adds):
+    user_id: uuid.UUID
+    product_id: uuid.UUID
+    # The other side of foreign keys to dossiers:
+    status_history: fields.ReverseRelation[DossierStatusHistory]
+    step_instances: fields.ReverseRelation[StepInstance]
+    step_reminders: fields.ReverseRelation[StepReminder]
+    documents: fields.ReverseRelation[Document]
+    messages: fields.ReverseRelation[Message]
+    orders: fields.ReverseRelation[Order]
+    notifications: fields.ReverseRelation[Notification]
 
     class Meta:
         table = "dossiers"
@@ -32,7 +56,7 @@ class Dossier(TimestampedModel):
 
 
 class DossierStatusHistory(CreatedModel):
-    dossier = fields.ForeignKeyField(
+    dossier: fields.ForeignKeyRelation[Dossier] = fields.ForeignKeyField(
         "models.Dossier", related_name="status_history", on_delete=fields.CASCADE
     )
     old_status = fields.CharEnumField(DossierStatus, max_length=32, null=True)
@@ -40,7 +64,9 @@ class DossierStatusHistory(CreatedModel):
     changed_by_type = fields.CharEnumField(ActorType, max_length=16)
     changed_by_id = fields.UUIDField(null=True)
     reason = fields.TextField(null=True)
-    metadata = fields.JSONField(default=dict)
+    metadata: dict[str, Any] = fields.JSONField(default=dict)
+
+    dossier_id: uuid.UUID  # the foreign key's column (an attribute Tortoise adds)
 
     class Meta:
         table = "dossier_status_history"
@@ -48,15 +74,15 @@ class DossierStatusHistory(CreatedModel):
 
 
 class StepInstance(CreatedModel):
-    dossier = fields.ForeignKeyField(
+    dossier: fields.ForeignKeyRelation[Dossier] = fields.ForeignKeyField(
         "models.Dossier", related_name="step_instances", on_delete=fields.CASCADE
     )
-    step = fields.ForeignKeyField(
+    step: fields.ForeignKeyRelation[Step] = fields.ForeignKeyField(
         "models.Step", related_name="step_instances", on_delete=fields.RESTRICT
     )
     # The ERD's column name (migration 0006); `makemigrations` echoes a no-op "Alter
     # field" for it every time (see tests/test_schema_db.py::_column_echo): delete it.
-    assigned_to = fields.ForeignKeyField(
+    assigned_to: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
         "models.Agent",
         related_name="step_instances",
         null=True,
@@ -73,7 +99,15 @@ class StepInstance(CreatedModel):
     due_at = fields.DatetimeField(null=True)  # started_at + estimated duration, movable
     # Copied from product_steps.estimated_duration_hours with position and is_required.
     estimated_duration_hours = fields.IntField(null=True)
-    metadata = fields.JSONField(default=dict)
+    metadata: dict[str, Any] = fields.JSONField(default=dict)
+
+    # The foreign keys' columns (attributes Tortoise adds):
+    dossier_id: uuid.UUID
+    step_id: uuid.UUID
+    assigned_to_id: uuid.UUID | None
+    # The other side of foreign keys to step instances:
+    reminders: fields.ReverseRelation[StepReminder]
+    documents: fields.ReverseRelation[Document]
 
     class Meta:
         table = "step_instances"
@@ -92,10 +126,10 @@ class StepReminder(CreatedModel):
     and a row leaves PENDING exactly once, under its dossier's row lock.
     """
 
-    dossier = fields.ForeignKeyField(
+    dossier: fields.ForeignKeyRelation[Dossier] = fields.ForeignKeyField(
         "models.Dossier", related_name="step_reminders", on_delete=fields.CASCADE
     )
-    step_instance = fields.ForeignKeyField(
+    step_instance: fields.ForeignKeyRelation[StepInstance] = fields.ForeignKeyField(
         "models.StepInstance", related_name="reminders", on_delete=fields.CASCADE
     )
     kind = fields.CharEnumField(ReminderKind, max_length=16)
@@ -107,6 +141,10 @@ class StepReminder(CreatedModel):
     processed_at = fields.DatetimeField(null=True)
     skip_reason = fields.CharField(max_length=32, null=True)
     event_id = fields.UUIDField(null=True)  # the event that recorded the sending
+
+    # The foreign keys' columns (attributes Tortoise adds):
+    dossier_id: uuid.UUID
+    step_instance_id: uuid.UUID
 
     class Meta:
         table = "step_reminders"

@@ -1,21 +1,29 @@
 from __future__ import annotations
 
+import uuid
+from typing import TYPE_CHECKING, Any
+
 from tortoise import fields
 from tortoise.indexes import Index
 
 from app.models.base import CreatedModel
 from app.models.enums import ActorType
 
+if TYPE_CHECKING:
+    from app.models.dossiers import Dossier
+
 
 class Message(CreatedModel):
-    dossier = fields.ForeignKeyField(
+    dossier: fields.ForeignKeyRelation[Dossier] = fields.ForeignKeyField(
         "models.Dossier", related_name="messages", on_delete=fields.CASCADE
     )
     sender_type = fields.CharEnumField(ActorType, max_length=16)
     sender_id = fields.UUIDField(null=True)
     content = fields.TextField()
-    attachments = fields.JSONField(default=list)
+    attachments: list[dict[str, Any]] = fields.JSONField(default=list)
     read_at = fields.DatetimeField(null=True)
+
+    dossier_id: uuid.UUID  # the foreign key's column (an attribute Tortoise adds)
 
     class Meta:
         table = "messages"

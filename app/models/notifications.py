@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import uuid
+from typing import TYPE_CHECKING, Any
+
 from tortoise import fields
 from tortoise.indexes import Index
 
 from app.models.base import CreatedModel
 from app.models.enums import ActorType, EventType, NotificationChannel, NotificationStatus
+
+if TYPE_CHECKING:
+    from app.models.agents import Agent
+    from app.models.dossiers import Dossier
+    from app.models.profiles import Profile
 
 
 class Event(CreatedModel):
@@ -15,11 +23,13 @@ class Event(CreatedModel):
     event_type = fields.CharEnumField(EventType, max_length=64)
     actor_type = fields.CharEnumField(ActorType, max_length=16)
     actor_id = fields.UUIDField(null=True)
-    payload = fields.JSONField(default=dict)
+    payload: dict[str, Any] = fields.JSONField(default=dict)
     # Outbox state: set once the event is published to subscribers / turned into
     # notifications. The worker's relay picks up rows where these are still null.
     published_at = fields.DatetimeField(null=True)
     processed_at = fields.DatetimeField(null=True)
+
+    notifications: fields.ReverseRelation[Notification]  # the other side of notifications.event
 
     class Meta:
         table = "events"
@@ -31,27 +41,34 @@ class Event(CreatedModel):
 
 
 class Notification(CreatedModel):
-    user = fields.ForeignKeyField(
+    user: fields.ForeignKeyNullableRelation[Profile] = fields.ForeignKeyField(
         "models.Profile", related_name="notifications", null=True, on_delete=fields.CASCADE
     )
     # Beyond the ERD: agents are notified too.
-    agent = fields.ForeignKeyField(
+    agent: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
         "models.Agent", related_name="notifications", null=True, on_delete=fields.CASCADE
     )
-    dossier = fields.ForeignKeyField(
+    dossier: fields.ForeignKeyNullableRelation[Dossier] = fields.ForeignKeyField(
         "models.Dossier", related_name="notifications", null=True, on_delete=fields.CASCADE
     )
-    event = fields.ForeignKeyField(
+    event: fields.ForeignKeyNullableRelation[Event] = fields.ForeignKeyField(
         "models.Event", related_name="notifications", null=True, on_delete=fields.SET_NULL
     )
     title = fields.TextField()
     message = fields.TextField()
     template_code = fields.CharField(max_length=64)
-    payload = fields.JSONField(default=dict)
+    payload: dict[str, Any] = fields.JSONField(default=dict)
     action_url = fields.TextField(null=True)
     read_at = fields.DatetimeField(null=True)
     # Throttling: notifications sharing a group key (e.g. one conversation burst) collapse.
     group_key = fields.CharField(max_length=128, null=True)
+
+    # The foreign keys' columns (attributes Tortoise adds):
+    user_id: uuid.UUID | None
+    agent_id: uuid.UUID | None
+    dossier_id: uuid.UUID | None
+    event_id: uuid.UUID | None
+    deliveries: fields.ReverseRelation[NotificationDelivery]  # the other side of its notification
 
     class Meta:
         table = "notifications"
@@ -64,7 +81,7 @@ class Notification(CreatedModel):
 
 
 class NotificationDelivery(CreatedModel):
-    notification = fields.ForeignKeyField(
+    notification: fields.ForeignKeyRelation[Notification] = fields.ForeignKeyField(
         "models.Notification", related_name="deliveries", on_delete=fields.CASCADE
     )
     channel = fields.CharEnumField(NotificationChannel, max_length=16)
@@ -74,13 +91,15 @@ class NotificationDelivery(CreatedModel):
     )
     provider = fields.CharField(max_length=64, null=True)
     provider_message_id = fields.CharField(max_length=255, null=True)
-    provider_response = fields.JSONField(null=True)
+    provider_response: dict[str, Any] | None = fields.JSONField(null=True)
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField(null=True)
     claimed_until = fields.DatetimeField(null=True)
     last_error = fields.TextField(null=True)
     sent_at = fields.DatetimeField(null=True)
     failed_at = fields.DatetimeField(null=True)
+
+    notification_id: uuid.UUID  # the foreign key's column (an attribute Tortoise adds)
 
     class Meta:
         table = "notification_deliveries"

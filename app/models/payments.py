@@ -1,15 +1,24 @@
 from __future__ import annotations
 
+import uuid
+from typing import TYPE_CHECKING, Any
+
 from tortoise import fields
 from tortoise.indexes import Index
 
 from app.models.base import CreatedModel, TimestampedModel, UUIDModel
 from app.models.enums import NotificationChannel, OrderStatus
 
+if TYPE_CHECKING:
+    from app.models.agents import Agent
+    from app.models.catalog import Product
+    from app.models.dossiers import Dossier
+    from app.models.profiles import Profile
+
 
 class PaymentLink(CreatedModel):
     token = fields.CharField(max_length=128, unique=True)
-    product = fields.ForeignKeyField(
+    product: fields.ForeignKeyRelation[Product] = fields.ForeignKeyField(
         "models.Product", related_name="payment_links", on_delete=fields.RESTRICT
     )
     prospect_email = fields.CharField(max_length=320)
@@ -18,7 +27,7 @@ class PaymentLink(CreatedModel):
     # created_by and used_by carry the ERD's column names (migration 0006). Tortoise 1.1's
     # `makemigrations` writes a no-op "Alter field" for each of them every time (see
     # tests/test_schema_db.py::_column_echo): delete those from a new migration.
-    created_by = fields.ForeignKeyField(
+    created_by: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
         "models.Agent",
         related_name="payment_links",
         null=True,
@@ -27,7 +36,7 @@ class PaymentLink(CreatedModel):
     )
     expires_at = fields.DatetimeField()
     used_at = fields.DatetimeField(null=True)
-    used_by = fields.ForeignKeyField(
+    used_by: fields.ForeignKeyNullableRelation[Profile] = fields.ForeignKeyField(
         "models.Profile",
         related_name="used_payment_links",
         null=True,
@@ -35,19 +44,27 @@ class PaymentLink(CreatedModel):
         source_field="used_by",  # the ERD's column name (the attribute is used_by_id)
     )
 
+    # The foreign keys' columns (attributes Tortoise adds):
+    product_id: uuid.UUID
+    created_by_id: uuid.UUID | None
+    used_by_id: uuid.UUID | None
+    orders: fields.ReverseRelation[Order]  # the other side of orders.payment_link
+
     class Meta:
         table = "payment_links"
 
 
 class Order(TimestampedModel):
-    user = fields.ForeignKeyField("models.Profile", related_name="orders", on_delete=fields.CASCADE)
-    product = fields.ForeignKeyField(
+    user: fields.ForeignKeyRelation[Profile] = fields.ForeignKeyField(
+        "models.Profile", related_name="orders", on_delete=fields.CASCADE
+    )
+    product: fields.ForeignKeyRelation[Product] = fields.ForeignKeyField(
         "models.Product", related_name="orders", on_delete=fields.RESTRICT
     )
-    payment_link = fields.ForeignKeyField(
+    payment_link: fields.ForeignKeyNullableRelation[PaymentLink] = fields.ForeignKeyField(
         "models.PaymentLink", related_name="orders", null=True, on_delete=fields.SET_NULL
     )
-    dossier = fields.ForeignKeyField(
+    dossier: fields.ForeignKeyNullableRelation[Dossier] = fields.ForeignKeyField(
         "models.Dossier", related_name="orders", null=True, on_delete=fields.SET_NULL
     )
     amount = fields.IntField()
@@ -56,8 +73,15 @@ class Order(TimestampedModel):
     stripe_checkout_session_id = fields.CharField(max_length=255, null=True, unique=True)
     stripe_payment_intent_id = fields.CharField(max_length=255, null=True, unique=True)
     stripe_customer_id = fields.CharField(max_length=255, null=True)
-    metadata = fields.JSONField(default=dict)
+    metadata: dict[str, Any] = fields.JSONField(default=dict)
     paid_at = fields.DatetimeField(null=True)
+
+    # The foreign keys' columns (attributes Tortoise adds):
+    user_id: uuid.UUID
+    product_id: uuid.UUID
+    payment_link_id: uuid.UUID | None
+    dossier_id: uuid.UUID | None
+    payment_reminders: fields.ReverseRelation[PaymentReminder]  # the other side of its order
 
     class Meta:
         table = "orders"
@@ -69,10 +93,10 @@ class Order(TimestampedModel):
 
 
 class PaymentReminder(UUIDModel):
-    user = fields.ForeignKeyField(
+    user: fields.ForeignKeyRelation[Profile] = fields.ForeignKeyField(
         "models.Profile", related_name="payment_reminders", on_delete=fields.CASCADE
     )
-    order = fields.ForeignKeyField(
+    order: fields.ForeignKeyRelation[Order] = fields.ForeignKeyField(
         "models.Order", related_name="payment_reminders", on_delete=fields.CASCADE
     )
     sent_via = fields.CharEnumField(NotificationChannel, max_length=16)
@@ -83,6 +107,10 @@ class PaymentReminder(UUIDModel):
     slot = fields.IntField(default=0)
     scheduled_for = fields.DatetimeField(null=True)
     cancelled_at = fields.DatetimeField(null=True)
+
+    # The foreign keys' columns (attributes Tortoise adds):
+    user_id: uuid.UUID
+    order_id: uuid.UUID
 
     class Meta:
         table = "payment_reminders"

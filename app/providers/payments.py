@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from stripe.params import CustomerCreateParams
+    from stripe.params.checkout import SessionCreateParams
 
 
 class PaymentProviderError(Exception):
@@ -66,7 +70,7 @@ class StripeProvider:
     async def create_customer(
         self, *, profile_id: uuid.UUID, email: str, name: str, phone: str | None
     ) -> str:
-        params: dict[str, Any] = {
+        params: CustomerCreateParams = {
             "email": email,
             "name": name,
             "metadata": {"profile_id": str(profile_id)},
@@ -75,7 +79,7 @@ class StripeProvider:
             params["phone"] = phone
         try:
             customer = await self._client.v1.customers.create_async(
-                params,  # type: ignore[arg-type]
+                params,
                 options={"idempotency_key": f"customer-{profile_id}"},
             )
         except self._stripe.StripeError as exc:
@@ -83,7 +87,7 @@ class StripeProvider:
         return customer.id
 
     async def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession:
-        params: dict[str, Any] = {
+        params: SessionCreateParams = {
             "mode": "payment",
             "customer": request.customer_id,
             "client_reference_id": str(request.order_id),
@@ -104,7 +108,7 @@ class StripeProvider:
         }
         try:
             session = await self._client.v1.checkout.sessions.create_async(
-                params,  # type: ignore[arg-type]
+                params,
                 options={"idempotency_key": request.idempotency_key},
             )
         except self._stripe.StripeError as exc:

@@ -18,7 +18,7 @@ import contextlib
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,7 +49,7 @@ class Storage(Protocol):
 
     async def save(self, key: str, chunks: AsyncIterator[bytes], *, content_type: str) -> int: ...
 
-    def open(self, key: str) -> AsyncIterator[bytes]: ...
+    def open(self, key: str) -> AsyncGenerator[bytes, None]: ...
 
     async def delete(self, key: str) -> None: ...
 
@@ -97,7 +97,7 @@ class LocalStorage:
             raise
         return size
 
-    async def open(self, key: str) -> AsyncIterator[bytes]:
+    async def open(self, key: str) -> AsyncGenerator[bytes, None]:
         path = self._path(key)
         try:
             handle = await asyncio.to_thread(open, path, "rb")
@@ -238,7 +238,7 @@ class S3Storage:
             raise
         return size
 
-    async def open(self, key: str) -> AsyncIterator[bytes]:
+    async def open(self, key: str) -> AsyncGenerator[bytes, None]:
         answer = await self._call("get_object", Bucket=self.bucket, Key=self._key(key))
         body = answer["Body"]
         try:

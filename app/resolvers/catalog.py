@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import overload
 
 import strawberry
 
@@ -23,7 +24,7 @@ from app.schema.catalog import (
     UpdateDocumentTypeInput,
     UpdateProductInput,
 )
-from app.schema.common import Connection, paginate, parse_id, user_errors
+from app.schema.common import Connection, paginate, parse_id, row_as, user_errors
 from app.services import catalog
 from app.services.codes import CatalogErrorCode as Code
 
@@ -32,6 +33,10 @@ def _errors(error: DomainError) -> list[CatalogUserError]:
     return user_errors(error, CatalogUserError, CatalogErrorCode)
 
 
+@overload
+def _step_ref(value: str, field: list[str] | str) -> str: ...
+@overload
+def _step_ref(value: str | None, field: list[str] | str) -> str | None: ...
 def _step_ref(value: str | None, field: list[str] | str) -> str | None:
     """A step id inside an input: malformed is reported like unknown, in the payload."""
     if value is None:
@@ -69,13 +74,13 @@ class CatalogQuery:
         viewer = await info.context.require_viewer()
         if (id is None) == (code is None):
             raise NotFound("Pass exactly one of `id` and `code`.")
-        if id is not None:
-            product = await info.context.loaders.product.load(parse_id(id, what="product"))
+        if code is not None:
+            product = await m.Product.filter(code=code.strip().upper()).first()
         else:
-            product = await m.Product.filter(code=code.strip().upper()).first()  # type: ignore[union-attr]
+            product = await info.context.loaders.product.load(parse_id(id, what="product"))
         if product is None or (not product.active and not viewer.is_agent):
             raise NotFound("No such product.")
-        return product
+        return row_as(ProductType, product)
 
     @strawberry.field(description="Workflow steps, in position order.")
     async def steps(
@@ -134,7 +139,7 @@ class CatalogMutation:
             )
         except DomainError as error:
             return ProductPayload(user_errors=_errors(error))
-        return ProductPayload(product=product)
+        return ProductPayload(product=row_as(ProductType, product))
 
     @strawberry.mutation(description="Change a product (admins only).")
     async def update_product(self, info: Info, input: UpdateProductInput) -> ProductPayload:
@@ -154,7 +159,7 @@ class CatalogMutation:
             )
         except DomainError as error:
             return ProductPayload(user_errors=_errors(error))
-        return ProductPayload(product=product)
+        return ProductPayload(product=row_as(ProductType, product))
 
     @strawberry.mutation(description="Add a workflow step (admins only).")
     async def create_step(self, info: Info, input: CreateStepInput) -> StepPayload:
@@ -169,7 +174,7 @@ class CatalogMutation:
             )
         except DomainError as error:
             return StepPayload(user_errors=_errors(error))
-        return StepPayload(step=step)
+        return StepPayload(step=row_as(StepType, step))
 
     @strawberry.mutation(description="Set a product's workflow, in order (admins only).")
     async def set_product_steps(self, info: Info, input: SetProductStepsInput) -> ProductPayload:
@@ -178,7 +183,7 @@ class CatalogMutation:
         try:
             specs = [
                 catalog.ProductStepSpec(
-                    step_id=_step_ref(s.step_id, ["steps", str(i), "stepId"]),  # type: ignore[arg-type]
+                    step_id=_step_ref(s.step_id, ["steps", str(i), "stepId"]),
                     is_required=s.is_required,
                     estimated_duration_hours=s.estimated_duration_hours,
                 )
@@ -187,7 +192,7 @@ class CatalogMutation:
             product = await catalog.set_product_steps(admin, product_id, specs)
         except DomainError as error:
             return ProductPayload(user_errors=_errors(error))
-        return ProductPayload(product=product)
+        return ProductPayload(product=row_as(ProductType, product))
 
     @strawberry.mutation(description="Add a document type (admins only).")
     async def create_document_type(
@@ -206,7 +211,7 @@ class CatalogMutation:
             )
         except DomainError as error:
             return DocumentTypePayload(user_errors=_errors(error))
-        return DocumentTypePayload(document_type=document_type)
+        return DocumentTypePayload(document_type=row_as(DocumentTypeType, document_type))
 
     @strawberry.mutation(description="Change a document type (admins only).")
     async def update_document_type(
@@ -231,4 +236,4 @@ class CatalogMutation:
             document_type = await catalog.update_document_type(admin, document_type_id, changes)
         except DomainError as error:
             return DocumentTypePayload(user_errors=_errors(error))
-        return DocumentTypePayload(document_type=document_type)
+        return DocumentTypePayload(document_type=row_as(DocumentTypeType, document_type))

@@ -7,9 +7,10 @@ from app.dataloaders import pages
 from app.errors import DomainError
 from app.models import Document, Dossier
 from app.providers.storage import Storage
-from app.schema.common import Connection, paginate, parse_id, user_errors
+from app.schema.common import Connection, paginate, parse_id, row_as, user_errors
 from app.schema.documents import (
     DocumentErrorCode,
+    DocumentReviewType,
     DocumentUserError,
     DownloadUrlType,
     ReviewDocumentInput,
@@ -18,6 +19,7 @@ from app.schema.documents import (
     UploadDocumentInput,
     UploadDocumentPayload,
 )
+from app.schema.dossiers import DocumentType, DocumentVersionType, DossierType_
 from app.services import documents
 from app.services.codes import DocumentErrorCode as Code
 
@@ -31,7 +33,7 @@ def _storage(info: Info) -> Storage:
 
 
 async def _fresh_dossier(document: Document) -> Dossier:
-    return await Dossier.get(id=document.dossier_id)  # type: ignore[attr-defined]
+    return await Dossier.get(id=document.dossier_id)
 
 
 @strawberry.type
@@ -102,7 +104,9 @@ class DocumentMutation:
             if hasattr(file, "close"):
                 await file.close()
         return UploadDocumentPayload(
-            document=document, version=version, dossier=await _fresh_dossier(document)
+            document=row_as(DocumentType, document),
+            version=row_as(DocumentVersionType, version),
+            dossier=row_as(DossierType_, await _fresh_dossier(document)),
         )
 
     @strawberry.mutation(
@@ -123,4 +127,8 @@ class DocumentMutation:
             )
         except DomainError as error:
             return ReviewDocumentPayload(user_errors=_errors(error))
-        return ReviewDocumentPayload(review=review, document=document, dossier=dossier)
+        return ReviewDocumentPayload(
+            review=row_as(DocumentReviewType, review),
+            document=row_as(DocumentType, document),
+            dossier=row_as(DossierType_, dossier),
+        )

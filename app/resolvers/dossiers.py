@@ -5,7 +5,7 @@ import strawberry
 from app.context import Info
 from app.dataloaders import pages
 from app.errors import NotFound
-from app.schema.common import Connection, paginate, parse_id
+from app.schema.common import Connection, paginate, parse_id, row_as
 from app.schema.dossiers import DossierFilter, DossierType_
 from app.services import dossiers
 
@@ -51,4 +51,4 @@ class DossierQuery:
             dossier_id = parse_id(id, what="dossier")
         except NotFound:
             raise NotFound("No such dossier.") from None
-        return await dossiers.get_dossier(viewer, dossier_id)
+        return row_as(DossierType_, await dossiers.get_dossier(viewer, dossier_id))

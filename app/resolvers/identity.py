@@ -5,7 +5,7 @@ import strawberry
 from app import models as m
 from app.context import Info
 from app.errors import DomainError
-from app.schema.common import Connection, paginate, parse_id, user_errors
+from app.schema.common import Connection, paginate, parse_id, row_as, user_errors
 from app.schema.identity import (
     AgentPayload,
     AgentType,
@@ -16,6 +16,7 @@ from app.schema.identity import (
     IdentityUserError,
     LoginInput,
     LoginPayload,
+    ProfileType,
     UpdateAgentInput,
     UpdateMyProfileInput,
     UpdateMyProfilePayload,
@@ -28,6 +29,13 @@ def _errors(error: DomainError) -> list[IdentityUserError]:
     return user_errors(error, IdentityUserError, IdentityErrorCode)
 
 
+def _viewer(account: m.Agent | m.Profile) -> AgentType | ProfileType:
+    """The account as the Viewer union (each member's is_type_of recognises its row)."""
+    if isinstance(account, m.Agent):
+        return row_as(AgentType, account)
+    return row_as(ProfileType, account)
+
+
 def _value(maybe):  # strawberry.Maybe -> the value, or None when absent
     return maybe.value if maybe is not None else None
 
@@ -37,7 +45,7 @@ class IdentityQuery:
     @strawberry.field(description="The logged-in client or agent.")
     async def me(self, info: Info) -> Viewer:
         viewer = await info.context.require_viewer()
-        return viewer.agent or viewer.profile  # type: ignore[return-value]
+        return _viewer(viewer.account)
 
     @strawberry.field(description="Agents of the firm (admins only).")
     async def agents(
@@ -67,11 +75,13 @@ class IdentityMutation:
         info.context.forget_viewer()
         credential = session.credential
         owner = await (
-            m.Agent.get(id=credential.agent_id)  # type: ignore[attr-defined]
-            if credential.agent_id  # type: ignore[attr-defined]
-            else m.Profile.get(id=credential.profile_id)  # type: ignore[attr-defined]
+            m.Agent.get(id=credential.agent_id)
+            if credential.agent_id
+            else m.Profile.get(id=credential.profile_id)
         )
-        return LoginPayload(token=session.token, expires_at=session.expires_at, viewer=owner)
+        return LoginPayload(
+            token=session.token, expires_at=session.expires_at, viewer=_viewer(owner)
+        )
 
     @strawberry.mutation(description="Create an agent or admin account (admins only).")
     async def create_agent(self, info: Info, input: CreateAgentInput) -> AgentPayload:
@@ -87,7 +97,7 @@ class IdentityMutation:
             )
         except DomainError as error:
             return AgentPayload(user_errors=_errors(error))
-        return AgentPayload(agent=agent)
+        return AgentPayload(agent=row_as(AgentType, agent))
 
     @strawberry.mutation(description="Rename, promote, demote, deactivate an agent (admins only).")
     async def update_agent(self, info: Info, input: UpdateAgentInput) -> AgentPayload:
@@ -103,7 +113,7 @@ class IdentityMutation:
             )
         except DomainError as error:
             return AgentPayload(user_errors=_errors(error))
-        return AgentPayload(agent=agent)
+        return AgentPayload(agent=row_as(AgentType, agent))
 
     @strawberry.mutation(description="Change your own name, phone or language.")
     async def update_my_profile(
@@ -119,7 +129,7 @@ class IdentityMutation:
             )
         except DomainError as error:
             return UpdateMyProfilePayload(user_errors=_errors(error))
-        return UpdateMyProfilePayload(viewer=owner)
+        return UpdateMyProfilePayload(viewer=_viewer(owner))
 
     @strawberry.mutation(description="Change your password; you get a new token.")
     async def change_password(

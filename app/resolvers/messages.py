@@ -9,12 +9,15 @@ from app.errors import DomainError, ValidationFailed
 from app.models import Message
 from app.schema.common import (
     parse_id,
+    row_as,
     user_errors,
 )
+from app.schema.dossiers import DossierType_
 from app.schema.messages import (
     MarkDossierMessagesReadInput,
     MarkDossierMessagesReadPayload,
     MessageErrorCode,
+    MessageType,
     MessageUserError,
     SendMessageInput,
     SendMessagePayload,
@@ -62,7 +65,9 @@ class MessageMutation:
             )
         except DomainError as error:
             return SendMessagePayload(user_errors=_errors(error))
-        return SendMessagePayload(message=message, cursor=message_cursor(message))  # type: ignore[arg-type]
+        return SendMessagePayload(
+            message=row_as(MessageType, message), cursor=message_cursor(message)
+        )
 
     @strawberry.mutation(
         description="Mark the other side's messages in a dossier as read (sets their readAt)."
@@ -76,4 +81,6 @@ class MessageMutation:
             dossier, count = await messages.mark_dossier_messages_read(viewer, dossier_id)
         except DomainError as error:
             return MarkDossierMessagesReadPayload(user_errors=_errors(error))
-        return MarkDossierMessagesReadPayload(dossier=dossier, marked_count=count)  # type: ignore[arg-type]
+        return MarkDossierMessagesReadPayload(
+            dossier=row_as(DossierType_, dossier), marked_count=count
+        )

@@ -5,7 +5,7 @@ import uuid
 import strawberry
 
 from app.context import Info
-from app.schema.common import Connection, paginate
+from app.schema.common import Connection, paginate, row_as
 from app.schema.enums import EventType
 from app.schema.notifications import (
     EventType_,
@@ -123,5 +123,6 @@ class NotificationMutation:
             )
         marked = await queries.mark_read(viewer, ids=_ids(input.ids or []), all_=input.all)
         return MarkNotificationsReadPayload(
-            notifications=marked, unread_count=await queries.unread_count(viewer)
+            notifications=row_as(list[NotificationType], marked),
+            unread_count=await queries.unread_count(viewer),
         )

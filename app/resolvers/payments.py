@@ -7,7 +7,8 @@ import strawberry
 from app import models as m
 from app.context import Info
 from app.errors import DomainError, NotFound
-from app.schema.common import Connection, paginate, parse_id, user_errors
+from app.schema.common import Connection, paginate, parse_id, row_as, user_errors
+from app.schema.identity import ProfileType
 from app.schema.payments import (
     CreatePaymentLinkInput,
     CreatePaymentLinkPayload,
@@ -133,7 +134,7 @@ class PaymentMutation:
             )
         except DomainError as error:
             return CreatePaymentLinkPayload(user_errors=_errors(error))
-        return CreatePaymentLinkPayload(payment_link=link)
+        return CreatePaymentLinkPayload(payment_link=row_as(PaymentLinkType, link))
 
     @strawberry.mutation(
         description="Register with a payment link; returns a token and the checkout URL."
@@ -154,8 +155,8 @@ class PaymentMutation:
         return RegisterWithPaymentLinkPayload(
             token=registration.token,
             expires_at=registration.expires_at,
-            profile=registration.profile,
-            order=registration.order,
+            profile=row_as(ProfileType, registration.profile),
+            order=row_as(OrderType, registration.order),
             checkout_url=registration.checkout_url,
             user_errors=_errors(registration.checkout_error) if registration.checkout_error else [],
         )

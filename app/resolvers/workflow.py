@@ -6,7 +6,8 @@ from app.context import Info
 from app.errors import DomainError, NotFound
 from app.models import Dossier, StepInstance
 from app.schema.chasing import MoveStepDueDateInput
-from app.schema.common import parse_id, user_errors
+from app.schema.common import parse_id, row_as, user_errors
+from app.schema.dossiers import DossierType_, StepInstanceType
 from app.schema.workflow import (
     AssignStepInput,
     ChangeDossierStatusInput,
@@ -28,8 +29,8 @@ def _errors(error: DomainError) -> list[WorkflowUserError]:
 async def _step_payload(dossier: Dossier, step: StepInstance) -> StepInstancePayload:
     # re-read: the engine may have moved both past what the caller holds
     return StepInstancePayload(
-        step_instance=await StepInstance.get(id=step.id),
-        dossier=await Dossier.get(id=dossier.id),
+        step_instance=row_as(StepInstanceType, await StepInstance.get(id=step.id)),
+        dossier=row_as(DossierType_, await Dossier.get(id=dossier.id)),
     )
 
 
@@ -52,7 +53,7 @@ class WorkflowMutation:
             )
         except DomainError as error:
             return ChangeDossierStatusPayload(user_errors=_errors(error))
-        return ChangeDossierStatusPayload(dossier=dossier)
+        return ChangeDossierStatusPayload(dossier=row_as(DossierType_, dossier))
 
     @strawberry.mutation(
         description="Agents: complete the dossier's current step (one with no document, "

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import strawberry
 
 from app.context import Info
 from app.schema.common import UserError
 from app.schema.enums import DossierStatus, DossierType
-from app.services.codes import CatalogErrorCode as _CatalogErrorCode
+from app.services.codes import CatalogErrorCode
 
-CatalogErrorCode = strawberry.enum(_CatalogErrorCode, name="CatalogErrorCode")
+# Marks the class itself as a GraphQL enum (see app.schema.enums).
+strawberry.enum(CatalogErrorCode, name="CatalogErrorCode")
 
 
 @strawberry.type(name="DocumentType", description="A kind of document a step asks for.")
@@ -25,6 +28,9 @@ class DocumentTypeType:
     updated_at: datetime
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
+
+    if TYPE_CHECKING:  # the root value is the DocumentType row: columns read below
+        required_step_id: uuid.UUID | None
 
     @strawberry.field(description="The step whose start asks for this document.")
     async def required_step(self, info: Info) -> StepType | None:
@@ -55,6 +61,9 @@ class ProductStepType:
     estimated_duration_hours: int | None
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
+
+    if TYPE_CHECKING:  # the root value is the ProductStep row: columns read below
+        step_id: uuid.UUID
 
     @strawberry.field
     async def step(self, info: Info) -> StepType:
@@ -94,7 +103,7 @@ class CreateProductInput:
     dossier_type: DossierType
     price_amount: int
     currency: str = "eur"
-    initial_status: DossierStatus = DossierStatus.CREATED  # type: ignore[assignment]
+    initial_status: DossierStatus = DossierStatus.CREATED
     active: bool = True
 
 

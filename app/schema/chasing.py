@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import strawberry
 
 from app.context import Info
 from app.schema.catalog import DocumentTypeType
-from app.schema.common import gid
+from app.schema.common import gid, row_as
 from app.schema.dossiers import DocumentType, DossierType_, StepInstanceType
 from app.schema.enums import DocumentStatus
 from app.schema.identity import AgentType
@@ -29,11 +31,11 @@ class NextActionType:
 
     @strawberry.field
     def document(self) -> DocumentType:
-        return self._action.document  # type: ignore[return-value]
+        return row_as(DocumentType, self._action.document)
 
     @strawberry.field
     def document_type(self) -> DocumentTypeType:
-        return self._action.document_type  # type: ignore[return-value]
+        return row_as(DocumentTypeType, self._action.document_type)
 
     @strawberry.field(description="The document type's label.")
     def label(self) -> str:
@@ -93,7 +95,8 @@ class DossierProgressType:
 
     @strawberry.field
     def current_step(self) -> StepInstanceType | None:
-        return self._progress.current_step  # type: ignore[return-value]
+        step = self._progress.current_step
+        return row_as(StepInstanceType, step) if step is not None else None
 
     @strawberry.field(description="The current step's due date.")
     def due_at(self) -> datetime | None:
@@ -125,31 +128,36 @@ async def dossier_progress(info: Info, dossier: object) -> DossierProgressType:
 class OverdueDossierType:
     """Resolved over the overdue StepInstance row."""
 
+    if TYPE_CHECKING:  # the root value is the StepInstance row: columns read below
+        dossier_id: uuid.UUID
+        assigned_to_id: uuid.UUID | None
+        due_at: datetime  # set: the step is overdue
+
     @strawberry.field(description="The overdue step's id.")
     def id(self) -> strawberry.ID:
         return gid(self.id)
 
     @strawberry.field
     async def dossier(self, info: Info) -> DossierType_:
-        return await info.context.loaders.dossier.load(self.dossier_id)  # type: ignore[attr-defined]
+        return await info.context.loaders.dossier.load(self.dossier_id)
 
     @strawberry.field(description="The overdue step (the dossier's current one).")
     def step(self) -> StepInstanceType:
-        return self  # type: ignore[return-value]
+        return row_as(StepInstanceType, self)
 
-    @strawberry.field
-    def due_at(self) -> datetime:
-        return self.due_at  # type: ignore[attr-defined]
+    @strawberry.field(name="dueAt")  # the column of the same name is read from the row
+    def resolve_due_at(self) -> datetime:
+        return self.due_at
 
     @strawberry.field(description="How late the step is, in seconds.")
     def overdue_seconds(self) -> int:
-        return max(0, int((_now() - self.due_at).total_seconds()))  # type: ignore[attr-defined]
+        return max(0, int((_now() - self.due_at).total_seconds()))
 
     @strawberry.field(description="The agent in charge of the step, if one is assigned.")
     async def assigned_to(self, info: Info) -> AgentType | None:
-        if self.assigned_to_id is None:  # type: ignore[attr-defined]
+        if self.assigned_to_id is None:
             return None
-        return await info.context.loaders.agent.load(self.assigned_to_id)  # type: ignore[attr-defined]
+        return await info.context.loaders.agent.load(self.assigned_to_id)
 
 
 @strawberry.input

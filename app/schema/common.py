@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import orjson
 import strawberry
@@ -24,6 +24,15 @@ DEFAULT_PAGE_SIZE = 20
 
 def gid(value: Any) -> strawberry.ID:
     return strawberry.ID(str(value))
+
+
+def row_as(_type: type[T], row: object, /) -> T:
+    """A model row (or a live stand-in for one), typed as `_type`: the strawberry type it is
+    the root value of, or, in such a type's resolvers, the model that `self` really is.
+    Strawberry resolves a type's fields on whatever root value it is handed, so the row
+    itself is the GraphQL object (its columns are the plain fields, the type's resolvers
+    read the rest from it). A cast, for mypy."""
+    return cast(T, row)
 
 
 def parse_id(value: str | None, *, what: str = "object") -> uuid.UUID:
@@ -86,7 +95,7 @@ def _decode(cursor: str, model: Any, order: Sequence[str]) -> list[Any]:
         raw = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
         if not isinstance(raw, list) or len(raw) != len(order):
             raise ValueError("shape")
-        values = []
+        values: list[Any] = []
         for name, value in zip(order, raw, strict=True):
             field = model._meta.fields_map[name.lstrip("-")]
             if isinstance(field, tf.DatetimeField):
@@ -147,7 +156,7 @@ async def paginate(
     if before:
         queryset = queryset.filter(_keyset(order, _decode(before, model, order), after=False))
     backwards = last is not None
-    size = last if backwards else (first if first is not None else DEFAULT_PAGE_SIZE)
+    size = last if last is not None else (first if first is not None else DEFAULT_PAGE_SIZE)
     ordering = _flip(order) if backwards else list(order)
     page = queryset.order_by(*ordering).limit(size + 1)
     rows = list(await (fetch(page, ordering) if fetch is not None else page))

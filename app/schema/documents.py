@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import strawberry
 from strawberry.file_uploads import Upload
 
 from app.context import Info
 from app.dataloaders.pages import or_load
-from app.schema.common import UserError
+from app.schema.common import UserError, row_as
 from app.schema.dossiers import DocumentType, DocumentVersionType, DossierType_, StepInstanceType
 from app.schema.enums import ReviewStatus
 from app.schema.identity import AgentType
-from app.services.codes import DocumentErrorCode as _DocumentErrorCode
+from app.services.codes import DocumentErrorCode
 
-DocumentErrorCode = strawberry.enum(_DocumentErrorCode, name="DocumentErrorCode")
+# Marks the class itself as a GraphQL enum (see app.schema.enums).
+strawberry.enum(DocumentErrorCode, name="DocumentErrorCode")
 
 
 @strawberry.type
@@ -31,20 +34,24 @@ class DocumentReviewType:
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
+    if TYPE_CHECKING:  # the root value is the DocumentReview row: columns read below
+        document_version_id: uuid.UUID
+        reviewer_id: uuid.UUID | None
+
     @strawberry.field(description="Internal notes: agents only (null for clients).")
     async def notes(self, info: Info) -> str | None:
         viewer = await info.context.viewer()
-        return self.notes if viewer is not None and viewer.is_agent else None  # type: ignore[attr-defined]
+        return self.notes if viewer is not None and viewer.is_agent else None
 
     @strawberry.field
     async def reviewer(self, info: Info) -> AgentType | None:
-        if self.reviewer_id is None:  # type: ignore[attr-defined]
+        if self.reviewer_id is None:
             return None
-        return await info.context.loaders.agent.load(self.reviewer_id)  # type: ignore[attr-defined]
+        return await info.context.loaders.agent.load(self.reviewer_id)
 
     @strawberry.field
     async def version(self, info: Info) -> DocumentVersionType:
-        return await info.context.loaders.document_version.load(self.document_version_id)  # type: ignore[attr-defined]
+        return await info.context.loaders.document_version.load(self.document_version_id)
 
 
 @strawberry.input
@@ -96,22 +103,26 @@ class ReviewQueueItemType:
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
+    if TYPE_CHECKING:  # the root value is the DocumentVersion row: columns read below
+        document_id: uuid.UUID
+        uploaded_at: datetime
+
     @strawberry.field(description="The version to review (the document's current one).")
     def version(self) -> DocumentVersionType:
-        return self  # type: ignore[return-value]
+        return row_as(DocumentVersionType, self)
 
     @strawberry.field
     def document(self, info: Info) -> DocumentType:
         return or_load(
             self,
             "document",
-            lambda: info.context.loaders.document.load(self.document_id),  # type: ignore[attr-defined]
+            lambda: info.context.loaders.document.load(self.document_id),
         )
 
     @strawberry.field
     def dossier(self, info: Info) -> DossierType_:
         async def load() -> DossierType_:
-            document = await info.context.loaders.document.load(self.document_id)  # type: ignore[attr-defined]
+            document = await info.context.loaders.document.load(self.document_id)
             return await info.context.loaders.dossier.load(document.dossier_id)
 
         return or_load(self, "dossier", load)
@@ -119,7 +130,7 @@ class ReviewQueueItemType:
     @strawberry.field(description="The step the document belongs to (its assignee, if any).")
     def step_instance(self, info: Info) -> StepInstanceType | None:
         async def load() -> StepInstanceType | None:
-            document = await info.context.loaders.document.load(self.document_id)  # type: ignore[attr-defined]
+            document = await info.context.loaders.document.load(self.document_id)
             if document.step_instance_id is None:
                 return None
             return await info.context.loaders.step_instance.load(document.step_instance_id)
@@ -128,8 +139,8 @@ class ReviewQueueItemType:
 
     @strawberry.field(description="When the version was uploaded.")
     def waiting_since(self) -> datetime:
-        return self.uploaded_at  # type: ignore[attr-defined]
+        return self.uploaded_at
 
     @strawberry.field(description="How long it has waited, in seconds.")
     def waiting_seconds(self) -> int:
-        return max(0, int((datetime.now(UTC) - self.uploaded_at).total_seconds()))  # type: ignore[attr-defined]
+        return max(0, int((datetime.now(UTC) - self.uploaded_at).total_seconds()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,8 +23,10 @@ if TYPE_CHECKING:
     from app.schema.workflow import TimelineEntry
 
 
-def _overdue(due_at: datetime | None, completed_at: datetime | None, status: object) -> bool:
-    return is_overdue(due_at, completed_at, status)  # type: ignore[arg-type]
+def _overdue(
+    due_at: datetime | None, completed_at: datetime | None, status: DossierStatus | None
+) -> bool:
+    return is_overdue(due_at, completed_at, status)
 
 
 @strawberry.type(name="DocumentVersion", description="One uploaded file of a document.")
@@ -36,6 +39,9 @@ class DocumentVersionType:
     uploaded_at: datetime
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
+
+    if TYPE_CHECKING:  # the root value is the DocumentVersion row: columns read below
+        document_id: uuid.UUID
 
     @strawberry.field
     def uploaded_by_id(self) -> strawberry.ID | None:
@@ -59,6 +65,12 @@ class DocumentType:
     updated_at: datetime
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
+
+    if TYPE_CHECKING:  # the root value is the Document row: columns read below
+        dossier_id: uuid.UUID
+        document_type_id: uuid.UUID
+        step_instance_id: uuid.UUID | None
+        current_version_id: uuid.UUID | None
 
     @strawberry.field
     def document_type(self, info: Info) -> DocumentTypeType:
@@ -125,6 +137,11 @@ class StepInstanceType:
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
+    if TYPE_CHECKING:  # the root value is the StepInstance row: columns read below
+        dossier_id: uuid.UUID
+        step_id: uuid.UUID
+        assigned_to_id: uuid.UUID | None
+
     @strawberry.field
     def step(self, info: Info) -> StepType:
         return or_load(self, "step", lambda: info.context.loaders.step.load(self.step_id))
@@ -179,7 +196,13 @@ class DossierType_:
     updated_at: datetime
     completed_at: datetime | None
 
-    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
+    if TYPE_CHECKING:  # the root value is the Dossier row: columns read below
+        id: uuid.UUID
+        user_id: uuid.UUID
+        product_id: uuid.UUID
+        current_step_instance_id: uuid.UUID | None
+    else:
+        id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     @strawberry.field
     def product(self, info: Info) -> ProductType:

@@ -1,4 +1,9 @@
-"""The model enums, exposed to GraphQL once (no `Enum` suffix in the SDL)."""
+"""The model enums, exposed to GraphQL once (no `Enum` suffix in the SDL).
+
+`strawberry.enum` marks the model's own class as a GraphQL enum (and returns that same
+class): the schema annotates with the model enums themselves, so they stay classes for
+mypy. Import them from here, which guarantees they are registered.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,50 @@ from enum import StrEnum
 
 import strawberry
 
-from app.models import enums as e
+from app.models.enums import (
+    ActorType,
+    AgentRole,
+    DocumentStatus,
+    DossierStatus,
+    DossierType,
+    EventType,
+    Locale,
+    NotificationChannel,
+    NotificationStatus,
+    OrderStatus,
+    ReviewStatus,
+    UserStatus,
+)
 
+__all__ = [
+    "ActorType",
+    "AgentRole",
+    "DocumentStatus",
+    "DossierStatus",
+    "DossierType",
+    "EventType",
+    "Locale",
+    "NotificationChannel",
+    "NotificationStatus",
+    "OrderStatus",
+    "ReviewStatus",
+    "UserStatus",
+]
 
-def _expose(cls: type[StrEnum], description: str) -> type[StrEnum]:
-    return strawberry.enum(cls, description=description)
+_DESCRIPTIONS: dict[type[StrEnum], str] = {
+    UserStatus: "Where a client stands with us: PENDING until paid.",
+    AgentRole: "What an agent may do: ADMIN also manages the catalogue.",
+    Locale: "Language of notifications and emails.",
+    DossierType: "The kind of matter a dossier handles.",
+    DossierStatus: "Where a dossier stands in its workflow.",
+    OrderStatus: "Payment state of an order.",
+    NotificationChannel: "How a notification reaches someone.",
+    NotificationStatus: "Delivery state on one channel.",
+    ActorType: "Who did something: a client (USER), an agent or the system.",
+    DocumentStatus: "Review state of a required document.",
+    ReviewStatus: "An agent's decision on a document version.",
+    EventType: "What happened, in the audit log.",
+}
 
-
-UserStatus = _expose(e.UserStatus, "Where a client stands with us: PENDING until paid.")
-AgentRole = _expose(e.AgentRole, "What an agent may do: ADMIN also manages the catalogue.")
-Locale = _expose(e.Locale, "Language of notifications and emails.")
-DossierType = _expose(e.DossierType, "The kind of matter a dossier handles.")
-DossierStatus = _expose(e.DossierStatus, "Where a dossier stands in its workflow.")
-OrderStatus = _expose(e.OrderStatus, "Payment state of an order.")
-NotificationChannel = _expose(e.NotificationChannel, "How a notification reaches someone.")
-NotificationStatus = _expose(e.NotificationStatus, "Delivery state on one channel.")
-ActorType = _expose(e.ActorType, "Who did something: a client (USER), an agent or the system.")
-DocumentStatus = _expose(e.DocumentStatus, "Review state of a required document.")
-ReviewStatus = _expose(e.ReviewStatus, "An agent's decision on a document version.")
-EventType = _expose(e.EventType, "What happened, in the audit log.")
+for _cls, _description in _DESCRIPTIONS.items():
+    strawberry.enum(_cls, description=_description)

@@ -34,9 +34,8 @@ class ErrorTiers(MaskErrors):
     def _process_result(self, result: object) -> None:
         # MaskErrors checks `isinstance(result, <runtime_checkable Protocol>)`: ~30 us on
         # every result (every live-update delivery), for what is one attribute read.
-        errors = getattr(result, "errors", None)
-        if errors:
-            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+        if hasattr(result, "errors") and result.errors:
+            result.errors = self._process_errors(result.errors)
 
     def _request_id(self) -> str | None:
         context = self.execution_context.context

@@ -13,9 +13,10 @@ from app.context import Info
 from app.schema.common import UserError
 from app.schema.enums import AgentRole, Locale, UserStatus
 from app.schema.messages import my_unread_count
-from app.services.codes import IdentityErrorCode as _IdentityErrorCode
+from app.services.codes import IdentityErrorCode
 
-IdentityErrorCode = strawberry.enum(_IdentityErrorCode, name="IdentityErrorCode")
+# Marks the class itself as a GraphQL enum (see app.schema.enums).
+strawberry.enum(IdentityErrorCode, name="IdentityErrorCode")
 
 
 @strawberry.type(name="Profile", description="A client (or a prospect who has registered).")
@@ -100,8 +101,8 @@ class CreateAgentInput:
     email: str
     name: str
     password: str
-    role: AgentRole = AgentRole.AGENT  # type: ignore[assignment]
-    locale: Locale = Locale.FR  # type: ignore[assignment]
+    role: AgentRole = AgentRole.AGENT
+    locale: Locale = Locale.FR
 
 
 @strawberry.input

@@ -165,7 +165,7 @@ def node_budget(max_nodes: int) -> type[SchemaExtension]:
             )
             # not `is None`: ValidationCache leaves an empty list when the document is valid
             if document is not None and not context.pre_execution_errors and key in verdicts:
-                context.node_cost = verdicts[key]  # type: ignore[attr-defined]
+                _record_cost(context, verdicts[key])
             elif document is not None and not context.pre_execution_errors:
                 fragments = {
                     d.name.value: d
@@ -180,7 +180,7 @@ def node_budget(max_nodes: int) -> type[SchemaExtension]:
                     ):
                         continue
                     try:
-                        context.node_cost = count_nodes(  # type: ignore[attr-defined]
+                        cost = count_nodes(
                             graphql_schema(context.schema),
                             definition,
                             fragments,
@@ -192,10 +192,18 @@ def node_budget(max_nodes: int) -> type[SchemaExtension]:
                             logger.exception("node budget could not be computed")
                         context.pre_execution_errors = [_too_complex(max_nodes, definition)]
                         break
-                    _remember(verdicts, key, context.node_cost)  # type: ignore[attr-defined]
+                    _record_cost(context, cost)
+                    _remember(verdicts, key, cost)
             yield
 
     return NodeBudget
+
+
+def _record_cost(context: object, cost: int) -> None:
+    """The operation's node count, for the rate limiter (app/schema/ratelimit.py reads
+    `node_cost`): an attribute of our own on strawberry's per-operation ExecutionContext,
+    which has no field for it (one per operation, even on a shared WebSocket)."""
+    setattr(context, "node_cost", cost)  # noqa: B010 - not a field strawberry declares
 
 
 def _too_complex(max_nodes: int, definition: OperationDefinitionNode | None) -> GraphQLError:

@@ -12,7 +12,6 @@ import strawberry
 from app.context import Info
 from app.errors import BadUserInput
 from app.models import Message
-from app.models.enums import ActorType as _ActorType
 from app.schema.common import (
     DEFAULT_PAGE_SIZE,
     Connection,
@@ -25,13 +24,14 @@ from app.schema.common import (
 )
 from app.schema.enums import ActorType
 from app.services import messages
-from app.services.codes import MessageErrorCode as _MessageErrorCode
+from app.services.codes import MessageErrorCode
 from app.settings import get_settings
 
 if TYPE_CHECKING:
     from app.schema.dossiers import DossierType_
 
-MessageErrorCode = strawberry.enum(_MessageErrorCode, name="MessageErrorCode")
+# Marks the class itself as a GraphQL enum (see app.schema.enums).
+strawberry.enum(MessageErrorCode, name="MessageErrorCode")
 _CARRIED = "carried_sender_name"
 
 
@@ -51,7 +51,7 @@ class LiveMessage:
 
     id: uuid.UUID
     dossier_id: uuid.UUID
-    sender_type: _ActorType
+    sender_type: ActorType
     sender_id: uuid.UUID | None
     content: str
     attachments: list[dict[str, Any]]
@@ -64,7 +64,7 @@ class LiveMessage:
         return cls(
             id=uuid.UUID(data["id"]),
             dossier_id=uuid.UUID(data["dossierId"]),
-            sender_type=_ActorType(data["senderType"]),
+            sender_type=ActorType(data["senderType"]),
             sender_id=uuid.UUID(data["senderId"]) if data.get("senderId") else None,
             content=data["content"],
             attachments=list(data.get("attachments") or []),
@@ -87,22 +87,21 @@ class MessageType:
 
     @strawberry.field
     def dossier_id(self) -> strawberry.ID:
-        return gid(self.dossier_id)  # type: ignore[attr-defined]
+        return gid(self.dossier_id)
 
     @strawberry.field(description="The client's profile id or the agent's id; null for SYSTEM.")
     def sender_id(self) -> strawberry.ID | None:
-        sender = self.sender_id  # type: ignore[attr-defined]
+        sender = self.sender_id
         return gid(sender) if sender else None
 
     @strawberry.field(description="The sender's display name; null for SYSTEM.")
     async def sender_name(self, info: Info) -> str | None:
-        carried = getattr(self, _CARRIED, False)
-        if carried is not False:  # a live message carries it
-            return carried
-        sender = self.sender_id  # type: ignore[attr-defined]
+        if hasattr(self, _CARRIED):  # a live message carries it
+            return getattr(self, _CARRIED)
+        sender = self.sender_id
         if not sender:
             return None
-        if self.sender_type == _ActorType.AGENT:
+        if self.sender_type == ActorType.AGENT:
             agent = await info.context.loaders.agent.load(sender)
             return agent.name if agent else None
         profile = await info.context.loaders.profile.load(sender)
@@ -119,7 +118,7 @@ class MessageType:
                 file_size_bytes=int(a.get("fileSizeBytes") or 0),
                 version_number=int(a.get("versionNumber") or 0),
             )
-            for a in (self.attachments or [])  # type: ignore[attr-defined]
+            for a in (self.attachments or [])
         ]
 
 
@@ -188,14 +187,14 @@ async def dossier_messages(
         if value is not None and not 0 <= value <= cap:
             raise BadUserInput(f"`{name}` must be between 0 and {cap}.")
     backwards = last is not None
-    size = last if backwards else (first if first is not None else DEFAULT_PAGE_SIZE)
+    size = last if last is not None else (first if first is not None else DEFAULT_PAGE_SIZE)
     after_key = tuple(_decode(after, Message, ORDER)) if after else None
     before_key = tuple(_decode(before, Message, ORDER)) if before else None
     loaders = info.context.loaders
     rows = list(
         await loaders.message_pages.load((dossier_id, size, backwards, after_key, before_key))
     )
-    more = len(rows) > size  # type: ignore[operator]
+    more = len(rows) > size
     rows = rows[:size]
     if backwards:
         rows.reverse()

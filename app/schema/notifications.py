@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -13,12 +14,10 @@ from app.schema.common import UserError, gid
 from app.schema.enums import ActorType, EventType, NotificationChannel, NotificationStatus
 
 
-class _NotificationErrorCode(StrEnum):
+@strawberry.enum(name="NotificationErrorCode")
+class NotificationErrorCode(StrEnum):
     REQUIRED = "REQUIRED"
     TOO_MANY_IDS = "TOO_MANY_IDS"
-
-
-NotificationErrorCode = strawberry.enum(_NotificationErrorCode, name="NotificationErrorCode")
 
 
 @strawberry.type(
@@ -44,6 +43,9 @@ class NotificationType:
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
+    if TYPE_CHECKING:  # the root value is the Notification row: columns read below
+        payload: dict[str, Any]
+
     @strawberry.field
     def read(self) -> bool:
         return self.read_at is not None
@@ -55,7 +57,7 @@ class NotificationType:
     @strawberry.field(description="The event that caused it.")
     def event_type(self) -> EventType | None:
         value = (self.payload or {}).get("eventType")
-        return EventType(value) if value else None  # type: ignore[operator]
+        return EventType(value) if value else None
 
     @strawberry.field(description="Its delivery on each channel (IN_APP, EMAIL, SMS, WHATSAPP).")
     async def deliveries(self, info: Info) -> list[NotificationDeliveryType]:

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import strawberry
 
+from app import models as m
 from app.context import Info
 from app.schema.catalog import ProductType
-from app.schema.common import UserError, gid
+from app.schema.common import UserError, gid, row_as
 from app.schema.enums import OrderStatus
 from app.schema.identity import AgentType, ProfileType
-from app.services.payments.errors import PaymentErrorCode as _PaymentErrorCode
-from app.services.payments.links import LinkState as _LinkState
+from app.services.payments.errors import PaymentErrorCode
+from app.services.payments.links import LinkState as PaymentLinkState
 from app.services.payments.links import link_state, register_url
 
-PaymentErrorCode = strawberry.enum(_PaymentErrorCode, name="PaymentErrorCode")
-PaymentLinkState = strawberry.enum(
-    _LinkState, name="PaymentLinkState", description="Whether a payment link can still be used."
+# Marks the classes themselves as GraphQL enums (see app.schema.enums).
+strawberry.enum(PaymentErrorCode, name="PaymentErrorCode")
+strawberry.enum(
+    PaymentLinkState,
+    name="PaymentLinkState",
+    description="Whether a payment link can still be used.",
 )
 
 
@@ -30,13 +36,18 @@ class PaymentLinkType:
     used_at: datetime | None
     created_at: datetime
 
+    if TYPE_CHECKING:  # the root value is the PaymentLink row: columns read below
+        product_id: uuid.UUID
+        created_by_id: uuid.UUID | None
+        used_by_id: uuid.UUID | None
+
     @strawberry.field
     def id(self) -> strawberry.ID:
         return gid(self.id)
 
     @strawberry.field
     def state(self) -> PaymentLinkState:
-        return link_state(self)
+        return link_state(row_as(m.PaymentLink, self))
 
     @strawberry.field(description="The registration page the prospect is sent to.")
     def url(self) -> str:
@@ -79,6 +90,10 @@ class OrderType:
     paid_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+    if TYPE_CHECKING:  # the root value is the Order row: columns read below
+        product_id: uuid.UUID
+        user_id: uuid.UUID
 
     @strawberry.field
     def id(self) -> strawberry.ID:

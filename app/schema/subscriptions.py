@@ -28,10 +28,7 @@ from app.context import Info
 from app.domain.viewer import Viewer
 from app.errors import Unauthenticated
 from app.models import Message
-from app.models.enums import DossierStatus as _DossierStatus
-from app.models.enums import EventType as _EventType
-from app.models.enums import ReviewStatus as _ReviewStatus
-from app.schema.common import Edge, _decode, _encode, gid, parse_id
+from app.schema.common import Edge, _decode, _encode, gid, parse_id, row_as
 from app.schema.enums import DossierStatus, EventType, ReviewStatus
 from app.schema.messages import LiveMessage, MessageType
 from app.schema.notifications import NotificationType
@@ -72,11 +69,11 @@ class DocumentReviewedEvent:
             dossier_id=gid(data["dossierId"]),
             document_id=_opt_id(data.get("documentId")),
             document_version_id=_opt_id(data.get("documentVersionId")),
-            decision=_ReviewStatus(data["decision"]),  # type: ignore[arg-type]
+            decision=ReviewStatus(data["decision"]),
             reason=data.get("reason"),
             reviewer_id=_opt_id(data.get("reviewerId")),
-            occurred_at=_dt(data["occurredAt"]),  # type: ignore[arg-type]
-            dossier_status=_DossierStatus(data["dossierStatus"])  # type: ignore[arg-type]
+            occurred_at=datetime.fromisoformat(data["occurredAt"]),
+            dossier_status=DossierStatus(data["dossierStatus"])
             if data.get("dossierStatus")
             else None,
         )
@@ -106,13 +103,13 @@ class DossierUpdatedEvent:
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> DossierUpdatedEvent:
         def status(key: str) -> Any:
-            return _DossierStatus(data[key]) if data.get(key) else None
+            return DossierStatus(data[key]) if data.get(key) else None
 
         return cls(
             event_id=gid(data["eventId"]),
             dossier_id=gid(data["dossierId"]),
-            event_type=_EventType(data["eventType"]),  # type: ignore[arg-type]
-            occurred_at=_dt(data["occurredAt"]),  # type: ignore[arg-type]
+            event_type=EventType(data["eventType"]),
+            occurred_at=datetime.fromisoformat(data["occurredAt"]),
             old_status=status("oldStatus"),
             new_status=status("newStatus"),
             reason=data.get("reason"),
@@ -148,7 +145,7 @@ class LiveNotification:
             template_code=data["templateCode"],
             action_url=data.get("actionUrl"),
             read_at=_dt(data.get("readAt")),
-            created_at=_dt(data["createdAt"]),  # type: ignore[arg-type]
+            created_at=datetime.fromisoformat(data["createdAt"]),
             dossier_id=uuid.UUID(data["dossierId"]) if data.get("dossierId") else None,
             payload=data.get("payload") or {},
         )
@@ -176,7 +173,7 @@ async def _begin(info: Info) -> tuple[Viewer, AccessGuard, Hub]:
 def _message_edge(data: dict[str, Any]) -> Edge[MessageType]:
     node = LiveMessage.from_data(data)
     cursor = _encode([node.created_at, node.id])
-    return Edge(cursor=cursor, node=node)  # type: ignore[arg-type]
+    return Edge(cursor=cursor, node=row_as(MessageType, node))
 
 
 async def _dossier_id(viewer: Viewer, value: strawberry.ID) -> uuid.UUID:
@@ -273,4 +270,4 @@ class Subscription:
         viewer, guard, hub = await _begin(info)
         channel = topics.notifications(viewer.kind, viewer.actor_id)
         async for data in event_stream(hub, guard, channel, kind="n"):
-            yield LiveNotification.from_data(data)  # type: ignore[misc]
+            yield row_as(NotificationType, LiveNotification.from_data(data))

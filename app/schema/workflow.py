@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import strawberry
 
@@ -15,20 +15,22 @@ from app.schema.documents import DocumentReviewType
 from app.schema.dossiers import DocumentType, DocumentVersionType, DossierType_, StepInstanceType
 from app.schema.enums import ActorType, DossierStatus
 from app.schema.identity import AgentType, Viewer
-from app.services.codes import WorkflowErrorCode as _WorkflowErrorCode
-from app.services.workflow.actions import StatusAction
-from app.services.workflow.timeline import TimelineItem, TimelineKind
+from app.services.codes import WorkflowErrorCode
+from app.services.workflow.actions import StatusAction as DossierStatusAction
+from app.services.workflow.timeline import TimelineItem
+from app.services.workflow.timeline import TimelineKind as TimelineEntryKind
 from app.settings import get_settings
 
-WorkflowErrorCode = strawberry.enum(_WorkflowErrorCode, name="WorkflowErrorCode")
-DossierStatusAction = strawberry.enum(
-    StatusAction,
+# Marks the classes themselves as GraphQL enums (see app.schema.enums).
+strawberry.enum(WorkflowErrorCode, name="WorkflowErrorCode")
+strawberry.enum(
+    DossierStatusAction,
     name="DossierStatusAction",
     description="What an agent does to a dossier's status: HOLD it, RELEASE the hold "
     "(back to the status it had before), or CANCEL it.",
 )
-TimelineEntryKind = strawberry.enum(
-    TimelineKind, name="TimelineEntryKind", description="What a timeline entry is."
+strawberry.enum(
+    TimelineEntryKind, name="TimelineEntryKind", description="What a timeline entry is."
 )
 
 
@@ -40,7 +42,7 @@ class WorkflowUserError(UserError):
 @strawberry.input
 class ChangeDossierStatusInput:
     dossier_id: strawberry.ID
-    action: DossierStatusAction  # type: ignore[valid-type]
+    action: DossierStatusAction
     reason: str = strawberry.field(description="Required; kept in the status history.")
 
 
@@ -83,7 +85,7 @@ class StepInstancePayload:
     name="TimelineEntry", description="Something that happened to a dossier, in time order."
 )
 class TimelineEntry:
-    kind: TimelineEntryKind  # type: ignore[valid-type]
+    kind: TimelineEntryKind
     at: datetime
     actor_type: ActorType
     _item: strawberry.Private[Any]
@@ -215,9 +217,23 @@ class MessageEntry(TimelineEntry):
         return self._item.row.content
 
 
+class _Common(TypedDict):
+    """What every timeline entry is built with."""
+
+    kind: TimelineEntryKind
+    at: datetime
+    actor_type: ActorType
+    _item: TimelineItem
+
+
 def _entry(item: TimelineItem) -> TimelineEntry:
-    common = {"kind": item.kind, "at": item.at, "actor_type": item.actor_type, "_item": item}
-    kind = TimelineKind
+    common: _Common = {
+        "kind": item.kind,
+        "at": item.at,
+        "actor_type": item.actor_type,
+        "_item": item,
+    }
+    kind = TimelineEntryKind
     if item.kind == kind.STATUS_CHANGED:
         row = item.row
         return StatusChangeEntry(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -95,7 +96,7 @@ async def create_product(
     initial_status: DossierStatus = DossierStatus.CREATED,
     active: bool = True,
 ) -> Product:
-    fields = {
+    fields: dict[str, Any] = {
         "code": check_code(code),
         "name": check_text(name, "name", max_length=200),
         "description": _description(description),
@@ -131,7 +132,7 @@ class ProductChanges:
     description_set: bool = False
 
 
-async def update_product(actor: Viewer, product_id: str, changes: ProductChanges) -> Product:
+async def update_product(actor: Viewer, product_id: uuid.UUID, changes: ProductChanges) -> Product:
     updates: dict[str, Any] = {}
     if changes.name is not None:
         updates["name"] = check_text(changes.name, "name", max_length=200)
@@ -166,7 +167,7 @@ async def update_product(actor: Viewer, product_id: str, changes: ProductChanges
 async def create_step(
     actor: Viewer, *, code: str, label: str, description: str | None, position: int = 0
 ) -> Step:
-    fields = {
+    fields: dict[str, Any] = {
         "code": check_code(code),
         "label": check_text(label, "label", max_length=200),
         "description": _description(description),
@@ -191,7 +192,7 @@ class ProductStepSpec:
 
 
 async def set_product_steps(
-    actor: Viewer, product_id: str, specs: Sequence[ProductStepSpec]
+    actor: Viewer, product_id: uuid.UUID, specs: Sequence[ProductStepSpec]
 ) -> Product:
     """Replace a product's steps with `specs`, in that order (positions 1..n).
 
@@ -251,7 +252,7 @@ async def create_document_type(
     max_file_size_mb: int,
     allowed_extensions: Sequence[str],
 ) -> DocumentType:
-    fields = {
+    fields: dict[str, Any] = {
         "code": check_code(code),
         "label": check_text(label, "label", max_length=200),
         "description": _description(description),
@@ -287,7 +288,7 @@ class DocumentTypeChanges:
 
 
 async def update_document_type(
-    actor: Viewer, document_type_id: str, changes: DocumentTypeChanges
+    actor: Viewer, document_type_id: uuid.UUID, changes: DocumentTypeChanges
 ) -> DocumentType:
     updates: dict[str, Any] = {}
     if changes.label is not None:

@@ -76,9 +76,7 @@ async def _missing(
     )
     types = {
         t.id: t
-        for t in await DocumentType.filter(
-            id__in=list({d.document_type_id for d in documents})  # type: ignore[attr-defined]
-        )
+        for t in await DocumentType.filter(id__in=list({d.document_type_id for d in documents}))
     }
     reasons = await last_reasons(documents)
     return {
@@ -120,11 +118,11 @@ async def _pass(
         for row in await due.filter(dossier_id__in=[d.id for d in dossiers]).order_by(
             "scheduled_for", "id"
         ):
-            rows[row.dossier_id].append(row)  # type: ignore[attr-defined]
+            rows[row.dossier_id].append(row)
         steps = {
             s.id: s
             for s in await StepInstance.filter(
-                id__in=list({r.step_instance_id for g in rows.values() for r in g})  # type: ignore[attr-defined]
+                id__in=list({r.step_instance_id for g in rows.values() for r in g})
             )
         }
         running = [d for d in dossiers if d.status in ACTIVE and rows.get(d.id)]
@@ -141,13 +139,13 @@ async def _pass(
             live = [
                 r
                 for r in mine
-                if r.step_instance_id == dossier.current_step_instance_id  # type: ignore[attr-defined]
-                and steps[r.step_instance_id].completed_at is None  # type: ignore[attr-defined]
+                if r.step_instance_id == dossier.current_step_instance_id
+                and steps[r.step_instance_id].completed_at is None
             ]
             report.skipped += await _close([r for r in mine if r not in live], "STEP_DONE", now)
             if not live:
                 continue
-            step = steps[live[0].step_instance_id]  # type: ignore[attr-defined]
+            step = steps[live[0].step_instance_id]
             chosen, covered = live[-1], live[:-1]  # the latest slot speaks for those before
             if kind == ReminderKind.DOCUMENTS:
                 actions = missing.get(dossier.id) or []
@@ -190,7 +188,7 @@ async def _record_reminder(
         payload={
             "dossierId": str(dossier.id),
             "stepInstanceId": str(step.id),
-            "stepId": str(step.step_id),  # type: ignore[attr-defined]
+            "stepId": str(step.step_id),
             "position": step.position,
             "reminderId": str(slot.id),
             "slot": slot.slot,
@@ -223,13 +221,13 @@ async def _record_escalation(
         payload={
             "dossierId": str(dossier.id),
             "stepInstanceId": str(step.id),
-            "stepId": str(step.step_id),  # type: ignore[attr-defined]
+            "stepId": str(step.step_id),
             "position": step.position,
             "escalationId": str(slot.id),
             "slot": slot.slot,
             "dueAt": _iso(step.due_at),
             "overdueHours": int(late.total_seconds() // 3600) if late else 0,
-            "assignedToId": str(step.assigned_to_id) if step.assigned_to_id else None,  # type: ignore[attr-defined]
+            "assignedToId": str(step.assigned_to_id) if step.assigned_to_id else None,
         },
     )
 

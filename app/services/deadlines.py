@@ -123,7 +123,7 @@ async def plan_step(
     floor = max(now, step.started_at) if step.started_at else now
     rows = [
         StepReminder(
-            dossier_id=step.dossier_id,  # type: ignore[attr-defined]
+            dossier_id=step.dossier_id,
             step_instance_id=step.id,
             kind=kind,
             slot=name,

@@ -158,9 +158,7 @@ async def deliver_due(
         return report
     by_id = {
         n.id: n
-        for n in await Notification.filter(
-            id__in=list({d.notification_id for d in claimed})  # type: ignore[attr-defined]
-        )
+        for n in await Notification.filter(id__in=list({d.notification_id for d in claimed}))
     }
     senders = Senders(settings)
     gate = asyncio.Semaphore(max(1, settings.delivery_concurrency))
@@ -198,7 +196,7 @@ async def _send_one(
     senders: Senders,
     settings: Settings,
 ) -> _Outcome:
-    notification = by_id.get(delivery.notification_id)  # type: ignore[attr-defined]
+    notification = by_id.get(delivery.notification_id)
     try:
         if notification is None:
             raise PermanentSendError("notification is gone", provider="none")

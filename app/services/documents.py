@@ -28,6 +28,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import filetype
 from tortoise.expressions import Subquery
@@ -128,7 +129,7 @@ async def _visible_document(viewer: Viewer, document_id: uuid.UUID) -> tuple[Doc
     if document is None:
         raise NotFound("No such document.")
     dossier = document.dossier
-    if not viewer.is_agent and (viewer.profile is None or dossier.user_id != viewer.profile.id):  # type: ignore[attr-defined]
+    if not viewer.is_agent and (viewer.profile is None or dossier.user_id != viewer.profile.id):
         raise NotFound("No such document.")
     return document, dossier
 
@@ -140,7 +141,7 @@ async def visible_version(viewer: Viewer, version_id: uuid.UUID) -> DocumentVers
     if version is None:
         raise NotFound("No such document version.")
     dossier = version.document.dossier
-    if not viewer.is_agent and (viewer.profile is None or dossier.user_id != viewer.profile.id):  # type: ignore[attr-defined]
+    if not viewer.is_agent and (viewer.profile is None or dossier.user_id != viewer.profile.id):
         raise NotFound("No such document version.")
     return version
 
@@ -152,7 +153,7 @@ def _check_uploadable(document: Document, dossier: Dossier) -> None:
             f"The dossier is {DossierStatus(dossier.status).value}: it takes no upload now.",
             "documentId",
         )
-    if document.step_instance_id != dossier.current_step_instance_id:  # type: ignore[attr-defined]
+    if document.step_instance_id != dossier.current_step_instance_id:
         raise DomainError(
             Code.NOT_CURRENT_STEP,
             "This document belongs to a step that is not the dossier's current step.",
@@ -196,7 +197,7 @@ async def upload_document(
 ) -> tuple[Document, DocumentVersion]:
     document, dossier = await _visible_document(viewer, document_id)
     _check_uploadable(document, dossier)
-    document_type = await DocumentType.get(id=document.document_type_id)  # type: ignore[attr-defined]
+    document_type = await DocumentType.get(id=document.document_type_id)
     allowed = [e.lower() for e in document_type.allowed_extensions]
 
     file_name = sanitise_file_name(upload.file_name)
@@ -253,6 +254,7 @@ async def upload_document(
                 .first()
             )
             number = latest.version_number + 1 if latest else 1
+            stamp: dict[str, Any] = {"uploaded_at": now} if now else {}
             version = await DocumentVersion.create(
                 document_id=document.id,
                 file_url=key,
@@ -262,7 +264,7 @@ async def upload_document(
                 uploaded_by_type=viewer.actor_type,
                 uploaded_by_id=viewer.actor_id,
                 version_number=number,
-                **({"uploaded_at": now} if now else {}),
+                **stamp,
             )
             document.current_version_id = version.id
             document.status = DocumentStatus.UPLOADED
@@ -329,10 +331,10 @@ async def review_document(
     if version is None:
         raise NotFound("No such document version.")
     async with in_transaction():
-        document = await Document.filter(id=version.document_id).first()  # type: ignore[attr-defined]
+        document = await Document.filter(id=version.document_id).first()
         if document is None:
             raise NotFound("No such document version.")
-        dossier = await lock_dossier(document.dossier_id)  # type: ignore[attr-defined]
+        dossier = await lock_dossier(document.dossier_id)
         document = await Document.filter(id=document.id).select_for_update().get()
         if document.current_version_id != version.id:
             raise DomainError(
@@ -352,19 +354,20 @@ async def review_document(
                 f"The dossier is {DossierStatus(dossier.status).value}: no review now.",
                 "versionId",
             )
-        if document.step_instance_id != dossier.current_step_instance_id:  # type: ignore[attr-defined]
+        if document.step_instance_id != dossier.current_step_instance_id:
             raise DomainError(
                 Code.NOT_CURRENT_STEP,
                 "This document belongs to a step that is not the dossier's current step.",
                 "versionId",
             )
+        stamp: dict[str, Any] = {"reviewed_at": now} if now else {}
         review = await DocumentReview.create(
             document_version_id=version.id,
             reviewer_id=viewer.agent.id,
             status=decision,
             reason=reason,
             notes=notes,
-            **({"reviewed_at": now} if now else {}),
+            **stamp,
         )
         document.status = DocumentStatus(decision.value)
         await document.save(update_fields=["status", "updated_at"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -35,7 +36,8 @@ async def login(email: str, password: str) -> Session:
     if not verify_password(credential.password_hash if credential else None, password):
         raise INVALID_CREDENTIALS
     assert credential is not None
-    if credential.agent_id is not None and not credential.agent.active:  # type: ignore[attr-defined]
+    agent = credential.agent if credential.agent_id is not None else None  # select_related
+    if agent is not None and not agent.active:
         raise DomainError("ACCOUNT_DISABLED", "This account is deactivated.")
     if needs_rehash(credential.password_hash):
         credential.password_hash = hash_password(password)
@@ -88,7 +90,7 @@ async def create_agent(
 
 async def update_agent(
     actor: Viewer,
-    agent_id: str,
+    agent_id: uuid.UUID,
     *,
     name: str | None = None,
     role: AgentRole | None = None,
@@ -147,7 +149,7 @@ async def update_my_profile(
         changes["phone"] = check_text(phone, "phone", max_length=32, required=False) or None
     if locale is not None:
         changes["locale"] = locale
-    owner: Profile | Agent = viewer.agent or viewer.profile  # type: ignore[assignment]
+    owner: Profile | Agent = viewer.account
     async with in_transaction():
         owner = await type(owner).filter(id=owner.id).select_for_update().get()
         for key, value in changes.items():
@@ -201,9 +203,9 @@ async def ensure_admin(
         return await create_agent(
             None, email=email, name=name, password=password, role=AgentRole.ADMIN
         ), True
-    if credential.agent_id is None:  # type: ignore[attr-defined]
+    agent = credential.agent if credential.agent_id is not None else None  # select_related
+    if agent is None:
         raise DomainError("EMAIL_TAKEN", "This email belongs to a client account.", "email")
-    agent = credential.agent
     agent.role, agent.active = AgentRole.ADMIN, True
     await agent.save()
     return agent, False

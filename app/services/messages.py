@@ -96,7 +96,7 @@ async def _attachments(dossier_id: uuid.UUID, version_ids: Sequence[uuid.UUID]) 
     return [
         {
             "documentVersionId": str(vid),
-            "documentId": str(found[vid].document_id),  # type: ignore[attr-defined]
+            "documentId": str(found[vid].document_id),
             "fileName": found[vid].file_name,
             "mimeType": found[vid].mime_type,
             "fileSizeBytes": found[vid].file_size_bytes,
@@ -256,7 +256,7 @@ async def message_pages(
     pages: dict[str, list[Message]] = {i: [] for i in ids}
     for row in rows:
         message = from_row(Message, row)
-        pages[str(message.dossier_id)].append(message)  # type: ignore[attr-defined]
+        pages[str(message.dossier_id)].append(message)
     for page in pages.values():
         page.sort(key=lambda m: (m.created_at, str(m.id)), reverse=backwards)
     return pages

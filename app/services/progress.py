@@ -72,7 +72,7 @@ async def last_reasons(documents: Sequence[Document]) -> dict[uuid.UUID, str | N
         "reviewed_at", "id"
     )
     for review in rows:  # the latest wins
-        reasons[versions[review.document_version_id]] = review.reason  # type: ignore[attr-defined]
+        reasons[versions[review.document_version_id]] = review.reason
     return reasons
 
 
@@ -90,12 +90,12 @@ def next_actions_of(
     return [
         NextAction(
             document=d,
-            document_type=types[d.document_type_id],  # type: ignore[attr-defined]
+            document_type=types[d.document_type_id],
             reason=reasons.get(d.id),
             due_at=step.due_at,
         )
         for d in documents
-        if d.step_instance_id == step.id and d.status in MISSING  # type: ignore[attr-defined]
+        if d.step_instance_id == step.id and d.status in MISSING
     ]
 
 
@@ -106,19 +106,19 @@ async def progress_of(dossiers: Sequence[Dossier]) -> list[Progress]:
     ids = list({d.id for d in dossiers})
     steps: dict[uuid.UUID, list[StepInstance]] = defaultdict(list)
     for step in await StepInstance.filter(dossier_id__in=ids).order_by("position"):
-        steps[step.dossier_id].append(step)  # type: ignore[attr-defined]
+        steps[step.dossier_id].append(step)
     documents: dict[uuid.UUID, list[Document]] = defaultdict(list)
     all_documents = await Document.filter(dossier_id__in=ids).order_by("created_at", "id")
     for document in all_documents:
-        documents[document.dossier_id].append(document)  # type: ignore[attr-defined]
+        documents[document.dossier_id].append(document)
     # Steps to come: their documents do not exist yet, their types say how many there will be.
     upcoming = {
-        s.step_id  # type: ignore[attr-defined]
+        s.step_id
         for group in steps.values()
         for s in group
         if s.started_at is None and s.completed_at is None
     }
-    type_ids = {d.document_type_id for d in all_documents}  # type: ignore[attr-defined]
+    type_ids = {d.document_type_id for d in all_documents}
     types: dict[uuid.UUID, DocumentType] = {}
     if type_ids or upcoming:
         query = Q(id__in=list(type_ids)) if type_ids else Q(required_step_id__in=list(upcoming))
@@ -127,12 +127,10 @@ async def progress_of(dossiers: Sequence[Dossier]) -> list[Progress]:
         types = {t.id: t for t in await DocumentType.filter(query)}
     types_per_step: dict[uuid.UUID, int] = defaultdict(int)
     for document_type in types.values():
-        if document_type.required_step_id in upcoming:  # type: ignore[attr-defined]
-            types_per_step[document_type.required_step_id] += 1  # type: ignore[attr-defined]
+        if document_type.required_step_id in upcoming:
+            types_per_step[document_type.required_step_id] += 1
     active_current = {d.current_step_instance_id for d in dossiers if d.status in ACTIVE} - {None}
-    reasons = await last_reasons(
-        [d for d in all_documents if d.step_instance_id in active_current]  # type: ignore[attr-defined]
-    )
+    reasons = await last_reasons([d for d in all_documents if d.step_instance_id in active_current])
 
     out = []
     for dossier in dossiers:
@@ -141,10 +139,10 @@ async def progress_of(dossiers: Sequence[Dossier]) -> list[Progress]:
         counted = [
             d
             for d in documents.get(dossier.id, [])
-            if d.step_instance_id is not None and d.step_instance_id not in skipped  # type: ignore[attr-defined]
+            if d.step_instance_id is not None and d.step_instance_id not in skipped
         ]
         to_come = sum(
-            types_per_step.get(s.step_id, 0)  # type: ignore[attr-defined]
+            types_per_step.get(s.step_id, 0)
             for s in own_steps
             if s.started_at is None and s.completed_at is None
         )

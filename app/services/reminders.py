@@ -37,23 +37,19 @@ async def send_due_reminders(*, now: datetime | None = None, limit: int = 100) -
         )
         if not due:
             return 0
-        orders = {
-            o.id: o
-            for o in await Order.filter(id__in={r.order_id for r in due})  # type: ignore[attr-defined]
-        }
+        orders = {o.id: o for o in await Order.filter(id__in={r.order_id for r in due})}
         products = {
-            p.id: p
-            for p in await Product.filter(id__in={o.product_id for o in orders.values()})  # type: ignore[attr-defined]
+            p.id: p for p in await Product.filter(id__in={o.product_id for o in orders.values()})
         }
         for reminder in due:
-            order = orders[reminder.order_id]  # type: ignore[attr-defined]
+            order = orders[reminder.order_id]
             if order.status != OrderStatus.PENDING:
                 reminder.cancelled_at = now
                 await reminder.save(update_fields=["cancelled_at"])
                 continue
             reminder.sent_at = now
             await reminder.save(update_fields=["sent_at"])
-            product = products[order.product_id]  # type: ignore[attr-defined]
+            product = products[order.product_id]
             await events.record(
                 "order",
                 order.id,

@@ -88,7 +88,7 @@ def message_data(
 ) -> dict[str, Any]:
     return {
         "id": str(message.id),
-        "dossierId": str(message.dossier_id),  # type: ignore[attr-defined]
+        "dossierId": str(message.dossier_id),
         "senderType": message.sender_type.value,
         "senderId": _str(message.sender_id),
         "senderName": names.get(str(message.sender_id)) if message.sender_id else None,
@@ -140,10 +140,10 @@ def update_data(event: Event, dossier: Dossier | None) -> dict[str, Any]:
 def notification_data(notification: Notification) -> dict[str, Any]:
     return {
         "id": str(notification.id),
-        "userId": _str(notification.user_id),  # type: ignore[attr-defined]
-        "agentId": _str(notification.agent_id),  # type: ignore[attr-defined]
-        "dossierId": _str(notification.dossier_id),  # type: ignore[attr-defined]
-        "eventId": _str(notification.event_id),  # type: ignore[attr-defined]
+        "userId": _str(notification.user_id),
+        "agentId": _str(notification.agent_id),
+        "dossierId": _str(notification.dossier_id),
+        "eventId": _str(notification.event_id),
         "title": notification.title,
         "message": notification.message,
         "templateCode": notification.template_code,
@@ -207,7 +207,7 @@ async def build(batch: Sequence[Event]) -> list[tuple[str, str]]:
                 else [topics.dossier_updates(dossier_id), topics.AGENT_UPDATES]
             )
             if dossier is not None:
-                owner = dossier.user_id  # type: ignore[attr-defined]
+                owner = dossier.user_id
                 targets.append(
                     topics.client_reviews(owner) if review else topics.client_updates(owner)
                 )

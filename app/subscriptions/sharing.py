@@ -83,8 +83,8 @@ class SharedDelivery:
     root = staticmethod(shared_root)
 
     async def sent(self, root: Any) -> bool:
-        handler, key = self._handler, self._key
-        if handler is None or key is None:
+        handler, operation, key = self._handler, self._operation, self._key
+        if handler is None or operation is None or key is None:
             return False
         results = getattr(root, "__dict__", {}).get(RESULTS)
         entry = results.get(key) if results is not None else None
@@ -99,7 +99,7 @@ class SharedDelivery:
         if type(data) is not SharedData:
             return False  # errors: each subscriber's own result (masking, request id)
         try:
-            await handler._send_shared(self._operation, data)  # type: ignore[arg-type]
+            await handler._send_shared(operation, data)
         except WebSocketDisconnected:
             return False  # yielded instead: the handler meets the closed socket as before
         stats.reused += 1

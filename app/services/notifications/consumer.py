@@ -177,7 +177,8 @@ async def consume(events: Sequence[Event], *, settings: Settings | None = None) 
             Q(read_at=None) | Q(group_key__startswith="reminder:")
         )
         for existing in await open_groups.order_by("created_at", "id"):
-            groups[existing.group_key] = existing  # the latest one of each group wins
+            if existing.group_key is not None:  # always: it is one of group_keys
+                groups[existing.group_key] = existing  # the latest one of each group wins
     group_channels: dict[uuid.UUID, set[NotificationChannel]] = {}
     if groups:
         for notification_id, channel in await NotificationDelivery.filter(

@@ -112,15 +112,15 @@ class Facts:
     def client_of(self, event: Event) -> Recipient | None:
         dossier = self.dossier_of(event)
         if dossier is not None:
-            return self.client(dossier.user_id)  # type: ignore[attr-defined]
+            return self.client(dossier.user_id)
         order = self.order_of(event)
-        return self.client(order.user_id) if order else None  # type: ignore[attr-defined]
+        return self.client(order.user_id) if order else None
 
     def dossier_of(self, event: Event) -> Dossier | None:
         dossier_id = dossier_id_of(event)
         if dossier_id is None:
             order = self.order_of(event)
-            dossier_id = order.dossier_id if order else None  # type: ignore[attr-defined]
+            dossier_id = order.dossier_id if order else None
         return self.dossiers.get(dossier_id) if dossier_id else None
 
     def order_of(self, event: Event) -> Order | None:
@@ -135,8 +135,9 @@ class Facts:
         if step_instance_id is None and event.entity_type == "step_instance":
             step_instance_id = event.entity_id
         if step_instance_id is None:
-            document = self.documents.get(_document_id_of(event))  # type: ignore[arg-type]
-            step_instance_id = document.step_instance_id if document else None  # type: ignore[attr-defined]
+            document_id = _document_id_of(event)
+            document = self.documents.get(document_id) if document_id else None
+            step_instance_id = document.step_instance_id if document else None
         if step_instance_id is None:
             dossier = self.dossier_of(event)
             step_instance_id = dossier.current_step_instance_id if dossier else None
@@ -144,7 +145,7 @@ class Facts:
 
     def assigned_agents(self, event: Event) -> list[Recipient]:
         step = self.step_instance_of(event)
-        assignee = self.agents.get(step.assigned_to_id) if step else None  # type: ignore[attr-defined]
+        assignee = self.agents.get(step.assigned_to_id) if step and step.assigned_to_id else None
         if assignee is not None and assignee.active:
             return [_agent_recipient(assignee)]
         return [_agent_recipient(a) for a in self.active_agents()]
@@ -195,49 +196,47 @@ async def load_facts(events: Sequence[Event]) -> Facts:
 
     if order_ids:
         facts.orders = {o.id: o for o in await Order.filter(id__in=order_ids)}
-        dossier_ids |= {o.dossier_id for o in facts.orders.values() if o.dossier_id}  # type: ignore[attr-defined]
+        dossier_ids |= {o.dossier_id for o in facts.orders.values() if o.dossier_id}
     if dossier_ids:
         facts.dossiers = {d.id: d for d in await Dossier.filter(id__in=dossier_ids)}
     if document_ids:
         facts.documents = {d.id: d for d in await Document.filter(id__in=document_ids)}
-        type_ids = {d.document_type_id for d in facts.documents.values()}  # type: ignore[attr-defined]
+        type_ids = {d.document_type_id for d in facts.documents.values()}
         facts.document_types = {t.id: t for t in await DocumentType.filter(id__in=type_ids)}
     if message_ids:
         facts.messages = {m.id: m for m in await Message.filter(id__in=message_ids)}
     step_instance_ids = {s for e in events if (s := _uuid((e.payload or {}).get("stepInstanceId")))}
     step_instance_ids |= {e.entity_id for e in events if e.entity_type == "step_instance"}
-    step_instance_ids |= {d.step_instance_id for d in facts.documents.values()}  # type: ignore[attr-defined]
+    step_instance_ids |= {
+        d.step_instance_id for d in facts.documents.values() if d.step_instance_id
+    }
     step_instance_ids |= {
         d.current_step_instance_id for d in facts.dossiers.values() if d.current_step_instance_id
     }
-    step_instance_ids.discard(None)  # type: ignore[arg-type]
     if step_instance_ids:
         facts.step_instances = {
             s.id: s for s in await StepInstance.filter(id__in=step_instance_ids)
         }
-    step_ids = {s.step_id for s in facts.step_instances.values()}  # type: ignore[attr-defined]
+    step_ids = {s.step_id for s in facts.step_instances.values()}
     step_ids |= {s for e in events if (s := _uuid((e.payload or {}).get("stepId")))}
     if step_ids:
         facts.steps = {s.id: s for s in await Step.filter(id__in=step_ids)}
-    product_ids = {d.product_id for d in facts.dossiers.values()}  # type: ignore[attr-defined]
-    product_ids |= {o.product_id for o in facts.orders.values()}  # type: ignore[attr-defined]
+    product_ids = {d.product_id for d in facts.dossiers.values()}
+    product_ids |= {o.product_id for o in facts.orders.values()}
     if product_ids:
         facts.products = {p.id: p for p in await Product.filter(id__in=product_ids)}
-    profile_ids = {d.user_id for d in facts.dossiers.values()}  # type: ignore[attr-defined]
-    profile_ids |= {o.user_id for o in facts.orders.values()}  # type: ignore[attr-defined]
+    profile_ids = {d.user_id for d in facts.dossiers.values()}
+    profile_ids |= {o.user_id for o in facts.orders.values()}
     profile_ids |= {e.actor_id for e in events if e.actor_type == ActorType.USER and e.actor_id}
     if profile_ids:
         facts.profiles = {p.id: p for p in await Profile.filter(id__in=profile_ids)}
         facts.emails = {
-            c.profile_id: c.email  # type: ignore[attr-defined]
+            c.profile_id: c.email
             for c in await Credential.filter(profile_id__in=profile_ids)
+            if c.profile_id
         }
     actor_agent_ids = {e.actor_id for e in events if e.actor_type == ActorType.AGENT and e.actor_id}
-    assignee_ids = {
-        s.assigned_to_id  # type: ignore[attr-defined]
-        for s in facts.step_instances.values()
-        if s.assigned_to_id  # type: ignore[attr-defined]
-    }
+    assignee_ids = {s.assigned_to_id for s in facts.step_instances.values() if s.assigned_to_id}
     wanted = actor_agent_ids | assignee_ids
     if needs_agents:
         query = (
@@ -279,7 +278,8 @@ def action_url(event: Event, facts: Facts, settings: Settings) -> str:
 
 def message_preview(event: Event, facts: Facts) -> str:
     payload = event.payload or {}
-    message = facts.messages.get(_message_id_of(event))  # type: ignore[arg-type]
+    message_id = _message_id_of(event)
+    message = facts.messages.get(message_id) if message_id else None
     content = (
         message.content if message else str(payload.get("preview") or payload.get("content") or "")
     )
@@ -292,19 +292,17 @@ def build_context(event: Event, recipient: Recipient, facts: Facts, settings: Se
     payload = event.payload or {}
     dossier = facts.dossier_of(event)
     order = facts.order_of(event)
-    product_id = (
-        dossier.product_id if dossier else order.product_id if order else None  # type: ignore[attr-defined]
-    )
+    product_id = dossier.product_id if dossier else order.product_id if order else None
     product = facts.products.get(product_id) if product_id else None
-    document = facts.documents.get(_document_id_of(event))  # type: ignore[arg-type]
-    document_type = (
-        facts.document_types.get(document.document_type_id) if document else None  # type: ignore[attr-defined]
-    )
+    document_id = _document_id_of(event)
+    document = facts.documents.get(document_id) if document_id else None
+    document_type = facts.document_types.get(document.document_type_id) if document else None
     step_instance = facts.step_instance_of(event)
-    step = facts.steps.get(_uuid(payload.get("stepId"))) or (  # type: ignore[arg-type]
-        facts.steps.get(step_instance.step_id) if step_instance else None  # type: ignore[attr-defined]
+    step_id = _uuid(payload.get("stepId"))
+    step = (facts.steps.get(step_id) if step_id else None) or (
+        facts.steps.get(step_instance.step_id) if step_instance else None
     )
-    client = facts.profiles.get(dossier.user_id) if dossier else None  # type: ignore[attr-defined]
+    client = facts.profiles.get(dossier.user_id) if dossier else None
     amount = payload.get("amount", order.amount if order else None)
     return {
         "name": recipient.name,

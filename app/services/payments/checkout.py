@@ -94,8 +94,8 @@ async def start_checkout(
             )
             order.metadata = meta
             await order.save(update_fields=["metadata", "updated_at"])
-    profile = await Profile.get(id=order.user_id)  # type: ignore[attr-defined]
-    product = await Product.get(id=order.product_id)  # type: ignore[attr-defined]
+    profile = await Profile.get(id=order.user_id)
+    product = await Product.get(id=order.product_id)
     credential = await Credential.get(profile_id=profile.id)
     try:
         if not profile.stripe_customer_id:
@@ -133,8 +133,8 @@ async def start_checkout(
                 stripe_customer_id=profile.stripe_customer_id,
                 updated_at=datetime.now(UTC),
             )
-            if order.payment_link_id:  # type: ignore[attr-defined]
-                await PaymentLink.filter(id=order.payment_link_id).update(  # type: ignore[attr-defined]
+            if order.payment_link_id:
+                await PaymentLink.filter(id=order.payment_link_id).update(
                     stripe_checkout_session_id=session.id
                 )
             await events.record(

@@ -24,7 +24,7 @@ async def payment_failed(order_id: Any, *, reason: str) -> None:
     if order.status != OrderStatus.PENDING:
         return  # a late failure after payment changes nothing
     await close_checkout(order)
-    profile_id = order.user_id  # type: ignore[attr-defined]
+    profile_id = order.user_id
     has_paid = await Order.filter(user_id=profile_id, status=OrderStatus.PAID).exists()
     if not has_paid:
         await Profile.filter(id=profile_id).update(
@@ -38,7 +38,7 @@ async def schedule_reminders(order: Order) -> None:
     """One row per slot and channel; a second failure event schedules nothing new."""
     if await PaymentReminder.filter(order_id=order.id).exists():
         return
-    profile = await Profile.get(id=order.user_id)  # type: ignore[attr-defined]
+    profile = await Profile.get(id=order.user_id)
     settings = get_settings()
     channels = [NotificationChannel.EMAIL]
     if profile.phone:

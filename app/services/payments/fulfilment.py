@@ -44,7 +44,7 @@ async def fulfil(session: dict[str, Any]) -> None:
         return
     now = datetime.now(UTC)
     writes = Writes()
-    writes.update(Profile, {"id": order.user_id}, status=UserStatus.ACTIVE, updated_at=now)  # type: ignore[attr-defined]
+    writes.update(Profile, {"id": order.user_id}, status=UserStatus.ACTIVE, updated_at=now)
     writes.update(
         PaymentReminder,
         {"order_id": order.id, "sent_at": None, "cancelled_at": None},
@@ -68,7 +68,7 @@ async def fulfil(session: dict[str, Any]) -> None:
         status=order.status,
         paid_at=now,
         stripe_payment_intent_id=order.stripe_payment_intent_id,
-        dossier_id=order.dossier_id,  # type: ignore[attr-defined]
+        dossier_id=order.dossier_id,
         updated_at=now,
     )
     await writes.run()

@@ -30,7 +30,7 @@ async def refund(payment_intent_id: str | None, metadata: dict[str, Any]) -> Non
     order.status = OrderStatus.REFUNDED
     await order.save(update_fields=["status", "updated_at"])
     await events.record("order", order.id, EventType.ORDER_REFUNDED)
-    dossier_id = order.dossier_id  # type: ignore[attr-defined]
+    dossier_id = order.dossier_id
     if dossier_id:
         dossier = await Dossier.filter(id=dossier_id).select_for_update().get()
         if dossier.status not in (DossierStatus.CANCELLED, DossierStatus.COMPLETED):

@@ -147,7 +147,7 @@ async def _locked_step(step_instance_id: uuid.UUID) -> tuple[Dossier, StepInstan
     step = await StepInstance.filter(id=step_instance_id).first()
     if step is None:
         raise NotFound("No such step.")
-    dossier = await lock_dossier(step.dossier_id)  # type: ignore[attr-defined]
+    dossier = await lock_dossier(step.dossier_id)
     step = await StepInstance.filter(id=step_instance_id).select_for_update().get()
     return dossier, step
 
@@ -214,10 +214,10 @@ async def assign_step(
             raise DomainError(Code.UNKNOWN_AGENT, "No such agent.", "agentId")
         if agent is not None and not agent.active:
             raise DomainError(Code.AGENT_INACTIVE, "This agent is deactivated.", "agentId")
-        previous = step.assigned_to_id  # type: ignore[attr-defined]
+        previous = step.assigned_to_id
         if previous == agent_id:
             return dossier, step
-        step.assigned_to_id = agent_id  # type: ignore[attr-defined]
+        step.assigned_to_id = agent_id
         await step.save(update_fields=["assigned_to_id"])
         await events.record(
             "dossier",

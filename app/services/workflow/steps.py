@@ -66,7 +66,7 @@ def step_payload(dossier: Dossier, step: StepInstance, **extra: Any) -> dict[str
     return {
         "dossierId": str(dossier.id),
         "stepInstanceId": str(step.id),
-        "stepId": str(step.step_id),  # type: ignore[attr-defined]
+        "stepId": str(step.step_id),
         "position": step.position,
         **extra,
     }
@@ -189,7 +189,7 @@ def finish_rows(
 
 async def _document_type_ids(step: StepInstance) -> list[uuid.UUID]:
     return list(
-        await DocumentType.filter(required_step_id=step.step_id)  # type: ignore[attr-defined]
+        await DocumentType.filter(required_step_id=step.step_id)  # type: ignore[arg-type]  # tortoise types values_list(flat=True) as tuples
         .order_by("code")
         .values_list("id", flat=True)
     )
@@ -312,7 +312,7 @@ async def open_dossier(
     batch = writes if writes is not None else Writes()
     initial = DossierStatus(product.initial_status)
     dossier = Dossier(
-        user_id=order.user_id,  # type: ignore[attr-defined]
+        user_id=order.user_id,
         product_id=product.id,
         type=product.dossier_type,
         status=initial,
@@ -342,7 +342,7 @@ async def open_dossier(
         for ps in product_steps.values()
     ]
     batch.insert(*instances)
-    order.dossier_id = dossier.id  # type: ignore[attr-defined]
+    order.dossier_id = dossier.id
     if instances:
         first = next(iter(product_steps))
         start_rows(

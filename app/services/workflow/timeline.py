@@ -69,7 +69,7 @@ async def timelines(
 
     out: dict[str, list[TimelineItem]] = defaultdict(list)
     for row in await bounded(DossierStatusHistory.filter(dossier_id__in=ids), "created_at"):
-        out[str(row.dossier_id)].append(  # type: ignore[attr-defined]
+        out[str(row.dossier_id)].append(
             TimelineItem(
                 TimelineKind.STATUS_CHANGED,
                 row.created_at,
@@ -111,12 +111,12 @@ async def timelines(
                 TimelineKind.DOCUMENT_REVIEWED,
                 row.reviewed_at,
                 ActorType.AGENT,
-                row.reviewer_id,  # type: ignore[attr-defined]
+                row.reviewer_id,
                 row,
             )
         )
     for row in await bounded(Message.filter(dossier_id__in=ids), "created_at"):
-        out[str(row.dossier_id)].append(  # type: ignore[attr-defined]
+        out[str(row.dossier_id)].append(
             TimelineItem(
                 TimelineKind.MESSAGE_SENT,
                 row.created_at,
