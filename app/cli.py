@@ -1,4 +1,7 @@
-"""`python -m app …`: serve, migrate, seed, create-admin, export-schema, config-docs, worker."""
+"""`python -m app …`: serve, migrate, seed, create-admin, export-schema, config-docs, worker.
+
+Each command imports what it needs when it runs (`migrate` never builds the schema, `serve`
+leaves the app to uvicorn)."""
 
 from __future__ import annotations
 

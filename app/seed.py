@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from tortoise.transactions import in_transaction
 
 from app.models import Credential, DocumentType, Order, Product, ProductStep, Profile, Step
-from app.models.enums import AgentRole, DossierType, OrderStatus, UserStatus
+from app.models.enums import AgentRole, DossierKind, OrderStatus, UserStatus
 from app.security import hash_password
 from app.services import identity
 from app.services.workflow.steps import open_dossier
@@ -37,7 +37,7 @@ PRODUCTS = [
         "RESIDENCE_PERMIT",
         "Residence permit application",
         "We prepare and file your residence permit application.",
-        DossierType.IMMIGRATION,
+        DossierKind.IMMIGRATION,
         150_000,
         [("IDENTITY", True, 72), ("SUPPORTING_DOCUMENTS", True, 168), ("FILING", True, None)],
     ),
@@ -45,7 +45,7 @@ PRODUCTS = [
         "COMPANY_FORMATION",
         "Company formation (SAS)",
         "We set up your French SAS, from statutes to registration.",
-        DossierType.COMPANY_FORMATION,
+        DossierKind.COMPANY_FORMATION,
         99_000,
         [("IDENTITY", True, 72), ("ARTICLES", True, 240), ("REGISTRATION", False, None)],
     ),

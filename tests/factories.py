@@ -19,7 +19,7 @@ from app.models import (
     Profile,
     Step,
 )
-from app.models.enums import AgentRole, DossierType, OrderStatus, UserStatus
+from app.models.enums import AgentRole, DossierKind, OrderStatus, UserStatus
 from app.security import hash_password, issue_token
 from app.services import identity
 from app.services.workflow.steps import open_dossier
@@ -86,7 +86,7 @@ async def make_product(
     product = await Product.create(
         code=unique("PRODUCT").upper(),
         name="Product",
-        dossier_type=DossierType.OTHER,
+        dossier_type=DossierKind.OTHER,
         price_amount=10_000,
         currency="eur",
         active=active,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.models import DocumentType, Event, Product, ProductStep, Step
-from app.models.enums import DossierType
+from app.models.enums import DossierKind
 from tests.factories import make_admin, make_agent, make_client, make_product
 from tests.helpers import count_statements, error_codes, gql
 
@@ -136,7 +136,7 @@ async def make_products(codes: list[str], *, active: bool = True) -> list[Produc
         await Product.create(
             code=code,
             name=f"Product {code}",
-            dossier_type=DossierType.OTHER,
+            dossier_type=DossierKind.OTHER,
             price_amount=10_000,
             currency="eur",
             active=active,

@@ -13,7 +13,7 @@ import pytest
 
 from app.db import BatchConflict, Writes, insert_together
 from app.models import Product
-from app.models.enums import DossierType
+from app.models.enums import DossierKind
 
 
 def product(code: str, **extra) -> Product:
@@ -23,7 +23,7 @@ def product(code: str, **extra) -> Product:
         name=code.title(),
         price_amount=1000,
         currency="eur",
-        dossier_type=DossierType.OTHER,
+        dossier_type=DossierKind.OTHER,
         **extra,
     )
 

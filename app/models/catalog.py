@@ -7,7 +7,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 from app.models.base import CreatedModel, TimestampedModel
-from app.models.enums import DossierStatus, DossierType
+from app.models.enums import DossierKind, DossierStatus
 
 if TYPE_CHECKING:
     from app.models.documents import Document
@@ -19,7 +19,7 @@ class Product(TimestampedModel):
     code = fields.CharField(max_length=64, unique=True)
     name = fields.TextField()
     description = fields.TextField(null=True)
-    dossier_type = fields.CharEnumField(DossierType, max_length=32)
+    dossier_type = fields.CharEnumField(DossierKind, max_length=32)
     stripe_product_id = fields.CharField(max_length=255, null=True, unique=True)
     stripe_price_id = fields.CharField(max_length=255, null=True)
     price_amount = fields.IntField()  # minor units (cents)

@@ -7,7 +7,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 from app.models.base import CreatedModel, TimestampedModel
-from app.models.enums import ActorType, DossierStatus, DossierType, ReminderKind, ReminderStatus
+from app.models.enums import ActorType, DossierKind, DossierStatus, ReminderKind, ReminderStatus
 
 if TYPE_CHECKING:
     from app.models.agents import Agent
@@ -26,7 +26,7 @@ class Dossier(TimestampedModel):
     product: fields.ForeignKeyRelation[Product] = fields.ForeignKeyField(
         "models.Product", related_name="dossiers", on_delete=fields.RESTRICT
     )
-    type = fields.CharEnumField(DossierType, max_length=32)
+    type = fields.CharEnumField(DossierKind, max_length=32)
     status = fields.CharEnumField(DossierStatus, max_length=32, default=DossierStatus.CREATED)
     # One side of the dossiers <-> step_instances cycle is a plain column: Tortoise cannot
     # build a foreign-key cycle. Its FOREIGN KEY constraint is added by a migration step of

@@ -21,7 +21,7 @@ class Locale(StrEnum):
     EN = "en"
 
 
-class DossierType(StrEnum):
+class DossierKind(StrEnum):
     IMMIGRATION = "IMMIGRATION"
     COMPANY_FORMATION = "COMPANY_FORMATION"
     TAX = "TAX"

@@ -19,7 +19,8 @@ from app.schema.documents import (
     UploadDocumentInput,
     UploadDocumentPayload,
 )
-from app.schema.dossiers import DocumentType, DocumentVersionType, DossierType_
+from app.schema.dossiers import DossierType
+from app.schema.steps import DocumentType, DocumentVersionType
 from app.services import documents
 from app.services.codes import DocumentErrorCode as Code
 
@@ -106,7 +107,7 @@ class DocumentMutation:
         return UploadDocumentPayload(
             document=row_as(DocumentType, document),
             version=row_as(DocumentVersionType, version),
-            dossier=row_as(DossierType_, await _fresh_dossier(document)),
+            dossier=row_as(DossierType, await _fresh_dossier(document)),
         )
 
     @strawberry.mutation(
@@ -130,5 +131,5 @@ class DocumentMutation:
         return ReviewDocumentPayload(
             review=row_as(DocumentReviewType, review),
             document=row_as(DocumentType, document),
-            dossier=row_as(DossierType_, dossier),
+            dossier=row_as(DossierType, dossier),
         )

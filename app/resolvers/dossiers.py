@@ -6,7 +6,7 @@ from app.context import Info
 from app.dataloaders import pages
 from app.errors import NotFound
 from app.schema.common import Connection, paginate, parse_id, row_as
-from app.schema.dossiers import DossierFilter, DossierType_
+from app.schema.dossiers import DossierFilter, DossierType
 from app.services import dossiers
 
 
@@ -21,7 +21,7 @@ class DossierQuery:
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
-    ) -> Connection[DossierType_]:
+    ) -> Connection[DossierType]:
         viewer = await info.context.require_viewer()
         f = filter or DossierFilter()
         queryset = dossiers.filter_dossiers(
@@ -45,10 +45,10 @@ class DossierQuery:
         )
 
     @strawberry.field(description="One dossier: yours, or any for agents.")
-    async def dossier(self, info: Info, id: strawberry.ID) -> DossierType_:
+    async def dossier(self, info: Info, id: strawberry.ID) -> DossierType:
         viewer = await info.context.require_viewer()
         try:
             dossier_id = parse_id(id, what="dossier")
         except NotFound:
             raise NotFound("No such dossier.") from None
-        return row_as(DossierType_, await dossiers.get_dossier(viewer, dossier_id))
+        return row_as(DossierType, await dossiers.get_dossier(viewer, dossier_id))

@@ -12,7 +12,7 @@ from app.schema.common import (
     row_as,
     user_errors,
 )
-from app.schema.dossiers import DossierType_
+from app.schema.dossiers import DossierType
 from app.schema.messages import (
     MarkDossierMessagesReadInput,
     MarkDossierMessagesReadPayload,
@@ -82,5 +82,5 @@ class MessageMutation:
         except DomainError as error:
             return MarkDossierMessagesReadPayload(user_errors=_errors(error))
         return MarkDossierMessagesReadPayload(
-            dossier=row_as(DossierType_, dossier), marked_count=count
+            dossier=row_as(DossierType, dossier), marked_count=count
         )

@@ -7,7 +7,8 @@ from app.errors import DomainError, NotFound
 from app.models import Dossier, StepInstance
 from app.schema.chasing import MoveStepDueDateInput
 from app.schema.common import parse_id, row_as, user_errors
-from app.schema.dossiers import DossierType_, StepInstanceType
+from app.schema.dossiers import DossierType
+from app.schema.steps import StepInstanceType
 from app.schema.workflow import (
     AssignStepInput,
     ChangeDossierStatusInput,
@@ -30,7 +31,7 @@ async def _step_payload(dossier: Dossier, step: StepInstance) -> StepInstancePay
     # re-read: the engine may have moved both past what the caller holds
     return StepInstancePayload(
         step_instance=row_as(StepInstanceType, await StepInstance.get(id=step.id)),
-        dossier=row_as(DossierType_, await Dossier.get(id=dossier.id)),
+        dossier=row_as(DossierType, await Dossier.get(id=dossier.id)),
     )
 
 
@@ -53,7 +54,7 @@ class WorkflowMutation:
             )
         except DomainError as error:
             return ChangeDossierStatusPayload(user_errors=_errors(error))
-        return ChangeDossierStatusPayload(dossier=row_as(DossierType_, dossier))
+        return ChangeDossierStatusPayload(dossier=row_as(DossierType, dossier))
 
     @strawberry.mutation(
         description="Agents: complete the dossier's current step (one with no document, "

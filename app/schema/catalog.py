@@ -10,7 +10,7 @@ import strawberry
 
 from app.context import Info
 from app.schema.common import UserError
-from app.schema.enums import DossierStatus, DossierType
+from app.schema.enums import DossierKind, DossierStatus
 from app.services.codes import CatalogErrorCode
 
 # Marks the class itself as a GraphQL enum (see app.schema.enums).
@@ -75,7 +75,7 @@ class ProductType:
     code: str
     name: str
     description: str | None
-    dossier_type: DossierType
+    dossier_type: DossierKind
     price_amount: int = strawberry.field(description="In minor units (cents).")
     currency: str
     initial_status: DossierStatus
@@ -100,7 +100,7 @@ class CreateProductInput:
     code: str
     name: str
     description: str | None = None
-    dossier_type: DossierType
+    dossier_type: DossierKind
     price_amount: int
     currency: str = "eur"
     initial_status: DossierStatus = DossierStatus.CREATED

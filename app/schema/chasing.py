@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
 from app.context import Info
 from app.schema.catalog import DocumentTypeType
 from app.schema.common import gid, row_as
-from app.schema.dossiers import DocumentType, DossierType_, StepInstanceType
 from app.schema.enums import DocumentStatus
 from app.schema.identity import AgentType
+from app.schema.steps import DocumentType, StepInstanceType
 from app.services import deadlines
 from app.services.progress import NextAction, Progress
+
+if TYPE_CHECKING:
+    from app.schema.dossiers import DossierType
 
 
 def _now() -> datetime:
@@ -138,7 +141,9 @@ class OverdueDossierType:
         return gid(self.id)
 
     @strawberry.field
-    async def dossier(self, info: Info) -> DossierType_:
+    async def dossier(
+        self, info: Info
+    ) -> Annotated[DossierType, strawberry.lazy("app.schema.dossiers")]:
         return await info.context.loaders.dossier.load(self.dossier_id)
 
     @strawberry.field(description="The overdue step (the dossier's current one).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.file_uploads import Upload
@@ -12,10 +12,13 @@ from strawberry.file_uploads import Upload
 from app.context import Info
 from app.dataloaders.pages import or_load
 from app.schema.common import UserError, row_as
-from app.schema.dossiers import DocumentType, DocumentVersionType, DossierType_, StepInstanceType
 from app.schema.enums import ReviewStatus
 from app.schema.identity import AgentType
+from app.schema.steps import DocumentType, DocumentVersionType, StepInstanceType
 from app.services.codes import DocumentErrorCode
+
+if TYPE_CHECKING:
+    from app.schema.dossiers import DossierType
 
 # Marks the class itself as a GraphQL enum (see app.schema.enums).
 strawberry.enum(DocumentErrorCode, name="DocumentErrorCode")
@@ -67,7 +70,7 @@ class UploadDocumentInput:
 class UploadDocumentPayload:
     document: DocumentType | None = None
     version: DocumentVersionType | None = None
-    dossier: DossierType_ | None = None
+    dossier: Annotated[DossierType, strawberry.lazy("app.schema.dossiers")] | None = None
     user_errors: list[DocumentUserError] = strawberry.field(default_factory=list)
 
 
@@ -85,7 +88,7 @@ class ReviewDocumentInput:
 class ReviewDocumentPayload:
     review: DocumentReviewType | None = None
     document: DocumentType | None = None
-    dossier: DossierType_ | None = None
+    dossier: Annotated[DossierType, strawberry.lazy("app.schema.dossiers")] | None = None
     user_errors: list[DocumentUserError] = strawberry.field(default_factory=list)
 
 
@@ -120,8 +123,8 @@ class ReviewQueueItemType:
         )
 
     @strawberry.field
-    def dossier(self, info: Info) -> DossierType_:
-        async def load() -> DossierType_:
+    def dossier(self, info: Info) -> Annotated[DossierType, strawberry.lazy("app.schema.dossiers")]:
+        async def load() -> DossierType:
             document = await info.context.loaders.document.load(self.document_id)
             return await info.context.loaders.dossier.load(document.dossier_id)
 

@@ -1,196 +1,31 @@
-"""Dossiers and what they contain: step instances, documents, versions, status history."""
+"""The Dossier type (a client's file) and the dossier list's filter.
+
+Above the modules of what a dossier contains and does (steps, documents, messages,
+workflow, chasing): they name the Dossier type lazily, this module imports them."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import strawberry
 
 from app.context import Info
 from app.dataloaders.pages import or_load
-from app.schema.catalog import DocumentTypeType, ProductType, StepType
-from app.schema.common import Connection, gid
-from app.schema.enums import ActorType, DocumentStatus, DossierStatus, DossierType
-from app.schema.identity import AgentType, ProfileType
+from app.schema.catalog import ProductType
+from app.schema.chasing import DossierProgressType, dossier_progress
+from app.schema.common import Connection
+from app.schema.enums import DossierKind, DossierStatus
+from app.schema.identity import ProfileType
 from app.schema.messages import MessageType, dossier_messages, dossier_unread_count
-from app.services.deadlines import is_overdue
-
-if TYPE_CHECKING:
-    from app.schema.chasing import DossierProgressType
-    from app.schema.documents import DocumentReviewType
-    from app.schema.workflow import TimelineEntry
-
-
-def _overdue(
-    due_at: datetime | None, completed_at: datetime | None, status: DossierStatus | None
-) -> bool:
-    return is_overdue(due_at, completed_at, status)
-
-
-@strawberry.type(name="DocumentVersion", description="One uploaded file of a document.")
-class DocumentVersionType:
-    version_number: int
-    file_name: str
-    file_size_bytes: int
-    mime_type: str
-    uploaded_by_type: ActorType
-    uploaded_at: datetime
-
-    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
-
-    if TYPE_CHECKING:  # the root value is the DocumentVersion row: columns read below
-        document_id: uuid.UUID
-
-    @strawberry.field
-    def uploaded_by_id(self) -> strawberry.ID | None:
-        return gid(self.uploaded_by_id) if self.uploaded_by_id else None
-
-    @strawberry.field
-    async def document(self, info: Info) -> DocumentType:
-        return await info.context.loaders.document.load(self.document_id)
-
-    @strawberry.field(description="Agents' decisions on this version, oldest first.")
-    async def reviews(
-        self, info: Info
-    ) -> list[Annotated[DocumentReviewType, strawberry.lazy("app.schema.documents")]]:
-        return await info.context.loaders.reviews_by_version.load(self.id)
-
-
-@strawberry.type(name="Document", description="A document a dossier needs, and its state.")
-class DocumentType:
-    status: DocumentStatus
-    created_at: datetime
-    updated_at: datetime
-
-    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
-
-    if TYPE_CHECKING:  # the root value is the Document row: columns read below
-        dossier_id: uuid.UUID
-        document_type_id: uuid.UUID
-        step_instance_id: uuid.UUID | None
-        current_version_id: uuid.UUID | None
-
-    @strawberry.field
-    def document_type(self, info: Info) -> DocumentTypeType:
-        return or_load(
-            self,
-            "document_type",
-            lambda: info.context.loaders.document_type.load(self.document_type_id),
-        )
-
-    @strawberry.field(description="The latest upload, if any.")
-    def current_version(self, info: Info) -> DocumentVersionType | None:
-        if self.current_version_id is None:
-            return None
-        return or_load(
-            self,
-            "current_version",
-            lambda: info.context.loaders.document_version.load(self.current_version_id),
-        )
-
-    @strawberry.field(description="Every upload, oldest (version 1) first.")
-    async def versions(self, info: Info) -> list[DocumentVersionType]:
-        return await info.context.loaders.versions_by_document.load(self.id)
-
-    @strawberry.field(description="Its step's due date (the documents of a step share it).")
-    async def due_at(self, info: Info) -> datetime | None:
-        if self.step_instance_id is None:
-            return None
-        step = await info.context.loaders.step_instance.load(self.step_instance_id)
-        return step.due_at if step else None
-
-    @strawberry.field(
-        description="Past its step's due date and still to be sent by the client (PENDING, "
-        "CHANGES_REQUESTED or REJECTED), in a running dossier."
-    )
-    async def is_overdue(self, info: Info) -> bool:
-        if self.step_instance_id is None or self.status not in (
-            DocumentStatus.PENDING,
-            DocumentStatus.CHANGES_REQUESTED,
-            DocumentStatus.REJECTED,
-        ):
-            return False
-        step = await info.context.loaders.step_instance.load(self.step_instance_id)
-        if step is None or step.due_at is None:
-            return False
-        dossier = await info.context.loaders.dossier.load(self.dossier_id)
-        return _overdue(step.due_at, step.completed_at, dossier.status if dossier else None)
-
-
-@strawberry.type(name="StepInstance", description="A product step as it runs in one dossier.")
-class StepInstanceType:
-    position: int
-    is_required: bool
-    started_at: datetime | None
-    completed_at: datetime | None
-    skipped_at: datetime | None = strawberry.field(description="Set (with completedAt) if skipped.")
-    due_at: datetime | None = strawberry.field(
-        description="Set when the step starts (startedAt + estimatedDurationHours); agents "
-        "may move it (moveStepDueDate)."
-    )
-    estimated_duration_hours: int | None = strawberry.field(
-        description="Copied from the product's step when the dossier was created."
-    )
-    created_at: datetime
-
-    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
-
-    if TYPE_CHECKING:  # the root value is the StepInstance row: columns read below
-        dossier_id: uuid.UUID
-        step_id: uuid.UUID
-        assigned_to_id: uuid.UUID | None
-
-    @strawberry.field
-    def step(self, info: Info) -> StepType:
-        return or_load(self, "step", lambda: info.context.loaders.step.load(self.step_id))
-
-    @strawberry.field(description="The agent in charge, if one is assigned.")
-    def assigned_to(self, info: Info) -> AgentType | None:
-        if self.assigned_to_id is None:
-            return None
-        return or_load(
-            self, "assigned_to", lambda: info.context.loaders.agent.load(self.assigned_to_id)
-        )
-
-    @strawberry.field(description="Documents this step asks for.")
-    def documents(self, info: Info) -> list[DocumentType]:
-        return or_load(
-            self,
-            "documents",
-            lambda: info.context.loaders.documents_by_step_instance.load(self.id),
-        )
-
-    @strawberry.field(
-        description="Past its due date and not completed, in a running dossier (one on "
-        "hold, completed or cancelled has nothing overdue)."
-    )
-    async def is_overdue(self, info: Info) -> bool:
-        if self.due_at is None or self.completed_at is not None:
-            return False
-        dossier = await info.context.loaders.dossier.load(self.dossier_id)
-        return _overdue(self.due_at, self.completed_at, dossier.status if dossier else None)
-
-
-@strawberry.type(name="DossierStatusChange", description="One entry of a dossier's status history.")
-class DossierStatusChangeType:
-    old_status: DossierStatus | None
-    new_status: DossierStatus
-    changed_by_type: ActorType
-    reason: str | None
-    created_at: datetime
-
-    id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
-
-    @strawberry.field
-    def changed_by_id(self) -> strawberry.ID | None:
-        return gid(self.changed_by_id) if self.changed_by_id else None
+from app.schema.steps import DocumentType, DossierStatusChangeType, StepInstanceType
+from app.schema.workflow import TimelineEntry, timeline_entries
 
 
 @strawberry.type(name="Dossier", description="A client's file, running its product's steps.")
-class DossierType_:
-    type: DossierType
+class DossierType:
+    type: DossierKind
     status: DossierStatus
     created_at: datetime
     updated_at: datetime
@@ -234,11 +69,7 @@ class DossierType_:
         description="Steps done, documents approved, the current step's due date, and the "
         "documents the client must send next."
     )
-    async def progress(
-        self, info: Info
-    ) -> Annotated[DossierProgressType, strawberry.lazy("app.schema.chasing")]:
-        from app.schema.chasing import dossier_progress
-
+    async def progress(self, info: Info) -> DossierProgressType:
         return await dossier_progress(info, self)
 
     @strawberry.field(description="Status changes, oldest first.")
@@ -271,9 +102,7 @@ class DossierType_:
     )
     async def timeline(
         self, info: Info, last: int = 50, before: datetime | None = None
-    ) -> list[Annotated[TimelineEntry, strawberry.lazy("app.schema.workflow")]]:
-        from app.schema.workflow import timeline_entries
-
+    ) -> list[TimelineEntry]:
         return await timeline_entries(info, self.id, last, before)
 
 

@@ -15,8 +15,8 @@ from app.models.enums import (
     ActorType,
     AgentRole,
     DocumentStatus,
+    DossierKind,
     DossierStatus,
-    DossierType,
     EventType,
     Locale,
     NotificationChannel,
@@ -30,8 +30,8 @@ __all__ = [
     "ActorType",
     "AgentRole",
     "DocumentStatus",
+    "DossierKind",
     "DossierStatus",
-    "DossierType",
     "EventType",
     "Locale",
     "NotificationChannel",
@@ -45,7 +45,7 @@ _DESCRIPTIONS: dict[type[StrEnum], str] = {
     UserStatus: "Where a client stands with us: PENDING until paid.",
     AgentRole: "What an agent may do: ADMIN also manages the catalogue.",
     Locale: "Language of notifications and emails.",
-    DossierType: "The kind of matter a dossier handles.",
+    DossierKind: "The kind of matter a dossier handles.",
     DossierStatus: "Where a dossier stands in its workflow.",
     OrderStatus: "Payment state of an order.",
     NotificationChannel: "How a notification reaches someone.",
@@ -56,5 +56,9 @@ _DESCRIPTIONS: dict[type[StrEnum], str] = {
     EventType: "What happened, in the audit log.",
 }
 
+# The kind of matter keeps its ERD name in GraphQL (`DossierType`); in Python it is
+# DossierKind, so that DossierType is the Dossier object type, like every <Name>Type.
+_GRAPHQL_NAMES: dict[type[StrEnum], str] = {DossierKind: "DossierType"}
+
 for _cls, _description in _DESCRIPTIONS.items():
-    strawberry.enum(_cls, description=_description)
+    strawberry.enum(_cls, name=_GRAPHQL_NAMES.get(_cls), description=_description)

@@ -28,7 +28,7 @@ from app.services.codes import MessageErrorCode
 from app.settings import get_settings
 
 if TYPE_CHECKING:
-    from app.schema.dossiers import DossierType_
+    from app.schema.dossiers import DossierType
 
 # Marks the class itself as a GraphQL enum (see app.schema.enums).
 strawberry.enum(MessageErrorCode, name="MessageErrorCode")
@@ -152,7 +152,7 @@ class MarkDossierMessagesReadInput:
 
 @strawberry.type
 class MarkDossierMessagesReadPayload:
-    dossier: Annotated[DossierType_, strawberry.lazy("app.schema.dossiers")] | None = None
+    dossier: Annotated[DossierType, strawberry.lazy("app.schema.dossiers")] | None = None
     marked_count: int = strawberry.field(
         default=0, description="How many messages were unread and are now read."
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import strawberry
 
@@ -12,14 +12,17 @@ from app.context import Info
 from app.errors import BadUserInput
 from app.schema.common import UserError, gid
 from app.schema.documents import DocumentReviewType
-from app.schema.dossiers import DocumentType, DocumentVersionType, DossierType_, StepInstanceType
 from app.schema.enums import ActorType, DossierStatus
 from app.schema.identity import AgentType, Viewer
+from app.schema.steps import DocumentType, DocumentVersionType, StepInstanceType
 from app.services.codes import WorkflowErrorCode
 from app.services.workflow.actions import StatusAction as DossierStatusAction
 from app.services.workflow.timeline import TimelineItem
 from app.services.workflow.timeline import TimelineKind as TimelineEntryKind
 from app.settings import get_settings
+
+if TYPE_CHECKING:
+    from app.schema.dossiers import DossierType
 
 # Marks the classes themselves as GraphQL enums (see app.schema.enums).
 strawberry.enum(WorkflowErrorCode, name="WorkflowErrorCode")
@@ -48,7 +51,7 @@ class ChangeDossierStatusInput:
 
 @strawberry.type
 class ChangeDossierStatusPayload:
-    dossier: DossierType_ | None = None
+    dossier: Annotated[DossierType, strawberry.lazy("app.schema.dossiers")] | None = None
     user_errors: list[WorkflowUserError] = strawberry.field(default_factory=list)
 
 
@@ -74,7 +77,7 @@ class AssignStepInput:
 @strawberry.type
 class StepInstancePayload:
     step_instance: StepInstanceType | None = None
-    dossier: DossierType_ | None = None
+    dossier: Annotated[DossierType, strawberry.lazy("app.schema.dossiers")] | None = None
     user_errors: list[WorkflowUserError] = strawberry.field(default_factory=list)
 
 

@@ -14,7 +14,7 @@ from tortoise.transactions import in_transaction
 from app.domain.viewer import Viewer
 from app.errors import DomainError, NotFound
 from app.models import DocumentType, Product, ProductStep, Step
-from app.models.enums import DossierStatus, DossierType, EventType
+from app.models.enums import DossierKind, DossierStatus, EventType
 from app.services import events
 from app.services.validation import check_code, check_text
 
@@ -90,7 +90,7 @@ async def create_product(
     code: str,
     name: str,
     description: str | None,
-    dossier_type: DossierType,
+    dossier_type: DossierKind,
     price_amount: int,
     currency: str,
     initial_status: DossierStatus = DossierStatus.CREATED,

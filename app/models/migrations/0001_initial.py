@@ -1,6 +1,6 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
-from app.models.enums import ActorType, AgentRole, DocumentStatus, DossierStatus, DossierType, EventType, Locale, NotificationChannel, NotificationStatus, OrderStatus, ReviewStatus, UserStatus
+from app.models.enums import ActorType, AgentRole, DocumentStatus, DossierStatus, DossierKind, EventType, Locale, NotificationChannel, NotificationStatus, OrderStatus, ReviewStatus, UserStatus
 from orjson import loads
 from tortoise.fields.base import OnDelete
 from tortoise.fields.data import JSON_DUMPS
@@ -53,7 +53,7 @@ class Migration(migrations.Migration):
                 ('code', fields.CharField(unique=True, max_length=64)),
                 ('name', fields.TextField(unique=False)),
                 ('description', fields.TextField(null=True, unique=False)),
-                ('dossier_type', fields.CharEnumField(description='IMMIGRATION: IMMIGRATION\nCOMPANY_FORMATION: COMPANY_FORMATION\nTAX: TAX\nLEGAL: LEGAL\nOTHER: OTHER', enum_type=DossierType, max_length=32)),
+                ('dossier_type', fields.CharEnumField(description='IMMIGRATION: IMMIGRATION\nCOMPANY_FORMATION: COMPANY_FORMATION\nTAX: TAX\nLEGAL: LEGAL\nOTHER: OTHER', enum_type=DossierKind, max_length=32)),
                 ('stripe_product_id', fields.CharField(null=True, unique=True, max_length=255)),
                 ('stripe_price_id', fields.CharField(null=True, max_length=255)),
                 ('price_amount', fields.IntField()),
@@ -102,7 +102,7 @@ class Migration(migrations.Migration):
                 ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
                 ('user', fields.ForeignKeyField('models.Profile', source_field='user_id', db_constraint=True, to_field='id', related_name='dossiers', on_delete=OnDelete.CASCADE)),
                 ('product', fields.ForeignKeyField('models.Product', source_field='product_id', db_constraint=True, to_field='id', related_name='dossiers', on_delete=OnDelete.RESTRICT)),
-                ('type', fields.CharEnumField(description='IMMIGRATION: IMMIGRATION\nCOMPANY_FORMATION: COMPANY_FORMATION\nTAX: TAX\nLEGAL: LEGAL\nOTHER: OTHER', enum_type=DossierType, max_length=32)),
+                ('type', fields.CharEnumField(description='IMMIGRATION: IMMIGRATION\nCOMPANY_FORMATION: COMPANY_FORMATION\nTAX: TAX\nLEGAL: LEGAL\nOTHER: OTHER', enum_type=DossierKind, max_length=32)),
                 ('status', fields.CharEnumField(default=DossierStatus.CREATED, description='CREATED: CREATED\nIN_PROGRESS: IN_PROGRESS\nUNDER_REVIEW: UNDER_REVIEW\nCHANGES_REQUESTED: CHANGES_REQUESTED\nON_HOLD: ON_HOLD\nCOMPLETED: COMPLETED\nCANCELLED: CANCELLED', enum_type=DossierStatus, max_length=32)),
                 ('current_step_instance_id', fields.UUIDField(null=True)),
                 ('metadata', fields.JSONField(default=dict, encoder=JSON_DUMPS, decoder=loads)),
