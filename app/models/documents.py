@@ -41,6 +41,8 @@ class Document(TimestampedModel):
         indexes = (
             Index(fields=("dossier_id",), name="idx_documents_dossier_id"),
             Index(fields=("status",), name="idx_documents_status"),
+            Index(fields=("document_type_id",), name="idx_documents_document_type_id"),
+            Index(fields=("step_instance_id",), name="idx_documents_step_instance_id"),
         )
 
 

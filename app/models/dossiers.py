@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from tortoise import fields
 from tortoise.indexes import Index
 
-from app.models.base import CreatedModel, TimestampedModel
+from app.models.base import CreatedModel, TimestampedModel, WhereIndex
 from app.models.enums import ActorType, DossierKind, DossierStatus, ReminderKind, ReminderStatus
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class Dossier(TimestampedModel):
         indexes = (
             Index(fields=("user_id",), name="idx_dossiers_user_id"),
             Index(fields=("status",), name="idx_dossiers_status"),
+            Index(fields=("product_id",), name="idx_dossiers_product_id"),
         )
 
 
@@ -114,6 +115,11 @@ class StepInstance(CreatedModel):
         indexes = (
             Index(fields=("assigned_to",), name="idx_step_instances_assigned_to"),
             Index(fields=("dossier_id",), name="idx_step_instances_dossier_id"),
+            Index(fields=("step_id",), name="idx_step_instances_step_id"),
+            # Open steps by due date (the overdue pages, the deadline sweeps).
+            WhereIndex(
+                fields=("due_at",), name="idx_step_instances_open_due", where="completed_at IS NULL"
+            ),
         )
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from tortoise import fields
 from tortoise.indexes import Index
 
-from app.models.base import CreatedModel
+from app.models.base import CreatedModel, WhereIndex
 from app.models.enums import ActorType, EventType, NotificationChannel, NotificationStatus
 
 if TYPE_CHECKING:
@@ -37,6 +37,14 @@ class Event(CreatedModel):
             Index(fields=("entity_type", "entity_id"), name="idx_events_entity"),
             Index(fields=("created_at",), name="idx_events_created_at"),
             Index(fields=("published_at",), name="idx_events_published_at"),
+            # The relay's batch: unprocessed events, oldest first.
+            WhereIndex(
+                fields=("created_at", "id"),
+                name="idx_events_unprocessed",
+                where="processed_at IS NULL",
+            ),
+            # The timeline / notification filters by event type, newest first.
+            Index(fields=("event_type", "created_at", "id"), name="idx_events_type_created"),
         )
 
 
@@ -77,6 +85,11 @@ class Notification(CreatedModel):
             Index(fields=("read_at",), name="idx_notifications_read_at"),
             Index(fields=("agent_id",), name="idx_notifications_agent_id"),
             Index(fields=("group_key",), name="idx_notifications_group_key"),
+            Index(fields=("dossier_id",), name="idx_notifications_dossier_id"),
+            Index(fields=("event_id",), name="idx_notifications_event_id"),
+            # A user's (an agent's) notifications, newest first.
+            Index(fields=("user_id", "created_at", "id"), name="idx_notifications_user_created"),
+            Index(fields=("agent_id", "created_at", "id"), name="idx_notifications_agent_created"),
         )
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from tortoise import fields
 from tortoise.indexes import Index
 
-from app.models.base import CreatedModel, TimestampedModel, UUIDModel
+from app.models.base import CreatedModel, TimestampedModel, UUIDModel, WhereIndex
 from app.models.enums import NotificationChannel, OrderStatus
 
 if TYPE_CHECKING:
@@ -52,6 +52,10 @@ class PaymentLink(CreatedModel):
 
     class Meta:
         table = "payment_links"
+        indexes = (
+            Index(fields=("product_id",), name="idx_payment_links_product_id"),
+            Index(fields=("used_by",), name="idx_payment_links_used_by"),
+        )
 
 
 class Order(TimestampedModel):
@@ -89,6 +93,9 @@ class Order(TimestampedModel):
             Index(fields=("status",), name="idx_orders_status"),
             Index(fields=("created_at",), name="idx_orders_created_at"),
             Index(fields=("user_id",), name="idx_orders_user_id"),
+            Index(fields=("product_id",), name="idx_orders_product_id"),
+            Index(fields=("payment_link_id",), name="idx_orders_payment_link_id"),
+            Index(fields=("dossier_id",), name="idx_orders_dossier_id"),
         )
 
 
@@ -118,6 +125,13 @@ class PaymentReminder(UUIDModel):
         indexes = (
             Index(fields=("order_id",), name="idx_payment_reminders_order_id"),
             Index(fields=("scheduled_for",), name="idx_payment_reminders_due"),
+            Index(fields=("user_id",), name="idx_payment_reminders_user_id"),
+            # The sender's batch: reminders neither sent nor cancelled, by due time.
+            WhereIndex(
+                fields=("scheduled_for", "id"),
+                name="idx_payment_reminders_unsent_due",
+                where="sent_at IS NULL AND cancelled_at IS NULL",
+            ),
         )
 
 
