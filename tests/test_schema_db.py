@@ -801,6 +801,45 @@ async def test_every_erd_index_exists(backend) -> None:
     assert not problems, f"ERD indexes: {problems}"
 
 
+# Foreign-key columns that need no index of their own (none leads one): each with why.
+# Every other foreign-key column of every table leads some index, the primary key or a
+# unique constraint, so that a join or a lookup from the parent (and the parent's
+# DELETE, which checks or cascades to the referencing rows) reads an index, not the table.
+FOREIGN_KEYS_WITHOUT_INDEX: dict[tuple[str, str], str] = {
+    ("product_steps", "step_id"): (
+        "the catalogue: a few rows per product, read by product (the unique key "
+        "(product_id, step_id) leads with product_id); a step is never deleted while a "
+        "product uses it (RESTRICT), so the check reads a tiny table"
+    ),
+    ("payment_links", "created_by"): (
+        "nothing looks links up by their creator, and agents are deactivated, never "
+        "deleted (no code path deletes one), so the ON DELETE SET NULL never runs"
+    ),
+}
+
+
+async def test_every_foreign_key_leads_an_index(backend) -> None:
+    """Issue 14 ("years of data"): every foreign-key column of every table (not only the
+    ERD's) is the leading column of an index, the primary key or a unique constraint,
+    but for FOREIGN_KEYS_WITHOUT_INDEX."""
+    foreign_keys = await _foreign_keys(backend)
+    leading = {(index["table"], index["columns"][0]) for index in await _indexes(backend)}
+    missing = sorted(
+        f"{table}.{column}"
+        for table, column in foreign_keys
+        if (table, column) not in leading and (table, column) not in FOREIGN_KEYS_WITHOUT_INDEX
+    )
+    assert not missing, f"foreign-key columns that lead no index: {missing}"
+    # The allow-list stays honest: its entries are foreign keys, and still lead no index.
+    stale = sorted(
+        f"{table}.{column}"
+        for table, column in FOREIGN_KEYS_WITHOUT_INDEX
+        if (table, column) in leading
+        or ((table, column) not in foreign_keys and (table, column) not in CYCLIC_FOREIGN_KEYS)
+    )
+    assert not stale, f"FOREIGN_KEYS_WITHOUT_INDEX entries to remove: {stale}"
+
+
 # --------------------------------------------------------------------------------------
 # Migrating a brand-new database, twice.
 # --------------------------------------------------------------------------------------
