@@ -8,6 +8,8 @@
   every column of every ERD table under the ERD's own name, and every foreign key,
   unique key and index of the ERD, read back from the catalogue through the ORM
   connection;
+* every foreign-key column leads an index (but a short, reasoned allow-list), and the hot
+  paths' indexes of migration 0007 exist, partial where they say so;
 * migrating a brand-new database works, and a second run applies nothing.
 """
 
@@ -838,6 +840,50 @@ async def test_every_foreign_key_leads_an_index(backend) -> None:
         or ((table, column) not in foreign_keys and (table, column) not in CYCLIC_FOREIGN_KEYS)
     )
     assert not stale, f"FOREIGN_KEYS_WITHOUT_INDEX entries to remove: {stale}"
+
+
+# The hot paths' indexes (migration 0007): name -> (table, columns, WHERE condition).
+HOT_PATH_INDEXES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
+    "idx_events_unprocessed": ("events", ("created_at", "id"), "processed_at IS NULL"),
+    "idx_events_type_created": ("events", ("event_type", "created_at", "id"), None),
+    "idx_notifications_user_created": ("notifications", ("user_id", "created_at", "id"), None),
+    "idx_notifications_agent_created": ("notifications", ("agent_id", "created_at", "id"), None),
+    "idx_step_instances_open_due": ("step_instances", ("due_at",), "completed_at IS NULL"),
+    "idx_payment_reminders_unsent_due": (
+        "payment_reminders",
+        ("scheduled_for", "id"),
+        "sent_at IS NULL AND cancelled_at IS NULL",
+    ),
+}
+
+
+async def test_hot_path_indexes_exist(backend) -> None:
+    """Each on its columns, in order, partial where it says so (read from the index's
+    definition: pg_indexes on PostgreSQL, sqlite_master on SQLite)."""
+    names = ", ".join(f"'{name}'" for name in HOT_PATH_INDEXES)
+    if backend.is_postgres:
+        sql = (
+            "SELECT indexname AS name, indexdef AS sql FROM pg_indexes "
+            f"WHERE indexname IN ({names})"
+        )
+    else:
+        sql = f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN ({names})"
+    definitions = {row["name"]: row["sql"] for row in await _query(sql)}
+    problems = []
+    for name, (table, columns, where) in HOT_PATH_INDEXES.items():
+        definition = definitions.get(name)
+        if definition is None:
+            problems.append(f"{name}: missing")
+            continue
+        normalised = re.sub(r'["()]', "", definition)
+        expected = f"ON {'public.' if backend.is_postgres else ''}{table} "
+        expected += ("USING btree " if backend.is_postgres else "") + ", ".join(columns)
+        if expected not in normalised:
+            problems.append(f"{name}: {definition}")
+        found_where = normalised.partition(" WHERE ")[2].strip() or None
+        if found_where != where:
+            problems.append(f"{name}: WHERE {found_where!r}, expected {where!r}")
+    assert not problems, f"hot-path indexes: {problems}"
 
 
 # --------------------------------------------------------------------------------------
