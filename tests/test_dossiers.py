@@ -463,3 +463,22 @@ async def test_pagination_arguments_are_checked(client):
     for variables in ({"first": 101}, {"first": -1}, {"first": 1, "last": 1}, {"after": "!!"}):
         body = await gql(client, PAGE, variables, token=alice.token, expect_errors=True)
         assert error_codes(body) == ["BAD_USER_INPUT"], variables
+
+
+async def test_page_sizes_out_of_range_are_refused_on_every_paged_field(client):
+    # dossiers (paginate), Dossier.messages and Dossier.timeline share one page-size rule.
+    owner = await make_client()
+    dossier = await make_dossier(owner)
+    messages = "query($id: ID!) { dossier(id: $id) { messages(last: -1) { totalCount } } }"
+    timeline = "query($id: ID!) { dossier(id: $id) { timeline(last: 101) { kind } } }"
+    cases = [
+        ("{ dossiers(first: 101) { totalCount } }", "`first` must be between 0 and 100."),
+        ("{ dossiers(first: 1, last: 1) { totalCount } }", "Pass either `first` or `last`"),
+        (messages, "`last` must be between 0 and 100."),
+        (timeline, "`last` must be between 0 and 100."),
+    ]
+    for query, message in cases:
+        variables = {"id": str(dossier.id)} if "$id" in query else None
+        body = await gql(client, query, variables, token=owner.token, expect_errors=True)
+        assert message in body["errors"][0]["message"], body
+        assert error_codes(body) == ["BAD_USER_INPUT"], body

@@ -143,34 +143,61 @@ async def paginate(
     """One query for the page (+1 row to know if there is more); the count only if asked.
     `fetch` reads the ordered, limited queryset instead of awaiting it (e.g. a
     `app.dataloaders.pages.JoinedPage` reading the page with its nested rows)."""
-    cap = get_settings().max_page_size
-    if first is not None and last is not None:
-        raise BadUserInput("Pass either `first` or `last`, not both.")
-    for name, value in (("first", first), ("last", last)):
-        if value is not None and not 0 <= value <= cap:
-            raise BadUserInput(f"`{name}` must be between 0 and {cap}.")
+    size, backwards = page_size(first, last)
     model = queryset.model
     base = queryset
     if after:
         queryset = queryset.filter(_keyset(order, _decode(after, model, order), after=True))
     if before:
         queryset = queryset.filter(_keyset(order, _decode(before, model, order), after=False))
-    backwards = last is not None
-    size = last if last is not None else (first if first is not None else DEFAULT_PAGE_SIZE)
     ordering = _flip(order) if backwards else list(order)
     page = queryset.order_by(*ordering).limit(size + 1)
     rows = list(await (fetch(page, ordering) if fetch is not None else page))
+    return page_of(
+        rows,
+        size,
+        backwards=backwards,
+        after=after,
+        before=before,
+        cursor=lambda row: _encode([getattr(row, n.lstrip("-")) for n in order]),
+        count=base.count,
+    )
+
+
+def page_size(first: int | None, last: int | None) -> tuple[int, bool]:
+    """(rows wanted, backwards) for `first`/`last`, each within 0..MAX_PAGE_SIZE."""
+    cap = get_settings().max_page_size
+    if first is not None and last is not None:
+        raise BadUserInput("Pass either `first` or `last`, not both.")
+    for name, value in (("first", first), ("last", last)):
+        if value is not None and not 0 <= value <= cap:
+            raise BadUserInput(f"`{name}` must be between 0 and {cap}.")
+    if last is not None:
+        return last, True
+    return (first if first is not None else DEFAULT_PAGE_SIZE), False
+
+
+def page_of(
+    rows: list[Any],
+    size: int,
+    *,
+    backwards: bool,
+    after: str | None,
+    before: str | None,
+    cursor: Callable[[Any], str],
+    count: Callable[[], Awaitable[int]],
+) -> Connection[Any]:
+    """The connection of a page read with one row more than `size` (to know if there is
+    more), in reading order (newest first when `backwards`)."""
     more = len(rows) > size
     rows = rows[:size]
     if backwards:
         rows.reverse()
-    edges = [
-        Edge(cursor=_encode([getattr(row, n.lstrip("-")) for n in order]), node=row) for row in rows
-    ]
+    edges = [Edge(cursor=cursor(row), node=row) for row in rows]
     page_info = PageInfo(
         has_next_page=more if not backwards else before is not None,
         has_previous_page=more if backwards else after is not None,
         start_cursor=edges[0].cursor if edges else None,
         end_cursor=edges[-1].cursor if edges else None,
     )
-    return Connection(edges=edges, page_info=page_info, _count=base.count)
+    return Connection(edges=edges, page_info=page_info, _count=count)

@@ -10,22 +10,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 from app.context import Info
-from app.errors import BadUserInput
 from app.models import Message
 from app.schema.common import (
-    DEFAULT_PAGE_SIZE,
     Connection,
-    Edge,
-    PageInfo,
     UserError,
     _decode,
     _encode,
     gid,
+    page_of,
+    page_size,
 )
 from app.schema.enums import ActorType
 from app.services import messages
 from app.services.codes import MessageErrorCode
-from app.settings import get_settings
 
 if TYPE_CHECKING:
     from app.schema.dossiers import DossierType
@@ -180,36 +177,26 @@ async def dossier_messages(
 ) -> Connection[MessageType]:
     """`Dossier.messages`, oldest first (`last: n` gives the latest n), with the same
     cursors and page info as `paginate`; pages of many dossiers load in one statement."""
-    cap = get_settings().max_page_size
-    if first is not None and last is not None:
-        raise BadUserInput("Pass either `first` or `last`, not both.")
-    for name, value in (("first", first), ("last", last)):
-        if value is not None and not 0 <= value <= cap:
-            raise BadUserInput(f"`{name}` must be between 0 and {cap}.")
-    backwards = last is not None
-    size = last if last is not None else (first if first is not None else DEFAULT_PAGE_SIZE)
+    size, backwards = page_size(first, last)
     after_key = tuple(_decode(after, Message, ORDER)) if after else None
     before_key = tuple(_decode(before, Message, ORDER)) if before else None
     loaders = info.context.loaders
     rows = list(
         await loaders.message_pages.load((dossier_id, size, backwards, after_key, before_key))
     )
-    more = len(rows) > size
-    rows = rows[:size]
-    if backwards:
-        rows.reverse()
-    edges = [Edge(cursor=message_cursor(row), node=row) for row in rows]
-    page_info = PageInfo(
-        has_next_page=more if not backwards else before is not None,
-        has_previous_page=more if backwards else after is not None,
-        start_cursor=edges[0].cursor if edges else None,
-        end_cursor=edges[-1].cursor if edges else None,
-    )
 
     async def count() -> int:
         return await loaders.message_counts.load(dossier_id)
 
-    return Connection(edges=edges, page_info=page_info, _count=count)
+    return page_of(
+        rows,
+        size,
+        backwards=backwards,
+        after=after,
+        before=before,
+        cursor=message_cursor,
+        count=count,
+    )
 
 
 async def dossier_unread_count(info: Info, dossier_id: uuid.UUID) -> int:

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 import strawberry
 
 from app.context import Info
-from app.errors import BadUserInput
-from app.schema.common import UserError, gid
+from app.schema.common import UserError, gid, page_size
 from app.schema.documents import DocumentReviewType
 from app.schema.enums import ActorType, DossierStatus
 from app.schema.identity import AgentType, Viewer
@@ -19,7 +18,6 @@ from app.services.codes import WorkflowErrorCode
 from app.services.workflow.actions import StatusAction as DossierStatusAction
 from app.services.workflow.timeline import TimelineItem
 from app.services.workflow.timeline import TimelineKind as TimelineEntryKind
-from app.settings import get_settings
 
 if TYPE_CHECKING:
     from app.schema.dossiers import DossierType
@@ -258,9 +256,7 @@ def _entry(item: TimelineItem) -> TimelineEntry:
 async def timeline_entries(
     info: Info, dossier_id: uuid.UUID, last: int, before: datetime | None
 ) -> list[TimelineEntry]:
-    cap = get_settings().max_page_size
-    if not 0 <= last <= cap:
-        raise BadUserInput(f"`last` must be between 0 and {cap}.")
+    page_size(None, last)  # `last` within 0..MAX_PAGE_SIZE
     items = await info.context.loaders.timeline.load((dossier_id, last, before))
     return [_entry(item) for item in items]
 
