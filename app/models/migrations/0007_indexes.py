@@ -23,60 +23,15 @@ around the migration, nor around each operation), and each statement is sent on 
 Without the transaction a failure part-way leaves the indexes built so far (and, from
 CONCURRENTLY, possibly an INVALID one) and the migration unrecorded; so every statement is
 `IF NOT EXISTS`, an INVALID leftover of the same name is dropped first, and running
-`migrate` again finishes the job. SQLite has no CONCURRENTLY; there it is a plain
-`CREATE INDEX IF NOT EXISTS` (SQLite supports partial indexes as well).
+`migrate` again finishes the job (`app.models.migration_ops`). SQLite has no CONCURRENTLY;
+there it is a plain `CREATE INDEX IF NOT EXISTS`.
 """
 
 from tortoise import migrations
 from tortoise.indexes import Index
-from tortoise.migrations import operations as ops
 
 from app.models.base import WhereIndex
-
-_INVALID_INDEX_SQL = (
-    "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-    "WHERE c.relname = $1 AND NOT i.indisvalid"
-)
-
-
-def _create_sql(table: str, index: Index, *, postgres: bool) -> str:
-    columns = ", ".join(f'"{column}"' for column in index.fields)
-    concurrently = "CONCURRENTLY " if postgres else ""
-    return (
-        f'CREATE INDEX {concurrently}IF NOT EXISTS "{index.name}" ON "{table}" ({columns})'
-        f"{index.extra}"
-    )
-
-
-class AddIndexConcurrently(ops.AddIndex):
-    """AddIndex (the migration state) whose database step is `CREATE INDEX CONCURRENTLY
-    IF NOT EXISTS` on PostgreSQL, `CREATE INDEX IF NOT EXISTS` on SQLite."""
-
-    def describe(self) -> str:
-        return f"Add index {self.index.name} to {self.model_name}"
-
-    async def database_forward(self, app_label, old_state, new_state, state_editor=None) -> None:
-        if not state_editor:
-            return
-        model = new_state.apps.get_model(f"{app_label}.{self.model_name}")
-        postgres = state_editor.client.capabilities.dialect == "postgres"
-        if postgres and not state_editor.collect_sql:
-            # A CONCURRENTLY build that failed leaves an INVALID index behind, which
-            # IF NOT EXISTS would keep: drop it, so that this run builds it again.
-            invalid = await state_editor.client.execute_query_dict(
-                _INVALID_INDEX_SQL, [self.index.name]
-            )
-            if invalid:
-                await state_editor._run_sql(f'DROP INDEX CONCURRENTLY IF EXISTS "{self.index.name}"')
-        sql = _create_sql(model._meta.db_table, self.index, postgres=postgres)
-        await state_editor._run_sql(sql)  # what ops.RunSQL runs (and sqlmigrate prints)
-
-    async def database_backward(self, app_label, old_state, new_state, state_editor=None) -> None:
-        if not state_editor:
-            return
-        postgres = state_editor.client.capabilities.dialect == "postgres"
-        concurrently = "CONCURRENTLY " if postgres else ""
-        await state_editor._run_sql(f'DROP INDEX {concurrently}IF EXISTS "{self.index.name}"')
+from app.models.migration_ops import AddIndexConcurrently
 
 
 class Migration(migrations.Migration):
