@@ -209,6 +209,8 @@ def _version(world: World, document: dict[str, Any], uploader: uuid.UUID, at: da
         uploaded_by_id=uploader,
         version_number=1,
         uploaded_at=at,
+        # in the review queue while the document waits (app.services.documents)
+        awaiting_review_since=at if document["status"] == "UPLOADED" else None,
     )
     document["current_version_id"] = version["id"]
     return version

@@ -95,6 +95,8 @@ async def uploaded_version(dossier: Dossier, name: str = "passport.pdf") -> Docu
     await Document.filter(id=document.id).update(
         current_version_id=version.id, status=DocumentStatus.UPLOADED
     )
+    await DocumentVersion.filter(document_id=document.id).update(awaiting_review_since=None)
+    await DocumentVersion.filter(id=version.id).update(awaiting_review_since=version.uploaded_at)
     return version
 
 

@@ -689,7 +689,7 @@ async def test_review_queue_oldest_first_mine_and_paginated(client):
     await _one_document(owner, "pdf")
     held_owner = await make_client()
     held, held_doc = await _one_document(held_owner, "pdf")
-    await upload(client, held_owner.token, held_doc, make_pdf(), "a.pdf")
+    held_up = await upload(client, held_owner.token, held_doc, make_pdf(), "a.pdf")
     await Dossier.filter(id=held.id).update(status=DossierStatus.ON_HOLD)
     # the first one is re-uploaded: only its newest version waits, and it waits since then
     first_dossier, first_doc, _ = uploads[0]
@@ -737,6 +737,15 @@ async def test_review_queue_oldest_first_mine_and_paginated(client):
     await review(client, agent.token, uploads[1][2], "APPROVED")
     after = (await gql(client, QUEUE, token=agent.token))["reviewQueue"]
     assert [e["node"]["version"]["id"] for e in after["edges"]] == [uploads[2][2], uploads[0][2]]
+    # what the queue walks (its partial index): the newest version of each document that
+    # waits, whatever its dossier's state; not the replaced one, not the reviewed one
+    from app.models import DocumentVersion
+
+    waiting = await DocumentVersion.filter(awaiting_review_since__isnull=False)
+    assert sorted(str(v.id) for v in waiting) == sorted(
+        [uploads[2][2], uploads[0][2], held_up["version"]["id"]]
+    )
+    assert all(v.awaiting_review_since == v.uploaded_at for v in waiting)
 
 
 async def _owner_token(dossier: Dossier) -> str:

@@ -347,6 +347,8 @@ async def _upload(account: Account, dossier: Dossier) -> DocumentVersion:
     await Document.filter(id=document.id).update(
         current_version_id=version.id, status=DocumentStatus.UPLOADED
     )
+    await DocumentVersion.filter(document_id=document.id).update(awaiting_review_since=None)
+    await DocumentVersion.filter(id=version.id).update(awaiting_review_since=version.uploaded_at)
     return version
 
 

@@ -842,7 +842,7 @@ async def test_every_foreign_key_leads_an_index(backend) -> None:
     assert not stale, f"FOREIGN_KEYS_WITHOUT_INDEX entries to remove: {stale}"
 
 
-# The hot paths' indexes (migration 0007): name -> (table, columns, WHERE condition).
+# The hot paths' indexes (migrations 0007, 0009): name -> (table, columns, WHERE condition).
 HOT_PATH_INDEXES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "idx_events_unprocessed": ("events", ("created_at", "id"), "processed_at IS NULL"),
     "idx_events_type_created": ("events", ("event_type", "created_at", "id"), None),
@@ -853,6 +853,23 @@ HOT_PATH_INDEXES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         "payment_reminders",
         ("scheduled_for", "id"),
         "sent_at IS NULL AND cancelled_at IS NULL",
+    ),
+    "idx_document_versions_awaiting": (
+        "document_versions",
+        ("uploaded_at", "id"),
+        "awaiting_review_since IS NOT NULL",
+    ),
+    "idx_dossiers_created": ("dossiers", ("created_at", "id"), None),
+    "idx_messages_dossier_order": ("messages", ("dossier_id", "created_at", "id"), None),
+    "idx_notifications_user_unread": (
+        "notifications",
+        ("user_id", "created_at", "id"),
+        "read_at IS NULL",
+    ),
+    "idx_notifications_agent_unread": (
+        "notifications",
+        ("agent_id", "created_at", "id"),
+        "read_at IS NULL",
     ),
 }
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from tortoise import fields
 from tortoise.indexes import Index
 
-from app.models.base import TimestampedModel, UUIDModel
+from app.models.base import TimestampedModel, UUIDModel, WhereIndex
 from app.models.enums import ActorType, DocumentStatus, ReviewStatus
 
 if TYPE_CHECKING:
@@ -58,6 +58,12 @@ class DocumentVersion(UUIDModel):
     uploaded_by_id = fields.UUIDField(null=True)
     version_number = fields.IntField()
     uploaded_at = fields.DatetimeField(auto_now_add=True)
+    # Set (to uploaded_at) while this is the current version of an UPLOADED document:
+    # the review queue walks these in (uploaded_at, id) order through a partial index, so
+    # a page costs its size, not the whole queue (issue 14). Set on upload, cleared by the
+    # review or by the next upload (app.services.documents). A condition the planner can
+    # match with a prepared statement's generic plan: `IS NOT NULL`, never a parameter.
+    awaiting_review_since = fields.DatetimeField(null=True)
 
     document_id: uuid.UUID  # the foreign key's column (an attribute Tortoise adds)
     reviews: fields.ReverseRelation[DocumentReview]  # the other side of reviews.document_version
@@ -65,6 +71,13 @@ class DocumentVersion(UUIDModel):
     class Meta:
         table = "document_versions"
         unique_together = (("document", "version_number"),)
+        indexes = (
+            WhereIndex(
+                fields=("uploaded_at", "id"),
+                name="idx_document_versions_awaiting",
+                where="awaiting_review_since IS NOT NULL",
+            ),
+        )
 
 
 class DocumentReview(UUIDModel):

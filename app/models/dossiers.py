@@ -53,6 +53,8 @@ class Dossier(TimestampedModel):
             Index(fields=("user_id",), name="idx_dossiers_user_id"),
             Index(fields=("status",), name="idx_dossiers_status"),
             Index(fields=("product_id",), name="idx_dossiers_product_id"),
+            # The agents' list, newest first (with or without a filter, read in this order).
+            Index(fields=("created_at", "id"), name="idx_dossiers_created"),
         )
 
 

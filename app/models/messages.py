@@ -27,4 +27,7 @@ class Message(CreatedModel):
 
     class Meta:
         table = "messages"
-        indexes = (Index(fields=("dossier_id", "created_at"), name="idx_messages_dossier_created"),)
+        # A dossier's chat in (created_at, id) order: a page is an index range with a LIMIT.
+        indexes = (
+            Index(fields=("dossier_id", "created_at", "id"), name="idx_messages_dossier_order"),
+        )

@@ -90,6 +90,17 @@ class Notification(CreatedModel):
             # A user's (an agent's) notifications, newest first.
             Index(fields=("user_id", "created_at", "id"), name="idx_notifications_user_created"),
             Index(fields=("agent_id", "created_at", "id"), name="idx_notifications_agent_created"),
+            # …and the unread ones (the unread count, `unreadOnly`): only the few unread.
+            WhereIndex(
+                fields=("user_id", "created_at", "id"),
+                name="idx_notifications_user_unread",
+                where="read_at IS NULL",
+            ),
+            WhereIndex(
+                fields=("agent_id", "created_at", "id"),
+                name="idx_notifications_agent_unread",
+                where="read_at IS NULL",
+            ),
         )
 
 

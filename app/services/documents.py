@@ -31,7 +31,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import filetype
-from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
@@ -254,7 +253,11 @@ async def upload_document(
                 .first()
             )
             number = latest.version_number + 1 if latest else 1
-            stamp: dict[str, Any] = {"uploaded_at": now} if now else {}
+            if document.status == DocumentStatus.UPLOADED:  # the one waiting is replaced
+                await DocumentVersion.filter(
+                    document_id=document.id, awaiting_review_since__isnull=False
+                ).update(awaiting_review_since=None)
+            at = now or datetime.now(UTC)
             version = await DocumentVersion.create(
                 document_id=document.id,
                 file_url=key,
@@ -264,7 +267,8 @@ async def upload_document(
                 uploaded_by_type=viewer.actor_type,
                 uploaded_by_id=viewer.actor_id,
                 version_number=number,
-                **stamp,
+                uploaded_at=at,
+                awaiting_review_since=at,
             )
             document.current_version_id = version.id
             document.status = DocumentStatus.UPLOADED
@@ -371,6 +375,7 @@ async def review_document(
         )
         document.status = DocumentStatus(decision.value)
         await document.save(update_fields=["status", "updated_at"])
+        await DocumentVersion.filter(id=version.id).update(awaiting_review_since=None)
         await events.record(
             "document",
             document.id,
@@ -401,18 +406,23 @@ async def review_document(
 
 def review_queue(viewer: Viewer, *, mine: bool = False) -> QuerySet[DocumentVersion]:
     """Versions awaiting review: the current version of each UPLOADED document of a
-    running dossier's current step. Order them oldest first (`uploaded_at`, `id`)."""
+    running dossier's current step. Order them oldest first (`uploaded_at`, `id`).
+
+    Driven by `awaiting_review_since` (partial index `idx_document_versions_awaiting`, in
+    that order): a page walks the waiting versions from its cursor and stops at its LIMIT,
+    joining each one's document, step and dossier by primary key, instead of building
+    and sorting the whole queue."""
     if viewer.agent is None:
         raise Forbidden("Only agents have a review queue.")
-    awaiting = Document.filter(
-        status=DocumentStatus.UPLOADED,
-        current_version_id__isnull=False,
-        step_instance__completed_at__isnull=True,
-        dossier__status__in=[s.value for s in ACTIVE],
+    queryset = DocumentVersion.filter(
+        awaiting_review_since__isnull=False,
+        document__status=DocumentStatus.UPLOADED,
+        document__step_instance__completed_at__isnull=True,
+        document__dossier__status__in=[s.value for s in ACTIVE],
     )
     if mine:
-        awaiting = awaiting.filter(step_instance__assigned_to_id=viewer.agent.id)
-    return DocumentVersion.filter(id__in=Subquery(awaiting.values("current_version_id")))
+        queryset = queryset.filter(document__step_instance__assigned_to_id=viewer.agent.id)
+    return queryset
 
 
 # --- signed downloads -----------------------------------------------------------------

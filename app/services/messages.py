@@ -8,15 +8,13 @@ after it", which is what lets `messageAdded(after:)` resume with no gap and no d
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
-from pypika_tortoise import Order
-from pypika_tortoise.analytics import RowNumber
-from pypika_tortoise.terms import Field
 from tortoise import connections
 from tortoise.expressions import Q
 from tortoise.functions import Count
@@ -231,35 +229,67 @@ async def message_pages(
     after: tuple[datetime, uuid.UUID] | None = None,
     before: tuple[datetime, uuid.UUID] | None = None,
 ) -> dict[str, list[Message]]:
-    """One page (up to size + 1 rows, to tell if there is more) of each dossier's messages
-    in ONE statement: a window numbers each dossier's rows, the outer query keeps the first
-    ones. Forwards from the oldest, or backwards from the newest."""
+    """One page (up to size + 1 rows, to tell if there is more) of each dossier's messages,
+    forwards from the oldest or backwards from the newest, in ONE statement.
+
+    Each dossier's page is an index range (`idx_messages_dossier_order`, dossier_id then
+    created_at, id) read up to its LIMIT, so a page costs its size however long the chat
+    is; several dossiers' pages are those ranges side by side (UNION ALL), never a window
+    over their whole chats."""
     ids = list({str(d) for d in dossier_ids})
-    if not ids:
-        return {}
-    direction = Order.desc if backwards else Order.asc
-    number = (
-        RowNumber()
-        .over(Field("dossier_id"))
-        .orderby(Field("created_at"), order=direction)
-        .orderby(Field("id"), order=direction)
-    )
-    queryset = Message.filter(dossier_id__in=ids)
-    if after is not None:
-        queryset = queryset.filter(after_key(*after))
-    if before is not None:
-        queryset = queryset.filter(before_key(*before))
-    queryset = queryset.annotate(page_row=number)
-    inner, params = queryset_sql(queryset)
-    sql = f'SELECT * FROM ({inner}) AS "page" WHERE "page_row" <= {int(size) + 1}'
-    rows = await connections.get("default").execute_query_dict(sql, params)
     pages: dict[str, list[Message]] = {i: [] for i in ids}
-    for row in rows:
-        message = from_row(Message, row)
+    if not ids:
+        return pages
+    ordering = [f"-{name}" for name in ORDER] if backwards else list(ORDER)
+
+    def page_of(dossier_id: str) -> QuerySet[Message]:
+        queryset = Message.filter(dossier_id=dossier_id)
+        if after is not None:
+            queryset = queryset.filter(after_key(*after))
+        if before is not None:
+            queryset = queryset.filter(before_key(*before))
+        return queryset.order_by(*ordering).limit(int(size) + 1)
+
+    if len(ids) == 1:  # the usual case: one dossier's chat
+        rows = list(await page_of(ids[0]))
+    else:
+        rows = []
+        for start in range(0, len(ids), _PAGES_PER_STATEMENT):
+            sql, params = _side_by_side(
+                [page_of(i) for i in ids[start : start + _PAGES_PER_STATEMENT]]
+            )
+            found = await connections.get("default").execute_query_dict(sql, params)
+            rows += [from_row(Message, row) for row in found]
+    for message in rows:
         pages[str(message.dossier_id)].append(message)
     for page in pages.values():
         page.sort(key=lambda m: (m.created_at, str(m.id)), reverse=backwards)
     return pages
+
+
+# SQLite allows 500 members in a compound SELECT; a batch is at most a page of dossiers.
+_PAGES_PER_STATEMENT = 200
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def _moved(match: re.Match[str], *, offset: int) -> str:
+    return f"${int(match.group(1)) + offset}"
+
+
+def _side_by_side(querysets: Sequence[QuerySet[Any]]) -> tuple[str, list[Any]]:
+    """`SELECT * FROM (q1) UNION ALL SELECT * FROM (q2) …`: each query keeps its own ORDER
+    BY and LIMIT (as a subquery; SQLite has no parenthesised compound members). PostgreSQL
+    numbers its placeholders: each query's are moved past the previous ones'."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for n, queryset in enumerate(querysets):
+        sql, values = queryset_sql(queryset)
+        offset = len(params)
+        if offset:
+            sql = _PLACEHOLDER.sub(partial(_moved, offset=offset), sql)
+        parts.append(f'SELECT * FROM ({sql}) AS "page{n}"')
+        params += values
+    return " UNION ALL ".join(parts), params
 
 
 async def message_counts(dossier_ids: Sequence[Any]) -> dict[str, int]:
