@@ -1,0 +1,300 @@
+"""Every hot path plans with indexes on the tables that grow (issue 14).
+
+Each hot path runs for real (its GraphQL document through the app, or one pass of a
+worker job) while the ORM's statements are recorded with their parameters; each statement
+is then planned by PostgreSQL with `enable_seqscan = off`, which makes the planner take any
+index that can serve the statement. A Seq Scan that is left on a table that grows with
+use therefore means that no index can serve it: on a firm's fifth year of data that
+statement reads the whole table. Statements are planned as prepared statements end up
+planned, without their values (`plan_cache_mode = force_generic_plan`), so a partial
+index is only counted on when its condition is in the SQL itself. Small worlds are
+enough: the plan does not depend on the rows here, only on which indexes exist and how
+the SQL is written. (`make bench-scale` measures the same paths on millions of rows.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from tortoise import Tortoise, connections
+
+from app.http.stripe_webhook import Outcome, handle_event
+from app.models import Document, DocumentVersion, Event
+from app.models.enums import DocumentStatus
+from app.services import chasing, delivery, outbox, reminders
+from bench import world as worlds
+from bench.queries import DASHBOARD, REVIEW_QUEUE, SEND_MESSAGE
+from tests.conftest import BACKEND
+from tests.documents_support import make_pdf, review, upload
+from tests.helpers import gql
+from tests.test_statement_counts import completed_event, token_for
+
+pytestmark = pytest.mark.skipif(
+    not BACKEND.is_postgres, reason="query plans are PostgreSQL's (embedded backend in use)"
+)
+
+# Tables that stay small whatever the firm's age: the catalogue and the staff. Every other
+# table grows with clients, dossiers and time.
+SMALL_TABLES = {"products", "steps", "product_steps", "document_types", "agents"}
+
+AGENT_DOSSIERS = """
+query AgentDossiers($filter: DossierFilter, $first: Int!) {
+  dossiers(filter: $filter, first: $first) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      id status createdAt
+      client { id fullName }
+      product { id name }
+      currentStep { id position dueAt step { id label } assignedTo { id name } }
+    }
+  }
+}
+"""
+
+QUEUE_MINE = """
+query QueueMine {
+  reviewQueue(first: 50, mine: true) {
+    totalCount
+    nodes { id waitingSince document { id status } dossier { id } }
+  }
+}
+"""
+
+QUEUE_COUNT = "query { reviewQueue(first: 50) { totalCount nodes { id } } }"
+
+OVERDUE = """
+query Overdue($mine: Boolean!) {
+  overdueDossiers(first: 50, mine: $mine) {
+    totalCount
+    nodes { overdueSeconds dossier { id status client { fullName } } }
+  }
+}
+"""
+
+NOTIFICATIONS = """
+query Notifications($unread: Boolean!) {
+  unreadNotificationCount
+  notifications(first: 20, unreadOnly: $unread) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    nodes { id title read createdAt }
+  }
+}
+"""
+
+MESSAGES = """
+query Messages($id: ID!, $first: Int, $last: Int, $before: String) {
+  dossier(id: $id) {
+    unreadMessageCount
+    messages(first: $first, last: $last, before: $before) {
+      totalCount
+      pageInfo { hasPreviousPage startCursor }
+      nodes { id content senderType createdAt }
+    }
+  }
+}
+"""
+
+TIMELINE = """
+query Timeline($id: ID!) {
+  dossier(id: $id) { timeline(last: 50) { kind at } }
+}
+"""
+
+EVENTS = """
+query Events($entityType: String, $entityId: ID, $types: [EventType!]) {
+  events(entityType: $entityType, entityId: $entityId, eventTypes: $types, first: 50) {
+    totalCount
+    nodes { id eventType createdAt }
+  }
+}
+"""
+
+
+# --- recording and planning ----------------------------------------------------------
+
+
+class _Recorder(logging.Handler):
+    """The ORM logs each statement as ("%s: %s", sql, parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.statements: list[tuple[str, list[Any]]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "%s: %s" and isinstance(record.args, tuple) and len(record.args) == 2:
+            sql, values = record.args
+            self.statements.append((str(sql), list(values or [])))
+
+
+@contextmanager
+def recorded() -> Iterator[list[tuple[str, list[Any]]]]:
+    logger = logging.getLogger("tortoise.db_client")
+    recorder = _Recorder()
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(recorder)
+    try:
+        yield recorder.statements
+    finally:
+        logger.removeHandler(recorder)
+        logger.setLevel(previous)
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+@dataclass
+class Finding:
+    path: str
+    table: str
+    sql: str
+
+
+@dataclass
+class Planner:
+    """Runs hot paths, then plans what they sent."""
+
+    findings: list[Finding] = field(default_factory=list)
+    planned: dict[str, int] = field(default_factory=dict)
+
+    async def check(self, path: str, run: Callable[[], Awaitable[Any]]) -> Any:
+        with recorded() as statements:
+            result = await run()
+        assert statements, f"{path}: no statement recorded"
+        growing = _growing_tables()
+        client = connections.get("default")
+        count = 0
+        async with client.acquire_connection() as connection, connection.transaction():
+            await connection.execute("SET LOCAL enable_seqscan = off")
+            # As a prepared statement is planned once it has run a few times: without its
+            # values (a partial index whose condition is a parameter would not be taken).
+            await connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            for sql, values in statements:
+                if not sql.lstrip().upper().startswith(("SELECT", "WITH", "UPDATE", "DELETE")):
+                    continue  # INSERT … VALUES reads nothing
+                raw = await connection.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *values)
+                plan = (orjson.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+                count += 1
+                for node in _nodes(plan):
+                    table = node.get("Relation Name")
+                    if node["Node Type"] == "Seq Scan" and table in growing:
+                        self.findings.append(Finding(path, table, sql))
+        self.planned[path] = count
+        return result
+
+
+def _growing_tables() -> set[str]:
+    tables = {model._meta.db_table for model in Tortoise.apps["models"].values()}
+    return tables - SMALL_TABLES
+
+
+def _report(findings: list[Finding]) -> str:
+    return "\n".join(f"{f.path}: Seq Scan on {f.table}\n    {f.sql}" for f in findings)
+
+
+# --- the hot paths ---------------------------------------------------------------------
+
+
+async def test_hot_paths_plan_without_a_seq_scan_on_growing_tables(client):
+    mine = worlds.client_world("M")
+    queue = worlds.queue_world(40)
+    pending = worlds.pending_orders(2)
+    for world in (mine, queue, pending):
+        await worlds.orm_rows(world)
+    client_token = token_for(mine.clients[0])
+    agent_token = token_for(queue.agents[0])
+    dossier = str(mine.dossier_ids[0])
+    planner = Planner()
+
+    async def ask(document: str, variables: dict | None = None, *, token: str) -> Any:
+        return await gql(client, document, variables or {}, token=token)
+
+    async def check_query(path, document, variables=None, *, token=agent_token):
+        return await planner.check(path, lambda: ask(document, variables, token=token))
+
+    # the client's screens
+    await check_query("client dashboard", DASHBOARD, token=client_token)
+    for unread in (False, True):
+        await check_query(f"notifications unread={unread}", NOTIFICATIONS, {"unread": unread},
+                          token=client_token)  # fmt: skip
+    first = await check_query("messages first", MESSAGES, {"id": dossier, "first": 20},
+                              token=client_token)  # fmt: skip
+    assert first["dossier"]["messages"]["nodes"]
+    last = await check_query("messages last", MESSAGES, {"id": dossier, "last": 20},
+                             token=client_token)  # fmt: skip
+    cursor = last["dossier"]["messages"]["pageInfo"]["startCursor"]
+    await check_query("messages before", MESSAGES, {"id": dossier, "last": 20, "before": cursor},
+                      token=client_token)  # fmt: skip
+    await check_query("timeline", TIMELINE, {"id": dossier}, token=client_token)
+
+    # the agents' lists
+    product_id = str(queue.rows["products"][0]["id"])
+    client_id = str(mine.clients[0]["profile_id"])
+    for name, filter_ in {
+        "all": None,
+        "status": {"status": ["IN_PROGRESS"]},
+        "product": {"productId": product_id},
+        "client": {"clientId": client_id},
+        "assignedToMe": {"assignedToMe": True},
+    }.items():
+        await check_query(f"dossiers filter={name}", AGENT_DOSSIERS,
+                          {"filter": filter_, "first": 50})  # fmt: skip
+    waiting = await check_query("review queue", REVIEW_QUEUE, {"first": 50})
+    assert waiting["reviewQueue"]["edges"]
+    await check_query("review queue totalCount", QUEUE_COUNT)
+    await check_query("review queue mine", QUEUE_MINE)
+    for flag in (False, True):
+        await check_query(f"overdue mine={flag}", OVERDUE, {"mine": flag})
+
+    # the writes
+    sent = await check_query("sendMessage", SEND_MESSAGE,
+                             {"input": {"dossierId": dossier, "content": "Bonjour"}},
+                             token=client_token)  # fmt: skip
+    assert sent["sendMessage"]["userErrors"] == []
+    pending_doc = await Document.filter(
+        dossier_id=mine.dossier_ids[0], status=DocumentStatus.PENDING
+    ).first()
+    assert pending_doc is not None
+    uploaded = await planner.check(
+        "uploadDocument",
+        lambda: upload(client, client_token, str(pending_doc.id), make_pdf("scan")),
+    )
+    assert uploaded["userErrors"] == [], uploaded
+    version = await DocumentVersion.filter(document_id=pending_doc.id).first()
+    assert version is not None
+    reviewed = await planner.check(
+        "reviewDocument", lambda: review(client, agent_token, str(version.id), "APPROVED")
+    )
+    assert reviewed["userErrors"] == [], reviewed
+    outcome = await planner.check(
+        "stripe webhook", lambda: handle_event(orjson.loads(completed_event(pending.orders[0])))
+    )
+    assert outcome == Outcome.PROCESSED
+
+    # the audit log, with each filter (there are events now)
+    await check_query("events all", EVENTS)
+    await check_query("events by type", EVENTS, {"types": ["MESSAGE_SENT"]})
+    await check_query("events by entity", EVENTS, {"entityType": "dossier", "entityId": dossier})
+
+    # one pass of each worker job
+    await planner.check("outbox relay", outbox.dispatch)
+    await planner.check("deliveries", delivery.run)
+    await planner.check("payment reminders", reminders.send_due_reminders)
+    await planner.check("document reminders", chasing.send_document_reminders)
+    await planner.check("overdue escalation", chasing.escalate_overdue_steps)
+    await planner.check("reminder planning", chasing.plan_missing)
+    assert not await Event.filter(processed_at=None).exists()
+
+    assert not planner.findings, _report(planner.findings)
+    assert all(planner.planned.values()), planner.planned
