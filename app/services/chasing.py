@@ -258,11 +258,15 @@ async def plan_missing(
     limit = limit or settings.chasing_batch_size
     schedule = deadlines.parse_schedule(settings.document_reminder_schedule)
     current = Dossier.filter(status__in=list(ACTIVE)).values("current_step_instance_id")
+    # No reminder yet: a LEFT JOIN … IS NULL, which PostgreSQL runs as an anti-join
+    # through the reminders' (step_instance_id, slot) index (a NOT IN would hash the whole
+    # table on every pass).
     candidates = StepInstance.filter(
         started_at__isnull=False,
         completed_at__isnull=True,
         id__in=Subquery(current),
-    ).exclude(id__in=Subquery(StepReminder.all().values("step_instance_id")))
+        reminders__id__isnull=True,
+    )
     if not any(slot.anchor == "start" for slot in schedule):
         candidates = candidates.filter(due_at__isnull=False)  # else nothing to plan
     planned = 0
