@@ -199,7 +199,8 @@ class Machine:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-async def describe_machine(admin_url: str, redis: RedisServer) -> dict[str, Any]:
+def machine_basics() -> dict[str, Any]:
+    """The CPU, memory, Python and the versions of the libraries on the hot paths."""
     facts: dict[str, Any] = {
         "cpus (nproc)": os.cpu_count(),
         "python": platform.python_version(),
@@ -215,12 +216,6 @@ async def describe_machine(admin_url: str, redis: RedisServer) -> dict[str, Any]
             if line.startswith("MemTotal"):
                 facts["memory"] = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
                 break
-    conn = await asyncpg.connect(admin_url)
-    try:
-        facts["postgresql"] = (await conn.fetchval("SHOW server_version")).split()[0]
-    finally:
-        await conn.close()
-    facts["redis"] = redis.version() if redis.binary else "external"
     import importlib.metadata as md
 
     for package in (
@@ -233,4 +228,15 @@ async def describe_machine(admin_url: str, redis: RedisServer) -> dict[str, Any]
     ):
         with contextlib.suppress(md.PackageNotFoundError):
             facts[package] = md.version(package)
+    return facts
+
+
+async def describe_machine(admin_url: str, redis: RedisServer) -> dict[str, Any]:
+    facts = machine_basics()
+    conn = await asyncpg.connect(admin_url)
+    try:
+        facts["postgresql"] = (await conn.fetchval("SHOW server_version")).split()[0]
+    finally:
+        await conn.close()
+    facts["redis"] = redis.version() if redis.binary else "external"
     return facts

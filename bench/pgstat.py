@@ -1,8 +1,8 @@
 """Statements counted by the database itself: `pg_stat_statements`.
 
-The extension needs `shared_preload_libraries = 'pg_stat_statements'` (a server restart);
-`ensure_preloaded` does that once, idempotently, when it may (root or the postgres user on
-the machine running the cluster). Counting is per database: `reset` clears only the
+The extension needs `shared_preload_libraries = 'pg_stat_statements'`, set when a server
+starts: the bench uses a server that has it, or starts its own (bench/cluster.py); it never
+reconfigures or restarts one. Counting is per database: `reset` clears only the
 statistics of the database under test (`pg_stat_statements_reset(0, dbid, 0)`), so runs
 in other databases of the same server do not disturb each other. The view is read from
 the admin database, never created in the database under test.
@@ -10,11 +10,7 @@ the admin database, never created in the database under test.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,49 +26,16 @@ async def preloaded(admin_dsn: str) -> bool:
     return "pg_stat_statements" in (libs or "")
 
 
-def _as_postgres(args: list[str]) -> list[str]:
-    if os.geteuid() == 0:
-        return args
-    if shutil.which("sudo"):
-        return ["sudo", "-n", *args]
-    return args
-
-
-async def ensure_preloaded(admin_dsn: str, *, log=print) -> tuple[bool, str]:
-    """Make sure the server preloads pg_stat_statements: ALTER SYSTEM, then restart the
-    cluster with pg_ctlcluster (Debian/Ubuntu) if it is local. Returns (ok, how)."""
-    if await preloaded(admin_dsn):
-        return True, "already preloaded"
-    conn = await asyncpg.connect(admin_dsn)
+async def availability(admin_dsn: str) -> str:
+    """Empty when the server preloads pg_stat_statements, else why statements cannot be
+    counted there. Nothing is changed on the server: the bench runs a private cluster
+    (bench/cluster.py) instead of reconfiguring one it did not start."""
     try:
-        current = (await conn.fetchval("SHOW shared_preload_libraries")) or ""
-        libs = ", ".join(
-            x for x in [*(s.strip() for s in current.split(",")), "pg_stat_statements"] if x
-        )
-        await conn.execute(f"ALTER SYSTEM SET shared_preload_libraries = '{libs}'")
-        version = (await conn.fetchval("SHOW server_version_num"))[:2]
-        data_dir = await conn.fetchval("SHOW data_directory")
-    except asyncpg.PostgresError as exc:
-        return False, f"ALTER SYSTEM refused ({exc})"
-    finally:
-        await conn.close()
-    if not shutil.which("pg_ctlcluster"):
-        return False, "set shared_preload_libraries; restart PostgreSQL to load it"
-    log(f"restarting PostgreSQL {version} (data {data_dir}) to load pg_stat_statements")
-    command = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"]
-    done = await asyncio.to_thread(
-        subprocess.run, _as_postgres(command), capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        return False, f"restart failed: {done.stderr.strip() or done.stdout.strip()}"
-    for _ in range(60):
-        try:
-            if await preloaded(admin_dsn):
-                return True, "preloaded after a restart"
-        except (OSError, asyncpg.PostgresError):
-            pass
-        await asyncio.sleep(0.5)
-    return False, "PostgreSQL did not come back with pg_stat_statements"
+        if await preloaded(admin_dsn):
+            return ""
+    except (OSError, asyncpg.PostgresError) as exc:
+        return f"cannot connect ({type(exc).__name__}: {exc})"
+    return "pg_stat_statements is not in its shared_preload_libraries"
 
 
 @dataclass

@@ -64,8 +64,7 @@ async def main() -> int:
         idle_sockets=int(_env_float("BENCH_IDLE_SOCKETS", 1000)),
     )
 
-    ok, how = await pgstat.ensure_preloaded(admin_url, log=lambda m: print(f"[bench] {m}"))
-    print(f"[bench] pg_stat_statements: {how}", flush=True)
+    admin_url, cluster, ok = await choose_server(admin_url)
     redis = env.redis_server(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     if redis.restartable:
         redis.start()
@@ -138,6 +137,9 @@ async def main() -> int:
             "seconds per side per round": config.seconds,
             "soak seconds": config.soak_seconds,
             "server": "uvicorn, 1 process (httptools, websockets), pools of 5 connections",
+            "database server": f"private cluster (initdb, port {cluster.port})"
+            if cluster is not None
+            else admin_url,
             "dispatch": "after the response (default); the write paths are measured again "
             "with DISPATCH_AFTER_RESPONSE=0 on a second server process",
         }
@@ -151,6 +153,8 @@ async def main() -> int:
             await bench.counter.close()
         redis.stop()
         await env.drop_database(admin_url, db_name)
+        if cluster is not None:
+            cluster.stop()
     results["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     results["duration_s"] = round(time.perf_counter() - started, 1)
     results["budgets"] = [b.__dict__ | {"verdict": b.verdict} for b in report.budgets(results)]
@@ -165,6 +169,30 @@ async def main() -> int:
         print("[bench] wrote bench/results.json (a partial run leaves RESULTS.md alone)")
     print(f"[bench] done in {results['duration_s']} s", flush=True)
     return 0
+
+
+async def choose_server(admin_url: str) -> tuple[str, Any, bool]:
+    """The server the bench runs on, never reconfigured: the one at BENCH_DATABASE_URL when
+    it preloads pg_stat_statements (statements are counted by PostgreSQL), else a private
+    cluster started for the run (bench/cluster.py), else the given one without statement
+    counts, saying why. Returns (admin url, the private cluster or None, counts available)."""
+    from bench import pgstat
+    from bench.cluster import Cluster
+
+    missing = await pgstat.availability(admin_url)
+    if not missing:
+        print(f"[bench] PostgreSQL at {admin_url}, pg_stat_statements preloaded", flush=True)
+        return admin_url, None, True
+    cluster = Cluster()
+    why = cluster.start()
+    if not why:
+        print(f"[bench] {admin_url}: {missing}; running a private cluster on port "
+              f"{cluster.port} ({cluster.version()}) with it preloaded", flush=True)  # fmt: skip
+        return cluster.url, cluster, True
+    print(f"[bench] {admin_url}: {missing}, and no private cluster ({why}): statements per "
+          "request are not counted (preload pg_stat_statements there, or install the "
+          "PostgreSQL server binaries)", flush=True)  # fmt: skip
+    return admin_url, None, False
 
 
 async def seed(db_url: str, worlds: Any) -> dict[str, Any]:
