@@ -32,6 +32,7 @@ from typing import Any
 from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
+from app.db import Writes
 from app.models import Document, DocumentType, Dossier, StepInstance, StepReminder
 from app.models.enums import DossierStatus, EventType, ReminderKind, ReminderStatus
 from app.services import deadlines, events, outbox
@@ -53,10 +54,14 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-async def _close(rows: Sequence[StepReminder], reason: str, now: datetime) -> int:
-    if rows:
-        await StepReminder.filter(id__in=[r.id for r in rows]).update(
-            status=ReminderStatus.SKIPPED, processed_at=now, skip_reason=reason
+def _close(writes: Writes, rows: Sequence[StepReminder], reason: str, now: datetime) -> int:
+    for row in rows:
+        writes.update(
+            StepReminder,
+            {"id": row.id},
+            status=ReminderStatus.SKIPPED,
+            processed_at=now,
+            skip_reason=reason,
         )
     return len(rows)
 
@@ -126,6 +131,9 @@ async def _pass(
             )
         }
         running = [d for d in dossiers if d.status in ACTIVE and rows.get(d.id)]
+        # What the pass decides is written at the end in ONE statement (PostgreSQL): the
+        # slots it closes, the events it records, the slots it marks sent.
+        writes = Writes()
         missing = await _missing(running) if kind == ReminderKind.DOCUMENTS else {}
 
         for dossier in dossiers:
@@ -134,7 +142,7 @@ async def _pass(
                 continue
             status = DossierStatus(dossier.status)
             if status not in ACTIVE:
-                report.skipped += await _close(mine, _stopped_reason(status), now)
+                report.skipped += _close(writes, mine, _stopped_reason(status), now)
                 continue
             live = [
                 r
@@ -142,7 +150,7 @@ async def _pass(
                 if r.step_instance_id == dossier.current_step_instance_id
                 and steps[r.step_instance_id].completed_at is None
             ]
-            report.skipped += await _close([r for r in mine if r not in live], "STEP_DONE", now)
+            report.skipped += _close(writes, [r for r in mine if r not in live], "STEP_DONE", now)
             if not live:
                 continue
             step = steps[live[0].step_instance_id]
@@ -150,19 +158,24 @@ async def _pass(
             if kind == ReminderKind.DOCUMENTS:
                 actions = missing.get(dossier.id) or []
                 if not actions:
-                    report.skipped += await _close(live, "NOTHING_MISSING", now)
+                    report.skipped += _close(writes, live, "NOTHING_MISSING", now)
                     continue
-                event = await _record_reminder(dossier, step, chosen, actions, now)
+                event = _record_reminder(writes, dossier, step, chosen, actions, now)
             else:
                 if not deadlines.is_overdue(step.due_at, step.completed_at, status, now):
-                    report.skipped += await _close(live, "NOT_OVERDUE", now)
+                    report.skipped += _close(writes, live, "NOT_OVERDUE", now)
                     continue
-                event = await _record_escalation(dossier, step, chosen, now)
-            report.skipped += await _close(covered, "COVERED", now)
-            await StepReminder.filter(id=chosen.id).update(
-                status=ReminderStatus.SENT, processed_at=now, event_id=event.id
+                event = _record_escalation(writes, dossier, step, chosen, now)
+            report.skipped += _close(writes, covered, "COVERED", now)
+            writes.update(
+                StepReminder,
+                {"id": chosen.id},
+                status=ReminderStatus.SENT,
+                processed_at=now,
+                event_id=event.id,
             )
             report.sent += 1
+        await writes.run()
     if report.sent or report.skipped:
         logger.info(
             "%s: %d sent, %d slot(s) skipped, %d dossier(s)",
@@ -174,14 +187,16 @@ async def _pass(
     return report
 
 
-async def _record_reminder(
+def _record_reminder(
+    writes: Writes,
     dossier: Dossier,
     step: StepInstance,
     slot: StepReminder,
     actions: Sequence[NextAction],
     now: datetime,
 ) -> Any:
-    return await events.record(
+    return events.add(
+        writes,
         "dossier",
         dossier.id,
         EventType.DOCUMENT_REMINDER_SENT,
@@ -210,11 +225,12 @@ async def _record_reminder(
     )
 
 
-async def _record_escalation(
-    dossier: Dossier, step: StepInstance, slot: StepReminder, now: datetime
+def _record_escalation(
+    writes: Writes, dossier: Dossier, step: StepInstance, slot: StepReminder, now: datetime
 ) -> Any:
     late = now - step.due_at if step.due_at else None
-    return await events.record(
+    return events.add(
+        writes,
         "dossier",
         dossier.id,
         EventType.STEP_OVERDUE,
@@ -274,12 +290,24 @@ async def plan_missing(
         wanted = await candidates.limit(limit).values_list("dossier_id", flat=True)
         if not wanted:
             return 0
-        for dossier in await Dossier.filter(id__in=list(set(wanted))).select_for_update(
-            skip_locked=True
-        ):
-            step = await StepInstance.filter(id=dossier.current_step_instance_id).first()
-            if step is None or await StepReminder.filter(step_instance_id=step.id).exists():
+        locked = await Dossier.filter(id__in=list(set(wanted))).select_for_update(skip_locked=True)
+        # Re-read under the locks, all at once: the current steps, and which of them got
+        # a plan meanwhile (a request or another worker); then one INSERT for every plan.
+        current_ids = [d.current_step_instance_id for d in locked if d.current_step_instance_id]
+        steps = await StepInstance.filter(
+            id__in=current_ids, started_at__isnull=False, completed_at__isnull=True
+        )
+        planned_meanwhile = set(
+            await StepReminder.filter(step_instance_id__in=[s.id for s in steps]).values_list(
+                "step_instance_id", flat=True
+            )
+        )
+        rows: list[StepReminder] = []
+        for step in steps:
+            if step.id in planned_meanwhile:
                 continue
-            await deadlines.plan_step(step, now=now, settings=settings, backfill=True)
+            rows += deadlines.planned_rows(step, set(), now=now, backfill=True, settings=settings)
             planned += 1
+        if rows:
+            await StepReminder.bulk_create(rows)
     return planned

@@ -117,11 +117,33 @@ async def plan_step(
         await StepReminder.filter(
             step_instance_id=step.id, status=ReminderStatus.PENDING, slot__contains="@"
         ).delete()
-    existing = set(
-        await StepReminder.filter(step_instance_id=step.id).values_list("slot", flat=True)
+    existing: set[str] = {
+        str(slot)
+        for slot in await StepReminder.filter(step_instance_id=step.id).values_list(
+            "slot", flat=True
+        )
+    }
+    rows = planned_rows(
+        step, existing, now=now, due_only=due_only, backfill=backfill, settings=settings
     )
+    if rows:
+        await StepReminder.bulk_create(rows)
+    return rows
+
+
+def planned_rows(
+    step: StepInstance,
+    existing: set[str],
+    *,
+    now: datetime,
+    due_only: bool = False,
+    backfill: bool = False,
+    settings: Settings | None = None,
+) -> list[StepReminder]:
+    """The notices `plan_step` writes for a step whose planned slots are `existing`
+    (unsaved rows: the caller writes them, several steps' together if it likes)."""
     floor = max(now, step.started_at) if step.started_at else now
-    rows = [
+    return [
         StepReminder(
             dossier_id=step.dossier_id,
             step_instance_id=step.id,
@@ -134,6 +156,3 @@ async def plan_step(
         and (at > floor or (backfill and kind == ReminderKind.ESCALATION))
         and not (due_only and kind == ReminderKind.DOCUMENTS and "@" not in name)
     ]
-    if rows:
-        await StepReminder.bulk_create(rows)
-    return rows
