@@ -39,9 +39,10 @@ from tests.chasing_support import (
     slots,
     with_phone,
 )
+from tests.conftest import BACKEND
 from tests.documents_support import make_pdf, review, upload
 from tests.factories import make_agent, make_client
-from tests.helpers import gql
+from tests.helpers import count_statements, gql
 from tests.notifications_support import SmtpPeer, parts, peer_settings
 
 IN_APP, EMAIL, SMS = NotificationChannel.IN_APP, NotificationChannel.EMAIL, NotificationChannel.SMS
@@ -544,3 +545,35 @@ async def test_the_worker_runs_the_chasing_jobs():
     assert names["reminder-planning"] is chasing.plan_missing
     # a real pass with the real clock runs (nothing is due)
     assert (await names["document-reminders"]()).sent == 0
+
+
+@pytest.mark.skipif(
+    not BACKEND.is_postgres, reason="on SQLite a batch's UPDATEs go one by one (app.db.Writes)"
+)
+@pytest.mark.parametrize("job", ["documents", "escalation", "planning"])
+async def test_a_pass_costs_its_batch_not_each_dossier(job):
+    """The statements of a pass do not grow with the dossiers it serves: what it decides
+    is read and written for the whole batch at once (a worker on a busy firm's queue)."""
+    await make_agent()
+    owner = await make_client()
+    product = await product_with([(("pdf",), 24)])
+
+    async def one_pass(dossiers: int, started: datetime) -> tuple[int, int]:
+        opened = [await open_at(owner, product, started) for _ in range(dossiers)]
+        now = started + 50 * H  # every slot of these dossiers is due
+        if job == "planning":
+            await StepReminder.filter(dossier_id__in=[d.id for d in opened]).delete()
+        with count_statements() as statements:
+            if job == "documents":
+                done = await remind(now)
+            elif job == "escalation":
+                done = await escalate(now)
+            else:
+                done = await chasing.plan_missing(now=now)
+        return done, len(statements)
+
+    t0 = at(datetime.now(UTC)) - 400 * H
+    few, few_statements = await one_pass(2, t0)
+    many, many_statements = await one_pass(6, t0 + 200 * H)
+    assert (few, many) == (2, 6)
+    assert many_statements == few_statements
