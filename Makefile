@@ -14,7 +14,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: run test test-embedded test-latest test-lowest faults fuzz lint typecheck format schema \
-	migrations config-docs install install-dev upgrade clean bench bench-soak
+	migrations config-docs install install-dev upgrade clean bench bench-soak bench-scale
 
 $(UV): requirements/uv.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -92,6 +92,12 @@ bench: install-dev
 
 bench-soak: install-dev
 	BENCH_SOAK_SECONDS=600 $(BIN)/python -m bench
+
+## The hot paths on a multi-year world (100k dossiers, millions of messages, events and
+## notifications) against one a hundredth of its size, on a private PostgreSQL cluster.
+## BENCH_SCALE=0.1 for a quicker, smaller run. Writes bench/RESULTS.md (its bench-scale part).
+bench-scale: install-dev
+	$(BIN)/python -m bench.scale
 
 lint: install-dev
 	$(BIN)/ruff check .
