@@ -29,4 +29,3 @@ async def test_a_private_cluster_preloads_pg_stat_statements_and_leaves_nothing_
     assert not root.exists()
     with pytest.raises(ConnectionRefusedError):
         await asyncpg.connect(cluster.url, timeout=2)
-

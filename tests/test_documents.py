@@ -676,6 +676,20 @@ async def test_concurrent_reviews_of_one_version_record_one_decision(client):
 # --- the review queue -----------------------------------------------------------------
 
 
+async def act(client, agent, dossier, action: str) -> None:
+    """An agent holds, releases or cancels the dossier (changeDossierStatus)."""
+    variables = {"input": {"dossierId": str(dossier.id), "action": action, "reason": "Because"}}
+    result = (await gql(client, CHANGE_STATUS, variables, token=agent.token))["changeDossierStatus"]
+    assert result["userErrors"] == []
+
+
+CHANGE_STATUS = """
+mutation C($input: ChangeDossierStatusInput!) {
+  changeDossierStatus(input: $input) { dossier { status } userErrors { code } }
+}
+"""
+
+
 async def test_review_queue_oldest_first_mine_and_paginated(client):
     agent, other = await make_agent(), await make_agent()
     uploads = []
@@ -690,7 +704,7 @@ async def test_review_queue_oldest_first_mine_and_paginated(client):
     held_owner = await make_client()
     held, held_doc = await _one_document(held_owner, "pdf")
     held_up = await upload(client, held_owner.token, held_doc, make_pdf(), "a.pdf")
-    await Dossier.filter(id=held.id).update(status=DossierStatus.ON_HOLD)
+    await act(client, agent, held, "HOLD")
     # the first one is re-uploaded: only its newest version waits, and it waits since then
     first_dossier, first_doc, _ = uploads[0]
     newer = await upload(
@@ -737,15 +751,28 @@ async def test_review_queue_oldest_first_mine_and_paginated(client):
     await review(client, agent.token, uploads[1][2], "APPROVED")
     after = (await gql(client, QUEUE, token=agent.token))["reviewQueue"]
     assert [e["node"]["version"]["id"] for e in after["edges"]] == [uploads[2][2], uploads[0][2]]
-    # what the queue walks (its partial index): the newest version of each document that
-    # waits, whatever its dossier's state; not the replaced one, not the reviewed one
+    # what the queue walks (its partial index) is the queue itself: the newest version of
+    # each document that waits in a running dossier; not the replaced one, not the reviewed
+    # one, not the one on hold
     from app.models import DocumentVersion
 
-    waiting = await DocumentVersion.filter(awaiting_review_since__isnull=False)
-    assert sorted(str(v.id) for v in waiting) == sorted(
-        [uploads[2][2], uploads[0][2], held_up["version"]["id"]]
-    )
-    assert all(v.awaiting_review_since == v.uploaded_at for v in waiting)
+    async def walked() -> list[str]:
+        waiting = await DocumentVersion.filter(awaiting_review_since__isnull=False)
+        assert all(v.awaiting_review_since == v.uploaded_at for v in waiting)
+        return sorted(str(v.id) for v in waiting)
+
+    assert await walked() == sorted([uploads[2][2], uploads[0][2]])
+
+    # released from hold: back in the queue, in its place (oldest upload first)
+    await act(client, agent, held, "RELEASE")
+    back = (await gql(client, QUEUE, token=agent.token))["reviewQueue"]
+    assert [e["node"]["version"]["id"] for e in back["edges"]] == [
+        uploads[2][2], held_up["version"]["id"], uploads[0][2]
+    ]  # fmt: skip
+    assert back["totalCount"] == 3
+    # cancelled: out for good
+    await act(client, agent, held, "CANCEL")
+    assert await walked() == sorted([uploads[2][2], uploads[0][2]])
 
 
 async def _owner_token(dossier: Dossier) -> str:

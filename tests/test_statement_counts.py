@@ -130,7 +130,7 @@ def pg_stat_statements_required(counter: StatementCounter | None) -> None:
     if BACKEND.is_postgres and counter is None:
         pytest.skip(
             "pg_stat_statements is not preloaded on this PostgreSQL server "
-            "(`make bench` or .ci/run sets shared_preload_libraries and restarts it)"
+            "(.ci/run sets shared_preload_libraries on the CI machine's server)"
         )
     if not BACKEND.is_postgres:
         pytest.skip("pg_stat_statements needs PostgreSQL (embedded backend in use)")

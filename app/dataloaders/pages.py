@@ -25,7 +25,7 @@ from tortoise.queryset import QuerySet
 
 from app import models as m
 from app.compat.tortoise import columns, from_row, queryset_sql, table
-from app.db import aliased_columns
+from app.db import aliased_columns, is_postgres
 
 Tree = dict[str, "Tree"]
 
@@ -135,7 +135,11 @@ class JoinedPage:
             select += aliased_columns(join.alias, join.model)
         if self._extras:  # once per page row, before the to-many join repeats it
             extras = ", ".join(f'{sql} AS "x__{name}"' for name, sql in self._extras)
-            inner = f'SELECT "b".*, {extras} FROM ({inner}) AS "b"'
+            # An empty OFFSET keeps the planner from pulling these subqueries up into the
+            # outer query, where they would run once per joined row (a dossier's count of
+            # unread messages once per document of its step) instead of once per page row.
+            fence = "OFFSET 0" if is_postgres() else "LIMIT -1 OFFSET 0"
+            inner = f'SELECT "b".*, {extras} FROM ({inner}) AS "b" {fence}'
         joins = [f'LEFT JOIN "{table(j.model)}" AS "{j.alias}" ON {j.on}' for j in self._joins]
         order = [
             f'"b"."{name.lstrip("-")}" {"DESC" if name.startswith("-") else "ASC"}'

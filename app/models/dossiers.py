@@ -122,6 +122,12 @@ class StepInstance(CreatedModel):
             WhereIndex(
                 fields=("due_at",), name="idx_step_instances_open_due", where="completed_at IS NULL"
             ),
+            # An agent's open steps by due date ("mine" in the review queue and overdue).
+            WhereIndex(
+                fields=("assigned_to", "due_at", "id"),
+                name="idx_step_instances_assigned_open",
+                where="completed_at IS NULL",
+            ),
         )
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from tortoise import fields
 from tortoise.indexes import Index
 
-from app.models.base import CreatedModel
+from app.models.base import CreatedModel, WhereIndex
 from app.models.enums import ActorType
 
 if TYPE_CHECKING:
@@ -30,4 +30,10 @@ class Message(CreatedModel):
         # A dossier's chat in (created_at, id) order: a page is an index range with a LIMIT.
         indexes = (
             Index(fields=("dossier_id", "created_at", "id"), name="idx_messages_dossier_order"),
+            # The unread ones, by sender: unread counts read what is unread, not the chat.
+            WhereIndex(
+                fields=("dossier_id", "sender_type"),
+                name="idx_messages_unread",
+                where="read_at IS NULL",
+            ),
         )

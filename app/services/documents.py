@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import filetype
+from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
@@ -408,20 +409,22 @@ def review_queue(viewer: Viewer, *, mine: bool = False) -> QuerySet[DocumentVers
     """Versions awaiting review: the current version of each UPLOADED document of a
     running dossier's current step. Order them oldest first (`uploaded_at`, `id`).
 
-    Driven by `awaiting_review_since` (partial index `idx_document_versions_awaiting`, in
-    that order): a page walks the waiting versions from its cursor and stops at its LIMIT,
-    joining each one's document, step and dossier by primary key, instead of building
-    and sorting the whole queue."""
+    Exactly the versions whose `awaiting_review_since` is set (kept so by this service
+    and the workflow, see app.services.waiting), through the partial index
+    `idx_document_versions_awaiting` in that order: a page walks the waiting versions from
+    its cursor and stops at its LIMIT, and the count is an index-only count, instead of
+    joining every uploaded document to its step and dossier and sorting the lot."""
     if viewer.agent is None:
         raise Forbidden("Only agents have a review queue.")
-    queryset = DocumentVersion.filter(
-        awaiting_review_since__isnull=False,
-        document__status=DocumentStatus.UPLOADED,
-        document__step_instance__completed_at__isnull=True,
-        document__dossier__status__in=[s.value for s in ACTIVE],
-    )
+    queryset = DocumentVersion.filter(awaiting_review_since__isnull=False)
     if mine:
-        queryset = queryset.filter(document__step_instance__assigned_to_id=viewer.agent.id)
+        # From my open steps (index `idx_step_instances_assigned_open`) to their documents
+        # to their waiting versions: what I have, not the whole queue filtered down to me.
+        my_documents = Document.filter(
+            step_instance__assigned_to_id=viewer.agent.id,
+            step_instance__completed_at__isnull=True,
+        ).values("id")
+        queryset = queryset.filter(document_id__in=Subquery(my_documents))
     return queryset
 
 

@@ -25,7 +25,7 @@ from app.domain.viewer import Viewer
 from app.errors import DomainError, NotFound
 from app.models import Dossier, DossierStatusHistory
 from app.models.enums import ACTIVE_DOSSIER_STATUSES, DocumentStatus, DossierStatus, EventType
-from app.services import events
+from app.services import events, waiting
 from app.services.codes import WorkflowErrorCode as Code
 
 S = DossierStatus
@@ -205,7 +205,9 @@ async def transition(
 ) -> DossierStatusHistory:
     """Move the (locked) dossier to `new_status`, or raise ILLEGAL_TRANSITION: `move`,
     with the dossier's status, completion and metadata written with its history row and
-    event (one statement on PostgreSQL)."""
+    event (one statement on PostgreSQL). A dossier that stops or starts running takes
+    its uploaded versions out of, or back into, the review queue (`waiting`)."""
+    was_running = DossierStatus(dossier.status) in ACTIVE
     batch = Writes()
     entry = move(
         batch,
@@ -219,4 +221,9 @@ async def transition(
     )
     update_dossier(batch, dossier, "status", "completed_at", "metadata")
     await batch.run()
+    running = new_status in ACTIVE
+    if was_running and not running:
+        await waiting.leave(dossier.id)
+    elif running and not was_running:
+        await waiting.rejoin(dossier.id)
     return entry

@@ -41,7 +41,7 @@ from app.models import (
     StepInstance,
 )
 from app.models.enums import DocumentStatus, DossierStatus, EventType
-from app.services import deadlines, events
+from app.services import deadlines, events, waiting
 from app.services.workflow.machine import (
     ACTIVE,
     W,
@@ -247,6 +247,12 @@ async def finish_step(
         now=now or datetime.now(UTC),
     )
     await batch.run()
+    # A step done with documents still to review (skipped), or the dossier it completed:
+    # its versions leave the review queue (a step completed by approvals has none left).
+    if dossier.status not in ACTIVE:
+        await waiting.leave(dossier.id)
+    elif skipped:
+        await waiting.leave(dossier.id, step_instance_id=step.id)
 
 
 async def settle(
