@@ -120,6 +120,11 @@ class Cluster:
         atexit.register(self.stop)  # a run that dies half-way still leaves nothing behind
         return ""
 
+    def keep(self) -> None:
+        """Leave it running when this process exits (BENCH_SCALE_KEEP): stop it with
+        `pg_ctl -D <root>/data stop` and delete the folder by hand."""
+        atexit.unregister(self.stop)
+
     def version(self) -> str:
         assert self.bindir is not None
         out = subprocess.run(

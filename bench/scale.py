@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -208,9 +209,13 @@ async def main() -> int:
         for driver in drivers.values():
             await driver.stop()
         if keep and not why:
-            log(f"kept: {cluster.url} (databases {', '.join(names.values())})")
+            cluster.keep()
+            log(f"kept: {cluster.url} (databases {', '.join(names.values())}; handles in "
+                f"{files}); stop it with pg_ctl -D {cluster.data} stop")  # fmt: skip
         elif not why:
             cluster.stop()
+        if not keep:
+            shutil.rmtree(files, ignore_errors=True)
         else:
             with contextlib.suppress(Exception):
                 admin_conn = await asyncpg.connect(server)

@@ -223,6 +223,31 @@ async def seq_scans(statements: list[tuple[str, list[Any]]]) -> list[dict[str, A
     return found
 
 
+async def slow_plans(statements: list[tuple[str, list[Any]]], over_ms: float = 1.0) -> list[Any]:
+    """EXPLAIN ANALYZE (text) of each statement that reads and takes over `over_ms`."""
+    from tortoise import connections
+
+    found = []
+    client = connections.get("default")
+    for sql, values in statements:
+        if not sql.lstrip().upper().startswith(("SELECT", "WITH", "UPDATE", "DELETE")):
+            continue
+        async with client.acquire_connection() as connection:
+            transaction = connection.transaction()
+            await transaction.start()
+            try:
+                rows = await connection.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *values)
+            except asyncpg.PostgresError:
+                continue
+            finally:
+                await transaction.rollback()
+        text = "\n".join(r[0] for r in rows)
+        ms = float(text.rsplit("Execution Time: ", 1)[1].split(" ")[0])
+        if ms > over_ms:
+            found.append({"ms": ms, "sql": sql, "values": [str(v) for v in values], "plan": text})
+    return found
+
+
 # --- the operations ------------------------------------------------------------------
 
 
@@ -525,6 +550,8 @@ async def serve(handles_path: str) -> None:
                 }
                 if command.get("show"):  # the statements themselves, to look at
                     answer["sql"] = [sql for sql, _ in statements]
+                if command.get("plans"):  # and the plans of the slow ones
+                    answer["plans"] = await slow_plans(statements)
                 if command.get("explain"):
                     answer["seq_scans"] = await seq_scans(statements)
             except Exception as exc:  # reported to the orchestrator, which shows it
