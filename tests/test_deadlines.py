@@ -513,6 +513,12 @@ async def test_agents_list_overdue_dossiers_most_overdue_first(client):
     assert [e["node"]["dossier"]["id"] for e in mine["edges"]] == [str(late_20h.id)]
     assert mine["edges"][0]["node"]["assignedTo"] == {"id": other.id}
 
+    # released from hold, the held dossier is overdue again
+    await hold(client, agent, held, "RELEASE")
+    back = (await gql(client, OVERDUE, {"first": 10}, token=agent.token))["overdueDossiers"]
+    assert str(held.id) in [e["node"]["dossier"]["id"] for e in back["edges"]]
+    assert back["totalCount"] == 4
+
     body = await gql(client, OVERDUE, {}, token=owner.token, expect_errors=True)
     assert error_codes(body) == ["FORBIDDEN"]
 

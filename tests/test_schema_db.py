@@ -842,7 +842,8 @@ async def test_every_foreign_key_leads_an_index(backend) -> None:
     assert not stale, f"FOREIGN_KEYS_WITHOUT_INDEX entries to remove: {stale}"
 
 
-# The hot paths' indexes (migrations 0007, 0009, 0011): name -> (table, columns, WHERE condition).
+# The hot paths' indexes (migrations 0007, 0009, 0011, 0012):
+# name -> (table, columns, WHERE condition).
 HOT_PATH_INDEXES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "idx_events_unprocessed": ("events", ("created_at", "id"), "processed_at IS NULL"),
     "idx_events_type_created": ("events", ("event_type", "created_at", "id"), None),
@@ -877,6 +878,11 @@ HOT_PATH_INDEXES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         "completed_at IS NULL",
     ),
     "idx_messages_unread": ("messages", ("dossier_id", "sender_type"), "read_at IS NULL"),
+    "idx_step_instances_running_due": (
+        "step_instances",
+        ("due_at", "id"),
+        "completed_at IS NULL AND stopped_at IS NULL",
+    ),
 }
 
 

@@ -100,6 +100,10 @@ class StepInstance(CreatedModel):
     completed_at = fields.DatetimeField(null=True)
     skipped_at = fields.DatetimeField(null=True)  # set with completed_at when skipped
     due_at = fields.DatetimeField(null=True)  # started_at + estimated duration, movable
+    # Set while the step is open in a dossier that is not running (on hold, cancelled,
+    # completed; app.services.waiting): the overdue pages walk the open steps of running
+    # dossiers only, however many stopped ones the years leave behind.
+    stopped_at = fields.DatetimeField(null=True)
     # Copied from product_steps.estimated_duration_hours with position and is_required.
     estimated_duration_hours = fields.IntField(null=True)
     metadata: dict[str, Any] = fields.JSONField(default=dict)
@@ -121,6 +125,12 @@ class StepInstance(CreatedModel):
             # Open steps by due date (the overdue pages, the deadline sweeps).
             WhereIndex(
                 fields=("due_at",), name="idx_step_instances_open_due", where="completed_at IS NULL"
+            ),
+            # Open steps of running dossiers by due date (the overdue pages).
+            WhereIndex(
+                fields=("due_at", "id"),
+                name="idx_step_instances_running_due",
+                where="completed_at IS NULL AND stopped_at IS NULL",
             ),
             # An agent's open steps by due date ("mine" in the review queue and overdue).
             WhereIndex(

@@ -168,8 +168,13 @@ def overdue_steps(*, now: datetime | None = None, agent_id: uuid.UUID | None = N
     the most overdue first); `agent_id` keeps the steps assigned to that agent."""
     now = now or datetime.now(UTC)
     current = Dossier.filter(status__in=list(ACTIVE)).values("current_step_instance_id")
+    # stopped_at IS NULL: the open steps of running dossiers (idx_step_instances_running_due),
+    # not those of the dossiers cancelled or completed over the years
     queryset = StepInstance.filter(
-        due_at__lt=now, completed_at__isnull=True, id__in=Subquery(current)
+        due_at__lt=now,
+        completed_at__isnull=True,
+        stopped_at__isnull=True,
+        id__in=Subquery(current),
     )
     if agent_id is not None:
         queryset = queryset.filter(assigned_to_id=agent_id)
