@@ -260,6 +260,31 @@ async def test_tortoise_sql_and_hydration_round_trip(database_url):
     )
 
 
+async def test_tortoise_any_of_renders_a_parameterised_array_subquery(database_url):
+    """AnyOf renders inside the outer query with the subquery's parameters numbered with
+    the outer ones (Subquery.get_sql(ctx) shares the parameteriser); PostgreSQL only."""
+    from tortoise import connections
+
+    from app.compat.tortoise import AnyOf, queryset_sql
+    from app.models import Product
+
+    wanted = await Product.create(
+        code="any-of", name="AnyOf", price_amount=1, currency="eur", dossier_type="OTHER"
+    )
+    inner = Product.filter(code="any-of").values("id")
+    queryset = Product.filter(currency="eur", id=AnyOf(inner))
+    sql, params = queryset_sql(queryset)
+    assert "ANY(ARRAY((SELECT" in sql, REVISIT.format(
+        where="app/compat/tortoise.py AnyOf", what="Subquery.get_sql"
+    )
+    assert params == ["eur", "any-of"], REVISIT.format(
+        where="app/compat/tortoise.py AnyOf", what="the shared parameteriser of get_sql(ctx)"
+    )
+    if connections.get("default").capabilities.dialect == "postgres":
+        assert [p.id for p in await queryset] == [wanted.id]
+        assert await queryset.count() == 1
+
+
 def test_tortoise_model_metadata():
     from app.models import Product
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from tortoise.expressions import Subquery
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
@@ -63,3 +64,13 @@ def auto_now_add_fields(model: type[Model]) -> list[str]:
         for name, field in model._meta.fields_map.items()
         if getattr(field, "auto_now_add", False)
     ]
+
+
+class AnyOf(Subquery):
+    """`field=AnyOf(values_queryset)` is `field = ANY(ARRAY(subquery))` (PostgreSQL): the
+    subquery runs once, as an InitPlan, and the outer query probes its index for each
+    value it returned, where `IN (subquery)` lets the planner hash the whole outer table
+    (a Seq Scan of every dossier to find an agent's few thousand)."""
+
+    def get_sql(self, ctx: Any) -> str:
+        return f"ANY(ARRAY({super().get_sql(ctx)}))"
