@@ -27,13 +27,14 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import httpx
 import orjson
+
+from bench.recording import Recorder, Statement, explained, plan_nodes
 
 ITEMS = 10  # rows each worker pass finds due
 SEQ_SCAN_ROWS = 10_000  # a Seq Scan reading more than this is reported
@@ -169,50 +170,16 @@ def pdf(text: str) -> bytes:
     return bytes(out)
 
 
-# --- recording and planning ----------------------------------------------------------
+# --- planning ------------------------------------------------------------------------
 
 
-class _Recorder(logging.Handler):
-    """The ORM logs each statement as ("%s: %s", sql, parameters)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.statements: list[tuple[str, list[Any]]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == "%s: %s" and isinstance(record.args, tuple) and len(record.args) == 2:
-            sql, values = record.args
-            self.statements.append((str(sql), list(values or [])))
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
-
-
-async def seq_scans(statements: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+async def seq_scans(statements: list[Statement]) -> list[dict[str, Any]]:
     """Seq Scans reading more than SEQ_SCAN_ROWS rows, as EXPLAIN ANALYZE counts them."""
-    from tortoise import connections
-
     found = []
-    client = connections.get("default")
-    for sql, values in statements:
-        if not sql.lstrip().upper().startswith(("SELECT", "WITH", "UPDATE", "DELETE")):
-            continue
-        async with client.acquire_connection() as connection:
-            transaction = connection.transaction()
-            await transaction.start()
-            try:
-                raw = await connection.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *values)
-            except asyncpg.PostgresError:
-                # a write that cannot happen twice (its key is taken now): the plan of the
-                # reads around it is what matters, and a write by key is an index probe
-                continue
-            finally:
-                await transaction.rollback()
+    async for (sql, _), rows in explained(statements, "ANALYZE, FORMAT JSON"):
+        raw = rows[0][0]
         plan = (orjson.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
-        for node in _nodes(plan):
+        for node in plan_nodes(plan):
             if node["Node Type"] != "Seq Scan":
                 continue
             read = (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node[
@@ -223,24 +190,10 @@ async def seq_scans(statements: list[tuple[str, list[Any]]]) -> list[dict[str, A
     return found
 
 
-async def slow_plans(statements: list[tuple[str, list[Any]]], over_ms: float = 1.0) -> list[Any]:
+async def slow_plans(statements: list[Statement], over_ms: float = 1.0) -> list[Any]:
     """EXPLAIN ANALYZE (text) of each statement that reads and takes over `over_ms`."""
-    from tortoise import connections
-
     found = []
-    client = connections.get("default")
-    for sql, values in statements:
-        if not sql.lstrip().upper().startswith(("SELECT", "WITH", "UPDATE", "DELETE")):
-            continue
-        async with client.acquire_connection() as connection:
-            transaction = connection.transaction()
-            await transaction.start()
-            try:
-                rows = await connection.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *values)
-            except asyncpg.PostgresError:
-                continue
-            finally:
-                await transaction.rollback()
+    async for (sql, values), rows in explained(statements, "ANALYZE, BUFFERS"):
         text = "\n".join(r[0] for r in rows)
         ms = float(text.rsplit("Execution Time: ", 1)[1].split(" ")[0])
         if ms > over_ms:
@@ -506,7 +459,7 @@ async def serve(handles_path: str) -> None:
     await init_db(settings.database_url)
     app = create_app(settings, manage_db=False)
     logger = logging.getLogger("tortoise.db_client")
-    recorder = _Recorder()
+    recorder = Recorder()
     logger.setLevel(logging.DEBUG)
     logger.addHandler(recorder)
     logger.propagate = False

@@ -14,9 +14,7 @@ the SQL is written. (`make bench-scale` measures the same paths on millions of r
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +28,7 @@ from app.models.enums import DocumentStatus
 from app.services import chasing, delivery, outbox, reminders
 from bench import world as worlds
 from bench.queries import DASHBOARD, REVIEW_QUEUE, SEND_MESSAGE
+from bench.recording import plan_nodes, recorded
 from tests.conftest import BACKEND
 from tests.documents_support import make_pdf, review, upload
 from tests.helpers import gql
@@ -121,39 +120,6 @@ query Events($entityType: String, $entityId: ID, $types: [EventType!]) {
 # --- recording and planning ----------------------------------------------------------
 
 
-class _Recorder(logging.Handler):
-    """The ORM logs each statement as ("%s: %s", sql, parameters)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.statements: list[tuple[str, list[Any]]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == "%s: %s" and isinstance(record.args, tuple) and len(record.args) == 2:
-            sql, values = record.args
-            self.statements.append((str(sql), list(values or [])))
-
-
-@contextmanager
-def recorded() -> Iterator[list[tuple[str, list[Any]]]]:
-    logger = logging.getLogger("tortoise.db_client")
-    recorder = _Recorder()
-    previous = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(recorder)
-    try:
-        yield recorder.statements
-    finally:
-        logger.removeHandler(recorder)
-        logger.setLevel(previous)
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
-
-
 @dataclass
 class Finding:
     path: str
@@ -186,7 +152,7 @@ class Planner:
                 raw = await connection.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *values)
                 plan = (orjson.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
                 count += 1
-                for node in _nodes(plan):
+                for node in plan_nodes(plan):
                     table = node.get("Relation Name")
                     if node["Node Type"] == "Seq Scan" and table in growing:
                         self.findings.append(Finding(path, table, sql))
