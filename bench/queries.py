@@ -64,3 +64,19 @@ subscription MessageAdded($dossierId: ID!) {
   messageAdded(dossierId: $dossierId) { cursor node { id content senderType createdAt } }
 }
 """
+
+# An agent's dossier list, one filter at a time, with its count when asked.
+AGENT_DOSSIERS = """
+query AgentDossiers($filter: DossierFilter, $count: Boolean!) {
+  dossiers(filter: $filter, first: 50) {
+    totalCount @include(if: $count)
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      id status createdAt
+      client { id fullName }
+      product { id name }
+      currentStep { id position dueAt step { id label } assignedTo { id name } }
+    }
+  }
+}
+"""

@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 import orjson
 
+from bench.queries import AGENT_DOSSIERS
 from bench.recording import Recorder, Statement, explained, plan_nodes
 
 ITEMS = 10  # rows each worker pass finds due
@@ -84,20 +85,6 @@ query Messages($id: ID!, $first: Int, $last: Int, $before: String) {
 """
 TIMELINE = "query T($id: ID!) { dossier(id: $id) { timeline(last: 50) { kind at } } }"
 
-AGENT_DOSSIERS = """
-query AgentDossiers($filter: DossierFilter, $count: Boolean!) {
-  dossiers(filter: $filter, first: 50) {
-    totalCount @include(if: $count)
-    pageInfo { hasNextPage endCursor }
-    nodes {
-      id status createdAt
-      client { id fullName }
-      product { id name }
-      currentStep { id position dueAt step { id label } assignedTo { id name } }
-    }
-  }
-}
-"""
 REVIEW_QUEUE = """
 query Queue($mine: Boolean!, $count: Boolean!) {
   reviewQueue(first: 50, mine: $mine) {
