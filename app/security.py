@@ -6,6 +6,8 @@ and loads its viewer.
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -35,16 +37,37 @@ def _hasher() -> tuple[PasswordHasher, str]:
     return hasher, hasher.hash("not-a-real-password-only-for-timing")
 
 
-def hash_password(password: str) -> str:
+def hash_password_now(password: str) -> str:
+    """Hash in this thread: for scripts (the demo seed), never on the event loop."""
     return _hasher()[0].hash(password)
 
 
-def verify_password(password_hash: str | None, password: str) -> bool:
+def verify_password_now(password_hash: str | None, password: str) -> bool:
     hasher, dummy = _hasher()
     try:
         return hasher.verify(password_hash or dummy, password) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@lru_cache
+def _pool() -> ThreadPoolExecutor:
+    """The bounded pool argon2 runs in (PASSWORD_HASH_WORKERS threads per process): a
+    hash takes ~180 ms of CPU at the production cost, and on the event loop a flood of
+    logins for unknown e-mails would freeze every request and live update."""
+    workers = get_settings().password_hash_workers
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="password-hash")
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.get_running_loop().run_in_executor(_pool(), hash_password_now, password)
+
+
+async def verify_password(password_hash: str | None, password: str) -> bool:
+    """True when `password` matches; an unknown account (None) is verified against a
+    dummy hash, so it costs what a known one costs."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_pool(), verify_password_now, password_hash, password)
 
 
 def needs_rehash(password_hash: str) -> bool:

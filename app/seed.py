@@ -9,7 +9,7 @@ from tortoise.transactions import in_transaction
 
 from app.models import Credential, DocumentType, Order, Product, ProductStep, Profile, Step
 from app.models.enums import AgentRole, DossierKind, OrderStatus, UserStatus
-from app.security import hash_password
+from app.security import hash_password_now
 from app.services import identity
 from app.services.workflow.steps import open_dossier
 
@@ -108,7 +108,7 @@ async def seed() -> dict[str, str]:
             )
             await Credential.create(
                 email=CLIENT_EMAIL,
-                password_hash=hash_password(DEMO_PASSWORD),
+                password_hash=hash_password_now(DEMO_PASSWORD),
                 password_changed_at=datetime.now(UTC),
                 profile=client,
             )

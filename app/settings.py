@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.domain.schedule import parse_schedule
@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     """argon2id time cost (RFC 9106's second recommended option by default)."""
     password_hash_memory_kib: int = 65536
     """argon2id memory cost, in KiB."""
+    password_hash_workers: int = Field(default=2, ge=1, le=64)
+    """Threads that hash and verify passwords, off the event loop (argon2 releases the
+    GIL): at most this many hashes run at once per process, the others wait their turn
+    while every other request and live update goes on."""
 
     # section: Files
     storage_url: str = "file://./var/files"

@@ -69,7 +69,7 @@ async def make_client(status: UserStatus = UserStatus.ACTIVE) -> Account:
     profile = await Profile.create(full_name="Client " + email.split("@")[0], status=status)
     await Credential.create(
         email=email,
-        password_hash=hash_password(PASSWORD),
+        password_hash=await hash_password(PASSWORD),
         password_changed_at=datetime.now(UTC),
         profile=profile,
     )

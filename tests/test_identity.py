@@ -12,7 +12,7 @@ import pytest
 
 from app.models import Agent, Credential, Event, Profile
 from app.models.enums import AgentRole, Locale
-from app.security import JWT_ALGORITHM, issue_token
+from app.security import JWT_ALGORITHM, hash_password, issue_token, verify_password
 from app.settings import get_settings
 from tests.factories import PASSWORD, make_admin, make_agent, make_client
 from tests.helpers import error_codes, gql
@@ -200,6 +200,33 @@ async def test_wrong_password_and_unknown_email_answer_the_same(client):
     unknown_email = await login(client, "ghost@example.com", PASSWORD)
     assert wrong_password == unknown_email
     assert codes(wrong_password) == ["INVALID_CREDENTIALS"]
+
+
+async def test_hashing_leaves_the_event_loop_free():
+    """argon2 runs in the hashing pool (PASSWORD_HASH_WORKERS threads): while a password
+    is hashed or verified, the event loop goes on serving everything else. (`make bench`'s
+    login flood measures what it changes for a logged-in client.)"""
+    ticks = 0
+    running = True
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while running:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.create_task(ticker())
+    seen = []
+    hashed = await hash_password(PASSWORD)
+    seen.append(ticks)
+    assert await verify_password(hashed, PASSWORD)
+    seen.append(ticks)
+    assert not await verify_password(None, PASSWORD)  # an unknown account: the dummy hash
+    seen.append(ticks)
+    running = False
+    await ticking
+    assert seen[0] > 0
+    assert seen[0] < seen[1] < seen[2]
 
 
 async def test_me_without_token_is_unauthenticated(client):

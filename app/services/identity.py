@@ -33,14 +33,14 @@ async def login(email: str, password: str) -> Session:
     except DomainError:
         raise INVALID_CREDENTIALS from None
     credential = await Credential.filter(email=email).select_related("agent").first()
-    if not verify_password(credential.password_hash if credential else None, password):
+    if not await verify_password(credential.password_hash if credential else None, password):
         raise INVALID_CREDENTIALS
     assert credential is not None
     agent = credential.agent if credential.agent_id is not None else None  # select_related
     if agent is not None and not agent.active:
         raise DomainError("ACCOUNT_DISABLED", "This account is deactivated.")
     if needs_rehash(credential.password_hash):
-        credential.password_hash = hash_password(password)
+        credential.password_hash = await hash_password(password)
         await credential.save(update_fields=["password_hash", "updated_at"])
     token, expires = issue_token(credential)
     return Session(token, expires, credential)
@@ -63,8 +63,8 @@ async def create_agent(
     email = normalise_email(email)
     name = check_text(name, "name", max_length=200)
     check_password(password)
-    password_hash = hash_password(password)
     await _email_free(email)
+    password_hash = await hash_password(password)
     try:
         async with in_transaction():
             agent = await Agent.create(email=email, name=name, role=role, locale=locale)
@@ -168,7 +168,7 @@ async def change_password(viewer: Viewer, current: str, new: str) -> Session:
     check_password(new, "newPassword")
     async with in_transaction():
         credential = await Credential.filter(id=viewer.credential_id).select_for_update().get()
-        if not verify_password(credential.password_hash, current):
+        if not await verify_password(credential.password_hash, current):
             raise DomainError(
                 "INVALID_CREDENTIALS", "The current password is wrong.", "currentPassword"
             )
@@ -176,7 +176,7 @@ async def change_password(viewer: Viewer, current: str, new: str) -> Session:
             raise DomainError(
                 "SAME_PASSWORD", "Choose a password different from the current one.", "newPassword"
             )
-        credential.password_hash = hash_password(new)
+        credential.password_hash = await hash_password(new)
         # Truncated to the second: tokens carry whole seconds, and older tokens must fail,
         # even those issued in the same second as the previous change (hence at least +1 s).
         credential.password_changed_at = max(

@@ -164,7 +164,6 @@ async def register_with_payment_link(
     full_name = check_text(full_name, "fullName", max_length=200)
     phone_e164 = normalise_phone(phone)
     check_password(password)
-    password_hash = hash_password(password)
     link = await link_by_token(token)
     state = link_state(link)
     if state == LinkState.USED:
@@ -176,6 +175,8 @@ async def register_with_payment_link(
     product: Product = link.product
     if not product.active:
         raise DomainError(PaymentErrorCode.PRODUCT_INACTIVE, "This product is not on sale.")
+    # Hashed once the link is known to be good: a made-up token costs no hash.
+    password_hash = await hash_password(password)
     now = datetime.now(UTC)
     try:
         async with in_transaction():
