@@ -178,6 +178,22 @@ def budgets(r: dict[str, Any]) -> list[Budget]:
         )
         lost = sum(_get(r, f"pubsub.{n}.contender.lost", 0) for n in (1, 100, 500))
         add("publish->subscriber loss (1/100/500)", lost, "0", lost == 0)
+    lf = _get(r, "login_flood", {})
+    if lf:
+        idle, flood = lf["idle"], lf["flood"]
+        add(
+            f"a client's `me` during a flood of {lf['attackers']} anonymous logins (p50)",
+            f"{lf['p50_ratio']}x ({idle['p50_ms']} -> {flood['p50_ms']} ms)",
+            "<= 3x idle",
+            lf["p50_ratio"] <= 3,
+            f"{lf['logins_per_s']} logins/s for unknown e-mails",
+        )
+        add(
+            "the same, p99",
+            f"{lf['p99_ratio']}x ({idle['p99_ms']} -> {flood['p99_ms']} ms)",
+            "<= 10x idle",
+            lf["p99_ratio"] <= 10,
+        )
     f = _get(r, "fanout", {})
     if f:
         add(

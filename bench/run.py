@@ -35,6 +35,7 @@ SCENARIOS = (
     "send_message",
     "webhook",
     "queue_20k",
+    "login_flood",
     "pubsub",
     "fanout",
     "redis_restart",
@@ -275,6 +276,8 @@ async def run_scenarios(b: Any, wanted: list[str], db_url: str, worlds: Any) -> 
                 b.put("queue_growth", await grow_queue(db_url, worlds))
                 await sc.statements_queue(b, "20k")
                 await sc.review_queue(b, "20k", pages=(50,))
+            elif name == "login_flood":
+                await sc.login_flood(b)
             elif name == "pubsub":
                 await sc.pubsub(b)
             elif name == "fanout":

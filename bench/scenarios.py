@@ -1079,3 +1079,79 @@ async def soak(b: Bench) -> None:
         f"({figures['rss_growth_pct']} %), p99 {figures['p99_control_ms']} -> "
         f"{figures['p99_with_stalled_ms']} ms, pub/sub connections {connections}"
     )
+
+
+# --- a login flood (issue 15) ------------------------------------------------------------
+
+ME = "query { me { __typename } }"
+LOGIN = """
+mutation Login($input: LoginInput!) {
+  login(input: $input) { token userErrors { code } }
+}
+"""
+
+
+async def login_flood(b: Bench, attackers: int = 6, samples: int = 200) -> None:
+    """A logged-in client's trivial query, alone and while `attackers` anonymous clients
+    log in as fast as they can with e-mails nobody has (each costs a full argon2 verify,
+    against the dummy hash). Hashing runs in a bounded pool off the event loop
+    (PASSWORD_HASH_WORKERS), so the client should barely notice."""
+    headers = JSON | auth(b.tokens["client_M"])
+
+    async def timed(http: httpx.AsyncClient) -> list[float]:
+        out = []
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            response = await http.post("/graphql", content=gql_body(ME), headers=headers)
+            out.append(time.perf_counter() - t0)
+            if response.status_code != 200 or response.json().get("errors"):
+                raise RuntimeError(f"me: {response.status_code} {response.text[:300]}")
+        return out
+
+    stop = asyncio.Event()
+    logins = 0
+
+    async def attacker(n: int) -> None:
+        nonlocal logins
+        async with httpx.AsyncClient(base_url=b.base, timeout=60) as http:
+            while not stop.is_set():
+                body = gql_body(LOGIN, {"input": {"email": f"nobody-{n}-{logins}@example.com",
+                                                  "password": "not the password"}})  # fmt: skip
+                response = await http.post("/graphql", content=body, headers=JSON)
+                codes = [e["code"] for e in response.json()["data"]["login"]["userErrors"]]
+                if codes != ["INVALID_CREDENTIALS"]:
+                    raise RuntimeError(f"login for an unknown e-mail answered {codes}")
+                logins += 1
+
+    async with httpx.AsyncClient(base_url=b.base, timeout=60) as http:
+        await timed(http)  # warm-up
+        idle = await timed(http)
+        flood = [asyncio.create_task(attacker(n)) for n in range(attackers)]
+        await asyncio.sleep(1.0)  # the flood is on
+        started = time.perf_counter()
+        during = await timed(http)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await asyncio.gather(*flood)
+
+    def figures(values: list[float]) -> dict[str, float]:
+        ordered = sorted(values)
+        return {
+            "p50_ms": ms(statistics.median(ordered)),
+            "p99_ms": ms(ordered[int(len(ordered) * 0.99) - 1]),
+        }
+
+    idle_f, flood_f = figures(idle), figures(during)
+    b.put(
+        "login_flood",
+        {
+            "attackers": attackers,
+            "idle": idle_f,
+            "flood": flood_f,
+            "p50_ratio": round(flood_f["p50_ms"] / idle_f["p50_ms"], 2),
+            "p99_ratio": round(flood_f["p99_ms"] / idle_f["p99_ms"], 2),
+            "logins_per_s": round(logins / max(elapsed, 1e-9), 1),
+        },
+    )
+    b.log(f"login flood: me p50 {idle_f['p50_ms']} -> {flood_f['p50_ms']} ms, "
+          f"p99 {idle_f['p99_ms']} -> {flood_f['p99_ms']} ms, {logins} logins")  # fmt: skip
