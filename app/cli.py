@@ -122,10 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run_migrations())
         return 0
     if args.command == "seed":
-        from app.seed import seed
+        from app.seed import DEMO_PASSWORD, seed
 
         asyncio.run(_with_db(seed))
-        print("demo data ready: admin@demo.test, agent@demo.test, client@demo.test / demo1234")
+        print(
+            f"demo data ready: admin@demo.test, agent@demo.test, client@demo.test / {DEMO_PASSWORD}"
+        )
         return 0
     if args.command == "create-admin":
         from app.errors import DomainError

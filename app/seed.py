@@ -13,7 +13,7 @@ from app.security import hash_password_now
 from app.services import identity
 from app.services.workflow.steps import open_dossier
 
-DEMO_PASSWORD = "demo1234"  # documented demo credentials
+DEMO_PASSWORD = "partners-vrai-2026"  # documented demo credentials
 ADMIN_EMAIL, AGENT_EMAIL, CLIENT_EMAIL = "admin@demo.test", "agent@demo.test", "client@demo.test"
 
 STEPS = [

@@ -243,7 +243,7 @@ mutation($input: SendMessageInput!) {
 """
 
 
-async def login(http: httpx.AsyncClient, email: str, password: str = "demo1234") -> str:
+async def login(http: httpx.AsyncClient, email: str, password: str = "partners-vrai-2026") -> str:
     response = await http.post(
         "/graphql", json={"query": LOGIN, "variables": {"e": email, "p": password}}
     )

@@ -479,6 +479,12 @@ async def test_create_agent_with_a_taken_email(client, owner):
         ({"password": "short"}, "WEAK_PASSWORD", ["password"]),
         ({"password": ""}, "WEAK_PASSWORD", ["password"]),
         ({"password": "x" * 257}, "WEAK_PASSWORD", ["password"]),
+        ({"password": "nine-char"}, "WEAK_PASSWORD", ["password"]),  # 10 at least
+        ({"password": "qwertyuiop"}, "WEAK_PASSWORD", ["password"]),  # a common one
+        ({"password": "Password123"}, "WEAK_PASSWORD", ["password"]),  # in any case
+        ({"password": "my-valid@example.com"}, "WEAK_PASSWORD", ["password"]),  # the e-mail
+        ({"password": "just-VALID-2026"}, "WEAK_PASSWORD", ["password"]),  # its local part
+        ({"name": "Jeanne Dupont", "password": "dupont-77-x"}, "WEAK_PASSWORD", ["password"]),
         ({"email": "not-an-email"}, "INVALID_EMAIL", ["email"]),
         ({"name": "   "}, "REQUIRED", ["name"]),
         ({"name": "n" * 201}, "TOO_LONG", ["name"]),
@@ -816,6 +822,35 @@ async def test_change_password_rejects_bad_new_password(client, new_password, co
     assert payload["token"] is None
     assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [(code, ["newPassword"])]
     assert (await me(client, account.token))["id"] == account.id
+    assert (await login(client, account.email, PASSWORD))["userErrors"] == []
+
+
+async def test_password_refusals_say_why(client):
+    admin = await make_admin()
+
+    async def refusal(password: str) -> str:
+        agent_input = {"email": "jeanne@example.com", "name": "Jeanne Dupont",
+                       "password": password}  # fmt: skip
+        data = await gql(client, CREATE_AGENT, {"input": agent_input}, token=admin.token)
+        (error,) = data["createAgent"]["userErrors"]
+        return error["message"]
+
+    assert "10 to 256 characters" in await refusal("too-short")
+    assert "most common" in await refusal("1234567890")
+    assert "e-mail address or name" in await refusal("jeanne-2026-spring")
+    assert "e-mail address or name" in await refusal("spring-DUPONT-2026")
+
+
+async def test_a_new_password_must_not_contain_the_own_email(client):
+    account = await make_client()
+    local = account.email.split("@")[0]
+    data = await gql(
+        client,
+        CHANGE_PASSWORD,
+        {"input": {"currentPassword": PASSWORD, "newPassword": f"{local}-and-more"}},
+        token=account.token,
+    )
+    assert [e["code"] for e in data["changePassword"]["userErrors"]] == ["WEAK_PASSWORD"]
     assert (await login(client, account.email, PASSWORD))["userErrors"] == []
 
 

@@ -91,7 +91,7 @@ async def test_admin_link_to_paid_dossier(stand_in, peer, smtp):
                     "token": link.group(1),
                     "fullName": "Léa Martin",
                     "phone": "+33 6 11 22 33 44",
-                    "password": "lea-password-1",
+                    "password": "tulip-garden-7421",
                 }
             },
         )
@@ -115,7 +115,8 @@ async def test_admin_link_to_paid_dossier(stand_in, peer, smtp):
         assert response.status_code == 200
 
         # the client logs in and finds the dossier at its first step
-        login = await gql(client, LOGIN, {"email": "lea@example.com", "password": "lea-password-1"})
+        credentials = {"email": "lea@example.com", "password": "tulip-garden-7421"}
+        login = await gql(client, LOGIN, credentials)
         token = login["login"]["token"]
         dashboard = await gql(client, DASHBOARD, token=token)
         assert dashboard["me"] == {"fullName": "Léa Martin", "status": "ACTIVE"}

@@ -62,7 +62,7 @@ async def create_agent(
 ) -> Agent:
     email = normalise_email(email)
     name = check_text(name, "name", max_length=200)
-    check_password(password)
+    check_password(password, email=email, name=name)
     await _email_free(email)
     password_hash = await hash_password(password)
     try:
@@ -165,9 +165,11 @@ async def update_my_profile(
 
 
 async def change_password(viewer: Viewer, current: str, new: str) -> Session:
-    check_password(new, "newPassword")
+    owner = viewer.agent or viewer.profile
+    name = owner.name if isinstance(owner, Agent) else owner.full_name if owner else None
     async with in_transaction():
         credential = await Credential.filter(id=viewer.credential_id).select_for_update().get()
+        check_password(new, "newPassword", email=credential.email, name=name)
         if not await verify_password(credential.password_hash, current):
             raise DomainError(
                 "INVALID_CREDENTIALS", "The current password is wrong.", "currentPassword"

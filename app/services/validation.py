@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
 from app.errors import DomainError
 from app.settings import get_settings
 
-PASSWORD_MIN, PASSWORD_MAX = 8, 256
+PASSWORD_MIN, PASSWORD_MAX = 10, 256
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,63}$")
 
 
@@ -26,12 +27,47 @@ def normalise_email(value: str, field: str = "email") -> str:
     return result.normalized.lower()
 
 
-def check_password(value: str, field: str = "password") -> str:
+@lru_cache
+def _common_passwords() -> frozenset[str]:
+    """The 30,000 most common passwords of zxcvbn's ranked list (leaked-password corpora,
+    maintained with the library), lower-cased."""
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(p.lower() for p in FREQUENCY_LISTS["passwords"])
+
+
+def _personal_parts(email: str | None, name: str | None) -> list[str]:
+    parts = []
+    if email:
+        local = email.lower().split("@", 1)[0]
+        parts += [email.lower(), local, *re.split(r"[^a-z0-9]+", local)]
+    if name:
+        parts += re.split(r"\W+", name.lower())
+    return [p for p in parts if len(p) >= 3]
+
+
+def check_password(
+    value: str, field: str = "password", *, email: str | None = None, name: str | None = None
+) -> str:
+    """At least PASSWORD_MIN characters, not one of the most common passwords, and not
+    containing the account's e-mail address or name (each refusal says which)."""
     if not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
         raise DomainError(
             "WEAK_PASSWORD",
             f"The password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long.",
             field,
+        )
+    lowered = value.lower()
+    if lowered in _common_passwords():
+        raise DomainError(
+            "WEAK_PASSWORD",
+            "This password is one of the most common ones, the first an attacker tries: "
+            "choose another.",
+            field,
+        )
+    if any(part in lowered for part in _personal_parts(email, name)):
+        raise DomainError(
+            "WEAK_PASSWORD", "The password must not contain your e-mail address or name.", field
         )
     return value
 

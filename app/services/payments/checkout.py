@@ -163,7 +163,6 @@ async def register_with_payment_link(
 ) -> Registration:
     full_name = check_text(full_name, "fullName", max_length=200)
     phone_e164 = normalise_phone(phone)
-    check_password(password)
     link = await link_by_token(token)
     state = link_state(link)
     if state == LinkState.USED:
@@ -175,6 +174,7 @@ async def register_with_payment_link(
     product: Product = link.product
     if not product.active:
         raise DomainError(PaymentErrorCode.PRODUCT_INACTIVE, "This product is not on sale.")
+    check_password(password, email=link.prospect_email, name=full_name)
     # Hashed once the link is known to be good: a made-up token costs no hash.
     password_hash = await hash_password(password)
     now = datetime.now(UTC)
