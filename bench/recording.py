@@ -34,18 +34,26 @@ class Recorder(logging.Handler):
 
 
 @contextmanager
-def recorded() -> Iterator[list[Statement]]:
-    """The statements the ORM sends inside the block."""
+def listening(handler: logging.Handler) -> Iterator[None]:
+    """`handler` hears every statement the ORM sends inside the block (Tortoise logs each
+    at DEBUG on `tortoise.db_client`)."""
     logger = logging.getLogger("tortoise.db_client")
-    recorder = Recorder()
     previous = logger.level
     logger.setLevel(logging.DEBUG)
-    logger.addHandler(recorder)
+    logger.addHandler(handler)
     try:
-        yield recorder.statements
+        yield
     finally:
-        logger.removeHandler(recorder)
+        logger.removeHandler(handler)
         logger.setLevel(previous)
+
+
+@contextmanager
+def recorded() -> Iterator[list[Statement]]:
+    """The statements the ORM sends inside the block, with their parameters."""
+    recorder = Recorder()
+    with listening(recorder):
+        yield recorder.statements
 
 
 def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:

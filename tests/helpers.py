@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from bench.recording import listening
+
 
 async def gql(
     client: httpx.AsyncClient,
@@ -52,14 +54,7 @@ class _Counter(logging.Handler):
 
 @contextmanager
 def count_statements():
-    """Counts the SQL statements the ORM sends (Tortoise logs each at DEBUG)."""
-    logger = logging.getLogger("tortoise.db_client")
+    """Counts the SQL statements the ORM sends (their logged messages)."""
     counter = _Counter()
-    previous = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(counter)
-    try:
+    with listening(counter):
         yield counter.statements
-    finally:
-        logger.removeHandler(counter)
-        logger.setLevel(previous)
