@@ -94,7 +94,10 @@ def build_schema(settings: Settings | None = None) -> Schema:
         node_budget(settings.max_nodes),
         rate_limit(
             RateLimiter(
-                settings.redis_url, settings.rate_limit_points, settings.rate_limit_window_seconds
+                settings.redis_url,
+                settings.rate_limit_points,
+                settings.rate_limit_window_seconds,
+                fallback_share=settings.rate_limit_fallback_share,
             )
         ),
         FreshLoaders,

@@ -16,6 +16,7 @@ from app.dataloaders import Loaders
 from app.domain.viewer import Viewer
 from app.errors import Forbidden, Unauthenticated
 from app.security import bearer_token
+from app.services.sessions import Origin
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Context:
     loaders: Loaders = field(default_factory=Loaders)
     connection_params: dict[str, Any] | None = None
     ws_viewer_kind: str | None = None  # set when a WebSocket connects (graphql_app)
+    opened_session_id: uuid.UUID | None = None  # a login in this request opened it
     _viewer: Viewer | None = None
     _viewer_resolved: bool = False
     _viewer_error: Exception | None = None
@@ -50,6 +52,14 @@ class Context:
         if self._viewer_error is not None:
             raise self._viewer_error
         return self._viewer
+
+    def origin(self) -> Origin:
+        """Where this request comes from (the session list, the audit trail, throttling)."""
+        client = getattr(self.request, "client", None)
+        return Origin(
+            ip_address=client.host if client else None,
+            user_agent=self.request.headers.get("user-agent"),
+        )
 
     def forget_viewer(self) -> None:
         self._viewer, self._viewer_resolved, self._viewer_error = None, False, None

@@ -7,8 +7,10 @@ and loads its viewer.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from app import clock
 from app.errors import Unauthenticated
 from app.settings import get_settings
 
@@ -42,10 +45,19 @@ def hash_password_now(password: str) -> str:
     return _hasher()[0].hash(password)
 
 
+UNUSABLE_PASSWORD = "!"  # an invited account that has not chosen its password yet
+
+
+def usable(password_hash: str | None) -> bool:
+    return bool(password_hash) and password_hash != UNUSABLE_PASSWORD
+
+
 def verify_password_now(password_hash: str | None, password: str) -> bool:
     hasher, dummy = _hasher()
+    real = usable(password_hash)
     try:
-        return hasher.verify(password_hash or dummy, password) and bool(password_hash)
+        # an unknown account, or one without a password, costs a real verification too
+        return hasher.verify((password_hash or dummy) if real else dummy, password) and real
     except (VerificationError, InvalidHashError):
         return False
 
@@ -74,12 +86,29 @@ def needs_rehash(password_hash: str) -> bool:
     return _hasher()[0].check_needs_rehash(password_hash)
 
 
-def issue_token(credential: Credential, *, now: datetime | None = None) -> tuple[str, datetime]:
+def secret_hash(secret: str) -> str:
+    """How refresh tokens, reset and invitation tokens and codes are kept: SHA-256 (they
+    are long random secrets, or short codes that die after a few wrong tries, so a fast
+    hash suffices; argon2 is for passwords people choose)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def issue_token(
+    credential: Credential,
+    session_id: uuid.UUID,
+    *,
+    now: datetime | None = None,
+    ttl: timedelta | None = None,
+) -> tuple[str, datetime]:
+    """An access token of one session (`app.services.sessions` opens sessions); `ttl`
+    overrides ACCESS_TOKEN_TTL_MINUTES (the bench's long runs)."""
     settings = get_settings()
-    now = now or datetime.now(UTC)
-    expires = now + timedelta(minutes=settings.access_token_ttl_minutes)
+    now = now or clock.now()
+    expires = now + (ttl or timedelta(minutes=settings.access_token_ttl_minutes))
     claims = {
+        "typ": "access",
         "sub": str(credential.id),
+        "sid": str(session_id),
         "kind": "agent" if credential.agent_id else "profile",
         "iat": int(now.timestamp()),
         "exp": int(expires.timestamp()),
@@ -89,19 +118,50 @@ def issue_token(credential: Credential, *, now: datetime | None = None) -> tuple
     return jwt.encode(claims, settings.secret_key, algorithm=JWT_ALGORITHM), expires
 
 
-def decode_token(token: str) -> dict[str, Any]:
-    """The claims of a valid, unexpired token; Unauthenticated otherwise."""
+def issue_challenge(credential: Credential, *, minutes: int = 5) -> tuple[str, datetime]:
+    """A login's second half for a two-factor account: proves the password was right,
+    opens nothing by itself (never accepted as an access token)."""
+    now = clock.now()
+    expires = now + timedelta(minutes=minutes)
+    claims = {
+        "typ": "two-factor",
+        "sub": str(credential.id),
+        "iat": int(now.timestamp()),
+        "exp": int(expires.timestamp()),
+        "pwd": int(credential.password_changed_at.timestamp()),
+    }
+    return jwt.encode(claims, get_settings().secret_key, algorithm=JWT_ALGORITHM), expires
+
+
+def _decode(token: str, typ: str, required: list[str]) -> dict[str, Any]:
     try:
-        return jwt.decode(
+        claims = jwt.decode(
             token,
             get_settings().secret_key,
             algorithms=[JWT_ALGORITHM],
-            options={"require": ["sub", "exp", "iat", "pwd"]},
+            # expiry is checked against app.clock below (tests move that clock)
+            options={
+                "require": ["typ", "sub", "exp", "iat", *required],
+                "verify_exp": False,
+                "verify_iat": False,
+            },
         )
-    except jwt.ExpiredSignatureError as exc:
-        raise Unauthenticated("Your session has expired; log in again.") from exc
     except jwt.PyJWTError as exc:
         raise Unauthenticated("Invalid authentication token.") from exc
+    if claims["typ"] != typ:
+        raise Unauthenticated("Invalid authentication token.")
+    if int(claims["exp"]) <= int(clock.now().timestamp()):
+        raise Unauthenticated("Your session has expired; log in again.")
+    return claims
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    """The claims of a valid, unexpired access token; Unauthenticated otherwise."""
+    return _decode(token, "access", ["sid", "pwd"])
+
+
+def decode_challenge(token: str) -> dict[str, Any]:
+    return _decode(token, "two-factor", ["pwd"])
 
 
 def bearer_token(header: str | None) -> str | None:

@@ -49,8 +49,22 @@ class Settings(BaseSettings):
     # section: Accounts and tokens
     secret_key: str = DEV_SECRET
     """Signs access tokens (JWT); 32+ random characters, required in production."""
-    access_token_ttl_minutes: int = 60
-    """Access token lifetime."""
+    access_token_ttl_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    """Access token lifetime: short, since a session's refresh token gets the next one
+    (`refreshSession`) and a revoked session's access tokens live at most this long in
+    other processes' caches (none today: every request checks the session)."""
+    refresh_token_ttl_days: int = Field(default=30, ge=1, le=365)
+    """A session ends this long after its last use (each refresh extends it)."""
+    session_max_days: int = Field(default=90, ge=1, le=3650)
+    """…and at the latest this long after its login, however often it is refreshed."""
+    password_reset_minutes: int = Field(default=30, ge=5, le=24 * 60)
+    """How long a password-reset link and code stay valid."""
+    invitation_days: int = Field(default=7, ge=1, le=90)
+    """How long an invitation to choose a password stays valid."""
+    require_two_factor: Literal["none", "admins", "agents"] | None = None
+    """Who must log in with a second factor (TOTP): `admins`, every agent (`agents`) or
+    nobody (`none`; anyone may still enable it). Unset: `admins` in production, `none`
+    otherwise. An account that must and has not enrolled enrols at its next login."""
     password_hash_time_cost: int = 3
     """argon2id time cost (RFC 9106's second recommended option by default)."""
     password_hash_memory_kib: int = 65536
@@ -177,6 +191,20 @@ class Settings(BaseSettings):
     redis_dead_after_seconds: float = 3.0
     """A pub/sub connection silent this long is dropped and reconnected."""
 
+    # section: Authentication throttling
+    auth_failures_per_account: int = Field(default=5, ge=1)
+    """Failed login, reset, invitation or two-factor attempts one account may have within
+    the window before it is locked (`RATE_LIMITED` with `retryAfter`): first for a minute,
+    then each further failure doubles the delay, up to the window."""
+    auth_failures_per_address: int = Field(default=20, ge=1)
+    """The same, per client address (all the accounts tried from it)."""
+    auth_failure_window_seconds: int = Field(default=900, ge=60)
+    """How long a failure counts; also the longest lockout."""
+    auth_fallback_share: float = Field(default=0.25, gt=0, le=1)
+    """While Redis does not answer, each process counts failures alone with this share of
+    each limit (at least 1), seeded with what Redis last said: up to 1/share processes
+    together then allow no more than the full limit."""
+
     # section: GraphQL limits
     graphiql: bool | None = None
     """Serve GraphiQL; unset: on in development, off in production."""
@@ -196,6 +224,10 @@ class Settings(BaseSettings):
     """Cost points (nodes) one viewer may spend per window, refilled continuously."""
     rate_limit_window_seconds: int = 60
     """The rate limit's window."""
+    rate_limit_fallback_share: float = Field(default=0.25, gt=0, le=1)
+    """While Redis does not answer, each process limits alone, to this share of what Redis
+    last said was left (of a full bucket for a viewer it has not seen), refilled at this
+    share of the rate: up to 1/share processes together never exceed one viewer's budget."""
     max_page_size: int = 100
     """Largest `first` of any list."""
 
@@ -224,6 +256,12 @@ class Settings(BaseSettings):
     @property
     def payment_provider(self) -> Literal["stripe", "dummy"]:
         return "stripe" if self.stripe_secret_key else "dummy"
+
+    @property
+    def two_factor_policy(self) -> Literal["none", "admins", "agents"]:
+        if self.require_two_factor is not None:
+            return self.require_two_factor
+        return "admins" if self.is_production else "none"
 
     @property
     def is_sqlite(self) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from app.consumers import install_consumers
 from app.db import database
-from app.services import chasing, delivery, outbox, reminders
+from app.services import chasing, delivery, outbox, reminders, sessions
 
 logger = logging.getLogger("app.worker")
 
@@ -51,6 +51,8 @@ def _chasing_jobs() -> list[Job]:
 
 
 JOBS += _chasing_jobs()
+# Sessions and reset/invitation tokens long over (app/services/sessions.py).
+JOBS.append(Job("account-housekeeping", 3600.0, sessions.purge_ended))
 
 
 async def _loop(job: Job, stop: asyncio.Event) -> None:

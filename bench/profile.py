@@ -47,22 +47,22 @@ async def main(operation: str, arg: str, repeat: int) -> None:
         for w in (*made.values(), queue):
             await worlds.copy_rows(conn, w)
         await conn.execute("VACUUM ANALYZE")
-        await conn.close()
         from app.main import create_app
-        from app.models import Credential
-        from app.security import issue_token
+        from bench.tokens import token_for
+
+        tokens = {
+            "S": await token_for(conn, made["S"].clients[0]),
+            "M": await token_for(conn, made["M"].clients[0]),
+            "L": await token_for(conn, made["L"].clients[0]),
+            "agent": await token_for(conn, queue.agents[0]),
+        }
+        await conn.close()
 
         def token(row):
-            return issue_token(
-                Credential(
-                    id=row["id"],
-                    email=row["email"],
-                    password_hash=row["password_hash"],
-                    password_changed_at=row["password_changed_at"],
-                    profile_id=row["profile_id"],
-                    agent_id=row["agent_id"],
-                )
-            )[0]
+            for size in ("S", "M", "L"):
+                if row is made[size].clients[0]:
+                    return tokens[size]
+            return tokens["agent"]
 
         if operation == "dashboard":
             who, body = token(made[arg].clients[0]), {"query": DASHBOARD}

@@ -437,7 +437,7 @@ async def serve(handles_path: str) -> None:
     from app.db import close_db, init_db
     from app.main import create_app
     from app.models import Credential
-    from app.security import issue_token
+    from app.services.sessions import open_session
     from app.settings import get_settings
 
     settings = get_settings()
@@ -451,7 +451,7 @@ async def serve(handles_path: str) -> None:
     logger.addHandler(recorder)
     logger.propagate = False
     tokens = {
-        who: issue_token(await Credential.get(id=handles[handle]["id"]))[0]
+        who: (await open_session(await Credential.get(id=handles[handle]["id"]))).access_token
         for who, handle in (("client", "heavy_client"), ("agent", "agent"))
     }
     transport = httpx.ASGITransport(app=app)

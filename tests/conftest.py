@@ -190,6 +190,17 @@ async def _empty_tables() -> None:
 async def clean_database(database_url: str) -> AsyncIterator[None]:
     yield
     await _empty_tables()
+    await _forget_throttles()
+
+
+async def _forget_throttles() -> None:
+    """Every test starts with no authentication failures counted (the suite's requests all
+    come from one address) and the clock where it is."""
+    from app import clock
+    from app.services.throttle import get_throttle
+
+    clock.reset()
+    await get_throttle().forget_all()
 
 
 @pytest.fixture(scope="session")

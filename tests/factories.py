@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from app.models import (
     Agent,
@@ -22,6 +23,7 @@ from app.models import (
 from app.models.enums import AgentRole, DossierKind, OrderStatus, UserStatus
 from app.security import hash_password, issue_token
 from app.services import identity
+from app.services.sessions import open_session
 from app.services.workflow.steps import open_dossier
 
 PASSWORD = "correct-horse-battery"
@@ -43,9 +45,17 @@ class Account:
         return str(self.obj.id)
 
 
+async def token_for(credential: Credential, **issue: Any) -> str:
+    """An access token of a new session of `credential` (as a login would open);
+    `issue` goes to `issue_token` (e.g. `now=` for a token issued in the past)."""
+    tokens = await open_session(credential)
+    if not issue:
+        return tokens.access_token
+    return issue_token(credential, tokens.session.id, **issue)[0]
+
+
 async def _token_for(email: str) -> str:
-    credential = await Credential.get(email=email)
-    return issue_token(credential)[0]
+    return await token_for(await Credential.get(email=email))
 
 
 async def make_agent(role: AgentRole = AgentRole.AGENT, *, active: bool = True) -> Account:

@@ -308,6 +308,8 @@ FULL_CONTEXT = {
     "expires_at": "2030-03-12T10:00:00+00:00",
     "preview": "Hello",
     "count": 1,
+    "code": "12345678",
+    "email": "camille@example.com",
 }
 
 

@@ -37,9 +37,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from app.auth import viewer_from_token
-from app.models import Document, DocumentType, Notification, Order, ProductStep
+from app.models import Credential, Document, DocumentType, Notification, Order, ProductStep
 from app.models.enums import OrderStatus
 from app.services import documents
+from app.services.sessions import open_session
 from app.services.workflow.actions import assign_step
 from app.subscriptions import topics
 from tests.documents_support import PREFLIGHT, make_pdf, multipart_body
@@ -284,8 +285,26 @@ async def build_world(spec: Spec, storage: Any) -> World:
             Target(alien, "alien"),
         ]
 
+    # a second session of every account (never the one its token belongs to)
+    sessions = [
+        Target(
+            str((await open_session(await Credential.get(email=a.email))).session.id),
+            "real",
+            owner=a.id,
+        )
+        for a in [*clients, *staff]
+    ]
+
     some_client, some_dossier = clients[0].id, dossiers[0].value
     world.targets = {
+        "session": kind(sessions, some_dossier),
+        "account": kind(
+            [
+                *(Target(c.id, "real", owner=c.id) for c in clients),
+                *(Target(a.id, "real") for a in staff),
+            ],
+            some_dossier,
+        ),
         "dossier": kind(dossiers, some_client),
         "order": kind(orders, some_dossier),
         "document": kind(docs, some_dossier),
@@ -887,6 +906,46 @@ CASES: list[Case] = [
         name="Mutation.assignStep(agentId)",
     ),
 ]
+
+CASES += [
+    # --- accounts (issue 15) -----------------------------------------------------------
+    Case(
+        "Mutation.revokeSession",
+        "session",
+        ANY_VIEWER,
+        by_id("mutation($id: ID!) { revokeSession(id: $id) { ok userErrors { code } } }"),
+        sees_own,
+        not_found,
+        lambda _w, _who, _t, body: _ok(body, "revokeSession"),
+    ),
+    Case(
+        "Query.accountEvents",
+        "account",
+        ADMIN,
+        by_id("query($id: ID!) { accountEvents(accountId: $id, first: 5) { nodes { id } } }"),
+        sees_all,
+        not_found,
+        no_top_level_error,
+    ),
+    Case(
+        "Mutation.resendInvitation",
+        "account",
+        STAFF,
+        by_id(
+            "mutation($id: ID!) { resendInvitation(input: {accountId: $id}) "
+            "{ ok userErrors { code field message } } }"
+        ),
+        # agents re-invite clients, admins anyone; every account here has its password
+        lambda _w, who, target: who.role == "admin" or target.owner is not None,
+        not_found,
+        lambda _w, _who, _t, body: user_error("resendInvitation", "ALREADY_ACCEPTED")(body),
+    ),
+]
+
+
+def _ok(body: dict[str, Any], name: str) -> None:
+    assert payload(body, name)["ok"] is True, body
+
 
 SUBSCRIPTIONS = {
     "Subscription.messageAdded": (

@@ -777,10 +777,10 @@ async def test_review_queue_oldest_first_mine_and_paginated(client):
 
 async def _owner_token(dossier: Dossier) -> str:
     from app.models import Credential
-    from app.security import issue_token
+    from tests.factories import token_for
 
     credential = await Credential.get(profile_id=dossier.user_id)
-    return issue_token(credential)[0]
+    return await token_for(credential)
 
 
 # --- signed downloads -----------------------------------------------------------------

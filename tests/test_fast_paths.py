@@ -19,7 +19,7 @@ from app.settings import get_settings
 from bench import world as worlds
 from bench.queries import DASHBOARD, REVIEW_QUEUE, SEND_MESSAGE
 from tests.helpers import gql
-from tests.test_statement_counts import token_for
+from tests.test_statement_counts import row_token
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ async def test_client_dashboard_answers_the_same_both_ways(apps, clients):
     assert_the_apps_differ(apps)
     world = worlds.client_world("M")
     await worlds.orm_rows(world)
-    data = await both_ways(clients, DASHBOARD, token=token_for(world.clients[0]))
+    data = await both_ways(clients, DASHBOARD, token=await row_token(world.clients[0]))
     nodes = data["dossiers"]["nodes"]
     assert len(nodes) == worlds.SHAPES["M"].dossiers
     assert all(n["currentStep"]["documents"] for n in nodes)  # nested lists compared too
@@ -96,7 +96,7 @@ async def test_client_dashboard_answers_the_same_both_ways(apps, clients):
 async def test_review_queue_answers_the_same_both_ways_on_every_page(clients):
     world = worlds.queue_world(60)
     await worlds.orm_rows(world)
-    token = token_for(world.agents[0])
+    token = await row_token(world.agents[0])
     seen = 0
     after = None
     for _ in range(5):
@@ -122,14 +122,14 @@ async def test_review_queue_answers_the_same_both_ways_on_every_page(clients):
 async def test_agent_dossier_list_answers_the_same_both_ways(clients):
     world = worlds.queue_world(30)
     await worlds.orm_rows(world)
-    data = await both_ways(clients, DASHBOARD, token=token_for(world.agents[0]))
+    data = await both_ways(clients, DASHBOARD, token=await row_token(world.agents[0]))
     assert len(data["dossiers"]["nodes"]) == 30
 
 
 async def test_send_message_answers_alike_both_ways(clients):
     world = worlds.client_world("S")
     await worlds.orm_rows(world)
-    token = token_for(world.clients[0])
+    token = await row_token(world.clients[0])
     dossier_id = str(world.dossier_ids[0])
     answers = []
     for flag in (True, False):

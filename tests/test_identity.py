@@ -13,8 +13,9 @@ import pytest
 from app.models import Agent, Credential, Event, Profile
 from app.models.enums import AgentRole, Locale
 from app.security import JWT_ALGORITHM, hash_password, issue_token, verify_password
+from app.services.sessions import open_session
 from app.settings import get_settings
-from tests.factories import PASSWORD, make_admin, make_agent, make_client
+from tests.factories import PASSWORD, make_admin, make_agent, make_client, token_for
 from tests.helpers import error_codes, gql
 
 NEW_PASSWORD = "a-much-better-passphrase"
@@ -119,7 +120,7 @@ async def me(client, token: str) -> dict:
 
 async def token_claims(email: str) -> dict:
     credential = await Credential.get(email=email)
-    token, _ = issue_token(credential)
+    token = await token_for(credential)
     return jwt.decode(token, options={"verify_signature": False})
 
 
@@ -236,8 +237,11 @@ async def test_me_without_token_is_unauthenticated(client):
 async def test_expired_token_is_unauthenticated(client):
     account = await make_client()
     credential = await Credential.get(email=account.email)
-    fresh, _ = issue_token(credential)
-    expired, expires_at = issue_token(credential, now=datetime.now(UTC) - timedelta(hours=2))
+    session = (await open_session(credential)).session
+    fresh, _ = issue_token(credential, session.id)
+    expired, expires_at = issue_token(
+        credential, session.id, now=datetime.now(UTC) - timedelta(hours=2)
+    )
     assert expires_at < datetime.now(UTC)
     # the same credential with a current token works: only the expiry differs
     assert (await me(client, fresh))["id"] == account.id

@@ -32,7 +32,7 @@ from bench.recording import plan_nodes, recorded
 from tests.conftest import BACKEND
 from tests.documents_support import make_pdf, review, upload
 from tests.helpers import gql
-from tests.test_statement_counts import completed_event, token_for
+from tests.test_statement_counts import completed_event, row_token
 
 pytestmark = pytest.mark.skipif(
     not BACKEND.is_postgres, reason="query plans are PostgreSQL's (embedded backend in use)"
@@ -163,8 +163,8 @@ async def test_hot_paths_plan_without_a_seq_scan_on_growing_tables(client):
     pending = worlds.pending_orders(2)
     for world in (mine, queue, pending):
         await worlds.orm_rows(world)
-    client_token = token_for(mine.clients[0])
-    agent_token = token_for(queue.agents[0])
+    client_token = await row_token(mine.clients[0])
+    agent_token = await row_token(queue.agents[0])
     dossier = str(mine.dossier_ids[0])
     planner = Planner()
 

@@ -28,9 +28,10 @@ import pytest
 
 from app.models import Event, Message
 from app.services import outbox
+from app.settings import get_settings
 from app.subscriptions import topics
 from app.subscriptions.hub import namespace_for
-from tests.factories import Account, make_agent, make_client, make_dossier
+from tests.factories import PASSWORD, Account, make_agent, make_client, make_dossier
 from tests.helpers import gql
 from tests.test_chat import MESSAGE_ADDED, SEND
 from tests.ws_support import (
@@ -285,3 +286,46 @@ async def test_two_processes_share_live_updates(database_url, backend):
                 return await _subscribers(backend.redis_url, channel) == 0
 
             await wait_until(gone, what="unsubscribed")
+
+
+LOGIN = """
+mutation($email: String!, $password: String!) {
+  login(input: {email: $email, password: $password}) { token userErrors { code retryAfter } }
+}
+"""
+
+
+async def _login_codes(http: httpx.AsyncClient, email: str, password: str) -> list[str]:
+    response = await http.post(
+        "/graphql", json={"query": LOGIN, "variables": {"email": email, "password": password}}
+    )
+    return [e["code"] for e in response.json()["data"]["login"]["userErrors"]]
+
+
+async def test_two_processes_share_login_lockouts(database_url, backend):
+    """Failures counted by either process lock the account, then the address, on both."""
+    settings = get_settings()
+    victim, bystander = await make_client(), await make_client()
+    async with (
+        _uvicorn_process(database_url, backend.redis_url) as first,
+        _uvicorn_process(database_url, backend.redis_url) as second,
+        httpx.AsyncClient(base_url=first) as a,
+        httpx.AsyncClient(base_url=second) as b,
+    ):
+        for n in range(settings.auth_failures_per_account):
+            http = (a, b)[n % 2]
+            assert await _login_codes(http, victim.email, "wrong-guess-123") == [
+                "INVALID_CREDENTIALS"
+            ]
+        for http in (a, b):  # locked everywhere, even with the right password
+            assert await _login_codes(http, victim.email, PASSWORD) == ["RATE_LIMITED"]
+        assert await _login_codes(a, bystander.email, PASSWORD) == []  # others unaffected
+
+        left = settings.auth_failures_per_address - settings.auth_failures_per_account
+        for n in range(left):  # one address guessing other accounts, through both
+            http = (b, a)[n % 2]
+            assert await _login_codes(http, f"guess-{n}@example.com", "wrong-guess-123") == [
+                "INVALID_CREDENTIALS"
+            ]
+        for http in (a, b):
+            assert await _login_codes(http, bystander.email, PASSWORD) == ["RATE_LIMITED"]

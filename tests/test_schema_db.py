@@ -847,6 +847,16 @@ async def test_every_foreign_key_leads_an_index(backend) -> None:
 HOT_PATH_INDEXES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "idx_events_unprocessed": ("events", ("created_at", "id"), "processed_at IS NULL"),
     "idx_events_type_created": ("events", ("event_type", "created_at", "id"), None),
+    # accounts (issue 15): mySessions and "end every session", the housekeeping pass,
+    # a reset code's latest token
+    "idx_sessions_credential": ("sessions", ("credential_id", "created_at", "id"), None),
+    "idx_sessions_expires": ("sessions", ("expires_at",), None),
+    "idx_account_tokens_owner": (
+        "account_tokens",
+        ("credential_id", "purpose", "created_at"),
+        None,
+    ),
+    "idx_account_tokens_expires": ("account_tokens", ("expires_at",), None),
     "idx_notifications_user_created": ("notifications", ("user_id", "created_at", "id"), None),
     "idx_notifications_agent_created": ("notifications", ("agent_id", "created_at", "id"), None),
     "idx_step_instances_open_due": ("step_instances", ("due_at",), "completed_at IS NULL"),

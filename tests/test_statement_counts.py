@@ -33,11 +33,11 @@ from app.models import (
     StripeEvent,
 )
 from app.models.enums import DossierStatus, EventType, OrderStatus
-from app.security import issue_token
 from bench import world as worlds
 from bench.pgstat import StatementCounter
 from bench.queries import DASHBOARD, REVIEW_QUEUE, SEND_MESSAGE
 from tests.conftest import BACKEND
+from tests.factories import token_for
 from tests.helpers import count_statements, gql
 
 DASHBOARD_BUDGET = 5
@@ -55,7 +55,7 @@ PROCESSED_WEBHOOK_BUDGET_EMBEDDED = 13
 WEBHOOK_SECRET = "whsec_statement_counts"
 
 
-def token_for(row: dict) -> str:
+async def row_token(row: dict) -> str:
     credential = Credential(
         id=row["id"],
         email=row["email"],
@@ -64,7 +64,7 @@ def token_for(row: dict) -> str:
         profile_id=row["profile_id"],
         agent_id=row["agent_id"],
     )
-    return issue_token(credential)[0]
+    return await token_for(await Credential.get(id=credential.id))
 
 
 class Counts:
@@ -145,7 +145,7 @@ async def test_client_dashboard_costs_the_same_for_s_m_l(client, database_counte
     for size in ("S", "M", "L"):
         world = worlds.client_world(size)
         await worlds.orm_rows(world)
-        token = token_for(world.clients[0])
+        token = await row_token(world.clients[0])
         answers = []
 
         async def dashboard(token=token, answers=answers):
@@ -182,7 +182,7 @@ async def test_dashboard_count_seen_by_the_database(client, database_counter):
     pg_stat_statements_required(database_counter)
     world = worlds.client_world("M")
     await worlds.orm_rows(world)
-    token = token_for(world.clients[0])
+    token = await row_token(world.clients[0])
 
     async def dashboard():
         await gql(client, DASHBOARD, token=token)
@@ -213,7 +213,7 @@ async def test_review_queue_costs_the_same_for_pages_of_10_50_200(
 ):
     world = worlds.queue_world(250)
     await worlds.orm_rows(world)
-    token = token_for(world.agents[0])
+    token = await row_token(world.agents[0])
     costs, answers = {}, {}
     for size in (10, 50, 200):
 
@@ -250,7 +250,7 @@ async def test_review_queue_costs_the_same_for_pages_of_10_50_200(
 async def test_send_message_costs_the_viewer_and_one_transaction(client, database_counter):
     world = worlds.client_world("M")
     await worlds.orm_rows(world)
-    token = token_for(world.clients[0])
+    token = await row_token(world.clients[0])
     dossier_id = str(world.dossier_ids[0])
     sent = []
 

@@ -19,13 +19,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app.auth import viewer_from_token
 from app.models import Credential, Event, Message
-from app.security import issue_token
 from app.services import messages as message_service
 from app.settings import get_settings
 from app.subscriptions import publisher, topics
 from app.subscriptions.hub import Hub
 from app.subscriptions.queue import SubscriberTooSlow
-from tests.factories import make_admin, make_agent, make_client, make_dossier
+from tests.factories import make_admin, make_agent, make_client, make_dossier, token_for
 from tests.helpers import count_statements, gql
 from tests.test_chat import MESSAGE_ADDED, send, uploaded_version
 from tests.ws_support import (
@@ -90,9 +89,11 @@ async def _subscribed(app, channel: str, count: int = 1) -> None:
 # --- authorisation --------------------------------------------------------------------
 
 
-def _short_lived_token(credential: Credential, seconds_left: float) -> str:
+async def _short_lived_token(credential: Credential, seconds_left: float) -> str:
     ttl = timedelta(minutes=get_settings().access_token_ttl_minutes)
-    return issue_token(credential, now=datetime.now(UTC) - ttl + timedelta(seconds=seconds_left))[0]
+    return await token_for(
+        credential, now=datetime.now(UTC) - ttl + timedelta(seconds=seconds_left)
+    )
 
 
 @pytest.mark.parametrize("token", ["", "Bearer not-a-jwt", "expired"])
@@ -101,7 +102,7 @@ async def test_a_bad_token_closes_the_socket_before_any_subscription(live_server
     dossier = await make_dossier(owner)
     if token == "expired":
         credential = await Credential.get(email=owner.email)
-        token = f"Bearer {_short_lived_token(credential, -60)}"
+        token = f"Bearer {await _short_lived_token(credential, -60)}"
     async with connect(live_server.ws_url, subprotocols=[PROTOCOL]) as ws:
         init = {"type": "connection_init", "payload": {"authorization": token} if token else {}}
         await ws.send(json.dumps(init))
@@ -364,7 +365,7 @@ async def test_an_expiring_token_stops_the_stream(client, live_server, app):
     owner = await make_client()
     dossier = await make_dossier(owner)
     credential = await Credential.get(email=owner.email)
-    token = _short_lived_token(credential, 2.5)
+    token = await _short_lived_token(credential, 2.5)
     async with ws_session(live_server.ws_url, token) as session:
         feed = Feed(session, MESSAGE_ADDED, {"dossierId": str(dossier.id)}).start()
         await _subscribed(app, topics.dossier_messages(dossier.id))

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -79,7 +80,8 @@ async def test_query_over_websocket_speaking_the_protocol(live_server):
 
 
 def _expired_token(credential: Credential) -> str:
-    return issue_token(credential, now=datetime.now(UTC) - timedelta(days=2))[0]
+    # expired before its session is even looked at
+    return issue_token(credential, uuid.uuid4(), now=datetime.now(UTC) - timedelta(days=2))[0]
 
 
 def _forged_token(credential: Credential) -> str:

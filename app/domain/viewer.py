@@ -16,6 +16,7 @@ class Viewer:
     email: str
     profile: Profile | None = None
     agent: Agent | None = None
+    session_id: uuid.UUID | None = None  # the session its token belongs to
 
     @property
     def kind(self) -> Literal["profile", "agent"]:

@@ -4,13 +4,15 @@ from app.models.agents import Agent
 from app.models.catalog import DocumentType, Product, ProductStep, Step
 from app.models.documents import Document, DocumentReview, DocumentVersion
 from app.models.dossiers import Dossier, DossierStatusHistory, StepInstance, StepReminder
-from app.models.identity import Credential
+from app.models.identity import AccountSession, AccountToken, Credential
 from app.models.messages import Message
 from app.models.notifications import Event, Notification, NotificationDelivery
 from app.models.payments import Order, PaymentLink, PaymentReminder, StripeEvent
 from app.models.profiles import Profile
 
 __all__ = [
+    "AccountSession",
+    "AccountToken",
     "Agent",
     "Credential",
     "Document",

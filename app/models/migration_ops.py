@@ -89,3 +89,19 @@ class RemoveIndexConcurrently(ops.RemoveIndex):
         model = new_state.apps.get_model(f"{app_label}.{self.model_name}")
         index = self._find_index(new_state.models[(app_label, self.model_name)])
         await _create(state_editor, model._meta.db_table, index)
+
+
+class AlterEnumMembers(ops.AlterField):
+    """A CharEnumField's members changed (new event types): the column is a varchar, the
+    database holds no list of values, so only the migration state changes. Tortoise's own
+    AlterField would rebuild the whole table on SQLite to change the column's description
+    (and drop the table's indexes on the way)."""
+
+    def describe(self) -> str:
+        return f"Alter the members of {self.model_name}.{self.name} (state only)"
+
+    async def database_forward(self, app_label, old_state, new_state, state_editor=None) -> None:
+        return None
+
+    async def database_backward(self, app_label, old_state, new_state, state_editor=None) -> None:
+        return None

@@ -149,12 +149,15 @@ class PaymentMutation:
                 full_name=input.full_name,
                 phone=input.phone,
                 password=input.password,
+                origin=info.context.origin(),
             )
         except DomainError as error:
             return RegisterWithPaymentLinkPayload(user_errors=_errors(error))
         return RegisterWithPaymentLinkPayload(
             token=registration.token,
             expires_at=registration.expires_at,
+            refresh_token=registration.refresh_token,
+            refresh_expires_at=registration.refresh_expires_at,
             profile=row_as(ProfileType, registration.profile),
             order=row_as(OrderType, registration.order),
             checkout_url=registration.checkout_url,

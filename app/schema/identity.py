@@ -10,6 +10,7 @@ from strawberry.types.info import Info as StrawberryInfo
 
 from app import models as m
 from app.context import Info
+from app.errors import Unauthenticated
 from app.schema.common import UserError
 from app.schema.enums import AgentRole, Locale, UserStatus
 from app.schema.messages import my_unread_count
@@ -80,6 +81,9 @@ Viewer = Annotated[
 @strawberry.type
 class IdentityUserError(UserError):
     code: IdentityErrorCode
+    retry_after: int | None = strawberry.field(
+        default=None, description="RATE_LIMITED: seconds until another attempt is allowed."
+    )
 
 
 @strawberry.input
@@ -88,19 +92,167 @@ class LoginInput:
     password: str
 
 
+@strawberry.type(name="Session", description="One login of yours: a device or app.")
+class SessionType:
+    created_at: datetime
+    last_used_at: datetime = strawberry.field(
+        description="The login or the last refresh (access tokens are not counted)."
+    )
+    expires_at: datetime = strawberry.field(
+        description="When it ends unless refreshed before (and at the latest SESSION_MAX_DAYS "
+        "after the login)."
+    )
+    ip_address: str | None
+    user_agent: str | None
+
+    id: strawberry.ID
+
+    @strawberry.field(description="The session of the token this request carries.")
+    async def current(self, info: Info) -> bool:
+        if info.context.opened_session_id == self.id:
+            return True  # the login (refresh) answering now
+        try:
+            viewer = await info.context.viewer()
+        except Unauthenticated:
+            return False
+        return viewer is not None and viewer.session_id == self.id
+
+
+@strawberry.type
+class TwoFactorChallenge:
+    token: str = strawberry.field(
+        description="Send it with a code to completeTwoFactorLogin (valid a few minutes)."
+    )
+    expires_at: datetime
+    enrolment_uri: str | None = strawberry.field(
+        default=None,
+        description="Set when your role requires two-factor and you have not enrolled: add "
+        "this otpauth:// URI to an authenticator app, then answer with its code.",
+    )
+
+
 @strawberry.type
 class LoginPayload:
-    token: str | None = None
+    token: str | None = strawberry.field(
+        default=None, description="The access token (Authorization: Bearer …)."
+    )
     expires_at: datetime | None = None
+    refresh_token: str | None = strawberry.field(
+        default=None,
+        description="Trade it for new tokens with refreshSession before refreshExpiresAt; "
+        "each one works once (a second use ends the session).",
+    )
+    refresh_expires_at: datetime | None = None
+    session: SessionType | None = None
     viewer: Viewer | None = None
+    two_factor: TwoFactorChallenge | None = strawberry.field(
+        default=None, description="Set instead of the tokens when a second factor is due."
+    )
+    recovery_codes: list[str] | None = strawberry.field(
+        default=None,
+        description="Set once, when this login enrolled two-factor: keep them safe.",
+    )
     user_errors: list[IdentityUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class RefreshSessionInput:
+    refresh_token: str
+
+
+@strawberry.input
+class CompleteTwoFactorLoginInput:
+    challenge: str
+    code: str = strawberry.field(description="The app's 6 digits, or a recovery code.")
+
+
+@strawberry.type
+class DonePayload:
+    ok: bool = False
+    user_errors: list[IdentityUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class LogoutEverywherePayload:
+    ended: int = strawberry.field(default=0, description="Sessions ended, this one included.")
+    user_errors: list[IdentityUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class RequestPasswordResetInput:
+    email: str
+
+
+@strawberry.input
+class ResetPasswordInput:
+    new_password: str
+    token: str | None = strawberry.field(default=None, description="From the e-mail's link.")
+    email: str | None = strawberry.field(default=None, description="With `code`, instead.")
+    code: str | None = strawberry.field(default=None, description="The e-mail's 8 digits.")
+
+
+@strawberry.input
+class InviteClientInput:
+    email: str
+    full_name: str
+    locale: Locale = Locale.FR
+
+
+@strawberry.type
+class ProfilePayload:
+    profile: ProfileType | None = None
+    user_errors: list[IdentityUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class ResendInvitationInput:
+    account_id: strawberry.ID = strawberry.field(description="An agent's or a client's id.")
+
+
+@strawberry.input
+class AcceptInvitationInput:
+    token: str
+    password: str
+
+
+@strawberry.type
+class TwoFactorEnrolmentPayload:
+    otpauth_uri: str | None = strawberry.field(
+        default=None, description="Shown once: add it to an authenticator app."
+    )
+    secret: str | None = strawberry.field(
+        default=None, description="The same secret, for apps that cannot scan a QR code."
+    )
+    user_errors: list[IdentityUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class ConfirmTwoFactorInput:
+    code: str
+
+
+@strawberry.type
+class RecoveryCodesPayload:
+    recovery_codes: list[str] | None = strawberry.field(
+        default=None, description="Shown once; each works once in place of a code."
+    )
+    user_errors: list[IdentityUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class DisableTwoFactorInput:
+    password: str
+    code: str
 
 
 @strawberry.input
 class CreateAgentInput:
     email: str
     name: str
-    password: str
+    password: str | None = strawberry.field(
+        default=None,
+        description="Omit it to invite: the agent gets an e-mail to choose a password.",
+    )
     role: AgentRole = AgentRole.AGENT
     locale: Locale = Locale.FR
 

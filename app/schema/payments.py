@@ -143,6 +143,10 @@ class RegisterWithPaymentLinkInput:
 class RegisterWithPaymentLinkPayload:
     token: str | None = strawberry.field(default=None, description="The new client's JWT.")
     expires_at: datetime | None = None
+    refresh_token: str | None = strawberry.field(
+        default=None, description="The session's refresh token (see login)."
+    )
+    refresh_expires_at: datetime | None = None
     profile: ProfileType | None = None
     order: OrderType | None = None
     checkout_url: str | None = strawberry.field(

@@ -40,6 +40,7 @@ from app.providers.channels import (
     TransientSendError,
     message_domain,
 )
+from app.services import account_links
 from app.services.notifications.rendering import normal_locale, render
 from app.settings import Settings, get_settings
 
@@ -79,6 +80,11 @@ def outbound(
     url = (payload.get("channelUrls") or {}).get(channel.value)
     if url:
         context["action_url"] = url
+    if context.get("account_token_id") and context.get("purpose"):
+        # a reset or invitation: its link and code, derived now, exist only in the e-mail
+        context["action_url"], context["code"] = account_links.secrets_for(
+            str(context["account_token_id"]), str(context["purpose"])
+        )
     rendered = render(notification.template_code, locale, context)
     if channel == NotificationChannel.EMAIL:
         return Outbound(

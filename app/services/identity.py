@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from tortoise.exceptions import IntegrityError
@@ -14,36 +13,43 @@ from app.errors import DomainError, NotFound
 from app.models import Agent, Credential, Profile
 from app.models.enums import AgentRole, EventType, Locale
 from app.security import hash_password, issue_token, needs_rehash, verify_password
-from app.services import events
+from app.services import attempts, events, two_factor
+from app.services.sessions import Origin, Tokens, revoke_all, start_session
+from app.services.two_factor import Challenge
 from app.services.validation import check_password, check_text, normalise_email
 
 INVALID_CREDENTIALS = DomainError("INVALID_CREDENTIALS", "Wrong email or password.")
 
 
-@dataclass
-class Session:
-    token: str
-    expires_at: datetime
-    credential: Credential
+LoginResult = Tokens | Challenge
 
 
-async def login(email: str, password: str) -> Session:
+async def login(email: str, password: str, origin: Origin | None = None) -> LoginResult:
+    """Tokens of a new session, or (an account with two-factor) the challenge its code
+    answers (`two_factor.complete_login`)."""
     try:
         email = normalise_email(email)
     except DomainError:
         raise INVALID_CREDENTIALS from None
+    counted = attempts.keys(email, origin)
+    await attempts.check("login", counted)
     credential = await Credential.filter(email=email).select_related("agent").first()
     if not await verify_password(credential.password_hash if credential else None, password):
+        await attempts.failed(
+            "login", counted, credential=credential, origin=origin, reason="wrong-password"
+        )
         raise INVALID_CREDENTIALS
     assert credential is not None
     agent = credential.agent if credential.agent_id is not None else None  # select_related
     if agent is not None and not agent.active:
         raise DomainError("ACCOUNT_DISABLED", "This account is deactivated.")
+    await attempts.succeeded("login", counted)
     if needs_rehash(credential.password_hash):
         credential.password_hash = await hash_password(password)
         await credential.save(update_fields=["password_hash", "updated_at"])
-    token, expires = issue_token(credential)
-    return Session(token, expires, credential)
+    if two_factor.applies_to(credential, agent):
+        return await two_factor.challenge(credential)
+    return await start_session(credential, origin)
 
 
 async def _email_free(email: str) -> None:
@@ -164,7 +170,8 @@ async def update_my_profile(
     return owner
 
 
-async def change_password(viewer: Viewer, current: str, new: str) -> Session:
+async def change_password(viewer: Viewer, current: str, new: str) -> tuple[str, datetime]:
+    """Returns a new access token for the viewer's session; every other session ends."""
     owner = viewer.agent or viewer.profile
     name = owner.name if isinstance(owner, Agent) else owner.full_name if owner else None
     async with in_transaction():
@@ -188,8 +195,9 @@ async def change_password(viewer: Viewer, current: str, new: str) -> Session:
         await credential.save()
         owner_kind = "agent" if viewer.is_agent else "profile"
         await events.record(owner_kind, viewer.actor_id, EventType.PASSWORD_CHANGED, actor=viewer)
-    token, expires = issue_token(credential)
-    return Session(token, expires, credential)
+        await revoke_all(credential, "password-changed", actor=viewer, keep=viewer.session_id)
+    assert viewer.session_id is not None
+    return issue_token(credential, viewer.session_id)
 
 
 async def ensure_admin(

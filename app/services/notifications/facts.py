@@ -165,12 +165,13 @@ class Facts:
             return self.assigned_agents(event)
         if rule.audience == Audience.ADMINS:
             return [_agent_recipient(a) for a in self.active_agents() if a.role == AgentRole.ADMIN]
-        if rule.audience == Audience.PROSPECT:
+        if rule.audience in (Audience.PROSPECT, Audience.ACCOUNT_EMAIL):
             email = str((event.payload or {}).get("email") or "").strip().lower()
             if not email:
                 return []
             name = str((event.payload or {}).get("name") or "")
-            return [Recipient(key=f"email:{email}", name=name, locale="fr", email=email)]
+            locale = "en" if (event.payload or {}).get("locale") == "en" else "fr"
+            return [Recipient(key=f"email:{email}", name=name, locale=locale, email=email)]
         if rule.audience == Audience.OTHER_SIDE:
             if event.actor_type == ActorType.USER:
                 return self.assigned_agents(event)
@@ -251,6 +252,13 @@ async def load_facts(events: Sequence[Event]) -> Facts:
 # --- context and links -------------------------------------------------------------------
 
 
+ACCOUNT_PATHS = {
+    EventType.PASSWORD_RESET_REQUESTED: "/reset-password",
+    EventType.PASSWORD_RESET: "/login",
+    EventType.INVITATION_SENT: "/accept-invitation",
+}
+
+
 def _app_url(settings: Settings, path: str) -> str:
     return settings.public_app_url.rstrip("/") + path
 
@@ -262,6 +270,8 @@ def action_url(event: Event, facts: Facts, settings: Settings) -> str:
         EventType.PAYMENT_REMINDER_SENT,
     ) and payload.get("url"):
         return str(payload["url"])
+    if event.event_type in ACCOUNT_PATHS:
+        return _app_url(settings, ACCOUNT_PATHS[event.event_type])  # never the secret link
     dossier = facts.dossier_of(event)
     if dossier is not None:
         if event.event_type == EventType.MESSAGE_SENT:
@@ -327,6 +337,12 @@ def build_context(event: Event, recipient: Recipient, facts: Facts, settings: Se
         "overdue": bool(payload.get("overdue")),
         "overdue_hours": int(payload.get("overdueHours") or 0),
         "missing": _missing_documents(payload),
+        # account e-mails: the token's id; delivery derives the link and code from it
+        "account_token_id": str(payload.get("accountTokenId") or ""),
+        "purpose": str(payload.get("purpose") or ""),
+        "role": str(payload.get("role") or ""),
+        "code": "",
+        "email": recipient.email or "",
     }
 
 

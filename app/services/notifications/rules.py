@@ -22,6 +22,9 @@ class Audience(StrEnum):
     ASSIGNED_AGENTS = "ASSIGNED_AGENTS"  # the step's assignee, or every active agent
     ADMINS = "ADMINS"  # every active administrator
     PROSPECT = "PROSPECT"  # payload["email"]: someone without an account yet
+    # payload["email"] of an account: its security e-mails (reset links, invitations),
+    # by e-mail only, whatever the account's other channels
+    ACCOUNT_EMAIL = "ACCOUNT_EMAIL"
     OTHER_SIDE = "OTHER_SIDE"  # chat: a client's message -> agents, an agent's -> the client
 
 
@@ -50,6 +53,11 @@ A = Audience
 V = Via
 RULES: dict[EventType, tuple[Rule, ...]] = {
     E.PAYMENT_LINK_CREATED: (Rule(A.PROSPECT, "payment_link", (V.EMAIL,)),),
+    # Accounts (app/services/recovery.py): the link and code are derived when the e-mail is
+    # written (app.services.delivery.outbound), never stored.
+    E.PASSWORD_RESET_REQUESTED: (Rule(A.ACCOUNT_EMAIL, "password_reset", (V.EMAIL,)),),
+    E.PASSWORD_RESET: (Rule(A.ACCOUNT_EMAIL, "password_reset_done", (V.EMAIL,)),),
+    E.INVITATION_SENT: (Rule(A.ACCOUNT_EMAIL, "invitation", (V.EMAIL,)),),
     E.PAYMENT_SUCCEEDED: (Rule(A.CLIENT, "payment_succeeded", (V.IN_APP, V.EMAIL)),),
     E.PAYMENT_FAILED: (Rule(A.CLIENT, "payment_failed", (V.IN_APP, V.EMAIL)),),
     E.PAYMENT_REMINDER_SENT: (

@@ -22,11 +22,12 @@ from app.errors import DomainError, NotFound
 from app.models import Credential, Order, PaymentLink, Product, Profile
 from app.models.enums import EventType, OrderStatus, UserStatus
 from app.providers.payments import CheckoutRequest, PaymentProvider, PaymentProviderError
-from app.security import hash_password, issue_token
+from app.security import hash_password
 from app.services import events
 from app.services.payments.errors import PaymentErrorCode
 from app.services.payments.links import LinkState, link_by_token, link_state
 from app.services.payments.orders import visible_orders
+from app.services.sessions import Origin, start_session
 from app.services.validation import check_password, check_text
 from app.settings import get_settings
 
@@ -48,6 +49,8 @@ class Registration:
     order: Order
     token: str
     expires_at: datetime
+    refresh_token: str
+    refresh_expires_at: datetime
     checkout_url: str | None
     checkout_error: DomainError | None
 
@@ -160,6 +163,7 @@ async def register_with_payment_link(
     full_name: str,
     phone: str,
     password: str,
+    origin: Origin | None = None,
 ) -> Registration:
     full_name = check_text(full_name, "fullName", max_length=200)
     phone_e164 = normalise_phone(phone)
@@ -228,13 +232,22 @@ async def register_with_payment_link(
             PaymentErrorCode.EMAIL_TAKEN,
             "An account already exists for this email; log in instead.",
         ) from None
-    jwt_token, expires = issue_token(credential)
+    tokens = await start_session(credential, origin, method="registration")
     checkout_url, checkout_error = None, None
     try:
         checkout_url = await start_checkout(provider, order)
     except DomainError as error:
         checkout_error = error
-    return Registration(profile, order, jwt_token, expires, checkout_url, checkout_error)
+    return Registration(
+        profile,
+        order,
+        tokens.access_token,
+        tokens.expires_at,
+        tokens.refresh_token,
+        tokens.refresh_expires_at,
+        checkout_url,
+        checkout_error,
+    )
 
 
 async def resume_checkout(provider: PaymentProvider, viewer: Viewer, order_id: uuid.UUID) -> str:
