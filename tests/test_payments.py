@@ -802,3 +802,30 @@ async def test_database_outage_answers_503_and_the_retry_is_processed_once(sclie
     await order.refresh_from_db()
     assert order.status == OrderStatus.PAID
     assert await Dossier.all().count() == 1
+
+
+async def test_an_old_session_expiring_leaves_the_current_checkout_alone(sclient, peer):
+    """A declined card closes session 1, the client starts session 2, then Stripe expires
+    session 1 a day later: that must neither close session 2 nor fail the order again."""
+    reg, order = await registered_order(sclient)
+    first = order.stripe_checkout_session_id
+    intent = {
+        "id": "pi_declined",
+        "object": "payment_intent",
+        "metadata": {"order_id": str(order.id)},
+        "last_payment_error": {"code": "card_declined"},
+    }
+    await post_event(sclient, ss.event("payment_intent.payment_failed", intent))
+    resumed = await gql(sclient, RESUME, {"input": {"orderId": str(order.id)}}, token=reg["token"])
+    await order.refresh_from_db()
+    second = order.stripe_checkout_session_id
+    assert second != first
+
+    late = {**peer.sessions[first], "status": "expired"}
+    response = await post_event(sclient, ss.event("checkout.session.expired", late))
+    assert response.status_code == 200
+    again = await gql(sclient, RESUME, {"input": {"orderId": str(order.id)}}, token=reg["token"])
+    assert again["resumeCheckout"]["checkoutUrl"] == resumed["resumeCheckout"]["checkoutUrl"]
+    await order.refresh_from_db()
+    assert order.stripe_checkout_session_id == second
+    assert await Event.filter(event_type=EventType.PAYMENT_FAILED).count() == 1

@@ -44,7 +44,9 @@ async def _session_completed(session: dict[str, Any]) -> None:
 async def _session_failed(session: dict[str, Any]) -> None:
     metadata = session.get("metadata") or {}
     order_id = metadata.get("order_id") or session.get("client_reference_id")
-    await payment_failed(order_id, reason=session.get("status") or "failed")
+    await payment_failed(
+        order_id, reason=session.get("status") or "failed", session_id=session.get("id")
+    )
 
 
 async def _intent_failed(intent: dict[str, Any]) -> None:
