@@ -29,7 +29,7 @@ from app.resolvers.notifications import NotificationMutation, NotificationQuery
 from app.resolvers.payments import PaymentMutation, PaymentQuery
 from app.resolvers.workflow import WorkflowMutation
 from app.schema.execution import Executor, lean_resolvers
-from app.schema.extensions import DispatchEvents, ErrorTiers, FreshLoaders
+from app.schema.extensions import AccountState, DispatchEvents, ErrorTiers, FreshLoaders
 from app.schema.limits import DirectiveLimiter, NulGuard, node_budget
 from app.schema.ratelimit import RateLimiter, rate_limit
 from app.schema.subscriptions import Subscription
@@ -101,6 +101,7 @@ def build_schema(settings: Settings | None = None) -> Schema:
             )
         ),
         FreshLoaders,
+        AccountState,
         lambda: DispatchEvents(after_response=settings.dispatch_after_response),
         lambda: ErrorTiers(hide_suggestions=settings.is_production),
     ]

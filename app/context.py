@@ -15,6 +15,7 @@ from app.auth import viewer_from_token
 from app.dataloaders import Loaders
 from app.domain.viewer import Viewer
 from app.errors import Forbidden, Unauthenticated
+from app.models.enums import UserStatus
 from app.security import bearer_token
 from app.services.sessions import Origin
 
@@ -28,6 +29,9 @@ class Context:
     connection_params: dict[str, Any] | None = None
     ws_viewer_kind: str | None = None  # set when a WebSocket connects (graphql_app)
     opened_session_id: uuid.UUID | None = None  # a login in this request opened it
+    # set per operation by app.schema.extensions.AccountState: only fields a client whose
+    # account is not active may use (deny by default)
+    inactive_allowed: bool = False
     _viewer: Viewer | None = None
     _viewer_resolved: bool = False
     _viewer_error: Exception | None = None
@@ -68,6 +72,16 @@ class Context:
         viewer = await self.viewer()
         if viewer is None:
             raise Unauthenticated()
+        profile = viewer.profile
+        if (
+            profile is not None
+            and profile.status != UserStatus.ACTIVE
+            and not self.inactive_allowed
+        ):
+            raise Forbidden(
+                f"Your account is {UserStatus(profile.status).value.lower()}: until it is active"
+                " you may see and pay your orders and edit your profile, nothing else."
+            )
         return viewer
 
     async def require_agent(self) -> Viewer:

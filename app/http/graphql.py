@@ -106,7 +106,11 @@ class DossierGraphQL(GraphQL[Context, None]):
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, Any] | None:
         """The token comes in `connection_init`; a missing or bad one closes with 4403."""
         try:
-            viewer = await context.require_viewer()
+            # who it is; what this account may subscribe to is each operation's business
+            # (an inactive client may still follow its notifications)
+            viewer = await context.viewer()
+            if viewer is None:
+                raise Unauthenticated()
         except Unauthenticated as exc:
             raise ConnectionRejectionError({"message": exc.message}) from exc
         context.ws_viewer_kind = viewer.kind

@@ -5,8 +5,16 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
-from graphql import GraphQLError
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+)
 from starlette.background import BackgroundTasks
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -131,3 +139,91 @@ def after_response(response: Response) -> Callable[[Callable[[], Awaitable[None]
         tasks.add_task(job)
 
     return defer
+
+
+# What a client whose account is not active (PENDING: never paid; SUSPENDED: a payment
+# failed) may do: log in and manage its session and security, see and pay its own orders
+# (and the notifications about them), edit its profile. Anything else is FORBIDDEN.
+INACTIVE_CLIENT_FIELDS = frozenset(
+    {
+        "__typename",
+        # queries
+        "me",
+        "mySessions",
+        "orders",
+        "order",
+        "paymentLink",
+        "notifications",
+        "unreadNotificationCount",
+        # mutations
+        "login",
+        "completeTwoFactorLogin",
+        "refreshSession",
+        "logout",
+        "logoutEverywhere",
+        "revokeSession",
+        "requestPasswordReset",
+        "resetPassword",
+        "acceptInvitation",
+        "registerWithPaymentLink",
+        "beginTwoFactorEnrolment",
+        "confirmTwoFactorEnrolment",
+        "disableTwoFactor",
+        "updateMyProfile",
+        "changePassword",
+        "resumeCheckout",
+        "markNotificationsRead",
+        # subscriptions
+        "notificationAdded",
+    }
+)
+
+
+def _root_fields(context: Any) -> set[str] | None:
+    """The operation's root field names (through fragments); None when unknown."""
+    document = context.graphql_document
+    if document is None:
+        return None
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if context.operation_name:
+        operations = [o for o in operations if o.name and o.name.value == context.operation_name]
+    if len(operations) != 1:
+        return None
+    names: set[str] = set()
+
+    def walk(selection_set: Any, seen: frozenset[str]) -> None:
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                names.add(selection.name.value)
+            elif isinstance(selection, InlineFragmentNode):
+                walk(selection.selection_set, seen)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name in fragments and name not in seen:
+                    walk(fragments[name].selection_set, seen | {name})
+
+    walk(operations[0].selection_set, frozenset())
+    return names
+
+
+class AccountState(SchemaExtension):
+    """Marks each operation the restricted clients may run (`Context.inactive_allowed`):
+    only root fields of INACTIVE_CLIENT_FIELDS. The gate itself is in
+    `Context.require_viewer`, so what this extension does not look at (an operation it
+    could not read) is refused to them by default."""
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context.context
+        if hasattr(context, "inactive_allowed"):
+            context.inactive_allowed = False  # a WebSocket's context serves many operations
+        yield
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context.context
+        if hasattr(context, "inactive_allowed"):
+            fields = _root_fields(self.execution_context)
+            context.inactive_allowed = fields is not None and fields <= INACTIVE_CLIENT_FIELDS
+        yield
