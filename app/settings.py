@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     """Largest request body of any other request."""
     max_upload_files: int = 5
     """File parts per multipart request."""
+    max_concurrent_uploads: int = Field(default=3, ge=1, le=100)
+    """Upload bodies one account may be sending at once, per process; one more is answered
+    429 before its body is read."""
 
     # section: Payments (Stripe)
     stripe_secret_key: str = ""

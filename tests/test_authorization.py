@@ -462,6 +462,8 @@ async def ask_upload(http: httpx.AsyncClient, _world: World, who: Who, target: T
     if who.token:
         headers["authorization"] = f"Bearer {who.token}"
     response = await http.post("/graphql", content=body, headers=headers)
+    if response.status_code == 401 and not who.token:  # refused before the body is read
+        return {"data": None, "errors": [{"extensions": {"code": UNAUTHENTICATED}}]}
     assert response.status_code == 200, response.text
     return response.json()
 

@@ -203,7 +203,8 @@ async def test_a_client_cannot_upload_to_someone_elses_dossier(client):
     await _no_version(document_id)
     assert stored_files() == set()
     anonymous = await upload_raw(client, None, document_id, make_pdf())
-    assert error_codes(anonymous.json()) == ["UNAUTHENTICATED"]
+    assert anonymous.status_code == 401  # refused from the headers, the body never read
+    assert "Log in" in anonymous.text
 
 
 async def test_an_agent_may_upload_for_the_client(client):
@@ -332,7 +333,7 @@ async def test_a_thousand_parts_are_refused_before_the_resolver(client):
             **PREFLIGHT,
         },
     )
-    assert response.status_code == 400
+    assert response.status_code == 400, response.text
     assert "multipart" in response.text.lower()
     assert time.perf_counter() - started < 5
     # many plain fields instead of files: refused too
@@ -342,7 +343,11 @@ async def test_a_thousand_parts_are_refused_before_the_resolver(client):
     response = await client.post(
         "/graphql",
         content=fields + b"--B--\r\n",
-        headers={"content-type": "multipart/form-data; boundary=B", **PREFLIGHT},
+        headers={
+            "content-type": "multipart/form-data; boundary=B",
+            "authorization": f"Bearer {owner.token}",
+            **PREFLIGHT,
+        },
     )
     assert response.status_code == 400
     await _no_version(document_id)
@@ -494,6 +499,7 @@ async def test_a_lying_content_length_does_not_help():
 
 async def test_the_cap_holds_on_a_real_server_with_chunked_encoding(live_server):
     """Raw HTTP/1.1 to uvicorn: a chunked body is answered 413 long before 2 GB is sent."""
+    uploader = await make_client()
 
     def exchange() -> tuple[bytes, int]:
         # A blocking socket in a thread (the server runs in this test's event loop): the
@@ -503,7 +509,12 @@ async def test_the_cap_holds_on_a_real_server_with_chunked_encoding(live_server)
         sock.sendall(
             b"POST /graphql HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
             b"Content-Type: multipart/form-data; boundary=B\r\n"
-            b"Apollo-Require-Preflight: 1\r\n\r\n" + b"%x\r\n" % len(prefix) + prefix + b"\r\n"
+            b"Apollo-Require-Preflight: 1\r\nAuthorization: Bearer "
+            + uploader.token.encode()
+            + b"\r\n\r\n"
+            + b"%x\r\n" % len(prefix)
+            + prefix
+            + b"\r\n"
         )
         chunk = os.urandom(1024 * 1024)
         frame = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
@@ -903,3 +914,63 @@ def test_every_extension_the_catalogue_accepts_has_a_content_check():
     from app.services.catalog import SUPPORTED_EXTENSIONS
 
     assert set(documents_service.CONTENT_OF) == set(SUPPORTED_EXTENSIONS)
+
+
+def _raw_upload_start(host: str, port: int, token: str | None) -> bytes:
+    """Headers and the first bytes of a 50 MB upload, then wait: what the server answers
+    before the rest of the body is sent (nothing within 3 s: b"")."""
+    sock = socket.create_connection((host, port), timeout=3)
+    auth = b"Authorization: Bearer " + token.encode() + b"\r\n" if token else b""
+    prefix = CountingBody(0).prefix
+    try:
+        sock.sendall(
+            b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: 52428800\r\n"
+            b"Content-Type: multipart/form-data; boundary=B\r\n"
+            b"Apollo-Require-Preflight: 1\r\n" + auth + b"\r\n" + prefix
+        )
+        try:
+            return sock.recv(65536)
+        except TimeoutError:
+            return b""
+    finally:
+        sock.close()
+
+
+async def test_an_anonymous_or_invalid_upload_is_refused_before_its_body(live_server):
+    for token in (None, "not-a-token"):
+        answer = await asyncio.to_thread(
+            _raw_upload_start, live_server.host, live_server.port, token
+        )
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert stored_files() == set()
+
+
+async def test_an_account_sends_a_few_upload_bodies_at_once(live_server):
+    uploader = await make_client()
+    cap = get_settings().max_concurrent_uploads
+    socks = []
+    try:
+        for _ in range(cap):  # bodies that arrive slowly, each holding a slot
+            sock = socket.create_connection((live_server.host, live_server.port), timeout=3)
+            sock.sendall(
+                b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: 52428800\r\n"
+                b"Content-Type: multipart/form-data; boundary=B\r\nApollo-Require-Preflight: 1"
+                b"\r\nAuthorization: Bearer "
+                + uploader.token.encode()
+                + b"\r\n\r\n"
+                + CountingBody(0).prefix
+            )
+            socks.append(sock)
+        await asyncio.sleep(0.3)  # the server has read their headers and waits for the rest
+        answer = await asyncio.to_thread(
+            _raw_upload_start, live_server.host, live_server.port, uploader.token
+        )
+        assert answer.startswith(b"HTTP/1.1 429"), answer[:200]
+        other = await make_client()  # another account is not held up
+        answer = await asyncio.to_thread(
+            _raw_upload_start, live_server.host, live_server.port, other.token
+        )
+        assert answer == b""  # accepted: the server waits for its body
+    finally:
+        for sock in socks:
+            sock.close()

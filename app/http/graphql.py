@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,10 +19,13 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.api import Schema
+from app.auth import viewer_from_token
 from app.compat.strawberry import HTTPException, SharingTransportWSHandler
 from app.compat.strawberry import starlette_request as starlette_request_of
 from app.context import Context
+from app.domain.viewer import Viewer
 from app.errors import Unauthenticated
+from app.security import bearer_token
 from app.settings import Settings
 
 # Apollo's CSRF prevention headers: a browser cannot send them cross-site without a CORS
@@ -44,6 +48,8 @@ def websocket_origins(settings: Settings) -> list[str]:
 class DossierGraphQL(GraphQL[Context, None]):
     def __init__(self, schema: Schema, settings: Settings) -> None:
         self.max_upload_files = settings.max_upload_files
+        self.max_concurrent_uploads = settings.max_concurrent_uploads
+        self._uploading: dict[uuid.UUID, int] = {}  # bodies being received, per credential
         if schema.fast_paths:
             # A live event reaching many subscribers is executed and serialized once per
             # operation (app.subscriptions.sharing); the protocol is strawberry's.
@@ -62,10 +68,29 @@ class DossierGraphQL(GraphQL[Context, None]):
             allowed_origins=websocket_origins(settings),
         )
 
+    async def _uploader(self, request: Any) -> Viewer:
+        """The account sending an upload, from its headers alone: an anonymous or invalid
+        one is answered 401 before a byte of the body is read (nor spooled to disk)."""
+        try:
+            token = bearer_token(request.headers.get("authorization"))
+            if token is None:
+                raise Unauthenticated("Log in to upload files.")
+            return await viewer_from_token(token)
+        except Unauthenticated as exc:
+            raise HTTPException(401, exc.message) from exc
+
     async def parse_multipart(self, request: Any) -> dict[str, str]:
-        """The GraphQL multipart request spec, behind a CSRF guard, with few parts."""
+        """The GraphQL multipart request spec, behind a CSRF guard and the uploader's token
+        (checked first), with few parts and a few bodies per account at once."""
         if not any(request.headers.get(name, "").strip() for name in PREFLIGHT_HEADERS):
             raise HTTPException(400, CSRF_MESSAGE)
+        uploader = await self._uploader(request)
+        key = uploader.credential_id
+        if self._uploading.get(key, 0) >= self.max_concurrent_uploads:
+            raise HTTPException(
+                429, "Too many uploads at once from this account: wait for one to finish."
+            )
+        self._uploading[key] = self._uploading.get(key, 0) + 1
         starlette_request: Request = starlette_request_of(request)
         try:
             form = await starlette_request.form(
@@ -78,6 +103,12 @@ class DossierGraphQL(GraphQL[Context, None]):
             raise HTTPException(400, f"Invalid multipart body: {detail}") from exc
         except ValueError as exc:
             raise HTTPException(400, "Unable to parse the multipart body") from exc
+        finally:
+            left = self._uploading.get(key, 1) - 1
+            if left > 0:
+                self._uploading[key] = left
+            else:
+                self._uploading.pop(key, None)
         operations, files_map = form.get("operations"), form.get("map", "{}")
         if not isinstance(operations, str) or not isinstance(files_map, str):
             raise HTTPException(400, "The 'operations' and 'map' fields must be JSON text.")
