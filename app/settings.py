@@ -185,6 +185,10 @@ class Settings(BaseSettings):
     broadcast_prefix: str = ""
     """Pub/sub topic namespace shared by one deployment's processes; empty: derived from
     `DATABASE_URL`."""
+    max_websockets_per_account: int = Field(default=10, ge=1, le=10_000)
+    """Open WebSockets one account may hold per process; one more is closed with 4429."""
+    max_websockets_per_address: int = Field(default=100, ge=1, le=100_000)
+    """Open WebSockets per client address per process (before any token: 4429)."""
     subscription_queue_size: int = 256
     """Live updates a subscriber may fall behind before it is dropped."""
     subscription_recheck_seconds: float = 30.0

@@ -155,3 +155,49 @@ async def test_no_connection_init_closes_with_4408(live_server):
     assert code == 4408
     assert received == []
     assert 4 <= elapsed < 6.5, elapsed
+
+
+# --- caps per account and per address (issue 16, item 8) ----------------------------------
+
+
+async def _acked(url: str, token: str, stack: contextlib.AsyncExitStack) -> Any:
+    ws = await stack.enter_async_context(connect(url, subprotocols=[PROTOCOL]))
+    await ws.send(
+        json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+    )
+    assert json.loads(await asyncio.wait_for(ws.recv(), 3))["type"] == "connection_ack"
+    return ws
+
+
+async def test_one_account_holds_a_few_sockets_and_is_told_why_at_the_next(live_server):
+    from app.settings import get_settings
+
+    account, other = await make_client(), await make_client()
+    cap = get_settings().max_websockets_per_account
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(cap):
+            await _acked(live_server.ws_url, account.token, stack)
+        code, reason, received = await _init_and_close(
+            live_server.ws_url, {"authorization": f"Bearer {account.token}"}
+        )
+        assert (code, reason) == (4429, "Too many connections for this account.")
+        assert received == []
+        await _acked(live_server.ws_url, other.token, stack)  # others are not affected
+    # closed sockets are counted out: the account connects again
+    async with contextlib.AsyncExitStack() as stack:
+        await _acked(live_server.ws_url, account.token, stack)
+
+
+async def test_one_address_holds_a_bounded_number_of_sockets():
+    from tests.ws_support import serve, settings_with
+
+    account = await make_client()
+    async with serve(settings_with(max_websockets_per_address=2)) as server:
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(2):  # not even logged in yet
+                await stack.enter_async_context(connect(server.ws_url, subprotocols=[PROTOCOL]))
+            async with connect(server.ws_url, subprotocols=[PROTOCOL]) as refused:
+                code, reason, _ = await _until_closed(refused, seconds=3)
+            assert (code, reason) == (4429, "Too many connections from this address.")
+        async with contextlib.AsyncExitStack() as stack:
+            await _acked(server.ws_url, account.token, stack)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import MutableMapping
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,10 +46,37 @@ def websocket_origins(settings: Settings) -> list[str]:
     return [*origins, *settings.allowed_origins]
 
 
+TOO_MANY_SOCKETS = 4429  # the WebSocket close code for a cap reached (like HTTP 429)
+
+
+def _release(counts: dict[Any, int], key: Any) -> None:
+    left = counts.get(key, 1) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
+
+
+async def _refuse(scope: Any, receive: Any, send: Any, reason: str) -> None:
+    """Complete the handshake and close at once with TOO_MANY_SOCKETS: a browser sees the
+    code and the reason (a refused handshake is only an HTTP 403 to it)."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    asked = scope.get("subprotocols") or []
+    subprotocol = GRAPHQL_TRANSPORT_WS_PROTOCOL if GRAPHQL_TRANSPORT_WS_PROTOCOL in asked else None
+    await send({"type": "websocket.accept", "subprotocol": subprotocol})
+    await send({"type": "websocket.close", "code": TOO_MANY_SOCKETS, "reason": reason})
+
+
 class DossierGraphQL(GraphQL[Context, None]):
     def __init__(self, schema: Schema, settings: Settings) -> None:
         self.max_upload_files = settings.max_upload_files
         self.max_concurrent_uploads = settings.max_concurrent_uploads
+        self.max_websockets_per_account = settings.max_websockets_per_account
+        self.max_websockets_per_address = settings.max_websockets_per_address
+        self._sockets_of_account: dict[uuid.UUID, int] = {}
+        self._sockets_of_address: dict[str, int] = {}
         self._uploading: dict[uuid.UUID, int] = {}  # bodies being received, per credential
         if schema.fast_paths:
             # A live event reaching many subscribers is executed and serialized once per
@@ -145,4 +173,41 @@ class DossierGraphQL(GraphQL[Context, None]):
         except Unauthenticated as exc:
             raise ConnectionRejectionError({"message": exc.message}) from exc
         context.ws_viewer_kind = viewer.kind
+        account = viewer.credential_id
+        if self._sockets_of_account.get(account, 0) >= self.max_websockets_per_account:
+            # strawberry closes a rejected connection with 4403: __call__ makes it this
+            context.request.state.ws_refusal = (
+                TOO_MANY_SOCKETS,
+                "Too many connections for this account.",
+            )
+            raise ConnectionRejectionError()
+        self._sockets_of_account[account] = self._sockets_of_account.get(account, 0) + 1
+        context.request.state.ws_account = account
         return UNSET
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """WebSockets are counted per address (before any token) and per account (once
+        its `connection_init` is accepted); past either cap the socket is closed with
+        4429 and a reason that says which."""
+        if scope["type"] != "websocket":
+            await super().__call__(scope, receive, send)
+            return
+        address = (scope.get("client") or ("unknown",))[0]
+        if self._sockets_of_address.get(address, 0) >= self.max_websockets_per_address:
+            await _refuse(scope, receive, send, "Too many connections from this address.")
+            return
+        self._sockets_of_address[address] = self._sockets_of_address.get(address, 0) + 1
+        state = scope.setdefault("state", {})
+
+        async def sending(message: MutableMapping[str, Any]) -> None:
+            refusal = state.get("ws_refusal")
+            if message["type"] == "websocket.close" and refusal is not None:
+                message = {**message, "code": refusal[0], "reason": refusal[1]}
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, sending)
+        finally:
+            _release(self._sockets_of_address, address)
+            if (account := state.get("ws_account")) is not None:
+                _release(self._sockets_of_account, account)
