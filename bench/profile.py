@@ -29,6 +29,8 @@ async def main(operation: str, arg: str, repeat: int) -> None:
             "DATABASE_URL": url,
             "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
             "RATE_LIMIT_POINTS": "1000000000",
+            "MAX_WEBSOCKETS_PER_ACCOUNT": "10000",  # its fan-outs: 1,000 sockets of one account
+            "MAX_WEBSOCKETS_PER_ADDRESS": "100000",
             "MAX_PAGE_SIZE": "200",
             "LOG_LEVEL": "WARNING",
             "BROADCAST_PREFIX": f"profile-{name}:",

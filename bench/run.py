@@ -84,6 +84,8 @@ async def main() -> int:
         "STRIPE_WEBHOOK_SECRET": webhook_secret,
         "BROADCAST_PREFIX": prefix,
         "RATE_LIMIT_POINTS": "1000000000",  # the bench must not be throttled
+        "MAX_WEBSOCKETS_PER_ACCOUNT": "10000",  # its fan-outs: 1,000 sockets of one account
+        "MAX_WEBSOCKETS_PER_ADDRESS": "100000",
         # …nor locked out: the login flood measures what each attempt's hash costs the
         # others (from one address, the lockout would refuse all but the first 20 unhashed)
         "AUTH_FAILURES_PER_ADDRESS": "1000000000",

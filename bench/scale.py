@@ -197,6 +197,8 @@ async def main() -> int:
                 "SECRET_KEY": secrets.token_hex(32),
                 "STRIPE_WEBHOOK_SECRET": secret,
                 "RATE_LIMIT_POINTS": "1000000000",
+                "MAX_WEBSOCKETS_PER_ACCOUNT": "10000",  # its fan-outs: 1,000 sockets of one account
+                "MAX_WEBSOCKETS_PER_ADDRESS": "100000",
                 "ACCESS_TOKEN_TTL_MINUTES": "600",
                 "LOG_LEVEL": "WARNING",
                 "STORAGE_URL": f"file://{files / ('files-' + size)}",
