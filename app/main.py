@@ -17,7 +17,7 @@ from app import worker
 from app.api import build_schema
 from app.consumers import install_consumers
 from app.db import close_db, init_db
-from app.http import payment_pages
+from app.http import access_log, payment_pages
 from app.http.body_limits import BodyLimitMiddleware
 from app.http.files import download_file
 from app.http.graphql import DossierGraphQL
@@ -91,6 +91,7 @@ async def _redis_check(url: str) -> str:
 def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> Starlette:
     settings = settings or get_settings()
     install_consumers()
+    access_log.install()  # no query strings (signed links) in uvicorn's access log
     graphql = DossierGraphQL(build_schema(settings), settings)
     # Live updates: memory:// without REDIS_URL, Redis otherwise. Started here; also
     # started lazily by the first subscription when the app runs without its lifespan.
@@ -115,6 +116,13 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
                 await close_db()
 
     payment_provider = build_payment_provider(settings)
+    if settings.is_production and payment_provider.name == "dummy":
+        # Settings refuse this unless ALLOW_DUMMY_PAYMENTS=true: say what it means, loudly.
+        logger.warning(
+            "DUMMY PAYMENTS IN PRODUCTION (ALLOW_DUMMY_PAYMENTS=true, no STRIPE_SECRET_KEY): "
+            "no money moves, and anyone who opens an order's /dummy-checkout page can mark "
+            "it paid. Set STRIPE_SECRET_KEY for real payments."
+        )
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),

@@ -13,6 +13,31 @@ from app.models.enums import NotificationChannel
 
 DEV_SECRET = "dev-secret-change-me-0123456789abcdef"  # the known default, refused in production
 
+# SECRET_KEY in production: long, not a few characters repeated, and hard to guess by
+# zxcvbn's estimate (which finds repeats, sequences, keyboard walks and dictionary words and
+# counts a random character as 10 guesses: a random 32-character key scores ~10^32, so the
+# bar leaves a random key room while "correcthorsebatterystaple" twice scores 10^14.7).
+SECRET_KEY_MIN_LENGTH = 32
+SECRET_KEY_MIN_DISTINCT = 8  # a random 32-char hex key has fewer with probability 4e-8
+SECRET_KEY_MIN_GUESSES_LOG10 = 24
+_ZXCVBN_MAX_LENGTH = 72  # zxcvbn refuses longer input; the first 72 characters are scored
+GENERATE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+
+
+def secret_key_weakness(key: str) -> str | None:
+    """Why `key` is too weak to sign tokens and links in production, or None."""
+    if key == DEV_SECRET:
+        return "it is the development default"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"it has fewer than {SECRET_KEY_MIN_LENGTH} characters"
+    if len(set(key)) < SECRET_KEY_MIN_DISTINCT:
+        return f"it has fewer than {SECRET_KEY_MIN_DISTINCT} distinct characters"
+    from zxcvbn import zxcvbn
+
+    if zxcvbn(key[:_ZXCVBN_MAX_LENGTH])["guesses_log10"] < SECRET_KEY_MIN_GUESSES_LOG10:
+        return "it is guessable (repeated, sequential or dictionary-like)"
+    return None
+
 
 class Settings(BaseSettings):
     """Every setting, read from the environment (upper case: `DATABASE_URL`) or `.env`.
@@ -23,7 +48,11 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_file=".env", extra="ignore", use_attribute_docstrings=True
+        env_file=".env",
+        extra="ignore",
+        use_attribute_docstrings=True,
+        # A refusal must not print the values it was given (SECRET_KEY, STRIPE_SECRET_KEY…)
+        hide_input_in_errors=True,
     )
 
     # section: Deployment
@@ -48,7 +77,10 @@ class Settings(BaseSettings):
 
     # section: Accounts and tokens
     secret_key: str = DEV_SECRET
-    """Signs access tokens (JWT); 32+ random characters, required in production."""
+    """Signs access tokens (JWT) and links; required in production, where a key is refused
+    unless it has 32+ characters, 8+ distinct ones and a zxcvbn estimate of 10^24+ guesses
+    (repeats, sequences, keyboard walks and words score low). Generate one with
+    `python -c "import secrets; print(secrets.token_urlsafe(48))"`."""
     access_token_ttl_minutes: int = Field(default=15, ge=1, le=24 * 60)
     """Access token lifetime: short, since a session's refresh token gets the next one
     (`refreshSession`) and a revoked session's access tokens live at most this long in
@@ -100,7 +132,12 @@ class Settings(BaseSettings):
 
     # section: Payments (Stripe)
     stripe_secret_key: str = ""
-    """Stripe API key; empty: a dummy provider whose checkout pages this server serves."""
+    """Stripe API key; empty: a dummy provider whose checkout pages this server serves
+    (refused in production unless `ALLOW_DUMMY_PAYMENTS=true`)."""
+    allow_dummy_payments: bool = False
+    """Let `ENV=production` run without `STRIPE_SECRET_KEY`, on the dummy provider (a demo):
+    no money moves and anyone who opens a checkout page can mark its order paid. Start-up
+    logs a warning saying so."""
     stripe_webhook_secret: str = ""
     """Verifies `Stripe-Signature`; required when `STRIPE_SECRET_KEY` is set in production."""
     stripe_api_base: str = ""
@@ -132,6 +169,10 @@ class Settings(BaseSettings):
     """Sender of every e-mail."""
     smtp_timeout_seconds: float = 20.0
     """One SMTP send gives up (and is retried) after this long."""
+    allow_logged_email: bool = False
+    """Production only: start without `SMTP_HOST`, e-mails going to the log (their links
+    and codes redacted). Refused unless set: a misconfigured deployment would otherwise
+    tell nobody anything."""
 
     # section: SMS and WhatsApp (Twilio)
     twilio_account_sid: str = ""
@@ -146,6 +187,9 @@ class Settings(BaseSettings):
     """Twilio's API address (a local stand-in in tests)."""
     twilio_timeout_seconds: float = 15.0
     """One Twilio call gives up (and is retried) after this long."""
+    allow_logged_texts: bool = False
+    """Production only: start without Twilio, SMS and WhatsApp messages going to the log
+    (redacted)."""
 
     # section: Notifications and their delivery
     notification_phone_channel: NotificationChannel = NotificationChannel.SMS
@@ -288,11 +332,38 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _refuse_logged_messages(self) -> Settings:
+        if self.is_production:
+            if not self.smtp_host and not self.allow_logged_email:
+                raise ValueError(
+                    "SMTP_HOST is not set: in production e-mails would only be written to the"
+                    " log. Set SMTP_HOST, or ALLOW_LOGGED_EMAIL=true to accept that."
+                )
+            twilio = self.twilio_account_sid and self.twilio_auth_token
+            if not twilio and not self.allow_logged_texts:
+                raise ValueError(
+                    "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set: in production SMS"
+                    " and WhatsApp would only be written to the log. Set them, or"
+                    " ALLOW_LOGGED_TEXTS=true to accept that."
+                )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
         if self.is_production:
-            if self.secret_key == DEV_SECRET or len(self.secret_key) < 32:
+            weakness = secret_key_weakness(self.secret_key)
+            if weakness:
                 raise ValueError(
-                    "SECRET_KEY must be set to a random value of 32+ characters in production"
+                    f"SECRET_KEY is refused in production: {weakness}. Set it to a random "
+                    f"value of {SECRET_KEY_MIN_LENGTH}+ characters, e.g. the output of "
+                    f"`{GENERATE_SECRET_KEY}`"
+                )
+            if not self.stripe_secret_key and not self.allow_dummy_payments:
+                raise ValueError(
+                    "STRIPE_SECRET_KEY is not set: production would run the dummy payment "
+                    "provider, whose checkout page lets anyone mark an order paid without "
+                    "payment. Set STRIPE_SECRET_KEY (and STRIPE_WEBHOOK_SECRET), or "
+                    "ALLOW_DUMMY_PAYMENTS=true to run a demo on the dummy provider anyway"
                 )
             if self.stripe_secret_key and not self.stripe_webhook_secret:
                 raise ValueError("STRIPE_WEBHOOK_SECRET is required when STRIPE_SECRET_KEY is set")

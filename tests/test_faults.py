@@ -604,7 +604,11 @@ async def test_sigterm_with_50_open_websockets(database_url, backend):
     owner, agent = await make_client(), await make_agent()
     dossier = await make_dossier(owner)
     dossier_id = str(dossier.id)
-    env = app_env(DATABASE_URL=database_url, REDIS_URL=backend.redis_url)
+    env = app_env(
+        DATABASE_URL=database_url,
+        REDIS_URL=backend.redis_url,
+        MAX_WEBSOCKETS_PER_ACCOUNT="60",  # one client's 50 sockets, all counted
+    )
     async with (
         web_process(env) as server,
         httpx.AsyncClient(base_url=server.url, timeout=10) as http,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 
 import httpx
 import pytest
@@ -39,7 +40,14 @@ mutation { updateMyProfile(input: {fullName: "Changed by GET"}) { userErrors { m
 INTROSPECTION = "{ __schema { queryType { name } types { name } } }"
 TYPE_INTROSPECTION = '{ __type(name: "Dossier") { name fields { name } } }'
 
-PRODUCTION = {"env": "production", "secret_key": "x" * 40}
+PRODUCTION = {
+    "env": "production",
+    "secret_key": secrets.token_urlsafe(48),
+    # a production start that knowingly logs messages and takes dummy payments
+    "allow_dummy_payments": True,
+    "allow_logged_email": True,
+    "allow_logged_texts": True,
+}
 
 
 def deep_query(depth: int) -> str:

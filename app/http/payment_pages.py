@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -22,7 +23,34 @@ from app.services.payments.checkout import start_checkout
 logger = logging.getLogger("app.http.payment_pages")
 
 
-def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
+# What every HTML page of this service sends (here and GraphiQL's, app/http/graphql.py):
+# nothing loads but the page's own inline style, no other site may frame it, the browser
+# never guesses a type, no address (reminder ids, session ids, order ids) leaks in a
+# Referer, and pages about an account or an order are never cached.
+def page_csp(*form_targets: str) -> str:
+    form_action = " ".join(("'self'", *form_targets))
+    return (
+        f"default-src 'none'; style-src 'unsafe-inline'; form-action {form_action}; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    )
+
+
+PAGE_CSP = page_csp()
+
+
+def security_headers(csp: str = PAGE_CSP, *, no_store: bool = True) -> dict[str, str]:
+    headers = {
+        "content-security-policy": csp,
+        "x-frame-options": "DENY",
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "no-referrer",
+    }
+    if no_store:
+        headers["cache-control"] = "no-store"
+    return headers
+
+
+def _page(title: str, body: str, status_code: int = 200, *, csp: str = PAGE_CSP) -> HTMLResponse:
     return HTMLResponse(
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
@@ -32,8 +60,13 @@ def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
         ".pay{background:#635bff;color:#fff}.fail{background:#eee}"
         f"</style></head><body>{body}</body></html>",
         status_code=status_code,
-        headers={"cache-control": "no-store", "x-frame-options": "DENY"},
+        headers=security_headers(csp),
     )
+
+
+def _redirect(url: str) -> RedirectResponse:
+    """A 303 carrying the same headers: its Referrer-Policy also covers the next request."""
+    return RedirectResponse(url, status_code=303, headers=security_headers())
 
 
 def _app_url(request: Request, path: str) -> str:
@@ -62,12 +95,12 @@ async def pay_reminder(request: Request) -> Response:
             )
     order = await Order.get(id=reminder.order_id)
     if order.status != OrderStatus.PENDING:
-        return RedirectResponse(_app_url(request, "/dossiers"), status_code=303)
+        return _redirect(_app_url(request, "/dossiers"))
     try:
         url = await start_checkout(request.app.state.payments, order)
     except DomainError as error:
         return _page("Payment unavailable", f"<h1>{html.escape(error.message)}</h1>", 503)
-    return RedirectResponse(url, status_code=303)
+    return _redirect(url)
 
 
 async def _order_for_session(session_id: str) -> Order | None:
@@ -84,6 +117,10 @@ async def dummy_checkout_page(request: Request) -> Response:
     if order.status != OrderStatus.PENDING:
         return _page("Already paid", f"<h1>This order is {order.status.value.lower()}.</h1>")
     sid = html.escape(session_id)
+    # The buttons post here, then redirect to PUBLIC_APP_URL: form-action covers both hops.
+    app_url = urlsplit(request.app.state.settings.public_app_url)
+    host = app_url.netloc.rpartition("@")[2]
+    app_origin = (f"{app_url.scheme}://{host}",) if app_url.scheme in ("http", "https") else ()
     return _page(
         "Dummy checkout",
         f"<h1>{html.escape(product.name)}</h1><p>Amount: <strong>{amount}</strong></p>"
@@ -93,6 +130,7 @@ async def dummy_checkout_page(request: Request) -> Response:
         "<button class='pay' type='submit'>Pay</button></form>"
         f"<form method='post' action='/dummy-checkout/{sid}/fail'>"
         "<button class='fail' type='submit'>Fail the payment</button></form>",
+        csp=page_csp(*app_origin),
     )
 
 
@@ -132,7 +170,7 @@ async def dummy_checkout_action(request: Request) -> Response:
     target = (
         f"/payment/success?order={order.id}" if paid else f"/payment/cancelled?order={order.id}"
     )
-    return RedirectResponse(_app_url(request, target), status_code=303)
+    return _redirect(_app_url(request, target))
 
 
 async def payment_result_page(request: Request) -> Response:

@@ -11,8 +11,10 @@ token and a sender number are set, the log otherwise.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.errors import MessageError
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import Any, Protocol
@@ -37,6 +39,8 @@ class Outbound:
     html: str | None = None
     message_id: str | None = None  # the email Message-ID, deterministic per delivery
     locale: str = "fr"
+    # what only the recipient may read (a reset code): never written to a log
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,22 @@ def build_email(message: Outbound, settings: Settings) -> EmailMessage:
     return email
 
 
+def buildable_email(message: Outbound, settings: Settings, provider: str) -> EmailMessage:
+    """`build_email`, serialised once as it will be sent. A message that cannot be built
+    (a header with CR/LF or NUL from old data, an address the e-mail package refuses)
+    never will be: `PermanentSendError` with the reason, not a retry."""
+    try:
+        email = build_email(message, settings)
+        email.as_bytes()
+    except (ValueError, TypeError, LookupError, MessageError) as exc:
+        raise PermanentSendError(
+            f"the e-mail cannot be built: {exc}",
+            provider=provider,
+            response={"error": "unbuildable", "detail": str(exc)[:500]},
+        ) from exc
+    return email
+
+
 class SmtpSender:
     name = "smtp"
 
@@ -102,7 +122,7 @@ class SmtpSender:
 
     async def send(self, message: Outbound) -> Sent:
         s = self.settings
-        email = build_email(message, s)
+        email = buildable_email(message, s, self.name)
         try:
             _errors, reply = await aiosmtplib.send(
                 email,
@@ -207,12 +227,36 @@ class TwilioSender:
 # --- the log (embedded default) ---------------------------------------------------------
 
 
+# A link's query string is where its credential lives (register?token=…,
+# reset-password?token=…, signed downloads' expires=…&signature=…).
+_QUERY_STRING = re.compile(r"""(https?://[^\s?#"'<>]+)\?[^\s"'<>]+""")
+REDACTED = "[redacted]"
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """`text` without the query strings of its links and without `secrets`."""
+    text = _QUERY_STRING.sub(rf"\1?{REDACTED}", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 class LogSender:
-    """Writes the message to the log instead of sending it (SMTP/Twilio not configured)."""
+    """Writes the message to the log instead of sending it (SMTP/Twilio not configured).
+
+    In development the log is the mailbox, links and codes included (`reveal`); anywhere
+    else (production allows it only with ALLOW_LOGGED_EMAIL / ALLOW_LOGGED_TEXTS) the
+    links' query strings and the message's secrets are redacted: logs are read by more
+    people, and kept longer, than a mailbox."""
 
     name = "log"
 
+    def __init__(self, *, reveal: bool = False) -> None:
+        self.reveal = reveal
+
     async def send(self, message: Outbound) -> Sent:
+        text = message.text if self.reveal else redact(message.text, message.secrets)
         if message.channel == NotificationChannel.EMAIL:
             logger.info(
                 "EMAIL to %s [%s] %s\nSubject: %s\n\n%s",
@@ -220,7 +264,7 @@ class LogSender:
                 message.locale,
                 message.message_id,
                 message.subject,
-                message.text,
+                text,
             )
         else:
             logger.info(
@@ -228,7 +272,7 @@ class LogSender:
                 message.channel.value,
                 message.recipient,
                 message.locale,
-                message.text,
+                text,
             )
         return Sent(self.name, message.message_id, {"logged": True})
 
@@ -248,7 +292,7 @@ class Senders:
     """The sender of each channel for one worker pass; close it when done."""
 
     def __init__(self, settings: Settings) -> None:
-        log = LogSender()
+        log = LogSender(reveal=settings.env == "development")
         self.by_channel: dict[NotificationChannel, Sender] = {
             NotificationChannel.EMAIL: SmtpSender(settings) if settings.smtp_host else log,
             NotificationChannel.SMS: log,

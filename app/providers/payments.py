@@ -6,7 +6,9 @@ event handling (see app/http/stripe_webhook.py), so local work exercises the rea
 
 from __future__ import annotations
 
+import secrets
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -119,12 +121,22 @@ class StripeProvider:
 
 
 class DummyProvider:
-    """No network: ids are derived from ours, the checkout URL is a page of this service."""
+    """No network: the checkout URL is a page of this service.
+
+    Its session id is the only thing that lets a visitor pay (or fail) an order on that page,
+    so it is random, never derived from the order. Like Stripe, the same idempotency key
+    (`checkout-<order>-<attempt>`: a retry or a double click) gets the same session back:
+    this process remembers the newest `SESSIONS_REMEMBERED` keys. A retry that reaches
+    another process or outlives that memory gets a new session, which becomes the order's
+    current one (the superseded page then answers 404), as with any new attempt.
+    """
 
     name = "dummy"
+    SESSIONS_REMEMBERED = 10_000
 
     def __init__(self, public_api_url: str) -> None:
         self._base = public_api_url.rstrip("/")
+        self._sessions: OrderedDict[str, str] = OrderedDict()  # idempotency key -> id
 
     async def create_customer(
         self,
@@ -137,7 +149,15 @@ class DummyProvider:
         return f"cus_dummy_{profile_id.hex}"
 
     async def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession:
-        session_id = "cs_dummy_" + uuid.uuid5(uuid.NAMESPACE_URL, request.idempotency_key).hex
+        key = request.idempotency_key
+        session_id = self._sessions.get(key)
+        if session_id is None:
+            session_id = "cs_dummy_" + secrets.token_urlsafe(32)
+            self._sessions[key] = session_id
+            while len(self._sessions) > self.SESSIONS_REMEMBERED:
+                self._sessions.popitem(last=False)
+        else:
+            self._sessions.move_to_end(key)
         return CheckoutSession(id=session_id, url=f"{self._base}/dummy-checkout/{session_id}")
 
 

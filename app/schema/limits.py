@@ -19,6 +19,8 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLList,
+    GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
@@ -116,13 +118,15 @@ def count_nodes(
             else:
                 field_type = get_named_type(field.type)
             child_multiplier = multiplier
-            if field_type is not None and field_type.name.endswith("Connection"):
+            paged_list = field is not None and _paged_list(field)
+            if field_type is not None and (field_type.name.endswith("Connection") or paged_list):
                 args = {
                     a.name.value: value_from_ast_untyped(a.value, variables)
                     for a in node.arguments or ()
                 }
                 size = args.get("first") if args.get("first") is not None else args.get("last")
-                size = size if isinstance(size, int) and size >= 0 else DEFAULT_PAGE_SIZE
+                if not isinstance(size, int) or size < 0:
+                    size = _default_page(field) if paged_list else DEFAULT_PAGE_SIZE
                 total += multiplier * size
                 if total > budget:
                     raise NodeBudgetExceeded
@@ -132,6 +136,23 @@ def count_nodes(
 
     walk(operation.selection_set, root, 1, frozenset())
     return total
+
+
+def _paged_list(field: Any) -> bool:
+    """A plain list with a page argument (`timeline(last:)`): it costs its page, as a
+    connection does."""
+    field_type = field.type
+    while isinstance(field_type, GraphQLNonNull):
+        field_type = field_type.of_type
+    return isinstance(field_type, GraphQLList) and ("last" in field.args or "first" in field.args)
+
+
+def _default_page(field: Any) -> int:
+    for name in ("first", "last"):
+        argument = field.args.get(name)
+        if argument is not None and isinstance(argument.default_value, int):
+            return argument.default_value
+    return DEFAULT_PAGE_SIZE
 
 
 def _possible_types(schema: GraphQLSchema, parent: Any) -> list[GraphQLObjectType]:

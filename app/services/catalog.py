@@ -16,7 +16,7 @@ from app.errors import DomainError, NotFound
 from app.models import DocumentType, Product, ProductStep, Step
 from app.models.enums import DossierKind, DossierStatus, EventType
 from app.services import events
-from app.services.validation import check_code, check_text
+from app.services.validation import check_code, check_name, check_text
 
 CURRENCY_RE = re.compile(r"^[a-z]{3}$")
 # Extensions whose content we can recognise by its magic bytes (see the documents service).
@@ -98,7 +98,7 @@ async def create_product(
 ) -> Product:
     fields: dict[str, Any] = {
         "code": check_code(code),
-        "name": check_text(name, "name", max_length=200),
+        "name": check_name(name, "name"),
         "description": _description(description),
         "dossier_type": dossier_type,
         "price_amount": _check_price(price_amount),
@@ -135,7 +135,7 @@ class ProductChanges:
 async def update_product(actor: Viewer, product_id: uuid.UUID, changes: ProductChanges) -> Product:
     updates: dict[str, Any] = {}
     if changes.name is not None:
-        updates["name"] = check_text(changes.name, "name", max_length=200)
+        updates["name"] = check_name(changes.name, "name")
     if changes.description_set:
         updates["description"] = _description(changes.description)
     if changes.price_amount is not None:
@@ -169,7 +169,7 @@ async def create_step(
 ) -> Step:
     fields: dict[str, Any] = {
         "code": check_code(code),
-        "label": check_text(label, "label", max_length=200),
+        "label": check_name(label, "label"),
         "description": _description(description),
         "position": position,
     }
@@ -254,7 +254,7 @@ async def create_document_type(
 ) -> DocumentType:
     fields: dict[str, Any] = {
         "code": check_code(code),
-        "label": check_text(label, "label", max_length=200),
+        "label": check_name(label, "label"),
         "description": _description(description),
         "max_file_size_mb": _check_size(max_file_size_mb),
         "allowed_extensions": _check_extensions(allowed_extensions),
@@ -292,7 +292,7 @@ async def update_document_type(
 ) -> DocumentType:
     updates: dict[str, Any] = {}
     if changes.label is not None:
-        updates["label"] = check_text(changes.label, "label", max_length=200)
+        updates["label"] = check_name(changes.label, "label")
     if changes.description_set:
         updates["description"] = _description(changes.description)
     if changes.max_file_size_mb is not None:

@@ -8,7 +8,9 @@ transaction. Each result is recorded only if the row is still ours (`attempts` u
 - transient failure (SMTP 4xx, HTTP 5xx/429, timeouts, refused connections) -> back to
   PENDING with `next_attempt_at` = now + exponential backoff with jitter, until
   `delivery_max_attempts`, then FAILED;
-- permanent failure (SMTP 5xx, HTTP 4xx, a template that cannot render) -> FAILED at once.
+- permanent failure (SMTP 5xx, HTTP 4xx, a template that cannot render, an e-mail that
+  cannot be built, e.g. a subject with CR/LF from old data) -> FAILED at once, its reason
+  in `last_error`.
 
 A worker killed mid-pass leaves leased rows that become due again when the lease ends, so
 nothing is lost (a message may then go twice, which the deterministic e-mail Message-ID
@@ -80,11 +82,13 @@ def outbound(
     url = (payload.get("channelUrls") or {}).get(channel.value)
     if url:
         context["action_url"] = url
+    secrets: tuple[str, ...] = ()
     if context.get("account_token_id") and context.get("purpose"):
         # a reset or invitation: its link and code, derived now, exist only in the e-mail
         context["action_url"], context["code"] = account_links.secrets_for(
             str(context["account_token_id"]), str(context["purpose"])
         )
+        secrets = (context["action_url"], context["code"])
     rendered = render(notification.template_code, locale, context)
     if channel == NotificationChannel.EMAIL:
         return Outbound(
@@ -95,8 +99,15 @@ def outbound(
             html=rendered.html,
             message_id=email_message_id(delivery.id, settings),
             locale=locale,
+            secrets=secrets,
         )
-    return Outbound(channel=channel, recipient=delivery.recipient, text=rendered.sms, locale=locale)
+    return Outbound(
+        channel=channel,
+        recipient=delivery.recipient,
+        text=rendered.sms,
+        locale=locale,
+        secrets=secrets,
+    )
 
 
 async def claim(now: datetime, limit: int, settings: Settings) -> list[NotificationDelivery]:

@@ -16,7 +16,7 @@ from app.security import hash_password, issue_token, needs_rehash, verify_passwo
 from app.services import attempts, events, two_factor
 from app.services.sessions import Origin, Tokens, revoke_all, start_session
 from app.services.two_factor import Challenge
-from app.services.validation import check_password, check_text, normalise_email
+from app.services.validation import check_name, check_password, normalise_email, normalise_phone
 
 INVALID_CREDENTIALS = DomainError("INVALID_CREDENTIALS", "Wrong email or password.")
 
@@ -67,7 +67,7 @@ async def create_agent(
     locale: Locale = Locale.FR,
 ) -> Agent:
     email = normalise_email(email)
-    name = check_text(name, "name", max_length=200)
+    name = check_name(name, "name")
     check_password(password, email=email, name=name)
     await _email_free(email)
     password_hash = await hash_password(password)
@@ -116,7 +116,7 @@ async def update_agent(
             )
         changes: dict[str, object] = {}
         if name is not None:
-            changes["name"] = check_text(name, "name", max_length=200)
+            changes["name"] = check_name(name, "name")
         if role is not None:
             changes["role"] = role
         if active is not None:
@@ -146,13 +146,12 @@ async def update_my_profile(
 ) -> Profile | Agent:
     changes: dict[str, object] = {}
     if full_name is not None:
-        changes["name" if viewer.is_agent else "full_name"] = check_text(
-            full_name, "fullName", max_length=200
-        )
+        changes["name" if viewer.is_agent else "full_name"] = check_name(full_name, "fullName")
     if phone is not None:
         if viewer.is_agent:
             raise DomainError("NOT_APPLICABLE", "Agents have no phone number here.", "phone")
-        changes["phone"] = check_text(phone, "phone", max_length=32, required=False) or None
+        # an empty phone removes it; anything else must be a real number, stored as E.164
+        changes["phone"] = normalise_phone(phone, "phone") if phone.strip() else None
     if locale is not None:
         changes["locale"] = locale
     owner: Profile | Agent = viewer.account

@@ -30,6 +30,7 @@ from app.models.enums import ActorType, EventType
 from app.services import events
 from app.services.codes import MessageErrorCode as Code
 from app.services.dossiers import visible_dossiers
+from app.services.validation import check_text
 from app.settings import get_settings
 
 TICK = timedelta(microseconds=1)
@@ -52,7 +53,8 @@ def other_side(viewer: Viewer) -> list[ActorType]:
 
 def _check_content(content: str) -> str:
     limit = get_settings().message_max_length
-    text = (content or "").strip()
+    # the one check for free text (control characters), then this domain's own wording
+    text = check_text(content or "", "content", max_length=None, required=False)
     if not text:
         raise DomainError(Code.REQUIRED, "A message cannot be empty.", "content")
     if len(text) > limit:

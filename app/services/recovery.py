@@ -39,7 +39,7 @@ from app.services import attempts, events, throttle
 from app.services.account_links import code_of, link_token
 from app.services.codes import IdentityErrorCode as Code
 from app.services.sessions import Origin, origin_payload, owner_of, revoke_all
-from app.services.validation import check_password, check_text, normalise_email
+from app.services.validation import check_name, check_password, normalise_email
 from app.settings import get_settings
 
 RESET_ANSWER_SECONDS = 0.35  # every reset request answers after at least this long
@@ -260,7 +260,7 @@ async def invite_agent(
     admin: Viewer, *, email: str, name: str, role: AgentRole, locale: Locale
 ) -> Agent:
     email = normalise_email(email)
-    name = check_text(name, "name", max_length=200)
+    name = check_name(name, "name")
     try:
         async with in_transaction():
             agent = await Agent.create(email=email, name=name, role=role, locale=locale)
@@ -297,7 +297,7 @@ async def invite_client(
 ) -> Profile:
     """A client the firm adds without a payment link (the lifecycle's `openDossier`)."""
     email = normalise_email(email)
-    full_name = check_text(full_name, "fullName", max_length=200)
+    full_name = check_name(full_name, "fullName")
     try:
         async with in_transaction():
             profile = await Profile.create(

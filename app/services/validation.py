@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
+import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from app.errors import DomainError
@@ -12,9 +14,18 @@ from app.settings import get_settings
 
 PASSWORD_MIN, PASSWORD_MAX = 10, 256
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,63}$")
+PHONE_MAX = 32
+PHONE_DEFAULT_REGION = "FR"
+# What people type in a phone number: digits, a leading +, spaces and the usual separators.
+PHONE_RE = re.compile(r"^\+?[0-9 ().\-/]+$")
+# Control (Cc), format (Cf: bidi overrides, zero-width, BOM), surrogates (Cs), and the
+# line and paragraph separators (Zl, Zp): none belongs in a single line of text.
+_REFUSED_IN_LINE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 def normalise_email(value: str, field: str = "email") -> str:
+    """A deliverable-looking address, normalised (IDNA domain, lower case): the one form
+    every credential, invitation and payment link stores and looks up."""
     try:
         result = validate_email(
             value.strip(),
@@ -72,13 +83,71 @@ def check_password(
     return value
 
 
-def check_text(value: str, field: str, *, max_length: int = 500, required: bool = True) -> str:
-    value = value.strip()
+def _refuse_controls(value: str, field: str, *, allowed: str = "") -> None:
+    for position, char in enumerate(value):
+        if char not in allowed and unicodedata.category(char) in _REFUSED_IN_LINE:
+            what = "a line break" if char in "\r\n\u2028\u2029" else "a control character"
+            raise DomainError(
+                "INVALID_TEXT",
+                f"{field} must not contain {what} (U+{ord(char):04X} at position {position + 1}).",
+                field,
+            )
+
+
+def _bounded(value: str, field: str, max_length: int | None, required: bool) -> str:
     if required and not value:
         raise DomainError("REQUIRED", f"{field} must not be empty.", field)
-    if len(value) > max_length:
+    if max_length is not None and len(value) > max_length:
         raise DomainError("TOO_LONG", f"{field} is longer than {max_length} characters.", field)
     return value
+
+
+def check_name(value: str, field: str, *, max_length: int = 200, required: bool = True) -> str:
+    """A single line of text: a person's name, a product name, a step or document label
+    (anything that may end up in an e-mail subject). Any control or format character
+    (CR, LF, TAB, NUL, bidi overrides, zero-width characters) inside it is refused
+    (INVALID_TEXT); the text is NFC-normalised, trimmed (surrounding whitespace, tabs and
+    line breaks included), and its runs of spaces collapse to one."""
+    value = unicodedata.normalize("NFC", value).strip()
+    _refuse_controls(value, field)
+    return _bounded(" ".join(value.split()), field, max_length, required)
+
+
+def check_text(
+    value: str, field: str, *, max_length: int | None = 500, required: bool = True
+) -> str:
+    """Free text over several lines (a message, a reason, notes, a description): line
+    breaks are kept (CRLF and CR become LF), every other control or format character is
+    refused (INVALID_TEXT) once the text is trimmed; NFC-normalised."""
+    value = unicodedata.normalize("NFC", value)
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    value = value.replace("\u2028", "\n").replace("\u2029", "\n").strip()
+    _refuse_controls(value, field, allowed="\n")
+    return _bounded(value, field, max_length, required)
+
+
+def normalise_phone(value: str, field: str = "phone", *, region: str = PHONE_DEFAULT_REGION) -> str:
+    """A valid phone number in E.164 (`+33612345678`); a number without `+` is read as one
+    of `region` (French by default). Anything else is refused (INVALID_PHONE; TOO_LONG
+    beyond PHONE_MAX characters)."""
+    text = value.strip()
+    if len(text) > PHONE_MAX:
+        raise DomainError("TOO_LONG", f"{field} is longer than {PHONE_MAX} characters.", field)
+    if not PHONE_RE.match(text):
+        number = None
+    else:
+        try:
+            number = phonenumbers.parse(text, None if text.startswith("+") else region)
+        except phonenumbers.NumberParseException:
+            number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        raise DomainError(
+            "INVALID_PHONE",
+            "Invalid phone number: give it with its country code (+33 6 12 34 56 78) "
+            "or as a French number (06 12 34 56 78).",
+            field,
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def check_code(value: str, field: str = "code") -> str:

@@ -13,7 +13,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import phonenumbers
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -28,19 +27,8 @@ from app.services.payments.errors import PaymentErrorCode
 from app.services.payments.links import LinkState, link_by_token, link_state
 from app.services.payments.orders import visible_orders
 from app.services.sessions import Origin, start_session
-from app.services.validation import check_password, check_text
+from app.services.validation import check_name, check_password, normalise_phone
 from app.settings import get_settings
-
-
-def normalise_phone(value: str, field: str = "phone") -> str:
-    """E.164; numbers without a country code are read as French."""
-    try:
-        number = phonenumbers.parse(value.strip(), "FR")
-    except phonenumbers.NumberParseException:
-        number = None
-    if number is None or not phonenumbers.is_valid_number(number):
-        raise DomainError(PaymentErrorCode.INVALID_PHONE, "Invalid phone number.", field)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 @dataclass
@@ -165,7 +153,7 @@ async def register_with_payment_link(
     password: str,
     origin: Origin | None = None,
 ) -> Registration:
-    full_name = check_text(full_name, "fullName", max_length=200)
+    full_name = check_name(full_name, "fullName")
     phone_e164 = normalise_phone(phone)
     link = await link_by_token(token)
     state = link_state(link)

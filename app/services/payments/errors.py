@@ -19,6 +19,7 @@ class PaymentErrorCode(StrEnum):
     CHECKOUT_UNAVAILABLE = "CHECKOUT_UNAVAILABLE"
     REQUIRED = "REQUIRED"
     TOO_LONG = "TOO_LONG"
+    INVALID_TEXT = "INVALID_TEXT"
 
 
 class UnmatchedEvent(Exception):

@@ -16,7 +16,7 @@ from app.models import PaymentLink, Product
 from app.models.enums import EventType
 from app.services import events
 from app.services.payments.errors import PaymentErrorCode
-from app.services.validation import check_text, normalise_email
+from app.services.validation import check_name, normalise_email
 from app.settings import get_settings
 
 DEFAULT_LINK_HOURS = 7 * 24
@@ -50,7 +50,7 @@ async def create_payment_link(
     expires_in_hours: int | None = None,
 ) -> PaymentLink:
     email = normalise_email(prospect_email, "prospectEmail")
-    name = check_text(prospect_name, "prospectName", max_length=200)
+    name = check_name(prospect_name, "prospectName")
     hours = DEFAULT_LINK_HOURS if expires_in_hours is None else expires_in_hours
     if not 1 <= hours <= MAX_LINK_HOURS:
         raise DomainError(

@@ -11,6 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from app.db import fetch_column, is_postgres
 from app.models import DocumentReview, DocumentVersion, DossierStatusHistory, Event, Message
 from app.models.enums import ActorType, EventType
 
@@ -47,6 +48,64 @@ class TimelineItem:
     row: Any  # the history row, event, version, review or message behind the entry
 
 
+# Per source: FROM (with the dossier reached), the dossier column, the time column.
+_SOURCES = {
+    "status": ('"dossier_status_history" t', 't."dossier_id"', 't."created_at"'),
+    "events": ('"events" t', 't."entity_id"', 't."created_at"'),
+    "versions": (
+        '"document_versions" t JOIN "documents" d ON d."id" = t."document_id"',
+        'd."dossier_id"',
+        't."uploaded_at"',
+    ),
+    "reviews": (
+        '"document_reviews" t JOIN "document_versions" v ON v."id" = t."document_version_id"'
+        ' JOIN "documents" d ON d."id" = v."document_id"',
+        'd."dossier_id"',
+        't."reviewed_at"',
+    ),
+    "messages": ('"messages" t', 't."dossier_id"', 't."created_at"'),
+}
+
+
+async def latest_ids(
+    source: str, dossier_ids: Sequence[str], last: int, before: Any = None
+) -> list[Any]:
+    """The ids of the latest `last` rows of `source` for each dossier (before `before`, a
+    database value), in one statement, so a batch of dossiers reads `last` rows each and
+    not their whole history. PostgreSQL: a LATERAL subquery per dossier, `last` rows
+    through its index; SQLite (no LATERAL): a window per dossier."""
+    from_sql, parent, at = _SOURCES[source]
+    values: list[Any] = [uuid.UUID(i) for i in dossier_ids]
+    where = []
+    if source == "events":
+        kinds = ", ".join(f"'{kind.value}'" for kind in STEP_EVENTS)
+        where.append(f't."entity_type" = \'dossier\' AND t."event_type" IN ({kinds})')
+    if is_postgres():
+        extra = "".join(f" AND {w}" for w in where)
+        params: list[Any] = [values, last]
+        if before is not None:
+            params.append(before)
+            extra += f" AND {at} < $3"
+        sql = (
+            "SELECT x.id FROM unnest($1::uuid[]) AS p(dossier) CROSS JOIN LATERAL ("
+            f'SELECT t."id" AS id FROM {from_sql} WHERE {parent} = p.dossier{extra} '
+            f'ORDER BY {at} DESC, t."id" DESC LIMIT $2) x'
+        )
+        return await fetch_column(sql, *params)
+    marks = ", ".join(f"${n}" for n in range(1, len(values) + 1))
+    where.insert(0, f"{parent} IN ({marks})")
+    if before is not None:
+        values.append(before)
+        where.append(f"{at} < ${len(values)}")
+    values.append(last)
+    sql = (
+        f'SELECT w.id FROM (SELECT t."id" AS id, ROW_NUMBER() OVER (PARTITION BY {parent} '
+        f'ORDER BY {at} DESC, t."id" DESC) AS rn FROM {from_sql} '
+        f"WHERE {' AND '.join(where)}) w WHERE w.rn <= ${len(values)}"
+    )
+    return await fetch_column(sql, *values)
+
+
 async def timelines(
     dossier_ids: Sequence[uuid.UUID], *, last: int, before: datetime | None = None
 ) -> dict[uuid.UUID, list[TimelineItem]]:
@@ -54,21 +113,32 @@ async def timelines(
 
     Status history, step events (started, completed, skipped, assigned, due date moved,
     reminder sent), uploads, reviews and messages, merged in time order. One query per
-    source for the whole batch; each is limited to `last` rows when there is one dossier
-    (the usual case).
+    source for the whole batch (two for a batch of dossiers: the ids of each dossier's
+    latest `last` rows, then those rows), so each dossier costs at most `last` rows per
+    source.
     """
     ids = list({str(i) for i in dossier_ids})
     if not ids or last <= 0:
         return {uuid.UUID(i): [] for i in ids}
 
-    def bounded(queryset: Any, column: str) -> Any:
+    async def bounded(queryset: Any, column: str, source: str) -> Any:
+        """The source's rows: `last` of them per dossier, however many dossiers (for a
+        batch, their ids through a window per dossier, then the rows)."""
+        if len(ids) > 1:
+            model = queryset.model
+            before_value = (
+                model._meta.fields_map[column].to_db_value(before, model) if before else None
+            )
+            chosen = await latest_ids(source, ids, last, before_value)
+            return await queryset.filter(id__in=chosen) if chosen else []
         if before is not None:
             queryset = queryset.filter(**{f"{column}__lt": before})
-        queryset = queryset.order_by(f"-{column}", "-id")
-        return queryset.limit(last) if len(ids) == 1 else queryset
+        return await queryset.order_by(f"-{column}", "-id").limit(last)
 
     out: dict[str, list[TimelineItem]] = defaultdict(list)
-    for row in await bounded(DossierStatusHistory.filter(dossier_id__in=ids), "created_at"):
+    for row in await bounded(
+        DossierStatusHistory.filter(dossier_id__in=ids), "created_at", "status"
+    ):
         out[str(row.dossier_id)].append(
             TimelineItem(
                 TimelineKind.STATUS_CHANGED,
@@ -81,7 +151,7 @@ async def timelines(
     step_events = Event.filter(
         entity_type="dossier", entity_id__in=ids, event_type__in=list(STEP_EVENTS)
     )
-    for row in await bounded(step_events, "created_at"):
+    for row in await bounded(step_events, "created_at", "events"):
         out[str(row.entity_id)].append(
             TimelineItem(
                 STEP_EVENTS[EventType(row.event_type)],
@@ -92,7 +162,7 @@ async def timelines(
             )
         )
     versions = DocumentVersion.filter(document__dossier_id__in=ids).select_related("document")
-    for row in await bounded(versions, "uploaded_at"):
+    for row in await bounded(versions, "uploaded_at", "versions"):
         out[str(row.document.dossier_id)].append(
             TimelineItem(
                 TimelineKind.DOCUMENT_UPLOADED,
@@ -105,7 +175,7 @@ async def timelines(
     reviews = DocumentReview.filter(document_version__document__dossier_id__in=ids).select_related(
         "document_version__document"
     )
-    for row in await bounded(reviews, "reviewed_at"):
+    for row in await bounded(reviews, "reviewed_at", "reviews"):
         out[str(row.document_version.document.dossier_id)].append(
             TimelineItem(
                 TimelineKind.DOCUMENT_REVIEWED,
@@ -115,7 +185,7 @@ async def timelines(
                 row,
             )
         )
-    for row in await bounded(Message.filter(dossier_id__in=ids), "created_at"):
+    for row in await bounded(Message.filter(dossier_id__in=ids), "created_at", "messages"):
         out[str(row.dossier_id)].append(
             TimelineItem(
                 TimelineKind.MESSAGE_SENT,
