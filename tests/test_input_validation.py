@@ -492,3 +492,19 @@ async def test_the_command_line_admin_gets_the_same_checks():
         await identity.ensure_admin("root@example.com", "a-much-better-passphrase", "Ro\x00ot")
     assert (refused.value.code, refused.value.field) == ("INVALID_TEXT", ["name"])
     assert not await Credential.filter(email="root@example.com").exists()
+
+
+async def test_names_spelt_with_joiners_are_kept(client):
+    """Persian and Indic names need the zero-width non-joiner (U+200C) and joiner."""
+
+    account = await make_client()
+    name = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 Rezaei"  # می‌خواهم, with ZWNJ
+    data = await gql(
+        client,
+        "mutation($n: String!) { updateMyProfile(input: {fullName: $n}) "
+        "{ viewer { ... on Profile { fullName } } userErrors { code } } }",
+        {"n": name},
+        token=account.token,
+    )
+    assert data["updateMyProfile"]["userErrors"] == []
+    assert data["updateMyProfile"]["viewer"]["fullName"] == name

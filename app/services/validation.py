@@ -21,6 +21,9 @@ PHONE_RE = re.compile(r"^\+?[0-9 ().\-/]+$")
 # Control (Cc), format (Cf: bidi overrides, zero-width, BOM), surrogates (Cs), and the
 # line and paragraph separators (Zl, Zp): none belongs in a single line of text.
 _REFUSED_IN_LINE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# …but the zero-width non-joiner and joiner are letters' business: Persian, Urdu and Indic
+# names are spelt with them (and emoji sequences); they steer no text direction.
+_JOINERS = "\u200c\u200d"
 
 
 def normalise_email(value: str, field: str = "email") -> str:
@@ -85,7 +88,11 @@ def check_password(
 
 def _refuse_controls(value: str, field: str, *, allowed: str = "") -> None:
     for position, char in enumerate(value):
-        if char not in allowed and unicodedata.category(char) in _REFUSED_IN_LINE:
+        if (
+            char not in allowed
+            and char not in _JOINERS
+            and unicodedata.category(char) in _REFUSED_IN_LINE
+        ):
             what = "a line break" if char in "\r\n\u2028\u2029" else "a control character"
             raise DomainError(
                 "INVALID_TEXT",
