@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -312,3 +313,30 @@ async def fetch_column(sql: str, *values: Any) -> list[Any]:
         values = tuple(str(v) if isinstance(v, uuid.UUID) else v for v in values)
     _, rows = await connection.execute_query(sql, list(values))
     return [row[0] for row in rows]
+
+
+async def latest_per_parent(
+    model: type[Model], column: str, at: str, parent_ids: Sequence[Any], last: int
+) -> list[Any]:
+    """The ids of `model`'s latest `last` rows (by `at`, then id) for each of `parent_ids`
+    (`column` their foreign key): one statement whose every parent has its own LIMIT.
+    PostgreSQL: a LATERAL subquery per parent (`last` rows through the parent's index);
+    SQLite, which has no LATERAL: a window per parent."""
+    if not parent_ids or last <= 0:
+        return []
+    table = model._meta.db_table
+    keys = [uuid.UUID(str(p)) for p in parent_ids]
+    if is_postgres():
+        sql = (
+            f'SELECT x.id FROM unnest($1::uuid[]) AS p(parent) CROSS JOIN LATERAL (SELECT t."id"'
+            f' AS id FROM "{table}" t WHERE t."{column}" = p.parent'
+            f' ORDER BY t."{at}" DESC, t."id" DESC LIMIT $2) x'
+        )
+        return await fetch_column(sql, keys, last)
+    marks = ", ".join(f"${n}" for n in range(1, len(keys) + 1))
+    sql = (
+        f'SELECT w.id FROM (SELECT t."id" AS id, ROW_NUMBER() OVER (PARTITION BY t."{column}"'
+        f' ORDER BY t."{at}" DESC, t."id" DESC) AS rn FROM "{table}" t'
+        f' WHERE t."{column}" IN ({marks})) w WHERE w.rn <= ${len(keys) + 1}'
+    )
+    return await fetch_column(sql, *keys, last)

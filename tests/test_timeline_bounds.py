@@ -103,3 +103,49 @@ async def test_a_timeline_costs_its_page_in_the_node_budget(client):
     body = await gql(client, TIMELINES, {"last": 200}, token=agent.token, expect_errors=True)
     assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
     await gql(client, TIMELINES, {"last": 50}, token=agent.token)  # 100 + 100 x 50: fits
+
+
+HISTORIES = """
+query($last: Int!) { dossiers(first: 100) { nodes { id statusHistory(last: $last) { reason } } } }
+"""
+
+
+async def _history(dossiers, changes: int) -> None:
+    from app.models import DossierStatusHistory
+    from app.models.enums import DossierStatus
+
+    start = datetime.now(UTC) + timedelta(minutes=1)
+    for dossier in dossiers:
+        for n in range(changes):
+            await DossierStatusHistory.create(
+                dossier_id=dossier.id,
+                old_status=DossierStatus.IN_PROGRESS,
+                new_status=DossierStatus.UNDER_REVIEW,
+                changed_by_type=ActorType.SYSTEM,
+                reason=f"change {n}",
+                created_at=start + timedelta(minutes=n),
+            )
+
+
+async def test_status_histories_are_paged_per_dossier(client, monkeypatch):
+    dossiers = await _world(0)
+    agent = await make_agent()
+    await _history(dossiers, 2)
+    counter = RowCounter(connections.get("default"))
+    with monkeypatch.context() as patch:
+        counter.wrap(patch)
+        data = await gql(client, HISTORIES, {"last": 1}, token=agent.token)
+    short = counter.rows
+    assert [n["statusHistory"] for n in data["dossiers"]["nodes"]] == [[{"reason": "change 1"}]] * 3
+    await _history(dossiers, 30)
+    counter = RowCounter(connections.get("default"))
+    with monkeypatch.context() as patch:
+        counter.wrap(patch)
+        data = await gql(client, HISTORIES, {"last": 1}, token=agent.token)
+    assert [n["statusHistory"] for n in data["dossiers"]["nodes"]] == [
+        [{"reason": "change 29"}]
+    ] * 3
+    assert counter.rows == short  # a page per dossier, whatever the history
+    # and the page is what the node budget counts
+    body = await gql(client, HISTORIES, {"last": 150}, token=agent.token, expect_errors=True)
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]

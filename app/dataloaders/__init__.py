@@ -12,6 +12,7 @@ from tortoise.functions import Count
 from tortoise.models import Model
 
 from app import models as m
+from app.db import latest_per_parent
 from app.models.enums import ActorType
 from app.services.messages import message_counts, message_pages
 from app.services.progress import progress_of
@@ -79,6 +80,27 @@ def by_id(model: type[M]) -> Loader:
         return [found.get(_key(k)) for k in keys]
 
     return Loader(load)
+
+
+def latest_by(model: type[M], column: str, at: str) -> Loader:
+    """The latest `last` rows whose `column` is the key's parent, oldest first; keys are
+    (parent id, last). One statement picks each parent's ids (its own LIMIT, however many
+    parents: `app.db.latest_per_parent`), one reads them."""
+
+    async def load(keys: Sequence[tuple[Any, int]]) -> list[list[M]]:
+        pages = {last for _, last in keys}
+        groups: dict[tuple[str, int], list[M]] = {}
+        for last in pages:
+            parents = list({_key(p) for p, n in keys if n == last})
+            ids = await latest_per_parent(model, column, at, parents, last)
+            rows = await model.filter(id__in=ids).order_by(at, "id") if ids else []
+            for parent in parents:
+                groups[(parent, last)] = []
+            for row in rows:
+                groups[(_key(getattr(row, column)), last)].append(row)
+        return [groups.get((_key(p), n), []) for p, n in keys]
+
+    return Loader(load, cache_key_fn=lambda key: (_key(key[0]), key[1]))
 
 
 def many_by(model: type[M], column: str, *order_by: str) -> Loader:
@@ -207,8 +229,8 @@ class Loaders:
         self.document_version = by_id(m.DocumentVersion)
         self.document = by_id(m.Document)
         self.dossier = by_id(m.Dossier)
-        self.versions_by_document = many_by(m.DocumentVersion, "document_id", "version_number")
-        self.reviews_by_version = many_by(m.DocumentReview, "document_version_id", "reviewed_at")
+        self.versions_by_document = latest_by(m.DocumentVersion, "document_id", "version_number")
+        self.reviews_by_version = latest_by(m.DocumentReview, "document_version_id", "reviewed_at")
         self.timeline = timeline_loader()
         self.credential_by_profile = one_by(m.Credential, "profile_id")
         self.unread_messages = unread_messages_loader()
@@ -221,8 +243,8 @@ class Loaders:
         self.documents_by_step_instance = many_by(
             m.Document, "step_instance_id", "created_at", "id"
         )
-        self.status_history_by_dossier = many_by(
-            m.DossierStatusHistory, "dossier_id", "created_at", "id"
+        self.status_history_by_dossier = latest_by(
+            m.DossierStatusHistory, "dossier_id", "created_at"
         )
         self.progress = progress_loader()
         self.deliveries_by_notification = many_by(

@@ -177,6 +177,11 @@ def page_size(first: int | None, last: int | None) -> tuple[int, bool]:
     return (first if first is not None else DEFAULT_PAGE_SIZE), False
 
 
+def list_page(last: int) -> int:
+    """A plain list's `last`, within 0..MAX_PAGE_SIZE (what the node budget counts)."""
+    return page_size(None, last)[0]
+
+
 def page_of(
     rows: list[Any],
     size: int,

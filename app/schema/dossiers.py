@@ -15,7 +15,7 @@ from app.context import Info
 from app.dataloaders.pages import or_load
 from app.schema.catalog import ProductType
 from app.schema.chasing import DossierProgressType, dossier_progress
-from app.schema.common import Connection
+from app.schema.common import Connection, list_page
 from app.schema.enums import DossierKind, DossierStatus
 from app.schema.identity import ProfileType
 from app.schema.messages import MessageType, dossier_messages, dossier_unread_count
@@ -72,9 +72,9 @@ class DossierType:
     async def progress(self, info: Info) -> DossierProgressType:
         return await dossier_progress(info, self)
 
-    @strawberry.field(description="Status changes, oldest first.")
-    async def status_history(self, info: Info) -> list[DossierStatusChangeType]:
-        return await info.context.loaders.status_history_by_dossier.load(self.id)
+    @strawberry.field(description="The latest `last` status changes, oldest first.")
+    async def status_history(self, info: Info, last: int = 50) -> list[DossierStatusChangeType]:
+        return await info.context.loaders.status_history_by_dossier.load((self.id, list_page(last)))
 
     @strawberry.field(
         description="The chat, oldest first: `first`/`after` from the start, "

@@ -14,7 +14,7 @@ import strawberry
 from app.context import Info
 from app.dataloaders.pages import or_load
 from app.schema.catalog import DocumentTypeType, StepType
-from app.schema.common import gid
+from app.schema.common import gid, list_page
 from app.schema.enums import ActorType, DocumentStatus, DossierStatus
 from app.schema.identity import AgentType
 from app.services.deadlines import is_overdue
@@ -51,11 +51,11 @@ class DocumentVersionType:
     async def document(self, info: Info) -> DocumentType:
         return await info.context.loaders.document.load(self.document_id)
 
-    @strawberry.field(description="Agents' decisions on this version, oldest first.")
+    @strawberry.field(description="Agents' latest `last` decisions on this version, oldest first.")
     async def reviews(
-        self, info: Info
+        self, info: Info, last: int = 20
     ) -> list[Annotated[DocumentReviewType, strawberry.lazy("app.schema.documents")]]:
-        return await info.context.loaders.reviews_by_version.load(self.id)
+        return await info.context.loaders.reviews_by_version.load((self.id, list_page(last)))
 
 
 @strawberry.type(name="Document", description="A document a dossier needs, and its state.")
@@ -90,9 +90,9 @@ class DocumentType:
             lambda: info.context.loaders.document_version.load(self.current_version_id),
         )
 
-    @strawberry.field(description="Every upload, oldest (version 1) first.")
-    async def versions(self, info: Info) -> list[DocumentVersionType]:
-        return await info.context.loaders.versions_by_document.load(self.id)
+    @strawberry.field(description="The latest `last` uploads, oldest first.")
+    async def versions(self, info: Info, last: int = 20) -> list[DocumentVersionType]:
+        return await info.context.loaders.versions_by_document.load((self.id, list_page(last)))
 
     @strawberry.field(description="Its step's due date (the documents of a step share it).")
     async def due_at(self, info: Info) -> datetime | None:
