@@ -256,6 +256,45 @@ def _invitation_lifetime() -> timedelta:
     return timedelta(days=get_settings().invitation_days)
 
 
+EMAIL_TAKEN = DomainError(Code.EMAIL_TAKEN, "An account with this email already exists.", "email")
+
+
+async def _invite(
+    actor: Viewer,
+    owner: Agent | Profile,
+    email: str,
+    *,
+    created: EventType,
+    extra: dict[str, object] | None = None,
+) -> None:
+    """The invited account's credential (no usable password yet), its creation event and
+    the invitation; inside the caller's transaction, right after `owner` is created."""
+    is_agent = isinstance(owner, Agent)
+    kind = "agent" if is_agent else "profile"
+    credential = await Credential.create(
+        email=email,
+        password_hash=UNUSABLE_PASSWORD,
+        password_changed_at=clock.now(),
+        agent_id=owner.id if is_agent else None,
+        profile_id=None if is_agent else owner.id,
+    )
+    await events.record(
+        kind,
+        owner.id,
+        created,
+        actor=actor,
+        payload={"email": email, "invited": True, **(extra or {})},
+    )
+    await _issue(
+        credential,
+        AccountTokenPurpose.INVITATION,
+        lifetime=_invitation_lifetime(),
+        actor=actor,
+        event=EventType.INVITATION_SENT,
+        extra=extra,
+    )
+
+
 async def invite_agent(
     admin: Viewer, *, email: str, name: str, role: AgentRole, locale: Locale
 ) -> Agent:
@@ -264,31 +303,11 @@ async def invite_agent(
     try:
         async with in_transaction():
             agent = await Agent.create(email=email, name=name, role=role, locale=locale)
-            credential = await Credential.create(
-                email=email,
-                password_hash=UNUSABLE_PASSWORD,
-                password_changed_at=clock.now(),
-                agent=agent,
+            await _invite(
+                admin, agent, email, created=EventType.AGENT_CREATED, extra={"role": role.value}
             )
-            await events.record(
-                "agent",
-                agent.id,
-                EventType.AGENT_CREATED,
-                actor=admin,
-                payload={"email": email, "role": role.value, "invited": True},
-            )
-            await _issue(
-                credential,
-                AccountTokenPurpose.INVITATION,
-                lifetime=_invitation_lifetime(),
-                actor=admin,
-                event=EventType.INVITATION_SENT,
-                extra={"role": role.value},
-            )
-    except IntegrityError:
-        raise DomainError(
-            Code.EMAIL_TAKEN, "An account with this email already exists.", "email"
-        ) from None
+    except IntegrityError:  # a concurrent account with the same e-mail won
+        raise EMAIL_TAKEN from None
     return agent
 
 
@@ -303,30 +322,9 @@ async def invite_client(
             profile = await Profile.create(
                 full_name=full_name, status=UserStatus.ACTIVE, locale=locale
             )
-            credential = await Credential.create(
-                email=email,
-                password_hash=UNUSABLE_PASSWORD,
-                password_changed_at=clock.now(),
-                profile=profile,
-            )
-            await events.record(
-                "profile",
-                profile.id,
-                EventType.PROFILE_CREATED,
-                actor=actor,
-                payload={"email": email, "invited": True},
-            )
-            await _issue(
-                credential,
-                AccountTokenPurpose.INVITATION,
-                lifetime=_invitation_lifetime(),
-                actor=actor,
-                event=EventType.INVITATION_SENT,
-            )
+            await _invite(actor, profile, email, created=EventType.PROFILE_CREATED)
     except IntegrityError:
-        raise DomainError(
-            Code.EMAIL_TAKEN, "An account with this email already exists.", "email"
-        ) from None
+        raise EMAIL_TAKEN from None
     return profile
 
 
