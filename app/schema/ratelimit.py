@@ -31,10 +31,10 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from app.errors import AccessError
+from app.services.throttle import quick_redis
 
 logger = logging.getLogger("app.ratelimit")
 
-REDIS_TIMEOUT = 0.25  # seconds: one attempt, then memory
 REDIS_DOWN_SECONDS = 5.0  # after a failure, Redis is not asked again for this long
 KNOWN_LEVELS = 50_000  # viewers whose last Redis level a process remembers
 
@@ -130,19 +130,7 @@ class RateLimiter:
         self._script = None
         self._redis_down_until = 0.0
         if redis_url:
-            import redis.asyncio as redis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-            from redis.exceptions import ConnectionError as RedisConnectionError
-
-            self._redis = redis.from_url(
-                redis_url,
-                socket_timeout=REDIS_TIMEOUT,
-                socket_connect_timeout=REDIS_TIMEOUT,
-                # one retry for a pooled connection a Redis restart closed; never on a
-                # timeout (the default retries three times: a stall would cost a second)
-                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-            )
+            self._redis = quick_redis(redis_url)
             self._script = self._redis.register_script(TOKEN_BUCKET_LUA)
 
     async def take(self, key: str, cost: float) -> Decision:

@@ -195,6 +195,24 @@ class Memory:
         self.states.clear()
 
 
+def quick_redis(redis_url: str) -> Any:
+    """A Redis client for a guard on the request path (this throttle, the cost limiter):
+    one attempt within REDIS_TIMEOUT, one retry for a pooled connection a Redis restart
+    closed, never a retry on a timeout (the default retries three times: a stall would
+    cost each request a second)."""
+    import redis.asyncio as redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return redis.from_url(
+        redis_url,
+        socket_timeout=REDIS_TIMEOUT,
+        socket_connect_timeout=REDIS_TIMEOUT,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    )
+
+
 def _wall_clock() -> float:
     return app_clock.now().timestamp()
 
@@ -232,19 +250,7 @@ class Throttle:
         self._fail_script: Any = None
         self._read_script: Any = None
         if redis_url:
-            import redis.asyncio as redis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-            from redis.exceptions import ConnectionError as RedisConnectionError
-
-            self._redis = redis.from_url(
-                redis_url,
-                socket_timeout=REDIS_TIMEOUT,
-                socket_connect_timeout=REDIS_TIMEOUT,
-                # one retry for a pooled connection a Redis restart closed; never on a
-                # timeout (the default retries three times: a stall would cost a second)
-                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-            )
+            self._redis = quick_redis(redis_url)
             self._fail_script = self._redis.register_script(FAIL_LUA)
             self._read_script = self._redis.register_script(READ_LUA)
 
