@@ -319,24 +319,54 @@ async def latest_per_parent(
     model: type[Model], column: str, at: str, parent_ids: Sequence[Any], last: int
 ) -> list[Any]:
     """The ids of `model`'s latest `last` rows (by `at`, then id) for each of `parent_ids`
-    (`column` their foreign key): one statement whose every parent has its own LIMIT.
-    PostgreSQL: a LATERAL subquery per parent (`last` rows through the parent's index);
-    SQLite, which has no LATERAL: a window per parent."""
+    (`column` their foreign key), through `latest_ids_per_parent`."""
+    table = model._meta.db_table
+    return await latest_ids_per_parent(
+        f'"{table}" t', f't."{column}"', f't."{at}"', parent_ids, last
+    )
+
+
+async def latest_ids_per_parent(
+    from_sql: str,
+    parent: str,
+    at: str,
+    parent_ids: Sequence[Any],
+    last: int,
+    *,
+    where: str = "",
+    before: Any = None,
+) -> list[Any]:
+    """The ids (`t."id"`) of the latest `last` rows of `from_sql` (by `at`, then id) for
+    each of `parent_ids`, `parent` the expression naming a row's parent; `where` an extra
+    condition, `before` a database value `at` must be under. One statement whose every
+    parent has its own LIMIT: PostgreSQL, a LATERAL subquery per parent (`last` rows
+    through the parent's index); SQLite, which has no LATERAL, a window per parent."""
     if not parent_ids or last <= 0:
         return []
-    table = model._meta.db_table
     keys = [uuid.UUID(str(p)) for p in parent_ids]
+    conditions = [where] if where else []
     if is_postgres():
+        values: list[Any] = [keys, last]
+        if before is not None:
+            values.append(before)
+            conditions.append(f"{at} < $3")
+        extra = "".join(f" AND {c}" for c in conditions)
         sql = (
-            f'SELECT x.id FROM unnest($1::uuid[]) AS p(parent) CROSS JOIN LATERAL (SELECT t."id"'
-            f' AS id FROM "{table}" t WHERE t."{column}" = p.parent'
-            f' ORDER BY t."{at}" DESC, t."id" DESC LIMIT $2) x'
+            "SELECT x.id FROM unnest($1::uuid[]) AS p(parent) CROSS JOIN LATERAL ("
+            f'SELECT t."id" AS id FROM {from_sql} WHERE {parent} = p.parent{extra} '
+            f'ORDER BY {at} DESC, t."id" DESC LIMIT $2) x'
         )
-        return await fetch_column(sql, keys, last)
+        return await fetch_column(sql, *values)
+    values = list(keys)
     marks = ", ".join(f"${n}" for n in range(1, len(keys) + 1))
+    conditions.insert(0, f"{parent} IN ({marks})")
+    if before is not None:
+        values.append(before)
+        conditions.append(f"{at} < ${len(values)}")
+    values.append(last)
     sql = (
-        f'SELECT w.id FROM (SELECT t."id" AS id, ROW_NUMBER() OVER (PARTITION BY t."{column}"'
-        f' ORDER BY t."{at}" DESC, t."id" DESC) AS rn FROM "{table}" t'
-        f' WHERE t."{column}" IN ({marks})) w WHERE w.rn <= ${len(keys) + 1}'
+        f'SELECT w.id FROM (SELECT t."id" AS id, ROW_NUMBER() OVER (PARTITION BY {parent} '
+        f'ORDER BY {at} DESC, t."id" DESC) AS rn FROM {from_sql} '
+        f"WHERE {' AND '.join(conditions)}) w WHERE w.rn <= ${len(values)}"
     )
-    return await fetch_column(sql, *keys, last)
+    return await fetch_column(sql, *values)

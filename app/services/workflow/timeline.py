@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from app.db import fetch_column, is_postgres
+from app.db import latest_ids_per_parent
 from app.models import DocumentReview, DocumentVersion, DossierStatusHistory, Event, Message
 from app.models.enums import ActorType, EventType
 
@@ -71,39 +71,16 @@ async def latest_ids(
     source: str, dossier_ids: Sequence[str], last: int, before: Any = None
 ) -> list[Any]:
     """The ids of the latest `last` rows of `source` for each dossier (before `before`, a
-    database value), in one statement, so a batch of dossiers reads `last` rows each and
-    not their whole history. PostgreSQL: a LATERAL subquery per dossier, `last` rows
-    through its index; SQLite (no LATERAL): a window per dossier."""
+    database value), in one statement (`app.db.latest_ids_per_parent`), so a batch of
+    dossiers reads `last` rows each and not their whole history."""
     from_sql, parent, at = _SOURCES[source]
-    values: list[Any] = [uuid.UUID(i) for i in dossier_ids]
-    where = []
+    where = ""
     if source == "events":
         kinds = ", ".join(f"'{kind.value}'" for kind in STEP_EVENTS)
-        where.append(f't."entity_type" = \'dossier\' AND t."event_type" IN ({kinds})')
-    if is_postgres():
-        extra = "".join(f" AND {w}" for w in where)
-        params: list[Any] = [values, last]
-        if before is not None:
-            params.append(before)
-            extra += f" AND {at} < $3"
-        sql = (
-            "SELECT x.id FROM unnest($1::uuid[]) AS p(dossier) CROSS JOIN LATERAL ("
-            f'SELECT t."id" AS id FROM {from_sql} WHERE {parent} = p.dossier{extra} '
-            f'ORDER BY {at} DESC, t."id" DESC LIMIT $2) x'
-        )
-        return await fetch_column(sql, *params)
-    marks = ", ".join(f"${n}" for n in range(1, len(values) + 1))
-    where.insert(0, f"{parent} IN ({marks})")
-    if before is not None:
-        values.append(before)
-        where.append(f"{at} < ${len(values)}")
-    values.append(last)
-    sql = (
-        f'SELECT w.id FROM (SELECT t."id" AS id, ROW_NUMBER() OVER (PARTITION BY {parent} '
-        f'ORDER BY {at} DESC, t."id" DESC) AS rn FROM {from_sql} '
-        f"WHERE {' AND '.join(where)}) w WHERE w.rn <= ${len(values)}"
+        where = f't."entity_type" = \'dossier\' AND t."event_type" IN ({kinds})'
+    return await latest_ids_per_parent(
+        from_sql, parent, at, dossier_ids, last, where=where, before=before
     )
-    return await fetch_column(sql, *values)
 
 
 async def timelines(
