@@ -86,6 +86,16 @@ def needs_rehash(password_hash: str) -> bool:
     return _hasher()[0].check_needs_rehash(password_hash)
 
 
+def password_stamp(previous: datetime) -> datetime:
+    """The `password_changed_at` of a new password: now, truncated to the second (tokens
+    carry whole seconds), and at least a second after `previous`, so that tokens of the
+    old password fail even when issued in the same second as the change."""
+    return max(
+        clock.now().replace(microsecond=0),
+        previous.replace(microsecond=0) + timedelta(seconds=1),
+    )
+
+
 def secret_hash(secret: str) -> str:
     """How refresh tokens, reset and invitation tokens and codes are kept: SHA-256 (they
     are long random secrets, or short codes that die after a few wrong tries, so a fast

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -12,7 +12,13 @@ from app.domain.viewer import Viewer
 from app.errors import DomainError, NotFound
 from app.models import Agent, Credential, Profile
 from app.models.enums import AgentRole, EventType, Locale
-from app.security import hash_password, issue_token, needs_rehash, verify_password
+from app.security import (
+    hash_password,
+    issue_token,
+    needs_rehash,
+    password_stamp,
+    verify_password,
+)
 from app.services import attempts, events, two_factor
 from app.services.sessions import Origin, Tokens, revoke_all, start_session
 from app.services.two_factor import Challenge
@@ -185,12 +191,7 @@ async def change_password(viewer: Viewer, current: str, new: str) -> tuple[str, 
                 "SAME_PASSWORD", "Choose a password different from the current one.", "newPassword"
             )
         credential.password_hash = await hash_password(new)
-        # Truncated to the second: tokens carry whole seconds, and older tokens must fail,
-        # even those issued in the same second as the previous change (hence at least +1 s).
-        credential.password_changed_at = max(
-            datetime.now(UTC).replace(microsecond=0),
-            credential.password_changed_at.replace(microsecond=0) + timedelta(seconds=1),
-        )
+        credential.password_changed_at = password_stamp(credential.password_changed_at)
         await credential.save()
         owner_kind = "agent" if viewer.is_agent else "profile"
         await events.record(owner_kind, viewer.actor_id, EventType.PASSWORD_CHANGED, actor=viewer)

@@ -24,7 +24,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -34,7 +34,7 @@ from app.domain.viewer import Viewer
 from app.errors import DomainError, NotFound
 from app.models import AccountToken, Agent, Credential, Profile
 from app.models.enums import AccountTokenPurpose, AgentRole, EventType, Locale, UserStatus
-from app.security import UNUSABLE_PASSWORD, hash_password, secret_hash, usable
+from app.security import UNUSABLE_PASSWORD, hash_password, password_stamp, secret_hash, usable
 from app.services import attempts, events, throttle
 from app.services.account_links import code_of, link_token
 from app.services.codes import IdentityErrorCode as Code
@@ -215,7 +215,7 @@ async def reset_password(
                 name=_owner_name(agent, profile),
             )
             credential.password_hash = await hash_password(new_password)
-            credential.password_changed_at = _changed_at(credential)
+            credential.password_changed_at = password_stamp(credential.password_changed_at)
             await credential.save(
                 update_fields=["password_hash", "password_changed_at", "updated_at"]
             )
@@ -238,15 +238,6 @@ async def reset_password(
         assert email is not None
         await throttle.failed("reset-code", attempts.keys(email, origin))
         raise DomainError(Code.INVALID_CODE, "This code is not valid (or has expired).", "code")
-
-
-def _changed_at(credential: Credential) -> datetime:
-    """Now, to the second and after the previous change: tokens carry whole seconds, and
-    tokens of the previous password must fail even within the same second."""
-    return max(
-        clock.now().replace(microsecond=0),
-        credential.password_changed_at.replace(microsecond=0) + timedelta(seconds=1),
-    )
 
 
 # --- invitations ---------------------------------------------------------------------------
@@ -375,7 +366,7 @@ async def accept_invitation(token: str, password: str, origin: Origin | None = N
             name=_owner_name(agent, profile),
         )
         credential.password_hash = await hash_password(password)
-        credential.password_changed_at = _changed_at(credential)
+        credential.password_changed_at = password_stamp(credential.password_changed_at)
         await credential.save(update_fields=["password_hash", "password_changed_at", "updated_at"])
         row.used_at = clock.now()
         await row.save(update_fields=["used_at"])
