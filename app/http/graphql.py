@@ -205,11 +205,7 @@ class DossierGraphQL(GraphQL[Context, None]):
         except ValueError as exc:
             raise HTTPException(400, "Unable to parse the multipart body") from exc
         finally:
-            left = self._uploading.get(key, 1) - 1
-            if left > 0:
-                self._uploading[key] = left
-            else:
-                self._uploading.pop(key, None)
+            _release(self._uploading, key)
         operations, files_map = form.get("operations"), form.get("map", "{}")
         if not isinstance(operations, str) or not isinstance(files_map, str):
             raise HTTPException(400, "The 'operations' and 'map' fields must be JSON text.")
