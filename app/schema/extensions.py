@@ -7,14 +7,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
-from graphql import (
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    GraphQLError,
-    InlineFragmentNode,
-    OperationDefinitionNode,
-)
+from graphql import FragmentDefinitionNode, GraphQLError, OperationDefinitionNode
 from starlette.background import BackgroundTasks
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -22,6 +15,7 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 
 from app.dataloaders import Loaders
 from app.errors import AccessError
+from app.schema.limits import selected_fields
 from app.services import outbox
 
 logger = logging.getLogger("app.graphql")
@@ -192,21 +186,10 @@ def _root_fields(context: Any) -> set[str] | None:
         operations = [o for o in operations if o.name and o.name.value == context.operation_name]
     if len(operations) != 1:
         return None
-    names: set[str] = set()
-
-    def walk(selection_set: Any, seen: frozenset[str]) -> None:
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                names.add(selection.name.value)
-            elif isinstance(selection, InlineFragmentNode):
-                walk(selection.selection_set, seen)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                if name in fragments and name not in seen:
-                    walk(fragments[name].selection_set, seen | {name})
-
-    walk(operations[0].selection_set, frozenset())
-    return names
+    return {
+        node.name.value
+        for node, _ in selected_fields(operations[0].selection_set, fragments, frozenset())
+    }
 
 
 class AccountState(SchemaExtension):

@@ -66,7 +66,7 @@ class NodeBudgetExceeded(Exception):
     pass
 
 
-def _selections(
+def selected_fields(
     selection_set: SelectionSetNode | None,
     fragments: dict[str, FragmentDefinitionNode],
     seen: frozenset[str],
@@ -78,12 +78,12 @@ def _selections(
         if isinstance(selection, FieldNode):
             yield selection, seen
         elif isinstance(selection, InlineFragmentNode):
-            yield from _selections(selection.selection_set, fragments, seen)
+            yield from selected_fields(selection.selection_set, fragments, seen)
         elif isinstance(selection, FragmentSpreadNode):
             name = selection.name.value
             if name in seen or name not in fragments:
                 continue
-            yield from _selections(fragments[name].selection_set, fragments, seen | {name})
+            yield from selected_fields(fragments[name].selection_set, fragments, seen | {name})
 
 
 def count_nodes(
@@ -104,7 +104,7 @@ def count_nodes(
         seen: frozenset[str],
     ) -> None:
         nonlocal total
-        for node, path_seen in _selections(selection_set, fragments, seen):
+        for node, path_seen in selected_fields(selection_set, fragments, seen):
             name = node.name.value
             if name.startswith("__"):
                 continue
