@@ -26,7 +26,7 @@ from tortoise.transactions import in_transaction
 from app import clock
 from app.domain.viewer import Viewer
 from app.errors import DomainError
-from app.models import AccountSession, AccountToken, Agent, Credential
+from app.models import AccountSession, AccountToken, Credential
 from app.models.enums import EventType
 from app.security import issue_token, secret_hash
 from app.services import events
@@ -133,11 +133,12 @@ async def refresh(refresh_token: str, origin: Origin | None = None) -> Tokens:
                 Code.SESSION_ENDED, "This session has expired; log in again.", "refreshToken"
             )
         else:
-            credential = await Credential.get(id=session.credential_id)
-            if credential.agent_id is not None:
-                agent = await Agent.get(id=credential.agent_id)
-                if not agent.active:
-                    raise DomainError(Code.ACCOUNT_DISABLED, "This account is deactivated.")
+            credential = (
+                await Credential.filter(id=session.credential_id).select_related("agent").get()
+            )
+            agent = credential.agent if credential.agent_id is not None else None
+            if agent is not None and not agent.active:
+                raise DomainError(Code.ACCOUNT_DISABLED, "This account is deactivated.")
             new_token = _new_secret(session.id)
             session.refresh_token_hash = secret_hash(new_token)
             session.last_used_at = now
