@@ -315,6 +315,15 @@ class Settings(BaseSettings):
         return "admins" if self.is_production else "none"
 
     @property
+    def twilio_configured(self) -> bool:
+        """SMS and WhatsApp go through Twilio (else to the log)."""
+        return bool(
+            self.twilio_account_sid
+            and self.twilio_auth_token
+            and (self.twilio_from_number or self.twilio_whatsapp_from)
+        )
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -339,10 +348,10 @@ class Settings(BaseSettings):
                     "SMTP_HOST is not set: in production e-mails would only be written to the"
                     " log. Set SMTP_HOST, or ALLOW_LOGGED_EMAIL=true to accept that."
                 )
-            twilio = self.twilio_account_sid and self.twilio_auth_token
-            if not twilio and not self.allow_logged_texts:
+            if not self.twilio_configured and not self.allow_logged_texts:
                 raise ValueError(
-                    "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set: in production SMS"
+                    "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and a sender number are not set: in"
+                    " production SMS"
                     " and WhatsApp would only be written to the log. Set them, or"
                     " ALLOW_LOGGED_TEXTS=true to accept that."
                 )

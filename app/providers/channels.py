@@ -280,14 +280,6 @@ class LogSender:
         return None
 
 
-def twilio_configured(settings: Settings) -> bool:
-    return bool(
-        settings.twilio_account_sid
-        and settings.twilio_auth_token
-        and (settings.twilio_from_number or settings.twilio_whatsapp_from)
-    )
-
-
 class Senders:
     """The sender of each channel for one worker pass; close it when done."""
 
@@ -298,7 +290,7 @@ class Senders:
             NotificationChannel.SMS: log,
             NotificationChannel.WHATSAPP: log,
         }
-        if twilio_configured(settings):
+        if settings.twilio_configured:
             for channel in (NotificationChannel.SMS, NotificationChannel.WHATSAPP):
                 self.by_channel[channel] = TwilioSender(settings, channel)
 
