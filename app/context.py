@@ -47,6 +47,11 @@ class Context:
     async def viewer(self) -> Viewer | None:
         """The authenticated viewer, or None when no token was sent. Resolved once."""
         if not self._viewer_resolved:
+            # an upload's viewer, read from its token before its body (app.http.graphql)
+            known = getattr(self.request.state, "viewer", None)
+            if isinstance(known, Viewer):
+                self._viewer, self._viewer_resolved = known, True
+        if not self._viewer_resolved:
             try:
                 token = bearer_token(self._authorization())
                 self._viewer = await viewer_from_token(token) if token else None

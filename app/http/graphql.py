@@ -193,6 +193,7 @@ class DossierGraphQL(GraphQL[Context, None]):
             )
         self._uploading[key] = self._uploading.get(key, 0) + 1
         starlette_request: Request = starlette_request_of(request)
+        starlette_request.state.viewer = uploader  # Context.viewer() reads it, not the token again
         try:
             form = await starlette_request.form(
                 max_files=self.max_upload_files,
