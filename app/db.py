@@ -297,22 +297,28 @@ async def fetch_value(sql: str, *values: Any) -> Any:
     PostgreSQL's numbered placeholders ($1, $2 …; SQLite reads them as ?1, ?2 …), for hot
     reads the query builder would otherwise rebuild on every call. Values are plain (str,
     int, UUID, datetime, None); the caller passes an enum's value."""
-    connection = connections.get("default")
-    if connection.capabilities.dialect != "postgres":
-        sql = _NUMBERED.sub(r"?\1", sql)
-        values = tuple(str(v) if isinstance(v, uuid.UUID) else v for v in values)
-    _, rows = await connection.execute_query(sql, list(values))
+    rows = await _rows(sql, values)
     return rows[0][0] if rows else None
 
 
 async def fetch_column(sql: str, *values: Any) -> list[Any]:
     """The first column of every row of `sql` (written as `fetch_value`'s)."""
+    return [row[0] for row in await _rows(sql, values)]
+
+
+async def fetch_row(sql: str, *values: Any) -> tuple[Any, ...] | None:
+    """The first row of `sql` (written as `fetch_value`'s), its columns in order."""
+    rows = await _rows(sql, values)
+    return tuple(rows[0]) if rows else None
+
+
+async def _rows(sql: str, values: Sequence[Any]) -> list[Any]:
     connection = connections.get("default")
     if connection.capabilities.dialect != "postgres":
         sql = _NUMBERED.sub(r"?\1", sql)
         values = tuple(str(v) if isinstance(v, uuid.UUID) else v for v in values)
     _, rows = await connection.execute_query(sql, list(values))
-    return [row[0] for row in rows]
+    return rows
 
 
 async def latest_per_parent(

@@ -195,11 +195,13 @@ async def clean_database(database_url: str) -> AsyncIterator[None]:
 
 async def _forget_throttles() -> None:
     """Every test starts with no authentication failures counted (the suite's requests all
-    come from one address) and the clock where it is."""
+    come from one address), the clock where it is and the catalogue's bounds unread."""
     from app import clock
+    from app.services.catalogue_bounds import forget_catalogue_bounds
     from app.services.throttle import get_throttle
 
     clock.reset()
+    forget_catalogue_bounds()  # the next test's catalogue is its own
     await get_throttle().forget_all()
 
 

@@ -80,6 +80,7 @@ async def test_a_batch_of_timelines_reads_a_page_per_dossier(client, monkeypatch
 async def test_rows_read_do_not_grow_with_history(client, monkeypatch):
     await _world(2)
     agent = await make_agent()
+    await _rows_read(client, agent, monkeypatch)  # the catalogue's bounds, read once a while
     short, _ = await _rows_read(client, agent, monkeypatch)
     for dossier_messages in range(30):
         await Message.create(

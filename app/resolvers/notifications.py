@@ -121,8 +121,9 @@ class NotificationMutation:
                     )
                 ],
             )
-        marked = await queries.mark_read(viewer, ids=_ids(input.ids or []), all_=input.all)
+        marked, count = await queries.mark_read(viewer, ids=_ids(input.ids or []), all_=input.all)
         return MarkNotificationsReadPayload(
             notifications=row_as(list[NotificationType], marked),
+            marked_count=count,
             unread_count=await queries.unread_count(viewer),
         )

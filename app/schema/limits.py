@@ -3,14 +3,17 @@ alias and token limiters): directives per document, a GitHub-style node budget, 
 holding the NUL character.
 
 Node budget: every connection field costs `first`/`last` (or the default page size) times
-the number of parents it can be fetched under; the sum over the operation must stay under
-`max_nodes`. `first`/`last` over the page cap are refused by the connection itself.
+the number of parents it can be fetched under, and so does a plain list with a page
+argument; any other list of objects costs its real bound (app/schema/list_bounds.py: the
+live catalogue's largest product for a dossier's steps, a setting for a message's
+attachments); the sum over the operation must stay under `max_nodes`. `first`/`last` over
+the page cap are refused by the connection itself.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from graphql import (
@@ -19,10 +22,12 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLInterfaceType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
+    GraphQLUnionType,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
@@ -37,6 +42,13 @@ from strawberry.extensions import AddValidationRules, SchemaExtension
 
 from app.compat.strawberry import graphql_schema
 from app.schema.common import DEFAULT_PAGE_SIZE
+from app.schema.list_bounds import (
+    CATALOGUE_LISTS,
+    catalogue_list_bound,
+    is_counted_elsewhere,
+    static_list_bounds,
+)
+from app.services.catalogue_bounds import CatalogueBounds, catalogue_bounds
 
 logger = logging.getLogger("app.graphql.limits")
 
@@ -66,6 +78,38 @@ class NodeBudgetExceeded(Exception):
     pass
 
 
+class UnboundedList(Exception):
+    """A plain list of objects with no bound declared in app/schema/list_bounds.py."""
+
+
+class NeedsCatalogue(Exception):
+    """The operation selects a list the catalogue bounds: count again with its bounds."""
+
+
+class ListBounds(Mapping[tuple[str, str], int]):
+    """Every plain list's bound; the catalogue's are asked for only when a list needs one,
+    so most operations are counted without reading it."""
+
+    def __init__(self, catalogue: CatalogueBounds | None) -> None:
+        self.static = static_list_bounds()
+        self.catalogue = catalogue
+
+    def __getitem__(self, key: tuple[str, str]) -> int:
+        if key in self.static:
+            return self.static[key]
+        if key in CATALOGUE_LISTS:
+            if self.catalogue is None:
+                raise NeedsCatalogue
+            return catalogue_list_bound(self.catalogue, key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter({*self.static, *CATALOGUE_LISTS})
+
+    def __len__(self) -> int:
+        return len({*self.static, *CATALOGUE_LISTS})
+
+
 def selected_fields(
     selection_set: SelectionSetNode | None,
     fragments: dict[str, FragmentDefinitionNode],
@@ -93,6 +137,7 @@ def count_nodes(
     variables: dict[str, Any] | None,
     *,
     budget: int,
+    list_bounds: Mapping[tuple[str, str], int],
 ) -> int:
     root = schema.get_root_type(operation.operation)
     total = 0
@@ -108,17 +153,17 @@ def count_nodes(
             name = node.name.value
             if name.startswith("__"):
                 continue
-            field = parent.fields.get(name) if isinstance(parent, GraphQLObjectType) else None
+            owner = parent if isinstance(parent, GraphQLObjectType) else None
+            field = owner.fields.get(name) if owner is not None else None
             if field is None:  # union/interface members: resolved through their fragments
-                field_type = None
                 for candidate in _possible_types(schema, parent):
                     if name in candidate.fields:
-                        field_type = get_named_type(candidate.fields[name].type)
+                        owner, field = candidate, candidate.fields[name]
                         break
-            else:
-                field_type = get_named_type(field.type)
+            field_type = get_named_type(field.type) if field is not None else None
             child_multiplier = multiplier
             paged_list = field is not None and _paged_list(field)
+            size: Any = None
             if field_type is not None and (field_type.name.endswith("Connection") or paged_list):
                 args = {
                     a.name.value: value_from_ast_untyped(a.value, variables)
@@ -127,6 +172,16 @@ def count_nodes(
                 size = args.get("first") if args.get("first") is not None else args.get("last")
                 if not isinstance(size, int) or size < 0:
                     size = _default_page(field) if paged_list else DEFAULT_PAGE_SIZE
+            elif (
+                field is not None
+                and owner is not None
+                and _object_list(field)
+                and not is_counted_elsewhere(owner.name, name)
+            ):
+                size = list_bounds.get((owner.name, name))
+                if size is None:
+                    raise UnboundedList(f"{owner.name}.{name}")
+            if size is not None:
                 total += multiplier * size
                 if total > budget:
                     raise NodeBudgetExceeded
@@ -147,6 +202,18 @@ def _paged_list(field: Any) -> bool:
     return isinstance(field_type, GraphQLList) and ("last" in field.args or "first" in field.args)
 
 
+def _object_list(field: Any) -> bool:
+    """A list (of lists …) of objects, interfaces or unions: scalars and enums cost nothing."""
+    field_type = field.type
+    listed = False
+    while isinstance(field_type, GraphQLNonNull | GraphQLList):
+        listed = listed or isinstance(field_type, GraphQLList)
+        field_type = field_type.of_type
+    return listed and isinstance(
+        field_type, GraphQLObjectType | GraphQLInterfaceType | GraphQLUnionType
+    )
+
+
 def _default_page(field: Any) -> int:
     for name in ("first", "last"):
         argument = field.args.get(name)
@@ -162,17 +229,22 @@ def _possible_types(schema: GraphQLSchema, parent: Any) -> list[GraphQLObjectTyp
 
 
 def node_budget(max_nodes: int) -> type[SchemaExtension]:
-    # The count depends only on the document, the operation and the integer variables (a
-    # page size is an Int): an operation seen within budget — most of the traffic — is not
-    # walked again. One over budget is walked each time (the walk stops at the budget).
-    verdicts: dict[tuple[Any, ...], int] = {}
+    # The count depends only on the document, the operation, the integer variables (a page
+    # size is an Int) and, for the lists it bounds, the catalogue: an operation seen within
+    # budget — most of the traffic — is not walked again (while the catalogue's bounds it
+    # was counted with hold). One over budget is walked each time (the walk stops there).
+    verdicts: dict[tuple[Any, ...], tuple[int, CatalogueBounds | None]] = {}
 
     class NodeBudget(SchemaExtension):
         """Checked once the document is parsed, with the variables known."""
 
-        def on_validate(self) -> Iterator[None]:
+        async def on_validate(self) -> AsyncIterator[None]:
             context = self.execution_context
             document = context.graphql_document
+            # not `is None`: ValidationCache leaves an empty list when the document is valid
+            if document is None or context.pre_execution_errors:
+                yield
+                return
             key = (
                 context.query,
                 context.operation_name,
@@ -184,40 +256,59 @@ def node_budget(max_nodes: int) -> type[SchemaExtension]:
                     )
                 ),
             )
-            # not `is None`: ValidationCache leaves an empty list when the document is valid
-            if document is not None and not context.pre_execution_errors and key in verdicts:
-                _record_cost(context, verdicts[key])
-            elif document is not None and not context.pre_execution_errors:
-                fragments = {
-                    d.name.value: d
-                    for d in document.definitions
-                    if isinstance(d, FragmentDefinitionNode)
-                }
-                for definition in document.definitions:
-                    if not isinstance(definition, OperationDefinitionNode):
-                        continue
-                    if context.operation_name and (
-                        definition.name is None or definition.name.value != context.operation_name
-                    ):
-                        continue
+            verdict = verdicts.get(key)
+            if verdict is not None and (
+                verdict[1] is None or verdict[1] == await catalogue_bounds()
+            ):
+                _record_cost(context, verdict[0])
+                yield
+                return
+            fragments = {
+                d.name.value: d
+                for d in document.definitions
+                if isinstance(d, FragmentDefinitionNode)
+            }
+            for definition in document.definitions:
+                if not isinstance(definition, OperationDefinitionNode):
+                    continue
+                if context.operation_name and (
+                    definition.name is None or definition.name.value != context.operation_name
+                ):
+                    continue
+                catalogue: CatalogueBounds | None = None
+                try:
                     try:
-                        cost = count_nodes(
-                            graphql_schema(context.schema),
-                            definition,
-                            fragments,
-                            context.variables,
-                            budget=max_nodes,
-                        )
-                    except Exception as exc:  # fail closed: an uncounted query never runs
-                        if not isinstance(exc, NodeBudgetExceeded):
-                            logger.exception("node budget could not be computed")
-                        context.pre_execution_errors = [_too_complex(max_nodes, definition)]
-                        break
-                    _record_cost(context, cost)
-                    _remember(verdicts, key, cost)
+                        cost = _count(context, definition, fragments, max_nodes, None)
+                    except NeedsCatalogue:
+                        catalogue = await catalogue_bounds()
+                        cost = _count(context, definition, fragments, max_nodes, catalogue)
+                except Exception as exc:  # fail closed: an uncounted query never runs
+                    if not isinstance(exc, NodeBudgetExceeded):
+                        logger.exception("node budget could not be computed")
+                    context.pre_execution_errors = [_too_complex(max_nodes, definition)]
+                    break
+                _record_cost(context, cost)
+                _remember(verdicts, key, (cost, catalogue))
             yield
 
     return NodeBudget
+
+
+def _count(
+    context: Any,
+    definition: OperationDefinitionNode,
+    fragments: dict[str, FragmentDefinitionNode],
+    max_nodes: int,
+    catalogue: CatalogueBounds | None,
+) -> int:
+    return count_nodes(
+        graphql_schema(context.schema),
+        definition,
+        fragments,
+        context.variables,
+        budget=max_nodes,
+        list_bounds=ListBounds(catalogue),
+    )
 
 
 def _record_cost(context: object, cost: int) -> None:
@@ -236,10 +327,10 @@ def _too_complex(max_nodes: int, definition: OperationDefinitionNode | None) -> 
     )
 
 
-def _remember(verdicts: dict[tuple[Any, ...], int], key: Any, cost: int) -> None:
+def _remember(verdicts: dict[tuple[Any, ...], Any], key: Any, verdict: Any) -> None:
     if len(verdicts) >= 512:  # bounded: distinct documents and page sizes are few
         verdicts.clear()
-    verdicts[key] = cost
+    verdicts[key] = verdict
 
 
 NUL = "\x00"

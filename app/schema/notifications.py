@@ -78,7 +78,12 @@ class MarkNotificationsReadInput:
 @strawberry.type
 class MarkNotificationsReadPayload:
     notifications: list[NotificationType] = strawberry.field(
-        default_factory=list, description="The notifications this call marked read."
+        default_factory=list,
+        description="The notifications this call marked read, newest first: every one "
+        "given by id, the newest 100 with `all: true` (`markedCount` says how many).",
+    )
+    marked_count: int = strawberry.field(
+        default=0, description="How many notifications this call marked read."
     )
     unread_count: int = 0
     user_errors: list[NotificationUserError] = strawberry.field(default_factory=list)

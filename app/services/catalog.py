@@ -16,6 +16,7 @@ from app.errors import DomainError, NotFound
 from app.models import DocumentType, Product, ProductStep, Step
 from app.models.enums import DossierKind, DossierStatus, EventType
 from app.services import events
+from app.services.catalogue_bounds import forget_catalogue_bounds
 from app.services.validation import check_code, check_name, check_text
 
 CURRENCY_RE = re.compile(r"^[a-z]{3}$")
@@ -239,6 +240,7 @@ async def set_product_steps(
             actor=actor,
             payload={"steps": wanted},
         )
+    forget_catalogue_bounds()
     return product
 
 
@@ -273,6 +275,7 @@ async def create_document_type(
             )
     except IntegrityError:
         raise _duplicate("document type") from None
+    forget_catalogue_bounds()
     return document_type
 
 
@@ -319,4 +322,5 @@ async def update_document_type(
                 actor=actor,
                 payload={k: str(v) for k, v in updates.items()},
             )
+    forget_catalogue_bounds()
     return document_type

@@ -48,23 +48,34 @@ async def mark_read(
     ids: Sequence[uuid.UUID] | None = None,
     all_: bool = False,
     now: datetime | None = None,
-) -> list[Notification]:
-    """Mark the viewer's notifications read (these ids, or all); returns those marked.
+) -> tuple[list[Notification], int]:
+    """Mark the viewer's notifications read (these ids, or all): the newest of those marked
+    (at most MAX_MARK_IDS: every one when ids are given) and how many were marked.
 
-    Ids that are not the viewer's (or do not exist) are ignored alike.
+    Ids that are not the viewer's (or do not exist) are ignored alike. `all` is one UPDATE
+    however many are unread (years of notifications are never loaded to be marked).
     """
     now = now or datetime.now(UTC)
     queryset = visible_notifications(viewer, unread_only=True)
     if not all_:
         queryset = queryset.filter(id__in=list(ids or []))
-    marked = list(await queryset.order_by("-created_at", "-id"))
-    if marked:
-        await Notification.filter(
+    marked = list(await queryset.order_by("-created_at", "-id").limit(MAX_MARK_IDS))
+    if not marked:
+        return [], 0
+    if all_:
+        # Those created after `marked` was read stay unread: they were not shown.
+        count = (
+            await visible_notifications(viewer, unread_only=True)
+            .filter(created_at__lte=marked[0].created_at)
+            .update(read_at=now)
+        )
+    else:
+        count = await Notification.filter(
             id__in=[n.id for n in marked], read_at=None, **_owner_filter(viewer)
         ).update(read_at=now)
-        for notification in marked:
-            notification.read_at = now
-    return marked
+    for notification in marked:
+        notification.read_at = now
+    return marked, count
 
 
 def event_log(

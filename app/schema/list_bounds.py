@@ -1,0 +1,44 @@
+"""The real bound of every plain list of objects in the schema, for the node budget
+(app/schema/limits.py): what the catalogue, a setting or the list's own input lets it
+hold. A list missing here is refused by the budget (fail closed);
+tests/test_list_bounds.py checks every plain list of the schema has its bound.
+
+Connections' `edges`/`nodes` are counted by their connection, and `userErrors` carry
+scalars only: neither is listed.
+"""
+
+from __future__ import annotations
+
+from app.models.enums import NotificationChannel
+from app.services.catalogue_bounds import CatalogueBounds
+from app.services.notifications.queries import MAX_MARK_IDS
+from app.settings import get_settings
+
+# Lists whose bound is the live catalogue's: the CatalogueBounds attribute that bounds them.
+# A dossier's steps and documents are copied from its product's.
+CATALOGUE_LISTS: dict[tuple[str, str], str] = {
+    ("Dossier", "steps"): "steps_per_product",
+    ("Dossier", "documents"): "document_types_per_product",
+    ("StepInstance", "documents"): "document_types_per_step",
+    ("DossierProgress", "nextActions"): "document_types_per_step",
+    ("DocumentReminderEntry", "documents"): "document_types_per_step",
+    ("Product", "steps"): "steps_per_product",
+    ("Step", "documentTypes"): "document_types_per_step",
+}
+
+
+def static_list_bounds() -> dict[tuple[str, str], int]:
+    """The lists bounded by a setting or by their input."""
+    return {
+        ("Message", "attachments"): get_settings().message_max_attachments,
+        ("Notification", "deliveries"): len(NotificationChannel),  # one per channel
+        ("MarkNotificationsReadPayload", "notifications"): MAX_MARK_IDS,
+    }
+
+
+def catalogue_list_bound(catalogue: CatalogueBounds, key: tuple[str, str]) -> int:
+    return int(getattr(catalogue, CATALOGUE_LISTS[key]))
+
+
+def is_counted_elsewhere(owner: str, field: str) -> bool:
+    return (owner.endswith("Connection") and field in {"edges", "nodes"}) or field == "userErrors"
