@@ -7,7 +7,16 @@ from datetime import UTC, datetime
 
 from tortoise.transactions import in_transaction
 
-from app.models import Credential, DocumentType, Order, Product, ProductStep, Profile, Step
+from app.models import (
+    Credential,
+    DocumentType,
+    Order,
+    Product,
+    ProductStep,
+    Profile,
+    Step,
+    StepDocumentType,
+)
 from app.models.enums import AgentRole, DossierKind, OrderStatus, UserStatus
 from app.security import hash_password_now
 from app.services import identity
@@ -69,7 +78,7 @@ async def seed() -> dict[str, str]:
             code=code, defaults={"label": label, "description": description, "position": position}
         )
     for code, label, step_code, max_mb, extensions in DOCUMENT_TYPES:
-        await DocumentType.get_or_create(
+        document_type, _ = await DocumentType.get_or_create(
             code=code,
             defaults={
                 "label": label,
@@ -77,6 +86,10 @@ async def seed() -> dict[str, str]:
                 "max_file_size_mb": max_mb,
                 "allowed_extensions": extensions,
             },
+        )
+        # what the step asks for (required_step_id only names the first such step)
+        await StepDocumentType.get_or_create(
+            step_id=steps[step_code].id, document_type_id=document_type.id
         )
     products = {}
     for code, name, description, dossier_type, price, product_steps in PRODUCTS:

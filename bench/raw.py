@@ -553,7 +553,10 @@ class Raw:
         first_id, first = instances[0] if instances else (None, None)
         types = (
             await conn.fetch(
-                "SELECT id FROM document_types WHERE required_step_id = $1 ORDER BY code",
+                "SELECT dt.id FROM step_document_types sdt "
+                "JOIN document_types dt ON dt.id = sdt.document_type_id "
+                "WHERE sdt.step_id = $1 AND dt.archived_at IS NULL "
+                "ORDER BY sdt.position, dt.code",
                 first["step_id"],
             )
             if first

@@ -407,6 +407,20 @@ class _Generator:
         await self.insert_json("steps", steps)
         await self.insert_json("product_steps", product_steps)
         await self.insert_json("document_types", types)
+        # what each step asks for (a type's `required_step_id` names its first such step)
+        await self.insert_json(
+            "step_document_types",
+            [
+                {
+                    "id": t["id"],
+                    "step_id": t["required_step_id"],
+                    "document_type_id": t["id"],
+                    "position": 0,
+                    "created_at": t["created_at"],
+                }
+                for t in types
+            ],
+        )
         codes = ", ".join(f"('{code}', {pi})" for pi, (code, *_) in enumerate(PRODUCTS, start=1))
         await self.temp(
             "w_ps",
@@ -418,9 +432,9 @@ class _Generator:
         )
         await self.temp(
             "w_dt",
-            "SELECT id, required_step_id AS step_id, "
-            "row_number() OVER (PARTITION BY required_step_id ORDER BY code) AS k "
-            "FROM document_types",
+            "SELECT dt.id, sdt.step_id, "
+            "row_number() OVER (PARTITION BY sdt.step_id ORDER BY sdt.position, dt.code) AS k "
+            "FROM step_document_types sdt JOIN document_types dt ON dt.id = sdt.document_type_id",
         )
 
     async def plan_dossiers(self) -> None:

@@ -35,6 +35,7 @@ TABLE_ORDER = (
     "steps",
     "product_steps",
     "document_types",
+    "step_document_types",
     "dossiers",
     "step_instances",
     "documents",
@@ -193,6 +194,15 @@ def product(world: World, code: str, steps: int, docs_per_step: int) -> dict[str
             )
             for n in range(1, docs_per_step + 1)
         ]
+        for document_type in types:  # what the step asks for; the type's id (no RNG draw)
+            world.add(
+                "step_document_types",
+                id=document_type["id"],
+                step_id=step["id"],
+                document_type_id=document_type["id"],
+                position=0,
+                created_at=BASE,
+            )
         item["_steps"].append((step, types))
     return item
 

@@ -19,6 +19,7 @@ from app.models import (
     ProductStep,
     Profile,
     Step,
+    StepDocumentType,
 )
 from app.models.enums import AgentRole, DossierKind, OrderStatus, UserStatus
 from app.security import hash_password, issue_token
@@ -105,13 +106,14 @@ async def make_product(
         step = await Step.create(code=unique("STEP").upper(), label=f"Step {position}")
         await ProductStep.create(product=product, step=step, position=position)
         for extensions in document_types:
-            await DocumentType.create(
+            document_type = await DocumentType.create(
                 code=unique("DOC").upper(),
                 label="Document",
                 required_step=step,
                 max_file_size_mb=5,
                 allowed_extensions=extensions.split(","),
             )
+            await StepDocumentType.create(step=step, document_type=document_type)
     return product
 
 

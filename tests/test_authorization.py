@@ -37,7 +37,17 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from app.auth import viewer_from_token
-from app.models import Credential, Document, DocumentType, Notification, Order, ProductStep
+from app.models import (
+    Credential,
+    Document,
+    DocumentType,
+    Notification,
+    Order,
+    Product,
+    ProductStep,
+    Step,
+    StepDocumentType,
+)
 from app.models.enums import OrderStatus
 from app.services import documents
 from app.services.sessions import open_session
@@ -187,6 +197,7 @@ class World:
     targets: dict[str, list[Target]] = field(default_factory=dict)
     main_product: str = ""
     first_step: str = ""
+    some_document_type: str = ""  # one of the main product's (its first step asks for it)
     dossiers_of: dict[str, list[str]] = field(default_factory=dict)  # client -> dossiers
     orders_of: dict[str, list[str]] = field(default_factory=dict)  # client -> orders
     some_step_instance: str = ""
@@ -230,6 +241,7 @@ async def build_world(spec: Spec, storage: Any) -> World:
     ]
     world.first_step = main_steps[0]
     document_types = {str(dt) for dt in await _document_types(main_steps)}
+    world.some_document_type = sorted(document_types)[0]
 
     dossiers, orders, docs, versions, step_instances = [], [], [], [], []
     admin_viewer = await viewer_from_token(admins[0].token)
@@ -321,8 +333,8 @@ async def build_world(spec: Spec, storage: Any) -> World:
 
 
 async def _document_types(step_ids: list[str]) -> list[uuid.UUID]:
-    rows = await DocumentType.filter(required_step_id__in=step_ids)
-    return [row.id for row in rows]
+    rows = await StepDocumentType.filter(step_id__in=step_ids)
+    return [row.document_type_id for row in rows]
 
 
 # --- who may see what (SPEC §3) --------------------------------------------------------
@@ -443,6 +455,49 @@ def with_vars(query: str, make: Callable[[World, Who, Target], dict[str, Any]]) 
     return ask
 
 
+def restoring(ask: Ask) -> Ask:
+    """`ask`, then the catalogue put back as it was (what is archived, which step asks for
+    which document type): an allowed archive, attach or detach must not change what the
+    cases after it see."""
+
+    async def run(http: httpx.AsyncClient, world: World, who: Who, target: Target) -> dict:
+        archived = {
+            model: set(await model.filter(archived_at__isnull=False).values_list("id", flat=True))
+            for model in (Product, Step, DocumentType)
+        }
+        links = {
+            (row["step_id"], row["document_type_id"]): row
+            for row in await StepDocumentType.all().values(
+                "id", "step_id", "document_type_id", "position", "created_at"
+            )
+        }
+        required = dict(await DocumentType.all().values_list("id", "required_step_id"))
+        body = await ask(http, world, who, target)
+        for model, ids in archived.items():
+            await (
+                model.filter(archived_at__isnull=False)
+                .exclude(id__in=list(ids))
+                .update(archived_at=None)
+            )
+        now = {
+            (row["step_id"], row["document_type_id"]): row
+            for row in await StepDocumentType.all().values("id", "step_id", "document_type_id")
+        }
+        await StepDocumentType.filter(
+            id__in=[r["id"] for k, r in now.items() if k not in links]
+        ).delete()
+        await StepDocumentType.bulk_create(
+            [StepDocumentType(**row) for key, row in links.items() if key not in now]
+        )
+        for row in links.values():
+            await StepDocumentType.filter(id=row["id"]).update(position=row["position"])
+        for type_id, step_id in required.items():
+            await DocumentType.filter(id=type_id).update(required_step_id=step_id)
+        return body
+
+    return run
+
+
 UPLOAD = """
 mutation Upload($input: UploadDocumentInput!) {
   uploadDocument(input: $input) { document { id } userErrors { code field message } }
@@ -555,6 +610,52 @@ def _document_type_for(_world: World, _who: Who, target: Target, body: dict[str,
     data = payload(body, "createDocumentType")
     assert data["userErrors"] == [], body
     assert data["documentType"]["requiredStep"]["id"] == target.value
+
+
+def _attached_to(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "attachDocumentType")
+    assert data["userErrors"] == [], body
+    assert data["step"]["id"] == target.value, body
+    assert data["documentType"]["id"] in [t["id"] for t in data["step"]["documentTypes"]], body
+
+
+def _type_attached(world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "attachDocumentType")
+    assert data["userErrors"] == [], body
+    assert data["documentType"]["id"] == target.value, body
+    assert data["step"]["id"] == world.first_step, body
+
+
+def _detached_from(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "detachDocumentType")
+    assert data["userErrors"] == [], body
+    assert data["step"]["id"] == target.value, body
+    assert data["documentType"]["id"] not in [t["id"] for t in data["step"]["documentTypes"]]
+
+
+def _type_detached(world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "detachDocumentType")
+    assert data["userErrors"] == [], body
+    assert data["documentType"]["id"] == target.value, body
+    assert target.value not in [t["id"] for t in data["step"]["documentTypes"]], body
+
+
+def _archiving_case(mutation: str, kind: str, input_field: str, key: str) -> Case:
+    """(Un)archiving one catalogue object (admins); the world is put back after each call."""
+    return Case(
+        f"Mutation.{mutation}",
+        kind,
+        ADMIN,
+        restoring(
+            by_id(
+                f"mutation($id: ID!) {{ {mutation}(input: {{{input_field}: $id}}) "
+                f"{{ {key} {{ id }} userErrors {{ code field message }} }} }}"
+            )
+        ),
+        sees_all,
+        not_found,
+        returns_id(mutation, key),
+    )
 
 
 def _in_a_month() -> str:
@@ -726,6 +827,92 @@ CASES: list[Case] = [
         sees_all,
         not_found,
         returns_id("updateDocumentType", "documentType"),
+    ),
+    Case(
+        "Mutation.updateStep",
+        "step",
+        ADMIN,
+        by_id(
+            "mutation($id: ID!) { updateStep(input: {stepId: $id}) "
+            "{ step { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        returns_id("updateStep", "step"),
+    ),
+    _archiving_case("archiveProduct", "product", "productId", "product"),
+    _archiving_case("unarchiveProduct", "product", "productId", "product"),
+    _archiving_case("archiveStep", "step", "stepId", "step"),
+    _archiving_case("unarchiveStep", "step", "stepId", "step"),
+    _archiving_case("archiveDocumentType", "document_type", "documentTypeId", "documentType"),
+    _archiving_case("unarchiveDocumentType", "document_type", "documentTypeId", "documentType"),
+    Case(
+        "Mutation.attachDocumentType",
+        "step",
+        ADMIN,
+        restoring(
+            with_vars(
+                "mutation($id: ID!, $type: ID!) { attachDocumentType(input: {stepId: $id, "
+                "documentTypeId: $type}) { step { id documentTypes { id } } documentType { id } "
+                "userErrors { code field message } } }",
+                lambda world, _who, target: {"id": target.value, "type": world.some_document_type},
+            )
+        ),
+        sees_all,
+        not_found,
+        _attached_to,
+        name="Mutation.attachDocumentType(stepId)",
+    ),
+    Case(
+        "Mutation.attachDocumentType",
+        "document_type",
+        ADMIN,
+        restoring(
+            with_vars(
+                "mutation($step: ID!, $id: ID!) { attachDocumentType(input: {stepId: $step, "
+                "documentTypeId: $id}) { step { id } documentType { id } "
+                "userErrors { code field message } } }",
+                lambda world, _who, target: {"step": world.first_step, "id": target.value},
+            )
+        ),
+        sees_all,
+        not_found,
+        _type_attached,
+        name="Mutation.attachDocumentType(documentTypeId)",
+    ),
+    Case(
+        "Mutation.detachDocumentType",
+        "step",
+        ADMIN,
+        restoring(
+            with_vars(
+                "mutation($id: ID!, $type: ID!) { detachDocumentType(input: {stepId: $id, "
+                "documentTypeId: $type}) { step { id documentTypes { id } } documentType { id } "
+                "userErrors { code field message } } }",
+                lambda world, _who, target: {"id": target.value, "type": world.some_document_type},
+            )
+        ),
+        sees_all,
+        not_found,
+        _detached_from,
+        name="Mutation.detachDocumentType(stepId)",
+    ),
+    Case(
+        "Mutation.detachDocumentType",
+        "document_type",
+        ADMIN,
+        restoring(
+            with_vars(
+                "mutation($step: ID!, $id: ID!) { detachDocumentType(input: {stepId: $step, "
+                "documentTypeId: $id}) { step { id documentTypes { id } } documentType { id } "
+                "userErrors { code field message } } }",
+                lambda world, _who, target: {"step": world.first_step, "id": target.value},
+            )
+        ),
+        sees_all,
+        not_found,
+        _type_detached,
+        name="Mutation.detachDocumentType(documentTypeId)",
     ),
     Case(
         "Mutation.createPaymentLink",

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.models import DocumentType, Event, Product, ProductStep, Step
+from app.models import DocumentType, Event, Product, ProductStep, Step, StepDocumentType
 from app.models.enums import DossierKind
 from tests.factories import make_admin, make_agent, make_client, make_product
 from tests.helpers import count_statements, error_codes, gql
@@ -123,7 +123,7 @@ query DocumentTypes($stepId: ID) {
 
 # --- helpers -----------------------------------------------------------------------------
 
-CATALOG_MODELS = (Product, Step, ProductStep, DocumentType, Event)
+CATALOG_MODELS = (Product, Step, ProductStep, DocumentType, StepDocumentType, Event)
 
 
 async def snapshot() -> dict[str, list[dict[str, Any]]]:

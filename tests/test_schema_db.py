@@ -359,6 +359,11 @@ EXTRA_COLUMNS: dict[str, set[str]] = {
     "stripe_events": {"id", "stripe_event_id", "type", "processed_at"},
     "events": {"published_at", "processed_at"},
     "notifications": {"agent_id"},
+    # issue 17: archived, not deleted; which document types each step asks for
+    "products": {"archived_at"},
+    "steps": {"archived_at"},
+    "document_types": {"archived_at"},
+    "step_document_types": {"id", "step_id", "document_type_id", "position", "created_at"},
 }
 EXTRA_UNIQUE_KEYS = [
     ("credentials", "email"),
@@ -370,6 +375,8 @@ EXTRA_FOREIGN_KEYS: dict[tuple[str, str], str] = {
     ("notifications", "agent_id"): "agents",
     ("credentials", "profile_id"): "profiles",
     ("credentials", "agent_id"): "agents",
+    ("step_document_types", "step_id"): "steps",
+    ("step_document_types", "document_type_id"): "document_types",
 }
 
 # ERD type -> the PostgreSQL `information_schema.columns.data_type` we accept.

@@ -118,6 +118,43 @@ def many_by(model: type[M], column: str, *order_by: str) -> Loader:
     return Loader(load)
 
 
+def product_steps_loader() -> Loader:
+    """A product's workflow: its steps in position order, archived steps left out (no new
+    dossier runs them). One statement per batch."""
+
+    async def load(keys: Sequence[Any]) -> list[list[m.ProductStep]]:
+        rows = await m.ProductStep.filter(
+            product_id__in=list({_key(k) for k in keys}), step__archived_at__isnull=True
+        ).order_by("position")
+        groups: dict[str, list[m.ProductStep]] = defaultdict(list)
+        for row in rows:
+            groups[_key(row.product_id)].append(row)
+        return [groups.get(_key(k), []) for k in keys]
+
+    return Loader(load)
+
+
+def document_types_by_step_loader() -> Loader:
+    """The document types each step asks for (step_document_types), in (position, code)
+    order, archived ones left out. One statement per batch."""
+
+    async def load(keys: Sequence[Any]) -> list[list[m.DocumentType]]:
+        links = (
+            await m.StepDocumentType.filter(
+                step_id__in=list({_key(k) for k in keys}),
+                document_type__archived_at__isnull=True,
+            )
+            .select_related("document_type")
+            .order_by("position", "document_type__code")
+        )
+        groups: dict[str, list[m.DocumentType]] = defaultdict(list)
+        for link in links:
+            groups[_key(link.step_id)].append(link.document_type)
+        return [groups.get(_key(k), []) for k in keys]
+
+    return Loader(load)
+
+
 def timeline_loader() -> DataLoader[tuple[Any, int, Any], list[Any]]:
     """A dossier's timeline, keyed by (dossier id, last, before): one batch per page shape."""
 
@@ -236,8 +273,8 @@ class Loaders:
         self.unread_messages = unread_messages_loader()
         self.message_pages = message_pages_loader()
         self.message_counts = message_counts_loader()
-        self.product_steps_by_product = many_by(m.ProductStep, "product_id", "position")
-        self.document_types_by_step = many_by(m.DocumentType, "required_step_id", "code")
+        self.product_steps_by_product = product_steps_loader()
+        self.document_types_by_step = document_types_by_step_loader()
         self.step_instances_by_dossier = many_by(m.StepInstance, "dossier_id", "position")
         self.documents_by_dossier = many_by(m.Document, "dossier_id", "created_at", "id")
         self.documents_by_step_instance = many_by(

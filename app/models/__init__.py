@@ -1,7 +1,7 @@
 """Tortoise models: one module per domain. No GraphQL or HTTP imports here."""
 
 from app.models.agents import Agent
-from app.models.catalog import DocumentType, Product, ProductStep, Step
+from app.models.catalog import DocumentType, Product, ProductStep, Step, StepDocumentType
 from app.models.documents import Document, DocumentReview, DocumentVersion
 from app.models.dossiers import Dossier, DossierStatusHistory, StepInstance, StepReminder
 from app.models.identity import AccountSession, AccountToken, Credential
@@ -32,6 +32,7 @@ __all__ = [
     "ProductStep",
     "Profile",
     "Step",
+    "StepDocumentType",
     "StepInstance",
     "StepReminder",
     "StripeEvent",

@@ -28,6 +28,9 @@ class Product(TimestampedModel):
         DossierStatus, max_length=32, default=DossierStatus.CREATED
     )
     active = fields.BooleanField(default=True)
+    # Archived (issue 17): retired from the catalogue, kept for the dossiers and orders that
+    # point at it; left out of the lists, never sold again (app.services.catalog).
+    archived_at = fields.DatetimeField(null=True)
 
     # The other side of foreign keys to products:
     product_steps: fields.ReverseRelation[ProductStep]
@@ -44,11 +47,16 @@ class Step(CreatedModel):
     label = fields.TextField()
     description = fields.TextField(null=True)
     position = fields.IntField(default=0)
+    # Archived: no new dossier gets it; the step instances of running dossiers keep it.
+    archived_at = fields.DatetimeField(null=True)
 
     # The other side of foreign keys to steps:
     product_steps: fields.ReverseRelation[ProductStep]
     step_instances: fields.ReverseRelation[StepInstance]
+    # The document types whose `required_step` this is (the first step each was attached
+    # to); what the step asks for is `document_type_links` (step_document_types).
     document_types: fields.ReverseRelation[DocumentType]
+    document_type_links: fields.ReverseRelation[StepDocumentType]
 
     class Meta:
         table = "steps"
@@ -78,16 +86,46 @@ class DocumentType(TimestampedModel):
     code = fields.CharField(max_length=64, unique=True)
     label = fields.TextField()
     description = fields.TextField(null=True)
+    # The ERD's column, kept for compatibility: the first step the type was attached to
+    # (still attached), or none. Which steps ask for the type is step_document_types.
     required_step: fields.ForeignKeyNullableRelation[Step] = fields.ForeignKeyField(
         "models.Step", related_name="document_types", null=True, on_delete=fields.SET_NULL
     )
     max_file_size_mb = fields.IntField(default=10)
     # ERD: text[]; a JSON list keeps one migration working on PostgreSQL and SQLite.
     allowed_extensions: list[str] = fields.JSONField(default=list)
+    # Archived: new dossiers get no document of this type; existing documents stay.
+    archived_at = fields.DatetimeField(null=True)
 
     required_step_id: uuid.UUID | None  # the foreign key's column (an attribute Tortoise adds)
     documents: fields.ReverseRelation[Document]  # the other side of documents.document_type
+    step_links: fields.ReverseRelation[StepDocumentType]
 
     class Meta:
         table = "document_types"
         indexes = (Index(fields=("required_step_id",), name="idx_document_types_required_step"),)
+
+
+class StepDocumentType(CreatedModel):
+    """A document type a step asks for (issue 17): one type can be asked for by the steps
+    of several products. A step's types come in (position, code) order."""
+
+    step: fields.ForeignKeyRelation[Step] = fields.ForeignKeyField(
+        "models.Step", related_name="document_type_links", on_delete=fields.CASCADE
+    )
+    document_type: fields.ForeignKeyRelation[DocumentType] = fields.ForeignKeyField(
+        "models.DocumentType", related_name="step_links", on_delete=fields.CASCADE
+    )
+    position = fields.IntField(default=0)
+
+    # The foreign keys' columns (attributes Tortoise adds):
+    step_id: uuid.UUID
+    document_type_id: uuid.UUID
+
+    class Meta:
+        table = "step_document_types"
+        # The unique key leads with step_id: it is the index of "what does a step ask for".
+        unique_together = (("step", "document_type"),)
+        indexes = (
+            Index(fields=("document_type_id",), name="idx_step_document_types_document_type"),
+        )

@@ -9,23 +9,33 @@ from app import models as m
 from app.context import Info
 from app.errors import DomainError, NotFound
 from app.schema.catalog import (
+    ArchiveDocumentTypeInput,
+    ArchiveProductInput,
+    ArchiveStepInput,
+    AttachDocumentTypeInput,
     CatalogErrorCode,
     CatalogUserError,
     CreateDocumentTypeInput,
     CreateProductInput,
     CreateStepInput,
+    DetachDocumentTypeInput,
     DocumentTypePayload,
     DocumentTypeType,
     ProductPayload,
     ProductType,
     SetProductStepsInput,
+    StepDocumentTypePayload,
     StepPayload,
     StepType,
+    UnarchiveDocumentTypeInput,
+    UnarchiveProductInput,
+    UnarchiveStepInput,
     UpdateDocumentTypeInput,
     UpdateProductInput,
+    UpdateStepInput,
 )
 from app.schema.common import Connection, paginate, parse_id, row_as, user_errors
-from app.services import catalog
+from app.services import catalog, catalogue_links
 from app.services.codes import CatalogErrorCode as Code
 
 
@@ -49,7 +59,9 @@ def _step_ref(value: str | None, field: list[str] | str) -> str | None:
 
 @strawberry.type
 class CatalogQuery:
-    @strawberry.field(description="Products; inactive ones only for agents who ask for them.")
+    @strawberry.field(
+        description="Products; inactive and archived ones only for agents who ask for them."
+    )
     async def products(
         self,
         info: Info,
@@ -58,11 +70,14 @@ class CatalogQuery:
         last: int | None = None,
         before: str | None = None,
         include_inactive: bool = False,
+        include_archived: bool = False,
     ) -> Connection[ProductType]:
         viewer = await info.context.require_viewer()
         queryset = m.Product.all()
         if not (include_inactive and viewer.is_agent):
             queryset = queryset.filter(active=True)
+        if not (include_archived and viewer.is_agent):
+            queryset = queryset.filter(archived_at__isnull=True)
         return await paginate(
             queryset, first=first, after=after, last=last, before=before, order=("code", "id")
         )
@@ -78,11 +93,14 @@ class CatalogQuery:
             product = await m.Product.filter(code=code.strip().upper()).first()
         else:
             product = await info.context.loaders.product.load(parse_id(id, what="product"))
-        if product is None or (not product.active and not viewer.is_agent):
+        if product is None or (not catalog.product_on_sale(product) and not viewer.is_agent):
             raise NotFound("No such product.")
         return row_as(ProductType, product)
 
-    @strawberry.field(description="Workflow steps, in position order.")
+    @strawberry.field(
+        description="Workflow steps, in position order; archived ones only for agents who "
+        "ask for them."
+    )
     async def steps(
         self,
         info: Info,
@@ -90,10 +108,14 @@ class CatalogQuery:
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
+        include_archived: bool = False,
     ) -> Connection[StepType]:
-        await info.context.require_viewer()
+        viewer = await info.context.require_viewer()
+        queryset = m.Step.all()
+        if not (include_archived and viewer.is_agent):
+            queryset = queryset.filter(archived_at__isnull=True)
         return await paginate(
-            m.Step.all(),
+            queryset,
             first=first,
             after=after,
             last=last,
@@ -101,7 +123,10 @@ class CatalogQuery:
             order=("position", "code", "id"),
         )
 
-    @strawberry.field(description="Document types, optionally those a step asks for.")
+    @strawberry.field(
+        description="Document types, optionally those a step asks for; archived ones only "
+        "for agents who ask for them."
+    )
     async def document_types(
         self,
         info: Info,
@@ -110,11 +135,14 @@ class CatalogQuery:
         last: int | None = None,
         before: str | None = None,
         step_id: strawberry.ID | None = None,
+        include_archived: bool = False,
     ) -> Connection[DocumentTypeType]:
-        await info.context.require_viewer()
+        viewer = await info.context.require_viewer()
         queryset = m.DocumentType.all()
         if step_id is not None:
-            queryset = queryset.filter(required_step_id=parse_id(step_id, what="step"))
+            queryset = queryset.filter(step_links__step_id=parse_id(step_id, what="step"))
+        if not (include_archived and viewer.is_agent):
+            queryset = queryset.filter(archived_at__isnull=True)
         return await paginate(
             queryset, first=first, after=after, last=last, before=before, order=("code", "id")
         )
@@ -172,6 +200,21 @@ class CatalogMutation:
                 description=input.description,
                 position=input.position,
             )
+        except DomainError as error:
+            return StepPayload(user_errors=_errors(error))
+        return StepPayload(step=row_as(StepType, step))
+
+    @strawberry.mutation(description="Change a workflow step (admins only).")
+    async def update_step(self, info: Info, input: UpdateStepInput) -> StepPayload:
+        admin = await info.context.require_admin()
+        changes = catalog.StepChanges(
+            label=input.label.value if input.label else None,
+            description=input.description.value if input.description else None,
+            description_set=input.description is not None,
+            position=input.position.value if input.position else None,
+        )
+        try:
+            step = await catalog.update_step(admin, parse_id(input.step_id, what="step"), changes)
         except DomainError as error:
             return StepPayload(user_errors=_errors(error))
         return StepPayload(step=row_as(StepType, step))
@@ -237,3 +280,112 @@ class CatalogMutation:
         except DomainError as error:
             return DocumentTypePayload(user_errors=_errors(error))
         return DocumentTypePayload(document_type=row_as(DocumentTypeType, document_type))
+
+    # --- archiving: nothing in the catalogue is deleted -----------------------------------
+
+    @strawberry.mutation(
+        description="Archive a product: it is not sold any more, its dossiers go on (admins only)."
+    )
+    async def archive_product(self, info: Info, input: ArchiveProductInput) -> ProductPayload:
+        return await _archive_product(info, input.product_id, archived=True)
+
+    @strawberry.mutation(description="Put an archived product back (admins only).")
+    async def unarchive_product(self, info: Info, input: UnarchiveProductInput) -> ProductPayload:
+        return await _archive_product(info, input.product_id, archived=False)
+
+    @strawberry.mutation(
+        description="Archive a step: no workflow takes it, no new dossier runs it; running "
+        "dossiers keep theirs (admins only)."
+    )
+    async def archive_step(self, info: Info, input: ArchiveStepInput) -> StepPayload:
+        return await _archive_step(info, input.step_id, archived=True)
+
+    @strawberry.mutation(description="Put an archived step back (admins only).")
+    async def unarchive_step(self, info: Info, input: UnarchiveStepInput) -> StepPayload:
+        return await _archive_step(info, input.step_id, archived=False)
+
+    @strawberry.mutation(
+        description="Archive a document type: new dossiers get no document of it; existing "
+        "documents stay (admins only)."
+    )
+    async def archive_document_type(
+        self, info: Info, input: ArchiveDocumentTypeInput
+    ) -> DocumentTypePayload:
+        return await _archive_document_type(info, input.document_type_id, archived=True)
+
+    @strawberry.mutation(description="Put an archived document type back (admins only).")
+    async def unarchive_document_type(
+        self, info: Info, input: UnarchiveDocumentTypeInput
+    ) -> DocumentTypePayload:
+        return await _archive_document_type(info, input.document_type_id, archived=False)
+
+    # --- which document types a step asks for ---------------------------------------------
+
+    @strawberry.mutation(
+        description="A step asks for a document type (the steps of several products may "
+        "ask for one type) (admins only)."
+    )
+    async def attach_document_type(
+        self, info: Info, input: AttachDocumentTypeInput
+    ) -> StepDocumentTypePayload:
+        admin = await info.context.require_admin()
+        step_id = parse_id(input.step_id, what="step")
+        document_type_id = parse_id(input.document_type_id, what="document type")
+        try:
+            step, document_type = await catalogue_links.attach_document_type(
+                admin, step_id, document_type_id, position=input.position
+            )
+        except DomainError as error:
+            return StepDocumentTypePayload(user_errors=_errors(error))
+        return StepDocumentTypePayload(
+            step=row_as(StepType, step), document_type=row_as(DocumentTypeType, document_type)
+        )
+
+    @strawberry.mutation(
+        description="A step no longer asks for a document type; the documents dossiers "
+        "already have stay (admins only)."
+    )
+    async def detach_document_type(
+        self, info: Info, input: DetachDocumentTypeInput
+    ) -> StepDocumentTypePayload:
+        admin = await info.context.require_admin()
+        step_id = parse_id(input.step_id, what="step")
+        document_type_id = parse_id(input.document_type_id, what="document type")
+        try:
+            step, document_type = await catalogue_links.detach_document_type(
+                admin, step_id, document_type_id
+            )
+        except DomainError as error:
+            return StepDocumentTypePayload(user_errors=_errors(error))
+        return StepDocumentTypePayload(
+            step=row_as(StepType, step), document_type=row_as(DocumentTypeType, document_type)
+        )
+
+
+async def _archive_product(info: Info, product_id: str, *, archived: bool) -> ProductPayload:
+    admin = await info.context.require_admin()
+    product = await catalog.set_archived(
+        admin, m.Product, parse_id(product_id, what="product"), archived=archived
+    )
+    return ProductPayload(product=row_as(ProductType, product))
+
+
+async def _archive_step(info: Info, step_id: str, *, archived: bool) -> StepPayload:
+    admin = await info.context.require_admin()
+    step = await catalog.set_archived(
+        admin, m.Step, parse_id(step_id, what="step"), archived=archived
+    )
+    return StepPayload(step=row_as(StepType, step))
+
+
+async def _archive_document_type(
+    info: Info, document_type_id: str, *, archived: bool
+) -> DocumentTypePayload:
+    admin = await info.context.require_admin()
+    document_type = await catalog.set_archived(
+        admin,
+        m.DocumentType,
+        parse_id(document_type_id, what="document type"),
+        archived=archived,
+    )
+    return DocumentTypePayload(document_type=row_as(DocumentTypeType, document_type))

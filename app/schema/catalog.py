@@ -26,13 +26,19 @@ class DocumentTypeType:
     allowed_extensions: list[str]
     created_at: datetime
     updated_at: datetime
+    archived_at: datetime | None = strawberry.field(
+        description="When it was archived: new dossiers get no document of this type."
+    )
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
     if TYPE_CHECKING:  # the root value is the DocumentType row: columns read below
         required_step_id: uuid.UUID | None
 
-    @strawberry.field(description="The step whose start asks for this document.")
+    @strawberry.field(
+        description="The first step it was attached to that still asks for it (steps of "
+        "several products may: see Step.documentTypes)."
+    )
     async def required_step(self, info: Info) -> StepType | None:
         if self.required_step_id is None:
             return None
@@ -46,10 +52,16 @@ class StepType:
     description: str | None
     position: int
     created_at: datetime
+    archived_at: datetime | None = strawberry.field(
+        description="When it was archived: no new dossier runs it, no workflow takes it."
+    )
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
-    @strawberry.field(description="Document types asked for when this step starts.")
+    @strawberry.field(
+        description="Document types asked for when this step starts, in order (archived "
+        "ones left out)."
+    )
     async def document_types(self, info: Info) -> list[DocumentTypeType]:
         return await info.context.loaders.document_types_by_step.load(self.id)
 
@@ -82,10 +94,16 @@ class ProductType:
     active: bool
     created_at: datetime
     updated_at: datetime
+    archived_at: datetime | None = strawberry.field(
+        description="When it was archived: it is not sold any more (its dossiers go on)."
+    )
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
-    @strawberry.field(description="The product's workflow, in order.")
+    @strawberry.field(
+        description="The product's workflow, in order: the steps a new dossier runs "
+        "(archived steps left out)."
+    )
     async def steps(self, info: Info) -> list[ProductStepType]:
         return await info.context.loaders.product_steps_by_product.load(self.id)
 
@@ -132,6 +150,14 @@ class CreateStepInput:
     position: int = 0
 
 
+@strawberry.input
+class UpdateStepInput:
+    step_id: strawberry.ID
+    label: strawberry.Maybe[str]
+    description: strawberry.Maybe[str | None]
+    position: strawberry.Maybe[int]
+
+
 @strawberry.type
 class StepPayload:
     step: StepType | None = None
@@ -175,5 +201,59 @@ class UpdateDocumentTypeInput:
 
 @strawberry.type
 class DocumentTypePayload:
+    document_type: DocumentTypeType | None = None
+    user_errors: list[CatalogUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class ArchiveProductInput:
+    product_id: strawberry.ID
+
+
+@strawberry.input
+class UnarchiveProductInput:
+    product_id: strawberry.ID
+
+
+@strawberry.input
+class ArchiveStepInput:
+    step_id: strawberry.ID
+
+
+@strawberry.input
+class UnarchiveStepInput:
+    step_id: strawberry.ID
+
+
+@strawberry.input
+class ArchiveDocumentTypeInput:
+    document_type_id: strawberry.ID
+
+
+@strawberry.input
+class UnarchiveDocumentTypeInput:
+    document_type_id: strawberry.ID
+
+
+@strawberry.input
+class AttachDocumentTypeInput:
+    step_id: strawberry.ID
+    document_type_id: strawberry.ID
+    position: int = strawberry.field(
+        default=0,
+        description="Its place among the step's document types (then by code); attaching "
+        "it again moves it.",
+    )
+
+
+@strawberry.input
+class DetachDocumentTypeInput:
+    step_id: strawberry.ID
+    document_type_id: strawberry.ID
+
+
+@strawberry.type
+class StepDocumentTypePayload:
+    step: StepType | None = None
     document_type: DocumentTypeType | None = None
     user_errors: list[CatalogUserError] = strawberry.field(default_factory=list)

@@ -1,4 +1,21 @@
-"""The catalogue: products, steps, the steps of a product, document types. Admin writes."""
+"""The catalogue: products, steps, the steps of a product, document types and the steps
+that ask for them. Admin writes.
+
+Nothing in the catalogue is deleted: a product, step or document type is archived
+(`archived_at`) and can be unarchived. Archived, it is left out of the catalogue's lists
+and cannot be newly used (no new payment link or checkout: `product_on_sale`; no place in a
+workflow; no new link between a step and a document type), and new dossiers neither run
+an archived step nor get a document of an archived type. Dossiers already open are
+unaffected: their step instances and documents are theirs, and a document type archived
+after a dossier opened is still asked for when that dossier's later steps start
+(`asked_for`).
+
+Which document types a step asks for is `step_document_types` (`attach_document_type`,
+`detach_document_type`): one type may serve the steps of several products.
+`document_types.required_step_id` stays for compatibility and names the first step the
+type was attached to (still attached); `requiredStepId` in create/updateDocumentType sets
+that link (attaching the step, detaching the one it replaces).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +23,20 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from app.domain.viewer import Viewer
 from app.errors import DomainError, NotFound
-from app.models import DocumentType, Product, ProductStep, Step
+from app.models import DocumentType, Product, ProductStep, Step, StepDocumentType
 from app.models.enums import DossierKind, DossierStatus, EventType
 from app.services import events
 from app.services.catalogue_bounds import forget_catalogue_bounds
+from app.services.catalogue_links import check_position, move_required_step, step_to_attach
+from app.services.codes import CatalogErrorCode as Code
 from app.services.validation import check_code, check_name, check_text
 
 CURRENCY_RE = re.compile(r"^[a-z]{3}$")
@@ -26,6 +46,19 @@ SUPPORTED_EXTENSIONS = frozenset(
 )
 MAX_FILE_SIZE_MB = 100
 INITIAL_STATUSES = frozenset({DossierStatus.CREATED, DossierStatus.IN_PROGRESS})
+
+
+def product_on_sale(product: Product) -> bool:
+    """Whether `product` may be sold now (a new payment link, a checkout): active and not
+    archived. Orders already paid, and their dossiers, do not ask."""
+    return product.active and product.archived_at is None
+
+
+def asked_for(archived_at: datetime | None, opened_at: datetime | None) -> bool:
+    """Whether a step's document type, archived at `archived_at` (None: not archived), is
+    asked for in a dossier opened at `opened_at` (None: opening now). Archiving a type
+    changes nothing for the dossiers already open."""
+    return archived_at is None or (opened_at is not None and archived_at > opened_at)
 
 
 def _check_price(amount: int) -> int:
@@ -186,6 +219,82 @@ async def create_step(
 
 
 @dataclass
+class StepChanges:
+    label: str | None = None
+    description: str | None = None
+    description_set: bool = False
+    position: int | None = None
+
+
+async def update_step(actor: Viewer, step_id: uuid.UUID, changes: StepChanges) -> Step:
+    """Change a step's label, description or position (an event when something changes).
+    Running dossiers show the step as it is now (a step instance points at its step)."""
+    updates: dict[str, Any] = {}
+    if changes.label is not None:
+        updates["label"] = check_name(changes.label, "label")
+    if changes.description_set:
+        updates["description"] = _description(changes.description)
+    if changes.position is not None:
+        updates["position"] = check_position(changes.position)
+    async with in_transaction():
+        step = await Step.filter(id=step_id).select_for_update().first()
+        if step is None:
+            raise NotFound("No such step.")
+        updates = {k: v for k, v in updates.items() if getattr(step, k) != v}  # what changes
+        if updates:
+            for key, value in updates.items():
+                setattr(step, key, value)
+            await step.save()
+            await events.record(
+                "step",
+                step.id,
+                EventType.STEP_UPDATED,
+                actor=actor,
+                payload={k: str(v) for k, v in updates.items()},
+            )
+    return step
+
+
+# --- archiving ---------------------------------------------------------------------------
+
+_Archivable = TypeVar("_Archivable", Product, Step, DocumentType)
+# model -> (events' entity type, what a missing id is, event when archived, when unarchived)
+_ARCHIVING: dict[type[Any], tuple[str, str, EventType, EventType]] = {
+    Product: ("product", "product", EventType.PRODUCT_ARCHIVED, EventType.PRODUCT_UNARCHIVED),
+    Step: ("step", "step", EventType.STEP_ARCHIVED, EventType.STEP_UNARCHIVED),
+    DocumentType: (
+        "document_type",
+        "document type",
+        EventType.DOCUMENT_TYPE_ARCHIVED,
+        EventType.DOCUMENT_TYPE_UNARCHIVED,
+    ),
+}
+
+
+async def set_archived(
+    actor: Viewer, model: type[_Archivable], entity_id: uuid.UUID, *, archived: bool
+) -> _Archivable:
+    """Archive (or unarchive) a product, step or document type, with its event. Doing it
+    again changes nothing and records nothing."""
+    entity, what, archived_event, unarchived_event = _ARCHIVING[model]
+    async with in_transaction():
+        row = await model.filter(id=entity_id).select_for_update().first()
+        if row is None:
+            raise NotFound(f"No such {what}.")
+        if (row.archived_at is not None) != archived:
+            row.archived_at = datetime.now(UTC) if archived else None
+            await row.save()
+            await events.record(
+                entity,
+                row.id,
+                archived_event if archived else unarchived_event,
+                actor=actor,
+                payload={"code": row.code},
+            )
+    return row
+
+
+@dataclass
 class ProductStepSpec:
     step_id: str
     is_required: bool = True
@@ -215,11 +324,24 @@ async def set_product_steps(
         product = await Product.filter(id=product_id).select_for_update().first()
         if product is None:
             raise NotFound("No such product.")
+        if product.archived_at is not None:
+            raise DomainError(
+                Code.PRODUCT_ARCHIVED,
+                "This product is archived: unarchive it to change its workflow.",
+                "productId",
+            )
         wanted = [str(s.step_id) for s in specs]
-        found = {str(s.id) for s in await Step.filter(id__in=wanted)}
+        found = {str(s.id): s for s in await Step.filter(id__in=wanted)}
         missing = [i for i, sid in enumerate(wanted) if sid not in found]
         if missing:
             raise DomainError("UNKNOWN_STEP", "No such step.", ["steps", str(missing[0]), "stepId"])
+        archived = [i for i, sid in enumerate(wanted) if found[sid].archived_at is not None]
+        if archived:
+            raise DomainError(
+                Code.STEP_ARCHIVED,
+                "This step is archived: it cannot join a workflow.",
+                ["steps", str(archived[0]), "stepId"],
+            )
         await ProductStep.filter(product_id=product.id).delete()
         await ProductStep.bulk_create(
             [
@@ -254,6 +376,7 @@ async def create_document_type(
     max_file_size_mb: int,
     allowed_extensions: Sequence[str],
 ) -> DocumentType:
+    """A new document type; with `required_step_id`, attached to that step."""
     fields: dict[str, Any] = {
         "code": check_code(code),
         "label": check_name(label, "label"),
@@ -261,11 +384,14 @@ async def create_document_type(
         "max_file_size_mb": _check_size(max_file_size_mb),
         "allowed_extensions": _check_extensions(allowed_extensions),
     }
-    if required_step_id is not None and not await Step.filter(id=required_step_id).exists():
-        raise DomainError("UNKNOWN_STEP", "No such step.", "requiredStepId")
+    step = await step_to_attach(required_step_id, "requiredStepId")
     try:
         async with in_transaction():
-            document_type = await DocumentType.create(required_step_id=required_step_id, **fields)
+            document_type = await DocumentType.create(
+                required_step_id=step.id if step else None, **fields
+            )
+            if step is not None:
+                await StepDocumentType.create(step_id=step.id, document_type_id=document_type.id)
             await events.record(
                 "document_type",
                 document_type.id,
@@ -293,6 +419,9 @@ class DocumentTypeChanges:
 async def update_document_type(
     actor: Viewer, document_type_id: uuid.UUID, changes: DocumentTypeChanges
 ) -> DocumentType:
+    """Change a document type. A new `required_step_id` attaches the type to that step and
+    detaches it from the step it named before (null: detaches it from that step only);
+    its other steps keep it."""
     updates: dict[str, Any] = {}
     if changes.label is not None:
         updates["label"] = check_name(changes.label, "label")
@@ -302,15 +431,13 @@ async def update_document_type(
         updates["max_file_size_mb"] = _check_size(changes.max_file_size_mb)
     if changes.allowed_extensions is not None:
         updates["allowed_extensions"] = _check_extensions(changes.allowed_extensions)
-    if changes.required_step_set:
-        step_id = changes.required_step_id
-        if step_id is not None and not await Step.filter(id=step_id).exists():
-            raise DomainError("UNKNOWN_STEP", "No such step.", "requiredStepId")
-        updates["required_step_id"] = step_id
+    step = await step_to_attach(changes.required_step_id, "requiredStepId")
     async with in_transaction():
         document_type = await DocumentType.filter(id=document_type_id).select_for_update().first()
         if document_type is None:
             raise NotFound("No such document type.")
+        if changes.required_step_set:
+            updates["required_step_id"] = await move_required_step(document_type, step)
         if updates:
             for key, value in updates.items():
                 setattr(document_type, key, value)

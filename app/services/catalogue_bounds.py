@@ -2,8 +2,9 @@
 counts plain lists by (app/schema/limits.py).
 
 A dossier's steps are its product's steps, copied when it opens; its documents are the
-document types of those steps. Nothing else limits them, so the bound is the live
-catalogue's largest product and step, read in one statement and kept for
+document types of those steps (step_document_types). Nothing else limits them, so the
+bound is the live catalogue's largest product and step (archived steps and document types
+counted too: a running dossier may still have them), read in one statement and kept for
 `CATALOGUE_BOUNDS_TTL` seconds per process (the catalogue is a few hundred rows and changes
 rarely; a change made in this process is seen at once, one made elsewhere within the TTL).
 """
@@ -25,11 +26,10 @@ SELECT
   (SELECT COALESCE(MAX(n), 0) FROM
      (SELECT COUNT(*) AS n FROM "product_steps" GROUP BY "product_id") AS s),
   (SELECT COALESCE(MAX(n), 0) FROM
-     (SELECT COUNT(*) AS n FROM "document_types"
-      WHERE "required_step_id" IS NOT NULL GROUP BY "required_step_id") AS t),
+     (SELECT COUNT(*) AS n FROM "step_document_types" GROUP BY "step_id") AS t),
   (SELECT COALESCE(MAX(n), 0) FROM
      (SELECT COUNT(*) AS n FROM "product_steps" ps
-      JOIN "document_types" dt ON dt."required_step_id" = ps."step_id"
+      JOIN "step_document_types" sdt ON sdt."step_id" = ps."step_id"
       GROUP BY ps."product_id") AS p)
 """
 

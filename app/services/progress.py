@@ -2,7 +2,7 @@
 read model; the chasing worker, app.services.chasing, sends reminders from the same
 reads).
 
-`progress_of`, for a batch of dossiers in four queries: steps done / total, documents
+`progress_of`, for a batch of dossiers in five queries: steps done / total, documents
 approved / total (documents of steps not started yet counted from their types, skipped
 steps left out), and the next actions — the documents of the current step the client
 still has to send (PENDING, CHANGES_REQUESTED, or REJECTED, which the workflow handles as
@@ -21,11 +21,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from tortoise.expressions import Q, Subquery
+from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 
-from app.models import Document, DocumentReview, DocumentType, Dossier, StepInstance
+from app.models import (
+    Document,
+    DocumentReview,
+    DocumentType,
+    Dossier,
+    StepDocumentType,
+    StepInstance,
+)
 from app.models.enums import DocumentStatus
+from app.services.catalog import asked_for
 from app.services.workflow.machine import ACTIVE
 
 # What the client still has to send (REJECTED works like a change request).
@@ -100,7 +108,7 @@ def next_actions_of(
 
 
 async def progress_of(dossiers: Sequence[Dossier]) -> list[Progress]:
-    """Each dossier's progress, in order: four queries for the whole batch."""
+    """Each dossier's progress, in order: five queries for the whole batch."""
     if not dossiers:
         return []
     ids = list({d.id for d in dossiers})
@@ -120,15 +128,15 @@ async def progress_of(dossiers: Sequence[Dossier]) -> list[Progress]:
     }
     type_ids = {d.document_type_id for d in all_documents}
     types: dict[uuid.UUID, DocumentType] = {}
-    if type_ids or upcoming:
-        query = Q(id__in=list(type_ids)) if type_ids else Q(required_step_id__in=list(upcoming))
-        if type_ids and upcoming:
-            query = query | Q(required_step_id__in=list(upcoming))
-        types = {t.id: t for t in await DocumentType.filter(query)}
-    types_per_step: dict[uuid.UUID, int] = defaultdict(int)
-    for document_type in types.values():
-        if document_type.required_step_id in upcoming:
-            types_per_step[document_type.required_step_id] += 1
+    if type_ids:
+        types = {t.id: t for t in await DocumentType.filter(id__in=list(type_ids))}
+    # When each upcoming step's document types were archived (None: they are not).
+    archived_per_step: dict[uuid.UUID, list[datetime | None]] = defaultdict(list)
+    if upcoming:
+        for link in await StepDocumentType.filter(step_id__in=list(upcoming)).values(
+            "step_id", archived_at="document_type__archived_at"
+        ):
+            archived_per_step[link["step_id"]].append(link["archived_at"])
     active_current = {d.current_step_instance_id for d in dossiers if d.status in ACTIVE} - {None}
     reasons = await last_reasons([d for d in all_documents if d.step_instance_id in active_current])
 
@@ -142,7 +150,11 @@ async def progress_of(dossiers: Sequence[Dossier]) -> list[Progress]:
             if d.step_instance_id is not None and d.step_instance_id not in skipped
         ]
         to_come = sum(
-            types_per_step.get(s.step_id, 0)
+            sum(
+                1
+                for at in archived_per_step.get(s.step_id, ())
+                if asked_for(at, dossier.created_at)
+            )
             for s in own_steps
             if s.started_at is None and s.completed_at is None
         )

@@ -33,15 +33,16 @@ from app.db import Writes
 from app.domain.viewer import Viewer
 from app.models import (
     Document,
-    DocumentType,
     Dossier,
     Order,
     Product,
     ProductStep,
+    StepDocumentType,
     StepInstance,
 )
 from app.models.enums import DocumentStatus, DossierStatus, EventType
 from app.services import deadlines, events, waiting
+from app.services.catalog import asked_for
 from app.services.workflow.machine import (
     ACTIVE,
     W,
@@ -105,7 +106,7 @@ def start_rows(
     The step gets its start and its due date (`started_at + estimated_duration_hours`) and
     becomes the dossier's current step; its reminders are planned (the slots after its
     start: a step starts once, so it has none yet); one document per type of
-    `document_type_ids` (the step's document types in code order) is created `PENDING`;
+    `document_type_ids` (the step's document types in order) is created `PENDING`;
     STEP_STARTED is recorded; then the dossier's status follows the step as `settle` would
     move it (its documents are all PENDING, or it has none: `IN_PROGRESS`).
 
@@ -187,12 +188,17 @@ def finish_rows(
 # --- the engine, on rows in the database (the caller holds the dossier lock) -----------
 
 
-async def _document_type_ids(step: StepInstance) -> list[uuid.UUID]:
-    return list(
-        await DocumentType.filter(required_step_id=step.step_id)  # type: ignore[arg-type]  # tortoise types values_list(flat=True) as tuples
-        .order_by("code")
-        .values_list("id", flat=True)
+async def _document_type_ids(dossier: Dossier, step: StepInstance) -> list[uuid.UUID]:
+    """The document types the step asks for (step_document_types, in (position, code)
+    order), but those archived before the dossier opened (`asked_for`)."""
+    rows = (
+        await StepDocumentType.filter(step_id=step.step_id)
+        .order_by("position", "document_type__code")
+        .values("document_type_id", archived_at="document_type__archived_at")
     )
+    return [
+        row["document_type_id"] for row in rows if asked_for(row["archived_at"], dossier.created_at)
+    ]
 
 
 async def start_step(
@@ -204,7 +210,7 @@ async def start_step(
         batch,
         dossier,
         step,
-        await _document_type_ids(step),
+        await _document_type_ids(dossier, step),
         actor=actor,
         now=now or datetime.now(UTC),
     )
@@ -233,7 +239,7 @@ async def finish_step(
             .first()
         )
         if following is not None:
-            document_type_ids = await _document_type_ids(following)
+            document_type_ids = await _document_type_ids(dossier, following)
     batch = Writes()
     finish_rows(
         batch,
@@ -297,23 +303,29 @@ async def open_dossier(
     written before returning. Sets `order.dossier_id` (the caller saves the order when it
     passes `writes`)."""
     product = product or await order.product
-    # The product's steps in order, each with its document types in code order: one read.
+    # The product's steps in order, each with its document types in (position, code)
+    # order: one read. Archived steps and document types are left out (`asked_for`).
     product_steps: dict[uuid.UUID, dict[str, Any]] = {}
     document_types: dict[uuid.UUID, list[uuid.UUID]] = {}
     for row in (
-        await ProductStep.filter(product_id=product.id)
-        .order_by("position", "step__document_types__code")
+        await ProductStep.filter(product_id=product.id, step__archived_at__isnull=True)
+        .order_by(
+            "position",
+            "step__document_type_links__position",
+            "step__document_type_links__document_type__code",
+        )
         .values(
             "id",
             "step_id",
             "position",
             "is_required",
             "estimated_duration_hours",
-            document_type_id="step__document_types__id",
+            document_type_id="step__document_type_links__document_type_id",
+            archived_at="step__document_type_links__document_type__archived_at",
         )
     ):
         product_steps.setdefault(row["id"], row)
-        if row["document_type_id"] is not None:
+        if row["document_type_id"] is not None and asked_for(row["archived_at"], None):
             document_types.setdefault(row["id"], []).append(row["document_type_id"])
     batch = writes if writes is not None else Writes()
     initial = DossierStatus(product.initial_status)
