@@ -57,6 +57,15 @@ class OrderStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+class PaymentMethod(StrEnum):
+    """How an order was paid: online (Stripe Checkout), or recorded by an agent."""
+
+    CHECKOUT = "CHECKOUT"
+    BANK_TRANSFER = "BANK_TRANSFER"
+    CASH = "CASH"
+    WAIVED = "WAIVED"
+
+
 class NotificationChannel(StrEnum):
     IN_APP = "IN_APP"
     EMAIL = "EMAIL"
