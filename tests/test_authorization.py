@@ -37,9 +37,18 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from app.auth import viewer_from_token
-from app.models import Credential, Document, DocumentType, Notification, Order, ProductStep
+from app.models import (
+    Credential,
+    Document,
+    DocumentType,
+    Notification,
+    Order,
+    PaymentLink,
+    ProductStep,
+)
 from app.models.enums import OrderStatus
 from app.services import documents
+from app.services.payments.links import link_secret, token_digest
 from app.services.sessions import open_session
 from app.services.workflow.actions import assign_step
 from app.subscriptions import topics
@@ -295,8 +304,22 @@ async def build_world(spec: Spec, storage: Any) -> World:
         for a in [*clients, *staff]
     ]
 
+    links = []
+    for n in range(2):
+        link_id = uuid.uuid4()
+        await PaymentLink.create(
+            id=link_id,
+            token=token_digest(link_secret(link_id)),
+            product_id=product.id,
+            prospect_email=f"prospect-{n}-{link_id.hex[:6]}@example.com",
+            prospect_name="Prospect",
+            expires_at=datetime.now(UTC) + timedelta(days=1),
+        )
+        links.append(Target(str(link_id), "real"))
+
     some_client, some_dossier = clients[0].id, dossiers[0].value
     world.targets = {
+        "payment_link": kind(links, some_dossier),
         "session": kind(sessions, some_dossier),
         "account": kind(
             [
@@ -511,6 +534,19 @@ def _payment_link(_world: World, _who: Who, target: Target, body: dict[str, Any]
         assert [e["code"] for e in data["userErrors"]] == ["PRODUCT_INACTIVE"], body
 
 
+def _link_answer(name: str) -> Callable[..., None]:
+    """The link itself, or (revoked earlier in this world) the refusal that says so."""
+
+    def check(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+        data = payload(body, name)
+        if data["paymentLink"] is None:
+            assert [e["code"] for e in data["userErrors"]] == ["LINK_REVOKED"], body
+        else:
+            assert data["paymentLink"]["id"] == target.value, body
+
+    return check
+
+
 def _marked(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
     assert [n["id"] for n in payload(body, "markNotificationsRead")["notifications"]] == [
         target.value
@@ -659,6 +695,30 @@ CASES: list[Case] = [
         sees_all,
         not_found,
         returns_id("updateAgent", "agent"),
+    ),
+    Case(
+        "Mutation.revokePaymentLink",
+        "payment_link",
+        ADMIN,
+        by_id(
+            "mutation($id: ID!) { revokePaymentLink(input: {paymentLinkId: $id}) "
+            "{ paymentLink { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        _link_answer("revokePaymentLink"),
+    ),
+    Case(
+        "Mutation.resendPaymentLink",
+        "payment_link",
+        ADMIN,
+        by_id(
+            "mutation($id: ID!) { resendPaymentLink(input: {paymentLinkId: $id}) "
+            "{ paymentLink { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        _link_answer("resendPaymentLink"),
     ),
     Case(
         "Mutation.updateProduct",
