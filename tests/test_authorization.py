@@ -534,6 +534,19 @@ def _payment_link(_world: World, _who: Who, target: Target, body: dict[str, Any]
         assert [e["code"] for e in data["userErrors"]] == ["PRODUCT_INACTIVE"], body
 
 
+def _fresh_email() -> str:
+    return f"walk-in-{uuid.uuid4().hex[:10]}@example.com"
+
+
+def _opened_dossier(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "openDossier")
+    if target.active:
+        assert data["userErrors"] == [], body
+        assert data["dossier"]["product"]["id"] == target.value
+    else:
+        assert [e["code"] for e in data["userErrors"]] == ["PRODUCT_INACTIVE"], body
+
+
 def _link_answer(name: str) -> Callable[..., None]:
     """The link itself, or (revoked earlier in this world) the refusal that says so."""
 
@@ -799,6 +812,20 @@ CASES: list[Case] = [
         sees_all,
         not_found,
         _payment_link,
+    ),
+    Case(
+        "Mutation.openDossier",
+        "product",
+        STAFF,
+        with_vars(
+            "mutation($id: ID!, $email: String!) { openDossier(input: {productId: $id, "
+            'clientEmail: $email, clientName: "Pat", paymentMethod: CASH}) '
+            "{ dossier { product { id } } userErrors { code field message } } }",
+            lambda _world, _who, _target: {"id": _target.value, "email": _fresh_email()},
+        ),
+        sees_all,
+        not_found,
+        _opened_dossier,
     ),
     # --- mutations: a client's own things ----------------------------------------------------
     Case(

@@ -117,6 +117,8 @@ class Order(TimestampedModel):
             Index(fields=("payment_link_id",), name="idx_orders_payment_link_id"),
             Index(fields=("dossier_id",), name="idx_orders_dossier_id"),
             Index(fields=("recorded_by_id",), name="idx_orders_recorded_by_id"),
+            # openDossier refuses a reference recorded twice (a double click)
+            Index(fields=("payment_reference",), name="idx_orders_payment_reference"),
         )
 
 

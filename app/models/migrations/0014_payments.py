@@ -71,6 +71,10 @@ class Migration(migrations.Migration):
             model_name='Order',
             index=Index(fields=['recorded_by_id'], name='idx_orders_recorded_by_id'),
         ),
+        ops.AddIndex(
+            model_name='Order',
+            index=Index(fields=['payment_reference'], name='idx_orders_payment_reference'),
+        ),
         ops.RunPython(hash_link_tokens, ops.RunPython.noop),
         ops.AddField(
             model_name='PaymentLink',
