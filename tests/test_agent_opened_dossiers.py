@@ -12,7 +12,7 @@ from app.models.enums import DossierStatus, EventType, OrderStatus, PaymentMetho
 from app.security import usable
 from tests.factories import make_admin, make_agent, make_client, make_dossier, make_product
 from tests.helpers import gql
-from tests.notifications_support import SmtpPeer, parts
+from tests.notifications_support import parts
 from tests.test_accounts import ACCEPT, NEW_PASSWORD, link_token, mails
 
 OPEN = """
@@ -35,19 +35,6 @@ MY_ORDERS = """
 @pytest.fixture(autouse=True)
 def _consumers():
     install_consumers()
-
-
-@pytest.fixture(scope="module")
-def smtp_server():
-    peer = SmtpPeer().start()
-    yield peer
-    peer.stop()
-
-
-@pytest.fixture
-def smtp(smtp_server):
-    smtp_server.reset()
-    return smtp_server
 
 
 def _invitations(messages) -> list:

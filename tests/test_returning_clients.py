@@ -18,7 +18,7 @@ from app.services.payments.links import token_digest
 from tests import stripe_support as ss
 from tests.factories import make_admin, make_agent, make_client, make_product
 from tests.helpers import gql
-from tests.notifications_support import SmtpPeer, parts, peer_settings
+from tests.notifications_support import parts, peer_settings
 from tests.test_payments import (
     PREVIEW,
     new_link,
@@ -66,19 +66,6 @@ MINE = """
 @pytest.fixture(autouse=True)
 def _consumers():
     install_consumers()  # what create_app and the worker do
-
-
-@pytest.fixture(scope="module")
-def smtp_server():
-    peer = SmtpPeer().start()
-    yield peer
-    peer.stop()
-
-
-@pytest.fixture
-def smtp(smtp_server):
-    smtp_server.reset()
-    return smtp_server
 
 
 async def _link_for(client, email: str, product, **extra) -> dict:
