@@ -26,6 +26,7 @@ from app.resolvers.dossiers import DossierQuery
 from app.resolvers.identity import IdentityMutation, IdentityQuery
 from app.resolvers.messages import MessageMutation
 from app.resolvers.notifications import NotificationMutation, NotificationQuery
+from app.resolvers.opening import OpeningMutation
 from app.resolvers.payments import PaymentMutation, PaymentQuery
 from app.resolvers.workflow import WorkflowMutation
 from app.schema.execution import Executor, lean_resolvers
@@ -54,6 +55,7 @@ Mutation = merge_types(
         IdentityMutation,
         CatalogMutation,
         PaymentMutation,
+        OpeningMutation,
         NotificationMutation,
         DocumentMutation,
         WorkflowMutation,

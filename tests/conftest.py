@@ -334,3 +334,19 @@ async def sclient(stripe_app, peer) -> AsyncIterator:
     transport = httpx.ASGITransport(app=stripe_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def smtp_server():
+    """A real SMTP server (aiosmtpd) for a module's e-mails; a module may define its own."""
+    from tests.notifications_support import SmtpPeer
+
+    peer = SmtpPeer().start()
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture
+def smtp(smtp_server):
+    smtp_server.reset()
+    return smtp_server

@@ -43,6 +43,7 @@ from app.models import (
     DocumentType,
     Notification,
     Order,
+    PaymentLink,
     Product,
     ProductStep,
     Step,
@@ -50,6 +51,7 @@ from app.models import (
 )
 from app.models.enums import OrderStatus
 from app.services import documents
+from app.services.payments.links import link_secret, token_digest
 from app.services.sessions import open_session
 from app.services.workflow.actions import assign_step
 from app.subscriptions import topics
@@ -307,8 +309,22 @@ async def build_world(spec: Spec, storage: Any) -> World:
         for a in [*clients, *staff]
     ]
 
+    links = []
+    for n in range(2):
+        link_id = uuid.uuid4()
+        await PaymentLink.create(
+            id=link_id,
+            token=token_digest(link_secret(link_id)),
+            product_id=product.id,
+            prospect_email=f"prospect-{n}-{link_id.hex[:6]}@example.com",
+            prospect_name="Prospect",
+            expires_at=datetime.now(UTC) + timedelta(days=1),
+        )
+        links.append(Target(str(link_id), "real"))
+
     some_client, some_dossier = clients[0].id, dossiers[0].value
     world.targets = {
+        "payment_link": kind(links, some_dossier),
         "session": kind(sessions, some_dossier),
         "account": kind(
             [
@@ -566,6 +582,32 @@ def _payment_link(_world: World, _who: Who, target: Target, body: dict[str, Any]
         assert [e["code"] for e in data["userErrors"]] == ["PRODUCT_INACTIVE"], body
 
 
+def _fresh_email() -> str:
+    return f"walk-in-{uuid.uuid4().hex[:10]}@example.com"
+
+
+def _opened_dossier(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "openDossier")
+    if target.active:
+        assert data["userErrors"] == [], body
+        assert data["dossier"]["product"]["id"] == target.value
+    else:
+        assert [e["code"] for e in data["userErrors"]] == ["PRODUCT_INACTIVE"], body
+
+
+def _link_answer(name: str) -> Callable[..., None]:
+    """The link itself, or (revoked earlier in this world) the refusal that says so."""
+
+    def check(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+        data = payload(body, name)
+        if data["paymentLink"] is None:
+            assert [e["code"] for e in data["userErrors"]] == ["LINK_REVOKED"], body
+        else:
+            assert data["paymentLink"]["id"] == target.value, body
+
+    return check
+
+
 def _marked(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
     assert [n["id"] for n in payload(body, "markNotificationsRead")["notifications"]] == [
         target.value
@@ -762,6 +804,30 @@ CASES: list[Case] = [
         returns_id("updateAgent", "agent"),
     ),
     Case(
+        "Mutation.revokePaymentLink",
+        "payment_link",
+        ADMIN,
+        by_id(
+            "mutation($id: ID!) { revokePaymentLink(input: {paymentLinkId: $id}) "
+            "{ paymentLink { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        _link_answer("revokePaymentLink"),
+    ),
+    Case(
+        "Mutation.resendPaymentLink",
+        "payment_link",
+        ADMIN,
+        by_id(
+            "mutation($id: ID!) { resendPaymentLink(input: {paymentLinkId: $id}) "
+            "{ paymentLink { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        _link_answer("resendPaymentLink"),
+    ),
+    Case(
         "Mutation.updateProduct",
         "product",
         ADMIN,
@@ -926,6 +992,20 @@ CASES: list[Case] = [
         sees_all,
         not_found,
         _payment_link,
+    ),
+    Case(
+        "Mutation.openDossier",
+        "product",
+        STAFF,
+        with_vars(
+            "mutation($id: ID!, $email: String!) { openDossier(input: {productId: $id, "
+            'clientEmail: $email, clientName: "Pat", paymentMethod: CASH}) '
+            "{ dossier { product { id } } userErrors { code field message } } }",
+            lambda _world, _who, _target: {"id": _target.value, "email": _fresh_email()},
+        ),
+        sees_all,
+        not_found,
+        _opened_dossier,
     ),
     # --- mutations: a client's own things ----------------------------------------------------
     Case(

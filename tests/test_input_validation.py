@@ -27,6 +27,7 @@ from app.models import (
 from app.models.enums import NotificationChannel, NotificationStatus
 from app.services import identity
 from app.services.delivery import deliver_due
+from app.services.payments.links import token_digest
 from tests.factories import make_admin, make_agent, make_client, make_dossier, make_product
 from tests.helpers import gql
 from tests.notifications_support import FULL_CONTEXT, SmtpPeer, peer_settings
@@ -277,7 +278,7 @@ async def test_payment_links_refuse_a_prospect_name_with_control_characters(clie
 
 async def test_payment_links_store_the_normalised_email(client):
     payload = await _link(client)
-    link = await PaymentLink.get(token=payload["paymentLink"]["token"])
+    link = await PaymentLink.get(token=token_digest(payload["paymentLink"]["token"]))
     assert link.prospect_email == link.prospect_email.strip().lower()
     assert link.prospect_email.endswith("@example.com")
 
@@ -299,7 +300,7 @@ async def test_registration_refuses_a_name_with_control_characters(client, bad):
     )
     assert codes(data["registerWithPaymentLink"]) == [("INVALID_TEXT", ["fullName"])]
     assert await Profile.all().count() == 0
-    assert (await PaymentLink.get(token=token)).used_at is None
+    assert (await PaymentLink.get(token=token_digest(token))).used_at is None
 
 
 async def test_registration_and_profile_store_the_same_phone_form(client):

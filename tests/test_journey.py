@@ -79,7 +79,7 @@ async def test_admin_link_to_paid_dossier(stand_in, peer, smtp):
         mails = [m for m in smtp.accepted if m["To"] == "lea@example.com"]
         assert len(mails) == 1
         text, html = parts(mails[0])
-        link = re.search(r"https?://\S+/register\?token=([\w-]+)", text)
+        link = re.search(r"https?://\S+/register\?token=([\w.-]+)", text)
         assert link, text
         assert link.group(0) in html
 

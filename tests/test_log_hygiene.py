@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 
 from app.main import create_app
-from app.models import AccountToken, Document, Dossier, PaymentLink
+from app.models import AccountToken, Document, Dossier
 from app.models.enums import AccountTokenPurpose
 from app.services import outbox
 from app.services.account_links import code_of, link_token
@@ -103,15 +103,15 @@ async def test_a_whole_journey_logs_no_credential(logged):
             admin = await make_admin()
             product = await make_product((("pdf",), (), ()))
             email = f"journey-{uuid.uuid4().hex[:8]}@example.com"
-            await gql(
+            created = await gql(
                 http,
                 "mutation($i: CreatePaymentLinkInput!) { createPaymentLink(input: $i) "
-                "{ paymentLink { id } userErrors { code } } }",
+                "{ paymentLink { id token } userErrors { code } } }",
                 {"i": {"productId": str(product.id), "prospectEmail": email, "prospectName": "J"}},
                 admin.token,
             )
-            link = await PaymentLink.get(prospect_email=email)
-            secrets["payment link token"] = link.token
+            payment_secret = created["createPaymentLink"]["paymentLink"]["token"]
+            secrets["payment link token"] = payment_secret
             secrets["admin access token"] = admin.token
             registered = (
                 await gql(
@@ -119,8 +119,8 @@ async def test_a_whole_journey_logs_no_credential(logged):
                     "mutation($i: RegisterWithPaymentLinkInput!) {"
                     " registerWithPaymentLink(input: $i)"
                     " { token refreshToken checkoutUrl userErrors { code } } }",
-                    {"i": {"token": link.token, "fullName": "Jo Journey", "phone": "+33612345678",
-                           "password": PASSWORD}},
+                    {"i": {"token": payment_secret, "fullName": "Jo Journey",
+                           "phone": "+33612345678", "password": PASSWORD}},
                 )
             )["registerWithPaymentLink"]  # fmt: skip
             secrets["client access token"] = registered["token"]

@@ -33,6 +33,7 @@ from app.models.enums import (
     UserStatus,
 )
 from app.services import reminders
+from app.services.payments.links import token_digest
 from tests import stripe_support as ss
 from tests.factories import make_admin, make_agent, make_client, make_product
 from tests.helpers import error_codes, gql
@@ -159,8 +160,9 @@ async def registered_order(sclient) -> tuple[dict, Order]:
 
 async def test_admin_creates_a_link_that_previews_without_a_token(client):
     token, product = await new_link(client, email="Someone@Example.com")
-    link = await PaymentLink.get(token=token)
-    assert len(token) >= 40  # 32 random bytes
+    link = await PaymentLink.get(token=token_digest(token))
+    assert len(token) >= 40  # a 256-bit MAC after the link's id
+    assert link.token != token  # the row keeps only the secret's hash
     assert link.prospect_email == "someone@example.com"
     assert timedelta(days=6, hours=23) < link.expires_at - datetime.now(UTC) <= timedelta(days=7)
     data = await gql(client, PREVIEW, {"token": token})
@@ -174,7 +176,8 @@ async def test_admin_creates_a_link_that_previews_without_a_token(client):
         "expiresAt": data["paymentLink"]["expiresAt"],
     }
     event = await Event.get(entity_id=link.id, event_type=EventType.PAYMENT_LINK_CREATED)
-    assert event.payload["url"].endswith(f"/register?token={token}")
+    assert token not in str(event.payload)  # the e-mail's link is derived when it is written
+    assert event.payload["paymentLinkId"] == str(link.id)
 
 
 async def test_unknown_token_preview_is_not_found(client):
@@ -239,12 +242,14 @@ async def test_payment_links_filter_by_state(client):
     valid, _ = await new_link(client)
     used, _ = await new_link(client)
     expired, _ = await new_link(client)
-    await PaymentLink.filter(token=used).update(used_at=datetime.now(UTC))
-    await PaymentLink.filter(token=expired).update(expires_at=datetime.now(UTC) - timedelta(1))
+    await PaymentLink.filter(token=token_digest(used)).update(used_at=datetime.now(UTC))
+    await PaymentLink.filter(token=token_digest(expired)).update(
+        expires_at=datetime.now(UTC) - timedelta(1)
+    )
     admin = await make_admin()
     for state, token in (("VALID", valid), ("USED", used), ("EXPIRED", expired)):
         data = await gql(client, LINKS, {"state": state}, token=admin.token)
-        link = await PaymentLink.get(token=token)
+        link = await PaymentLink.get(token=token_digest(token))
         assert data["paymentLinks"]["nodes"] == [
             {"prospectEmail": link.prospect_email, "state": state}
         ]
@@ -290,7 +295,7 @@ async def test_registration_creates_profile_order_customer_and_session(sclient, 
     assert call["idempotency_key"] == f"checkout-{order.id}-1"
     assert reg["checkoutUrl"] == peer.sessions[order.stripe_checkout_session_id]["url"]
     # the link is used, by this profile
-    link = await PaymentLink.get(token=token)
+    link = await PaymentLink.get(token=token_digest(token))
     assert link.used_at is not None
     assert link.used_by_id == profile.id  # type: ignore[attr-defined]
     assert link.stripe_checkout_session_id == order.stripe_checkout_session_id
@@ -324,7 +329,9 @@ async def test_two_concurrent_registrations_exactly_one_wins(sclient):
 
 async def test_expired_link_is_refused(sclient):
     token, _ = await new_link(sclient)
-    await PaymentLink.filter(token=token).update(expires_at=datetime.now(UTC) - timedelta(1))
+    await PaymentLink.filter(token=token_digest(token)).update(
+        expires_at=datetime.now(UTC) - timedelta(1)
+    )
     reg = await register(sclient, token)
     assert [e["code"] for e in reg["userErrors"]] == ["LINK_EXPIRED"]
     assert await Profile.all().count() == 0
@@ -344,7 +351,7 @@ async def test_registration_validation(sclient, phone, password, code):
         {"input": {"token": token, "fullName": "P", "phone": phone, "password": password}},
     )
     assert [e["code"] for e in data["registerWithPaymentLink"]["userErrors"]] == [code]
-    assert (await PaymentLink.get(token=token)).used_at is None
+    assert (await PaymentLink.get(token=token_digest(token))).used_at is None
     assert await Profile.all().count() == 0
 
 
@@ -353,7 +360,8 @@ async def test_registration_with_an_email_that_has_an_account(sclient):
     token, _ = await new_link(sclient, email=existing.email.upper())
     reg = await register(sclient, token)
     assert [e["code"] for e in reg["userErrors"]] == ["EMAIL_TAKEN"]
-    assert (await PaymentLink.get(token=token)).used_at is None  # rolled back, still usable
+    # rolled back, still usable
+    assert (await PaymentLink.get(token=token_digest(token))).used_at is None
     assert await Credential.filter(email=existing.email).count() == 1
 
 

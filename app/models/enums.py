@@ -57,6 +57,15 @@ class OrderStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+class PaymentMethod(StrEnum):
+    """How an order was paid: online (Stripe Checkout), or recorded by an agent."""
+
+    CHECKOUT = "CHECKOUT"
+    BANK_TRANSFER = "BANK_TRANSFER"
+    CASH = "CASH"
+    WAIVED = "WAIVED"
+
+
 class NotificationChannel(StrEnum):
     IN_APP = "IN_APP"
     EMAIL = "EMAIL"
@@ -144,6 +153,8 @@ class EventType(StrEnum):
     # payments
     PAYMENT_LINK_CREATED = "PAYMENT_LINK_CREATED"
     PAYMENT_LINK_USED = "PAYMENT_LINK_USED"
+    PAYMENT_LINK_REVOKED = "PAYMENT_LINK_REVOKED"
+    PAYMENT_LINK_RESENT = "PAYMENT_LINK_RESENT"
     ORDER_CREATED = "ORDER_CREATED"
     CHECKOUT_STARTED = "CHECKOUT_STARTED"
     PAYMENT_SUCCEEDED = "PAYMENT_SUCCEEDED"

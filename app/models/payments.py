@@ -7,7 +7,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 from app.models.base import CreatedModel, TimestampedModel, UUIDModel, WhereIndex
-from app.models.enums import NotificationChannel, OrderStatus
+from app.models.enums import NotificationChannel, OrderStatus, PaymentMethod
 
 if TYPE_CHECKING:
     from app.models.agents import Agent
@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 
 class PaymentLink(CreatedModel):
+    # The SHA-256 (hex) of the link's secret, never the secret: new links derive theirs
+    # from the id with SECRET_KEY (app.services.payments.links.link_secret), so a resend
+    # carries the same link and no row, event or log holds it. Migration 0015 hashed the
+    # secrets of the links made before.
     token = fields.CharField(max_length=128, unique=True)
     product: fields.ForeignKeyRelation[Product] = fields.ForeignKeyField(
         "models.Product", related_name="payment_links", on_delete=fields.RESTRICT
@@ -36,6 +40,10 @@ class PaymentLink(CreatedModel):
     )
     expires_at = fields.DatetimeField()
     used_at = fields.DatetimeField(null=True)
+    # Beyond the ERD: a link an admin withdrew, and a price of its own (a quote, a
+    # discount; the product's when null).
+    revoked_at = fields.DatetimeField(null=True)
+    amount = fields.IntField(null=True)
     used_by: fields.ForeignKeyNullableRelation[Profile] = fields.ForeignKeyField(
         "models.Profile",
         related_name="used_payment_links",
@@ -79,12 +87,24 @@ class Order(TimestampedModel):
     stripe_customer_id = fields.CharField(max_length=255, null=True)
     metadata: dict[str, Any] = fields.JSONField(default=dict)
     paid_at = fields.DatetimeField(null=True)
+    # Beyond the ERD: how it was paid (online, or recorded by an agent: who, with the
+    # transfer's reference and a note), and how much of it was refunded.
+    payment_method = fields.CharEnumField(
+        PaymentMethod, max_length=16, default=PaymentMethod.CHECKOUT
+    )
+    recorded_by: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name="recorded_orders", null=True, on_delete=fields.SET_NULL
+    )
+    payment_reference = fields.TextField(null=True)
+    note = fields.TextField(null=True)
+    refunded_amount = fields.IntField(default=0)
 
     # The foreign keys' columns (attributes Tortoise adds):
     user_id: uuid.UUID
     product_id: uuid.UUID
     payment_link_id: uuid.UUID | None
     dossier_id: uuid.UUID | None
+    recorded_by_id: uuid.UUID | None
     payment_reminders: fields.ReverseRelation[PaymentReminder]  # the other side of its order
 
     class Meta:
@@ -96,6 +116,9 @@ class Order(TimestampedModel):
             Index(fields=("product_id",), name="idx_orders_product_id"),
             Index(fields=("payment_link_id",), name="idx_orders_payment_link_id"),
             Index(fields=("dossier_id",), name="idx_orders_dossier_id"),
+            Index(fields=("recorded_by_id",), name="idx_orders_recorded_by_id"),
+            # openDossier refuses a reference recorded twice (a double click)
+            Index(fields=("payment_reference",), name="idx_orders_payment_reference"),
         )
 
 

@@ -7,6 +7,7 @@ import strawberry
 from app import models as m
 from app.context import Info
 from app.errors import DomainError, NotFound
+from app.models import Credential
 from app.schema.common import Connection, paginate, parse_id, row_as, user_errors
 from app.schema.identity import ProfileType
 from app.schema.payments import (
@@ -15,17 +16,34 @@ from app.schema.payments import (
     OrderFilter,
     OrderType,
     PaymentErrorCode,
+    PaymentLinkPayload,
     PaymentLinkPreview,
     PaymentLinkState,
     PaymentLinkType,
     PaymentUserError,
+    RedeemPaymentLinkInput,
+    RedeemPaymentLinkPayload,
     RegisterWithPaymentLinkInput,
     RegisterWithPaymentLinkPayload,
+    ResendPaymentLinkInput,
     ResumeCheckoutInput,
     ResumeCheckoutPayload,
+    RevokePaymentLinkInput,
 )
-from app.services.payments.checkout import register_with_payment_link, resume_checkout
-from app.services.payments.links import LinkState, create_payment_link, link_by_token, link_state
+from app.services.payments.checkout import (
+    redeem_payment_link,
+    register_with_payment_link,
+    resume_checkout,
+)
+from app.services.payments.links import (
+    LinkState,
+    create_payment_link,
+    link_amount,
+    link_by_token,
+    link_state,
+    resend_payment_link,
+    revoke_payment_link,
+)
 from app.services.payments.orders import visible_orders
 
 
@@ -45,9 +63,10 @@ class PaymentQuery:
         product = link.product
         return PaymentLinkPreview(
             state=link_state(link),
+            existing_client=await Credential.filter(email=link.prospect_email).exists(),
             product_name=product.name,
             product_description=product.description,
-            price_amount=product.price_amount,
+            price_amount=link_amount(link, product),
             currency=product.currency,
             prospect_name=link.prospect_name,
             prospect_email=link.prospect_email,
@@ -69,10 +88,12 @@ class PaymentQuery:
         now = datetime.now(UTC)
         if state == LinkState.USED:
             queryset = queryset.filter(used_at__not_isnull=True)
+        elif state == LinkState.REVOKED:
+            queryset = queryset.filter(used_at=None, revoked_at__not_isnull=True)
         elif state == LinkState.EXPIRED:
-            queryset = queryset.filter(used_at=None, expires_at__lte=now)
+            queryset = queryset.filter(used_at=None, revoked_at=None, expires_at__lte=now)
         elif state == LinkState.VALID:
-            queryset = queryset.filter(used_at=None, expires_at__gt=now)
+            queryset = queryset.filter(used_at=None, revoked_at=None, expires_at__gt=now)
         return await paginate(
             queryset,
             first=first,
@@ -125,16 +146,70 @@ class PaymentMutation:
     ) -> CreatePaymentLinkPayload:
         admin = await info.context.require_admin()
         try:
-            link = await create_payment_link(
+            link, existing = await create_payment_link(
                 admin,
                 product_id=parse_id(input.product_id, what="product"),
                 prospect_email=input.prospect_email,
                 prospect_name=input.prospect_name,
                 expires_in_hours=input.expires_in_hours,
+                amount=input.amount,
             )
         except DomainError as error:
             return CreatePaymentLinkPayload(user_errors=_errors(error))
-        return CreatePaymentLinkPayload(payment_link=row_as(PaymentLinkType, link))
+        return CreatePaymentLinkPayload(
+            payment_link=row_as(PaymentLinkType, link), existing_client=existing
+        )
+
+    @strawberry.mutation(
+        description="Withdraw a payment link not used yet (admins only); twice is a no-op."
+    )
+    async def revoke_payment_link(
+        self, info: Info, input: RevokePaymentLinkInput
+    ) -> PaymentLinkPayload:
+        admin = await info.context.require_admin()
+        link_id = parse_id(input.payment_link_id, what="payment link")
+        try:
+            link = await revoke_payment_link(admin, link_id)
+        except DomainError as error:
+            return PaymentLinkPayload(user_errors=_errors(error))
+        return PaymentLinkPayload(payment_link=row_as(PaymentLinkType, link))
+
+    @strawberry.mutation(
+        description="E-mail a payment link again, the same link (admins only); "
+        "`expiresInHours` moves its expiry, which also revives an expired one."
+    )
+    async def resend_payment_link(
+        self, info: Info, input: ResendPaymentLinkInput
+    ) -> PaymentLinkPayload:
+        admin = await info.context.require_admin()
+        link_id = parse_id(input.payment_link_id, what="payment link")
+        try:
+            link, existing = await resend_payment_link(
+                admin, link_id, expires_in_hours=input.expires_in_hours
+            )
+        except DomainError as error:
+            return PaymentLinkPayload(user_errors=_errors(error))
+        return PaymentLinkPayload(
+            payment_link=row_as(PaymentLinkType, link), existing_client=existing
+        )
+
+    @strawberry.mutation(
+        description="Pay with a payment link made out to your e-mail (a returning client): "
+        "a new order and its checkout; a new dossier once paid."
+    )
+    async def redeem_payment_link(
+        self, info: Info, input: RedeemPaymentLinkInput
+    ) -> RedeemPaymentLinkPayload:
+        viewer = await info.context.require_viewer()
+        try:
+            redemption = await redeem_payment_link(_provider(info), viewer, input.token)
+        except DomainError as error:
+            return RedeemPaymentLinkPayload(user_errors=_errors(error))
+        return RedeemPaymentLinkPayload(
+            order=row_as(OrderType, redemption.order),
+            checkout_url=redemption.checkout_url,
+            user_errors=_errors(redemption.checkout_error) if redemption.checkout_error else [],
+        )
 
     @strawberry.mutation(
         description="Register with a payment link; returns a token and the checkout URL."

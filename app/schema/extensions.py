@@ -166,6 +166,7 @@ INACTIVE_CLIENT_FIELDS = frozenset(
         "updateMyProfile",
         "changePassword",
         "resumeCheckout",
+        "redeemPaymentLink",  # paying: a renewal or a second service
         "markNotificationsRead",
         # subscriptions
         "notificationAdded",

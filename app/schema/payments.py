@@ -12,11 +12,11 @@ from app import models as m
 from app.context import Info
 from app.schema.catalog import ProductType
 from app.schema.common import UserError, gid, row_as
-from app.schema.enums import OrderStatus
+from app.schema.enums import OrderStatus, PaymentMethod
 from app.schema.identity import AgentType, ProfileType
 from app.services.payments.errors import PaymentErrorCode
 from app.services.payments.links import LinkState as PaymentLinkState
-from app.services.payments.links import link_state, register_url
+from app.services.payments.links import link_state, register_url, secret_of
 
 # Marks the classes themselves as GraphQL enums (see app.schema.enums).
 strawberry.enum(PaymentErrorCode, name="PaymentErrorCode")
@@ -27,13 +27,13 @@ strawberry.enum(
 )
 
 
-@strawberry.type(name="PaymentLink", description="A link an admin sent to a prospect.")
+@strawberry.type(name="PaymentLink", description="A link an admin sent to a prospect or a client.")
 class PaymentLinkType:
-    token: str
     prospect_email: str
     prospect_name: str
     expires_at: datetime
     used_at: datetime | None
+    revoked_at: datetime | None
     created_at: datetime
 
     if TYPE_CHECKING:  # the root value is the PaymentLink row: columns read below
@@ -49,9 +49,24 @@ class PaymentLinkType:
     def state(self) -> PaymentLinkState:
         return link_state(row_as(m.PaymentLink, self))
 
-    @strawberry.field(description="The registration page the prospect is sent to.")
-    def url(self) -> str:
-        return register_url(self.token)
+    @strawberry.field(
+        description="The link's secret; null for a link made before secrets were derived "
+        "(resendPaymentLink gives it a new one)."
+    )
+    def token(self) -> str | None:
+        return secret_of(row_as(m.PaymentLink, self))
+
+    @strawberry.field(
+        description="The page the link opens (registration; a client pays on /pay once "
+        "logged in); null as `token` is."
+    )
+    def url(self) -> str | None:
+        secret = secret_of(row_as(m.PaymentLink, self))
+        return register_url(secret) if secret else None
+
+    @strawberry.field(description="Its own price, in cents; null: the product's.")
+    def amount(self) -> int | None:
+        return row_as(m.PaymentLink, self).amount
 
     @strawberry.field
     async def product(self, info: Info) -> ProductType:
@@ -73,6 +88,9 @@ class PaymentLinkType:
 @strawberry.type(description="What the registration page shows; readable without a token.")
 class PaymentLinkPreview:
     state: PaymentLinkState
+    existing_client: bool = strawberry.field(
+        description="An account exists for its e-mail: log in, then redeemPaymentLink."
+    )
     product_name: str
     product_description: str | None
     price_amount: int
@@ -87,6 +105,12 @@ class OrderType:
     amount: int
     currency: str
     status: OrderStatus
+    payment_method: PaymentMethod = strawberry.field(
+        description="Online (CHECKOUT), or recorded by an agent."
+    )
+    payment_reference: str | None = strawberry.field(
+        description="The bank transfer's or receipt's reference an agent recorded."
+    )
     paid_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -94,6 +118,20 @@ class OrderType:
     if TYPE_CHECKING:  # the root value is the Order row: columns read below
         product_id: uuid.UUID
         user_id: uuid.UUID
+        recorded_by_id: uuid.UUID | None
+
+    @strawberry.field(description="The agent who recorded the payment (agents only).")
+    async def recorded_by(self, info: Info) -> AgentType | None:
+        viewer = await info.context.viewer()
+        if self.recorded_by_id is None or viewer is None or not viewer.is_agent:
+            return None
+        return await info.context.loaders.agent.load(self.recorded_by_id)
+
+    @strawberry.field(description="The agent's note on the payment (agents only).")
+    async def note(self, info: Info) -> str | None:
+        viewer = await info.context.viewer()
+        note = row_as(m.Order, self).note
+        return note if viewer is not None and viewer.is_agent else None
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -123,11 +161,54 @@ class CreatePaymentLinkInput:
     prospect_email: str
     prospect_name: str
     expires_in_hours: int | None = strawberry.field(default=None, description="Default 7 days.")
+    amount: int | None = strawberry.field(
+        default=None,
+        description="The link's own price in cents (a quote, a discount); the product's "
+        "when not given.",
+    )
 
 
 @strawberry.type
 class CreatePaymentLinkPayload:
     payment_link: PaymentLinkType | None = None
+    existing_client: bool | None = strawberry.field(
+        default=None,
+        description="The e-mail is an existing client's: the e-mail says to log in and pay.",
+    )
+    user_errors: list[PaymentUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class RedeemPaymentLinkInput:
+    token: str
+
+
+@strawberry.type
+class RedeemPaymentLinkPayload:
+    order: OrderType | None = None
+    checkout_url: str | None = strawberry.field(
+        default=None, description="Send the client here to pay (Stripe Checkout)."
+    )
+    user_errors: list[PaymentUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class RevokePaymentLinkInput:
+    payment_link_id: strawberry.ID
+
+
+@strawberry.input
+class ResendPaymentLinkInput:
+    payment_link_id: strawberry.ID
+    expires_in_hours: int | None = strawberry.field(
+        default=None, description="A new expiry from now; the link's own when not given."
+    )
+
+
+@strawberry.type
+class PaymentLinkPayload:
+    payment_link: PaymentLinkType | None = None
+    existing_client: bool | None = None
     user_errors: list[PaymentUserError] = strawberry.field(default_factory=list)
 
 

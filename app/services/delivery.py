@@ -44,6 +44,7 @@ from app.providers.channels import (
 )
 from app.services import account_links
 from app.services.notifications.rendering import normal_locale, render
+from app.services.payments.links import link_url
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger("app.delivery")
@@ -89,6 +90,12 @@ def outbound(
             str(context["account_token_id"]), str(context["purpose"])
         )
         secrets = (context["action_url"], context["code"])
+    elif context.get("payment_link_id"):
+        # a payment link: derived now, it exists only in the message
+        context["action_url"] = link_url(
+            str(context["payment_link_id"]), bool(context.get("existing_client"))
+        )
+        secrets = (context["action_url"],)
     rendered = render(notification.template_code, locale, context)
     if channel == NotificationChannel.EMAIL:
         return Outbound(

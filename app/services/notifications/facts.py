@@ -252,6 +252,7 @@ async def load_facts(events: Sequence[Event]) -> Facts:
 # --- context and links -------------------------------------------------------------------
 
 
+PAYMENT_LINK_EVENTS = (EventType.PAYMENT_LINK_CREATED, EventType.PAYMENT_LINK_RESENT)
 ACCOUNT_PATHS = {
     EventType.PASSWORD_RESET_REQUESTED: "/reset-password",
     EventType.PASSWORD_RESET: "/login",
@@ -265,11 +266,10 @@ def _app_url(settings: Settings, path: str) -> str:
 
 def action_url(event: Event, facts: Facts, settings: Settings) -> str:
     payload = event.payload or {}
-    if event.event_type in (
-        EventType.PAYMENT_LINK_CREATED,
-        EventType.PAYMENT_REMINDER_SENT,
-    ) and payload.get("url"):
+    if event.event_type == EventType.PAYMENT_REMINDER_SENT and payload.get("url"):
         return str(payload["url"])
+    if event.event_type in PAYMENT_LINK_EVENTS:  # never the secret link: delivery derives it
+        return _app_url(settings, "/pay" if payload.get("existingClient") else "/register")
     if event.event_type in ACCOUNT_PATHS:
         return _app_url(settings, ACCOUNT_PATHS[event.event_type])  # never the secret link
     dossier = facts.dossier_of(event)
@@ -340,6 +340,11 @@ def build_context(event: Event, recipient: Recipient, facts: Facts, settings: Se
         # account e-mails: the token's id; delivery derives the link and code from it
         "account_token_id": str(payload.get("accountTokenId") or ""),
         "purpose": str(payload.get("purpose") or ""),
+        # payment links: the link's id; delivery derives the link from it
+        "payment_link_id": str(payload.get("paymentLinkId") or "")
+        if event.event_type in PAYMENT_LINK_EVENTS
+        else "",
+        "existing_client": bool(payload.get("existingClient")),
         "role": str(payload.get("role") or ""),
         "code": "",
         "email": recipient.email or "",

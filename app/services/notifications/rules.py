@@ -53,6 +53,7 @@ A = Audience
 V = Via
 RULES: dict[EventType, tuple[Rule, ...]] = {
     E.PAYMENT_LINK_CREATED: (Rule(A.PROSPECT, "payment_link", (V.EMAIL,)),),
+    E.PAYMENT_LINK_RESENT: (Rule(A.PROSPECT, "payment_link", (V.EMAIL,)),),
     # Accounts (app/services/recovery.py): the link and code are derived when the e-mail is
     # written (app.services.delivery.outbound), never stored.
     E.PASSWORD_RESET_REQUESTED: (Rule(A.ACCOUNT_EMAIL, "password_reset", (V.EMAIL,)),),

@@ -24,7 +24,7 @@ from app.providers.payments import CheckoutRequest, PaymentProvider, PaymentProv
 from app.security import hash_password
 from app.services import events
 from app.services.payments.errors import PaymentErrorCode
-from app.services.payments.links import LinkState, link_by_token, link_state
+from app.services.payments.links import link_amount, link_by_token, refuse_unless_usable
 from app.services.payments.orders import visible_orders
 from app.services.sessions import Origin, start_session
 from app.services.validation import check_name, check_password, normalise_phone
@@ -156,16 +156,13 @@ async def register_with_payment_link(
     full_name = check_name(full_name, "fullName")
     phone_e164 = normalise_phone(phone)
     link = await link_by_token(token)
-    state = link_state(link)
-    if state == LinkState.USED:
-        raise DomainError(PaymentErrorCode.LINK_USED, "This payment link was already used.")
-    if state == LinkState.EXPIRED:
-        raise DomainError(
-            PaymentErrorCode.LINK_EXPIRED, "This payment link has expired; ask for a new one."
-        )
+    refuse_unless_usable(link)
     product: Product = link.product
-    if not product.active:
-        raise DomainError(PaymentErrorCode.PRODUCT_INACTIVE, "This product is not on sale.")
+    if await Credential.filter(email=link.prospect_email).exists():
+        raise DomainError(
+            PaymentErrorCode.EMAIL_TAKEN,
+            "An account already exists for this email; log in and pay with this link.",
+        )
     check_password(password, email=link.prospect_email, name=full_name)
     # Hashed once the link is known to be good: a made-up token costs no hash.
     password_hash = await hash_password(password)
@@ -174,14 +171,7 @@ async def register_with_payment_link(
         async with in_transaction():
             # The conditional update is the single-use guard: of two concurrent
             # registrations exactly one changes the row.
-            claimed = await PaymentLink.filter(id=link.id, used_at=None).update(used_at=now)
-            if claimed != 1:
-                raise DomainError(PaymentErrorCode.LINK_USED, "This payment link was already used.")
-            if await Credential.filter(email=link.prospect_email).exists():
-                raise DomainError(
-                    PaymentErrorCode.EMAIL_TAKEN,
-                    "An account already exists for this email; log in instead.",
-                )
+            await _claim(link, now)
             profile = await Profile.create(
                 full_name=full_name, phone=phone_e164, status=UserStatus.PENDING
             )
@@ -191,34 +181,12 @@ async def register_with_payment_link(
                 password_changed_at=now,
                 profile=profile,
             )
-            await PaymentLink.filter(id=link.id).update(used_by_id=profile.id)
-            order = await Order.create(
-                user_id=profile.id,
-                product_id=product.id,
-                payment_link_id=link.id,
-                amount=product.price_amount,
-                currency=product.currency,
-                status=OrderStatus.PENDING,
-                metadata={},
-            )
             await events.record("profile", profile.id, EventType.PROFILE_CREATED)
-            await events.record(
-                "payment_link",
-                link.id,
-                EventType.PAYMENT_LINK_USED,
-                actor=None,
-                payload={"profileId": str(profile.id)},
-            )
-            await events.record(
-                "order",
-                order.id,
-                EventType.ORDER_CREATED,
-                payload={"amount": order.amount, "currency": order.currency},
-            )
+            order = await _order_from_link(link, product, profile)
     except IntegrityError:  # the email was taken concurrently
         raise DomainError(
             PaymentErrorCode.EMAIL_TAKEN,
-            "An account already exists for this email; log in instead.",
+            "An account already exists for this email; log in and pay with this link.",
         ) from None
     tokens = await start_session(credential, origin, method="registration")
     checkout_url, checkout_error = None, None
@@ -236,6 +204,77 @@ async def register_with_payment_link(
         checkout_url,
         checkout_error,
     )
+
+
+async def _claim(link: PaymentLink, now: datetime) -> None:
+    """The conditional update is the single-use guard: of two concurrent uses exactly one
+    changes the row (a link revoked meanwhile changes none)."""
+    claimed = await PaymentLink.filter(id=link.id, used_at=None, revoked_at=None).update(
+        used_at=now
+    )
+    if claimed != 1:
+        raise DomainError(PaymentErrorCode.LINK_USED, "This payment link was already used.")
+
+
+async def _order_from_link(link: PaymentLink, product: Product, profile: Profile) -> Order:
+    """The pending order a claimed link opens for `profile`, at the link's price."""
+    await PaymentLink.filter(id=link.id).update(used_by_id=profile.id)
+    order = await Order.create(
+        user_id=profile.id,
+        product_id=product.id,
+        payment_link_id=link.id,
+        amount=link_amount(link, product),
+        currency=product.currency,
+        status=OrderStatus.PENDING,
+        metadata={},
+    )
+    await events.record(
+        "payment_link",
+        link.id,
+        EventType.PAYMENT_LINK_USED,
+        actor=None,
+        payload={"profileId": str(profile.id)},
+    )
+    await events.record(
+        "order",
+        order.id,
+        EventType.ORDER_CREATED,
+        payload={"amount": order.amount, "currency": order.currency},
+    )
+    return order
+
+
+@dataclass
+class Redemption:
+    order: Order
+    checkout_url: str | None
+    checkout_error: DomainError | None
+
+
+async def redeem_payment_link(provider: PaymentProvider, viewer: Viewer, token: str) -> Redemption:
+    """A logged-in client pays with a link made out to their e-mail (a renewal, a second
+    service): a new order for the same profile, its checkout, and a new dossier once
+    paid. A link for another e-mail is refused without using it."""
+    if viewer.profile is None:
+        raise DomainError(
+            PaymentErrorCode.NOT_A_CLIENT, "Only a client can pay with a payment link."
+        )
+    link = await link_by_token(token)
+    refuse_unless_usable(link)
+    if link.prospect_email != viewer.email:
+        raise DomainError(
+            PaymentErrorCode.LINK_FOR_ANOTHER_ACCOUNT,
+            "This payment link was made out to another e-mail address.",
+        )
+    async with in_transaction():
+        await _claim(link, datetime.now(UTC))
+        order = await _order_from_link(link, link.product, viewer.profile)
+    checkout_url, checkout_error = None, None
+    try:
+        checkout_url = await start_checkout(provider, order)
+    except DomainError as error:
+        checkout_error = error
+    return Redemption(order, checkout_url, checkout_error)
 
 
 async def resume_checkout(provider: PaymentProvider, viewer: Viewer, order_id: uuid.UUID) -> str:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.db import Writes
+from app.domain.viewer import Viewer
 from app.models import Order, PaymentReminder, Profile
 from app.models.enums import EventType, OrderStatus, UserStatus
 from app.services import events
@@ -29,11 +30,8 @@ def _session_matches(order: Order, session: dict[str, Any]) -> bool:
 
 
 async def fulfil(session: dict[str, Any]) -> None:
-    """Fulfil the paid checkout `session`: order PAID, profile ACTIVE, its payment
-    reminders cancelled, the dossier opened; records PAYMENT_SUCCEEDED. Runs in the
-    webhook's transaction; idempotent and monotonic (a paid order stays paid). After the
-    reads (the order with its product, the product's steps, the first step's document
-    types) every change goes out together (`Writes`: one statement on PostgreSQL)."""
+    """Fulfil the paid checkout `session`: `mark_paid` for its order. Runs in the
+    webhook's transaction; idempotent and monotonic (a paid order stays paid)."""
     metadata = session.get("metadata") or {}
     order = await locked_order(
         metadata.get("order_id") or session.get("client_reference_id"), with_product=True
@@ -42,7 +40,28 @@ async def fulfil(session: dict[str, Any]) -> None:
         raise UnmatchedEvent("checkout session does not match an order of ours")
     if order.status != OrderStatus.PENDING:
         return
-    now = datetime.now(UTC)
+    await mark_paid(
+        order,
+        payload={"amount": order.amount, "currency": order.currency, "sessionId": session["id"]},
+        payment_intent_id=session.get("payment_intent") or None,
+    )
+
+
+async def mark_paid(
+    order: Order,
+    *,
+    payload: dict[str, Any],
+    payment_intent_id: str | None = None,
+    actor: Viewer | None = None,
+    now: datetime | None = None,
+) -> None:
+    """The one way an order becomes paid (a webhook's session, an agent's record): order
+    PAID, profile ACTIVE, its payment reminders cancelled, the dossier opened; records
+    PAYMENT_SUCCEEDED with `payload`. `order` is PENDING, locked in the caller's
+    transaction, its product read with it. After the reads (the product's steps, the first
+    step's document types) every change goes out together (`Writes`: one statement on
+    PostgreSQL)."""
+    now = now or datetime.now(UTC)
     writes = Writes()
     writes.update(Profile, {"id": order.user_id}, status=UserStatus.ACTIVE, updated_at=now)
     writes.update(
@@ -50,17 +69,11 @@ async def fulfil(session: dict[str, Any]) -> None:
         {"order_id": order.id, "sent_at": None, "cancelled_at": None},
         cancelled_at=now,
     )
-    events.add(
-        writes,
-        "order",
-        order.id,
-        EventType.PAYMENT_SUCCEEDED,
-        payload={"amount": order.amount, "currency": order.currency, "sessionId": session["id"]},
-    )
-    await open_dossier(order, product=order.product, writes=writes)
+    events.add(writes, "order", order.id, EventType.PAYMENT_SUCCEEDED, actor=actor, payload=payload)
+    await open_dossier(order, actor=actor, product=order.product, writes=writes)
     order.status = OrderStatus.PAID
     order.paid_at = now
-    order.stripe_payment_intent_id = session.get("payment_intent") or None
+    order.stripe_payment_intent_id = payment_intent_id
     order.updated_at = now
     writes.update(  # after the dossier it points to
         Order,
