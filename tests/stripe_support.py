@@ -133,6 +133,7 @@ def build_stand_in(state: StandInState, localstripe_url: str) -> Starlette:
             "customer": form.get("customer"),
             "client_reference_id": form.get("client_reference_id"),
             "metadata": form.get("metadata", {}),
+            "allow_promotion_codes": form.get("allow_promotion_codes") == "true",
             "payment_intent": None,
             "payment_status": "unpaid",
             "status": "open",

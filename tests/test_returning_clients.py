@@ -250,8 +250,31 @@ async def test_a_link_made_before_derived_secrets_is_resent_with_a_new_one(clien
     assert (await gql(client, PREVIEW, {"token": fresh}))["paymentLink"]["state"] == "VALID"
 
 
+UPDATE_PRODUCT = """
+mutation($input: UpdateProductInput!) {
+  updateProduct(input: $input) {
+    product { linkAmountMin linkAmountMax allowPromotionCodes } userErrors { field code } }
+}
+"""
+
+
+async def _set_product(client, product, **fields) -> dict:
+    admin = await make_admin()
+    data = await gql(
+        client, UPDATE_PRODUCT, {"input": {"id": str(product.id), **fields}}, token=admin.token
+    )
+    return data["updateProduct"]
+
+
 async def test_a_link_with_its_own_price_charges_it(sclient, peer):
-    product = await make_product()
+    product = await make_product()  # 10,000 cents
+    fixed = await _link_for(sclient, "quote@example.com", product, amount=4_250)
+    assert [e["code"] for e in fixed["userErrors"]] == ["INVALID_AMOUNT"]  # no range set
+    ranged = await _set_product(sclient, product, linkAmountMin=2_000, linkAmountMax=12_000)
+    assert ranged == {
+        "product": {"linkAmountMin": 2_000, "linkAmountMax": 12_000, "allowPromotionCodes": False},
+        "userErrors": [],
+    }
     created = await _link_for(sclient, "quote@example.com", product, amount=4_250)
     assert created["paymentLink"]["amount"] == 4_250
     token = created["paymentLink"]["token"]
@@ -267,10 +290,66 @@ async def test_a_link_with_its_own_price_charges_it(sclient, peer):
     assert order.status == OrderStatus.PAID
     assert (await Dossier.get(id=order.dossier_id)).status == DossierStatus.IN_PROGRESS
 
-    for amount in (0, -5, product.price_amount * 100 + 1):
+    for amount in (0, 1_999, 12_001):
         bad = await _link_for(sclient, "quote@example.com", product, amount=amount)
         assert [e["code"] for e in bad["userErrors"]] == ["INVALID_AMOUNT"]
     assert await PaymentLink.all().count() == 1
+    inverted = await _set_product(sclient, product, linkAmountMin=5_000, linkAmountMax=4_000)
+    assert [e["code"] for e in inverted["userErrors"]] == ["INVALID_AMOUNT"]
+
+
+async def test_a_promotion_code_is_what_the_order_records(sclient, peer):
+    product = await make_product()
+    assert (await _set_product(sclient, product, allowPromotionCodes=True))["userErrors"] == []
+    token = (await _link_for(sclient, "promo@example.com", product))["paymentLink"]["token"]
+    registration = await register(sclient, token)
+    order_id = registration["order"]["id"]
+    session = next(s for s in peer.sessions.values() if s["client_reference_id"] == order_id)
+    assert session["allow_promotion_codes"] is True  # what Stripe was asked
+    # Stripe charged less: the code took 30 %
+    paid = paid_session(peer, order_id, amount_total=7_000)
+    response = await post_event(sclient, ss.event("checkout.session.completed", paid))
+    assert response.json()["outcome"] == "processed"
+    order = await Order.get(id=order_id)
+    assert order.status == OrderStatus.PAID
+    assert order.amount == 7_000
+    event = await Event.get(event_type=EventType.PAYMENT_SUCCEEDED, entity_id=order.id)
+    assert event.payload["amount"] == 7_000
+    assert event.payload["listAmount"] == 10_000
+
+
+@pytest.mark.parametrize("charged", [7_000, 10_001])
+async def test_a_session_charging_another_amount_opens_nothing(sclient, peer, charged):
+    """Less without promotion codes, or more than the order: not this order's payment."""
+    product = await make_product()
+    token = (await _link_for(sclient, "other@example.com", product))["paymentLink"]["token"]
+    order_id = (await register(sclient, token))["order"]["id"]
+    paid = paid_session(peer, order_id, amount_total=charged)
+    response = await post_event(sclient, ss.event("checkout.session.completed", paid))
+    assert response.json()["outcome"] == "unmatched"
+    order = await Order.get(id=order_id)
+    assert order.status == OrderStatus.PENDING
+    assert order.amount == 10_000
+    assert await Dossier.filter(user_id=order.user_id).count() == 0
+
+
+async def test_an_archived_product_is_not_sold(sclient):
+    account = await make_client()
+    product = await make_product()
+    token = (await _link_for(sclient, account.email, product))["paymentLink"]["token"]
+    admin = await make_admin()
+    archived = await gql(
+        sclient,
+        "mutation($id: ID!) { archiveProduct(input: {productId: $id}) { userErrors { code } } }",
+        {"id": str(product.id)},
+        token=admin.token,
+    )
+    assert archived["archiveProduct"]["userErrors"] == []
+    body = (await gql(sclient, REDEEM, {"token": token}, token=account.token))["redeemPaymentLink"]
+    assert [e["code"] for e in body["userErrors"]] == ["PRODUCT_INACTIVE"]
+    again = await _link_for(sclient, account.email, product)
+    assert [e["code"] for e in again["userErrors"]] == ["PRODUCT_INACTIVE"]
+    assert await Order.filter(user_id=account.obj.id).count() == 0
 
 
 def _hours_from_now(hours: int) -> datetime:

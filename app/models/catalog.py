@@ -28,6 +28,12 @@ class Product(TimestampedModel):
         DossierStatus, max_length=32, default=DossierStatus.CREATED
     )
     active = fields.BooleanField(default=True)
+    # Beyond the ERD: what a payment link may charge instead of price_amount (a quote, a
+    # discount; no range: the price is fixed), and whether Stripe Checkout takes
+    # promotion codes (then the order records the amount actually charged).
+    link_amount_min = fields.IntField(null=True)
+    link_amount_max = fields.IntField(null=True)
+    allow_promotion_codes = fields.BooleanField(default=False)
     # Archived (issue 17): retired from the catalogue, kept for the dossiers and orders that
     # point at it; left out of the lists, never sold again (app.services.catalog).
     archived_at = fields.DatetimeField(null=True)

@@ -40,6 +40,7 @@ class CheckoutRequest:
     cancel_url: str
     idempotency_key: str
     customer_email: str | None = None
+    allow_promotion_codes: bool = False
 
 
 class PaymentProvider(Protocol):
@@ -108,6 +109,8 @@ class StripeProvider:
             "success_url": request.success_url,
             "cancel_url": request.cancel_url,
         }
+        if request.allow_promotion_codes:
+            params["allow_promotion_codes"] = True
         try:
             session = await self._client.v1.checkout.sessions.create_async(
                 params,

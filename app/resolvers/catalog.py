@@ -164,6 +164,9 @@ class CatalogMutation:
                 currency=input.currency,
                 initial_status=input.initial_status,
                 active=input.active,
+                link_amount_min=input.link_amount_min,
+                link_amount_max=input.link_amount_max,
+                allow_promotion_codes=input.allow_promotion_codes,
             )
         except DomainError as error:
             return ProductPayload(user_errors=_errors(error))
@@ -180,6 +183,13 @@ class CatalogMutation:
             currency=input.currency.value if input.currency else None,
             initial_status=input.initial_status.value if input.initial_status else None,
             active=input.active.value if input.active else None,
+            link_amount_min=input.link_amount_min.value if input.link_amount_min else None,
+            link_amount_min_set=input.link_amount_min is not None,
+            link_amount_max=input.link_amount_max.value if input.link_amount_max else None,
+            link_amount_max_set=input.link_amount_max is not None,
+            allow_promotion_codes=(
+                input.allow_promotion_codes.value if input.allow_promotion_codes else None
+            ),
         )
         try:
             product = await catalog.update_product(

@@ -97,6 +97,16 @@ class ProductType:
     archived_at: datetime | None = strawberry.field(
         description="When it was archived: it is not sold any more (its dossiers go on)."
     )
+    link_amount_min: int | None = strawberry.field(
+        description="The lowest amount a payment link may charge instead of the price "
+        "(null with linkAmountMax: the price is fixed)."
+    )
+    link_amount_max: int | None = strawberry.field(
+        description="The highest amount a payment link may charge."
+    )
+    allow_promotion_codes: bool = strawberry.field(
+        description="Stripe Checkout takes promotion codes; the order records what was paid."
+    )
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
@@ -123,6 +133,9 @@ class CreateProductInput:
     currency: str = "eur"
     initial_status: DossierStatus = DossierStatus.CREATED
     active: bool = True
+    link_amount_min: int | None = None
+    link_amount_max: int | None = None
+    allow_promotion_codes: bool = False
 
 
 @strawberry.input
@@ -134,6 +147,9 @@ class UpdateProductInput:
     currency: strawberry.Maybe[str]
     initial_status: strawberry.Maybe[DossierStatus]
     active: strawberry.Maybe[bool]
+    link_amount_min: strawberry.Maybe[int | None]
+    link_amount_max: strawberry.Maybe[int | None]
+    allow_promotion_codes: strawberry.Maybe[bool]
 
 
 @strawberry.type

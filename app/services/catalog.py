@@ -69,6 +69,21 @@ def _check_price(amount: int) -> int:
     return amount
 
 
+def check_link_range(
+    low: int | None, high: int | None, *, field: str = "linkAmountMin"
+) -> tuple[int | None, int | None]:
+    """The amounts a payment link may charge for a product: none (a fixed price), or
+    within 1 .. 100,000,000 cents, low <= high."""
+    for value, name in ((low, "linkAmountMin"), (high, "linkAmountMax")):
+        if value is not None and not 1 <= value <= 100_000_000:
+            raise DomainError(
+                "INVALID_AMOUNT", "A link amount is a positive amount in cents.", name
+            )
+    if low is not None and high is not None and low > high:
+        raise DomainError("INVALID_AMOUNT", "The lowest link amount is above the highest.", field)
+    return low, high
+
+
 def _check_currency(currency: str) -> str:
     currency = currency.strip().lower()
     if not CURRENCY_RE.match(currency):
@@ -129,8 +144,15 @@ async def create_product(
     currency: str,
     initial_status: DossierStatus = DossierStatus.CREATED,
     active: bool = True,
+    link_amount_min: int | None = None,
+    link_amount_max: int | None = None,
+    allow_promotion_codes: bool = False,
 ) -> Product:
+    low, high = check_link_range(link_amount_min, link_amount_max)
     fields: dict[str, Any] = {
+        "link_amount_min": low,
+        "link_amount_max": high,
+        "allow_promotion_codes": allow_promotion_codes,
         "code": check_code(code),
         "name": check_name(name, "name"),
         "description": _description(description),
@@ -164,6 +186,11 @@ class ProductChanges:
     initial_status: DossierStatus | None = None
     active: bool | None = None
     description_set: bool = False
+    link_amount_min: int | None = None
+    link_amount_min_set: bool = False
+    link_amount_max: int | None = None
+    link_amount_max_set: bool = False
+    allow_promotion_codes: bool | None = None
 
 
 async def update_product(actor: Viewer, product_id: uuid.UUID, changes: ProductChanges) -> Product:
@@ -180,10 +207,18 @@ async def update_product(actor: Viewer, product_id: uuid.UUID, changes: ProductC
         updates["initial_status"] = _check_initial_status(changes.initial_status)
     if changes.active is not None:
         updates["active"] = changes.active
+    if changes.allow_promotion_codes is not None:
+        updates["allow_promotion_codes"] = changes.allow_promotion_codes
     async with in_transaction():
         product = await Product.filter(id=product_id).select_for_update().first()
         if product is None:
             raise NotFound("No such product.")
+        if changes.link_amount_min_set or changes.link_amount_max_set:
+            low, high = check_link_range(
+                changes.link_amount_min if changes.link_amount_min_set else product.link_amount_min,
+                changes.link_amount_max if changes.link_amount_max_set else product.link_amount_max,
+            )
+            updates["link_amount_min"], updates["link_amount_max"] = low, high
         if updates:
             for key, value in updates.items():
                 setattr(product, key, value)

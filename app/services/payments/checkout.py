@@ -110,6 +110,7 @@ async def start_checkout(
                 cancel_url=cancel_url,
                 idempotency_key=f"checkout-{order.id}-{attempt}",
                 customer_email=credential.email,
+                allow_promotion_codes=product.allow_promotion_codes,
             )
         )
     except PaymentProviderError as exc:

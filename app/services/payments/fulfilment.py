@@ -20,13 +20,21 @@ from app.services.payments.orders import locked_order
 from app.services.workflow.steps import open_dossier
 
 
-def _session_matches(order: Order, session: dict[str, Any]) -> bool:
-    """The session must be for this order, for its amount and currency."""
-    return (
-        str(session.get("client_reference_id") or "") == str(order.id)
-        and session.get("amount_total") == order.amount
-        and str(session.get("currency") or "").lower() == order.currency.lower()
-    )
+def _charged(order: Order, session: dict[str, Any]) -> int | None:
+    """What the session charged for this order, or None when it is not this order's: its
+    id and currency, and its amount — less only by a promotion code where the product
+    takes them (never more)."""
+    if str(session.get("client_reference_id") or "") != str(order.id):
+        return None
+    if str(session.get("currency") or "").lower() != order.currency.lower():
+        return None
+    total = session.get("amount_total")
+    if not isinstance(total, int) or isinstance(total, bool):
+        return None
+    if total == order.amount:
+        return total
+    discounted = 0 <= total < order.amount and order.product.allow_promotion_codes
+    return total if discounted else None
 
 
 async def fulfil(session: dict[str, Any]) -> None:
@@ -36,15 +44,20 @@ async def fulfil(session: dict[str, Any]) -> None:
     order = await locked_order(
         metadata.get("order_id") or session.get("client_reference_id"), with_product=True
     )
-    if order is None or not _session_matches(order, session):
+    charged = None if order is None else _charged(order, session)
+    if order is None or charged is None:
         raise UnmatchedEvent("checkout session does not match an order of ours")
     if order.status != OrderStatus.PENDING:
         return
-    await mark_paid(
-        order,
-        payload={"amount": order.amount, "currency": order.currency, "sessionId": session["id"]},
-        payment_intent_id=session.get("payment_intent") or None,
-    )
+    payload: dict[str, Any] = {
+        "amount": charged,
+        "currency": order.currency,
+        "sessionId": session["id"],
+    }
+    if charged != order.amount:  # a promotion code: the order records what was paid
+        payload["listAmount"] = order.amount
+        order.amount = charged
+    await mark_paid(order, payload=payload, payment_intent_id=session.get("payment_intent") or None)
 
 
 async def mark_paid(
@@ -79,6 +92,7 @@ async def mark_paid(
         Order,
         {"id": order.id},
         status=order.status,
+        amount=order.amount,
         paid_at=now,
         stripe_payment_intent_id=order.stripe_payment_intent_id,
         dossier_id=order.dossier_id,

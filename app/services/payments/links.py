@@ -94,14 +94,21 @@ async def is_existing_client(email: str) -> bool:
 
 
 def check_link_amount(product: Product, amount: int | None) -> int | None:
-    """A link's own price (a quote, a discount): 1 .. 100 times the product's price, the
-    product's when not given."""
+    """A link's own price (a quote, a discount), within the range an admin set on the
+    product (updateProduct's linkAmountMin/linkAmountMax); the product's when not given."""
     if amount is None:
         return None
-    if not 1 <= amount <= product.price_amount * 100:
+    low, high = product.link_amount_min, product.link_amount_max
+    if low is None and high is None:
         raise DomainError(
             PaymentErrorCode.INVALID_AMOUNT,
-            "A link's amount is a positive number of cents, at most 100 times the price.",
+            "This product's price is fixed: an admin can allow a range of link amounts.",
+            "amount",
+        )
+    if not (low or 1) <= amount <= (high or product.price_amount):
+        raise DomainError(
+            PaymentErrorCode.INVALID_AMOUNT,
+            f"A link for this product charges {low or 1} to {high or product.price_amount} cents.",
             "amount",
         )
     return amount
