@@ -24,6 +24,7 @@ from app.services.workflow.steps import open_dossier
 
 DEMO_PASSWORD = "partners-vrai-2026"  # documented demo credentials
 ADMIN_EMAIL, AGENT_EMAIL, CLIENT_EMAIL = "admin@demo.test", "agent@demo.test", "client@demo.test"
+RETURNING_EMAIL = "returning@demo.test"  # a returning client: a permit, then a company
 
 STEPS = [
     ("IDENTITY", "Identity", "Who you are: identity document and photo.", 10),
@@ -114,18 +115,29 @@ async def seed() -> dict[str, str]:
                     estimated_duration_hours=hours,
                 )
 
-    if not await Credential.filter(email=CLIENT_EMAIL).exists():
-        async with in_transaction():
-            client = await Profile.create(
-                full_name="Camille Demo", phone="+33612345678", status=UserStatus.ACTIVE
-            )
-            await Credential.create(
-                email=CLIENT_EMAIL,
-                password_hash=hash_password_now(DEMO_PASSWORD),
-                password_changed_at=datetime.now(UTC),
-                profile=client,
-            )
-            product = products["RESIDENCE_PERMIT"]
+    await _demo_client(CLIENT_EMAIL, "Camille Demo", "+33612345678", [products["RESIDENCE_PERMIT"]])
+    await _demo_client(
+        RETURNING_EMAIL,
+        "Rachid Retour",
+        "+33698765432",
+        [products["RESIDENCE_PERMIT"], products["COMPANY_FORMATION"]],
+    )
+    return {"admin": str(admin.id)}
+
+
+async def _demo_client(email: str, name: str, phone: str, bought: list[Product]) -> None:
+    """A client with a paid order and a running dossier for each product of `bought`."""
+    if await Credential.filter(email=email).exists():
+        return
+    async with in_transaction():
+        client = await Profile.create(full_name=name, phone=phone, status=UserStatus.ACTIVE)
+        await Credential.create(
+            email=email,
+            password_hash=hash_password_now(DEMO_PASSWORD),
+            password_changed_at=datetime.now(UTC),
+            profile=client,
+        )
+        for product in bought:
             order = await Order.create(
                 user_id=client.id,
                 product_id=product.id,
@@ -136,4 +148,3 @@ async def seed() -> dict[str, str]:
                 metadata={"source": "seed"},
             )
             await open_dossier(order)
-    return {"admin": str(admin.id)}

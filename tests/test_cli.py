@@ -140,11 +140,11 @@ async def test_migrate_then_seed_twice_builds_the_readme_world(fresh_database_ur
     assert after_second == after_first, "the second seed created rows"
 
     assert after_first["agents"] == 2
-    assert after_first["credentials"] == 3  # admin, agent, client
-    assert after_first["profiles"] == 1
+    assert after_first["credentials"] == 4  # admin, agent, client, returning client
+    assert after_first["profiles"] == 2
     assert after_first["products"] == 2
-    assert after_first["orders"] == 1
-    assert after_first["dossiers"] == 1
+    assert after_first["orders"] == 3
+    assert after_first["dossiers"] == 3
     assert after_first["document_types"] >= 1
 
     # The demo accounts of the README.
@@ -173,6 +173,17 @@ async def test_migrate_then_seed_twice_builds_the_readme_world(fresh_database_ur
         "JOIN credentials c ON c.profile_id = d.user_id WHERE c.email = 'client@demo.test'",
     )
     assert [(row["status"], bool(row["has_step"])) for row in dossiers] == [("IN_PROGRESS", True)]
+    # the README's returning client: a residence permit, then a company, both running
+    returning = await fetch(
+        url,
+        "SELECT p.name, d.status FROM dossiers d JOIN products p ON p.id = d.product_id "
+        "JOIN credentials c ON c.profile_id = d.user_id WHERE c.email = 'returning@demo.test' "
+        "ORDER BY p.name",
+    )
+    assert [(row["name"], row["status"]) for row in returning] == [
+        ("Company formation (SAS)", "IN_PROGRESS"),
+        ("Residence permit application", "IN_PROGRESS"),
+    ]
 
     # Two products of three steps each, the catalogue the README describes.
     products = await fetch(
