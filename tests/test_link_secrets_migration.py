@@ -1,6 +1,7 @@
 """Migration 0015 hashes the secrets of the payment links made before it (issue 17; the
 issue-16 gap: they were stored, and logged with SQL_ECHO, in clear): a prospect's e-mailed
-link keeps working, and the row no longer holds it. Run in a child process on a scratch
+link keeps working, and the row no longer holds it. And the columns the lifecycle adds to
+tables that already have rows (orders, products) migrate: they have database defaults. Run in a child process on a scratch
 database (migrating re-initialises the ORM, which the suite's own connection must keep)."""
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ SCRIPT = textwrap.dedent(
             [str(uuid.uuid4()), SECRET, pid, "old@example.com", "Old",
              datetime.now(UTC) + timedelta(days=1), datetime.now(UTC)],
         )
+        uid, now = str(uuid.uuid4()), datetime.now(UTC)
+        await db.execute_query(
+            "INSERT INTO profiles (id, full_name, status, locale, created_at, updated_at)"
+            " VALUES (" + ", ".join(mark(i) for i in range(1, 7)) + ")",
+            [uid, "Old Client", "ACTIVE", "fr", now, now],
+        )
+        await db.execute_query(
+            "INSERT INTO orders (id, user_id, product_id, amount, currency, status, metadata,"
+            " created_at, updated_at) VALUES (" + ", ".join(mark(i) for i in range(1, 10)) + ")",
+            [str(uuid.uuid4()), uid, pid, 100, "eur", "PAID", "{}", now, now],
+        )
         await Tortoise.close_connections()
         await migrate(config=tortoise_config(URL))
         await Tortoise.close_connections()
@@ -57,7 +69,10 @@ SCRIPT = textwrap.dedent(
             "SELECT token FROM payment_links"
         )
         link = await link_by_token(SECRET)
-        print(rows[0][0], link.prospect_email)
+        _, orders = await connections.get("default").execute_query(
+            "SELECT payment_method, refunded_amount FROM orders"
+        )
+        print(rows[0][0], link.prospect_email, orders[0][0], orders[0][1])
         await Tortoise.close_connections()
 
     asyncio.run(main())
@@ -70,7 +85,7 @@ def _run(url: str, secret: str) -> list[str]:
         [sys.executable, "-c", SCRIPT, url, secret],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         cwd=Path(__file__).resolve().parent.parent,
         check=False,
     )
@@ -80,9 +95,11 @@ def _run(url: str, secret: str) -> list[str]:
 
 def _check(url: str) -> None:
     secret = "Zx8" + uuid.uuid4().hex  # a secret of the old kind (random, url-safe)
-    stored, email = _run(url, secret)
+    stored, email, method, refunded = _run(url, secret)
     assert stored == hashlib.sha256(secret.encode()).hexdigest()
     assert email == "old@example.com"  # the prospect's link still opens it
+    # the new columns of tables that had rows: an old order was paid online, nothing back
+    assert (method, refunded) == ("CHECKOUT", "0")
 
 
 def test_sqlite_links_keep_working_by_their_hash():

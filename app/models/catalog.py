@@ -33,7 +33,7 @@ class Product(TimestampedModel):
     # promotion codes (then the order records the amount actually charged).
     link_amount_min = fields.IntField(null=True)
     link_amount_max = fields.IntField(null=True)
-    allow_promotion_codes = fields.BooleanField(default=False)
+    allow_promotion_codes = fields.BooleanField(default=False, db_default=False)
     # Archived (issue 17): retired from the catalogue, kept for the dossiers and orders that
     # point at it; left out of the lists, never sold again (app.services.catalog).
     archived_at = fields.DatetimeField(null=True)

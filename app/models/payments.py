@@ -89,15 +89,19 @@ class Order(TimestampedModel):
     paid_at = fields.DatetimeField(null=True)
     # Beyond the ERD: how it was paid (online, or recorded by an agent: who, with the
     # transfer's reference and a note), and how much of it was refunded.
+    # db_default as well: the orders made before these columns get them when migrated
     payment_method = fields.CharEnumField(
-        PaymentMethod, max_length=16, default=PaymentMethod.CHECKOUT
+        PaymentMethod,
+        max_length=16,
+        default=PaymentMethod.CHECKOUT,
+        db_default=PaymentMethod.CHECKOUT,
     )
     recorded_by: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
         "models.Agent", related_name="recorded_orders", null=True, on_delete=fields.SET_NULL
     )
     payment_reference = fields.TextField(null=True)
     note = fields.TextField(null=True)
-    refunded_amount = fields.IntField(default=0)
+    refunded_amount = fields.IntField(default=0, db_default=0)
 
     # The foreign keys' columns (attributes Tortoise adds):
     user_id: uuid.UUID

@@ -50,7 +50,7 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='Order',
             name='payment_method',
-            field=fields.CharEnumField(default=PaymentMethod.CHECKOUT, description='CHECKOUT: CHECKOUT\nBANK_TRANSFER: BANK_TRANSFER\nCASH: CASH\nWAIVED: WAIVED', enum_type=PaymentMethod, max_length=16),
+            field=fields.CharEnumField(default=PaymentMethod.CHECKOUT, db_default=PaymentMethod.CHECKOUT, description='CHECKOUT: CHECKOUT\nBANK_TRANSFER: BANK_TRANSFER\nCASH: CASH\nWAIVED: WAIVED', enum_type=PaymentMethod, max_length=16),
         ),
         ops.AddField(
             model_name='Order',
@@ -65,7 +65,7 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='Order',
             name='refunded_amount',
-            field=fields.IntField(default=0),
+            field=fields.IntField(default=0, db_default=0),
         ),
         ops.AddIndex(
             model_name='Order',

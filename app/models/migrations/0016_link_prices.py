@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='Product',
             name='allow_promotion_codes',
-            field=fields.BooleanField(default=False),
+            field=fields.BooleanField(default=False, db_default=False),
         ),
         ops.AddField(
             model_name='Product',
