@@ -1,8 +1,9 @@
 """Migration 0015 hashes the secrets of the payment links made before it (issue 17; the
 issue-16 gap: they were stored, and logged with SQL_ECHO, in clear): a prospect's e-mailed
 link keeps working, and the row no longer holds it. And the columns the lifecycle adds to
-tables that already have rows (orders, products) migrate: they have database defaults. Run in a child process on a scratch
-database (migrating re-initialises the ORM, which the suite's own connection must keep)."""
+tables that already have rows (orders, products) migrate: they have database defaults.
+Run in a child process on a scratch database (migrating re-initialises the ORM, which the
+suite's own connection must keep)."""
 
 from __future__ import annotations
 
