@@ -1,30 +1,62 @@
-"""Stripe events in any order (issue 17, item 3), against the real protocol peers of
-tests/test_payments.py: webhook bodies shaped like Stripe's events and signed as Stripe
-signs."""
+"""Refunds and Stripe events in any order (issue 17, items 3 and 4), against the real
+protocol peers of tests/test_payments.py: webhook bodies shaped like Stripe's events and
+signed as Stripe signs, refunds made through stripe-python → the Stripe stand-in."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from itertools import combinations_with_replacement, permutations
 from typing import Any
 
+import httpx
 import pytest
 
 from app.models import (
     DeferredStripeEvent,
     Dossier,
     DossierStatusHistory,
+    Event,
+    Notification,
     Order,
     Profile,
     Refund,
 )
 from app.models.enums import (
+    ActorType,
     DossierStatus,
+    EventType,
     OrderStatus,
+    PaymentMethod,
     UserStatus,
 )
 from tests import stripe_support as ss
-from tests.test_payments import paid_session, post_event, registered_order
+from tests.factories import make_admin, make_agent, make_client, make_dossier
+from tests.helpers import error_codes, gql
+from tests.test_payments import new_link, paid_session, post_event, register, registered_order
+
+REFUND = """
+mutation($input: RefundOrderInput!) {
+  refundOrder(input: $input) {
+    order { id status amount refundedAmount }
+    refund { id amount currency reason note manual requestedBy { id } }
+    userErrors { field message code }
+  }
+}
+"""
+ORDER = "query($id: ID!) { order(id: $id) { status refundedAmount } }"
+TIMELINE = """
+query($id: ID!) {
+  dossier(id: $id) {
+    status
+    timeline(last: 50) {
+      kind actorType
+      ... on RefundEntry { amount refundedAmount currency refundReason note }
+      ... on StatusChangeEntry { newStatus reason }
+    }
+  }
+}
+"""
 
 # --- the ordering matrix -----------------------------------------------------------------
 
@@ -237,8 +269,12 @@ async def test_a_refund_before_the_payment_is_kept_and_answered_deferred(sclient
     await post_event(sclient, stripe_event(world, peer, "completed_paid"))
     order = await Order.get(id=world.order.id)
     assert (order.status, order.refunded_amount) == (OrderStatus.REFUNDED, order.amount)
-    assert (await Dossier.get(id=order.dossier_id)).status == DossierStatus.CANCELLED
-    assert await DeferredStripeEvent.filter(applied_at=None).count() == 0
+    data = await gql(sclient, TIMELINE, {"id": str(order.dossier_id)}, token=world.reg["token"])
+    kinds = [entry["kind"] for entry in data["dossier"]["timeline"]]
+    assert data["dossier"]["status"] == "CANCELLED"
+    assert "ORDER_REFUNDED" in kinds
+    assert kinds.index("ORDER_REFUNDED") < len(kinds) - 1  # then the cancellation
+    assert kinds[-1] == "STATUS_CHANGED"
 
 
 async def test_an_older_refund_event_arriving_late_lowers_nothing(sclient, peer):
@@ -251,3 +287,285 @@ async def test_an_older_refund_event_arriving_late_lowers_nothing(sclient, peer)
     order = await Order.get(id=world.order.id)
     assert (order.status, order.refunded_amount) == (OrderStatus.PAID, SECOND_PARTIAL)
     assert await Refund.filter(order_id=order.id).count() == 2
+
+
+# --- refundOrder -------------------------------------------------------------------------
+
+
+async def paid_world(sclient, peer) -> World:
+    world = await make_world(sclient, peer)
+    response = await post_event(sclient, stripe_event(world, peer, "completed_paid"))
+    assert response.json()["outcome"] == "processed"
+    world.order = await Order.get(id=world.order.id)
+    assert world.order.status == OrderStatus.PAID
+    return world
+
+
+def refund_input(order: Order, **extra) -> dict:
+    return {"input": {"orderId": str(order.id), "reason": "REQUESTED_BY_CUSTOMER", **extra}}
+
+
+async def test_a_partial_refund_goes_through_stripe_and_the_webhook_does_not_count_it_again(
+    sclient, peer
+):
+    world = await paid_world(sclient, peer)
+    admin = await make_admin()
+    data = await gql(
+        sclient,
+        REFUND,
+        refund_input(world.order, amount=PARTIAL, note="Step 3 not needed"),
+        token=admin.token,
+    )
+    payload = data["refundOrder"]
+    assert payload["userErrors"] == []
+    assert payload["order"] == {
+        "id": str(world.order.id),
+        "status": "PAID",
+        "amount": world.order.amount,
+        "refundedAmount": PARTIAL,
+    }
+    assert payload["refund"]["amount"] == PARTIAL
+    assert payload["refund"]["manual"] is False
+    assert payload["refund"]["requestedBy"] == {"id": admin.id}
+    # Stripe was asked exactly so, once
+    calls = [r for r in peer.requests if r["path"] == "/v1/refunds"]
+    assert len(calls) == 1
+    assert calls[0]["form"] == {
+        "payment_intent": world.intent,
+        "amount": str(PARTIAL),
+        "reason": "requested_by_customer",
+        "metadata": {"order_id": str(world.order.id)},
+    }
+    assert calls[0]["idempotency_key"] == f"refund-{world.order.id}-0-{PARTIAL}"
+    assert [r["amount"] for r in peer.intents[world.intent]["refunds"]] == [PARTIAL]
+    refund = await Refund.get(order_id=world.order.id)
+    assert refund.provider_refund_id == peer.intents[world.intent]["refunds"][0]["id"]
+    assert refund.requested_by_id == admin.obj.id
+
+    # the client is told, and sees it in the dossier's timeline (without the admin's note)
+    notified = await Notification.filter(
+        user_id=world.profile.id, template_code="order_partially_refunded"
+    )
+    assert len(notified) == 1
+    assert "30,00" in notified[0].message  # in French, the client's language
+    timeline = await gql(
+        sclient, TIMELINE, {"id": str(world.order.dossier_id)}, token=world.reg["token"]
+    )
+    entries = [e for e in timeline["dossier"]["timeline"] if e["kind"].startswith("ORDER_")]
+    assert entries == [
+        {
+            "kind": "ORDER_PARTIALLY_REFUNDED",
+            "actorType": "AGENT",
+            "amount": PARTIAL,
+            "refundedAmount": PARTIAL,
+            "currency": "eur",
+            "refundReason": "REQUESTED_BY_CUSTOMER",
+            "note": None,
+        }
+    ]
+    as_agent = await gql(
+        sclient, TIMELINE, {"id": str(world.order.dossier_id)}, token=(await make_agent()).token
+    )
+    notes = [e.get("note") for e in as_agent["dossier"]["timeline"] if "note" in e]
+    assert notes == ["Step 3 not needed"]
+
+    # then Stripe's charge.refunded for that same refund: nothing new
+    response = await post_event(sclient, ss.event("charge.refunded", peer.charge(world.intent)))
+    assert response.json()["outcome"] == "processed"
+    order = await Order.get(id=world.order.id)
+    assert (order.status, order.refunded_amount) == (OrderStatus.PAID, PARTIAL)
+    assert await Refund.filter(order_id=order.id).count() == 1
+    assert await Event.filter(event_type=EventType.ORDER_PARTIALLY_REFUNDED).count() == 1
+
+
+async def test_the_rest_refunded_cancels_the_dossier_and_tells_the_client(sclient, peer):
+    world = await paid_world(sclient, peer)
+    admin = await make_admin()
+    await gql(sclient, REFUND, refund_input(world.order, amount=PARTIAL), token=admin.token)
+    data = await gql(sclient, REFUND, refund_input(world.order), token=admin.token)  # the rest
+    payload = data["refundOrder"]
+    assert payload["userErrors"] == []
+    assert payload["order"]["status"] == "REFUNDED"
+    assert payload["order"]["refundedAmount"] == world.order.amount
+    assert payload["refund"]["amount"] == world.order.amount - PARTIAL
+    assert [r["idempotency_key"] for r in peer.requests if r["path"] == "/v1/refunds"] == [
+        f"refund-{world.order.id}-0-{PARTIAL}",
+        f"refund-{world.order.id}-1-{world.order.amount - PARTIAL}",
+    ]
+    dossier = await Dossier.get(id=world.order.dossier_id)
+    assert dossier.status == DossierStatus.CANCELLED
+    last = await DossierStatusHistory.filter(dossier_id=dossier.id).order_by("-created_at").first()
+    assert last is not None
+    assert (last.new_status, last.reason) == (DossierStatus.CANCELLED, "Payment refunded")
+    assert (last.changed_by_type, last.changed_by_id) == (ActorType.AGENT, admin.obj.id)
+    templates = sorted(n.template_code for n in await Notification.filter(user_id=world.profile.id))
+    assert {"order_partially_refunded", "order_refunded", "dossier_cancelled"} <= set(templates)
+    # nothing is left: a third refund is refused
+    again = await gql(sclient, REFUND, refund_input(world.order), token=admin.token)
+    assert [e["code"] for e in again["refundOrder"]["userErrors"]] == ["ORDER_NOT_REFUNDABLE"]
+    # Stripe's report of both refunds adds nothing
+    await post_event(sclient, ss.event("charge.refunded", peer.charge(world.intent)))
+    assert await Refund.filter(order_id=world.order.id).count() == 2
+    assert await Event.filter(event_type=EventType.ORDER_REFUNDED).count() == 1
+
+
+async def test_a_double_click_refunds_once(sclient, peer):
+    world = await paid_world(sclient, peer)
+    admin = await make_admin()
+    results = await asyncio.gather(
+        *(
+            gql(sclient, REFUND, refund_input(world.order, amount=PARTIAL), token=admin.token)
+            for _ in range(2)
+        )
+    )
+    assert all(r["refundOrder"]["userErrors"] == [] for r in results), results
+    assert len({r["refundOrder"]["refund"]["id"] for r in results}) == 1
+    assert len(peer.intents[world.intent]["refunds"]) == 1
+    order = await Order.get(id=world.order.id)
+    assert order.refunded_amount == PARTIAL
+    assert await Refund.filter(order_id=order.id).count() == 1
+
+
+async def test_a_retry_after_a_lost_answer_refunds_once(sclient, peer):
+    """Stripe made the refund but its answer never came back (stripe-python's own retries
+    lost too): the admin is told nothing was refunded, Stripe's webhook reports the
+    refund, and the admin's retry gets that same refund back: one refund, theirs."""
+    world = await paid_world(sclient, peer)
+    admin = await make_admin()
+    peer.lose_refund_answers = 3  # the call and stripe-python's two retries
+    lost = await gql(sclient, REFUND, refund_input(world.order, amount=PARTIAL), token=admin.token)
+    assert [e["code"] for e in lost["refundOrder"]["userErrors"]] == ["REFUND_UNAVAILABLE"]
+    assert (await Order.get(id=world.order.id)).refunded_amount == 0
+    # Stripe's charge.refunded for that refund comes before the admin tries again
+    await post_event(sclient, ss.event("charge.refunded", peer.charge(world.intent)))
+    assert (await Order.get(id=world.order.id)).refunded_amount == PARTIAL
+    retried = await gql(
+        sclient, REFUND, refund_input(world.order, amount=PARTIAL), token=admin.token
+    )
+    assert retried["refundOrder"]["userErrors"] == []
+    assert retried["refundOrder"]["refund"]["requestedBy"] == {"id": admin.id}
+    assert len(peer.intents[world.intent]["refunds"]) == 1  # one refund at Stripe
+    assert (await Order.get(id=world.order.id)).refunded_amount == PARTIAL
+    assert await Refund.filter(order_id=world.order.id).count() == 1
+    assert await Event.filter(event_type=EventType.ORDER_PARTIALLY_REFUNDED).count() == 1
+
+
+async def test_the_webhook_before_the_answer_counts_once(sclient, peer):
+    """Stripe sends charge.refunded as soon as it refunds: it can be handled while
+    refundOrder still waits for Stripe's answer, before it records the refund."""
+    world = await paid_world(sclient, peer)
+    admin = await make_admin()
+    outcomes = []
+
+    async def webhook_first() -> None:
+        response = await post_event(sclient, ss.event("charge.refunded", peer.charge(world.intent)))
+        outcomes.append(response.json()["outcome"])
+
+    peer.before_refund_answer = webhook_first
+    data = await gql(sclient, REFUND, refund_input(world.order, amount=PARTIAL), token=admin.token)
+    assert outcomes == ["processed"]
+    assert data["refundOrder"]["userErrors"] == []
+    assert data["refundOrder"]["order"]["refundedAmount"] == PARTIAL
+    assert data["refundOrder"]["refund"]["requestedBy"] == {"id": admin.id}
+    order = await Order.get(id=world.order.id)
+    assert order.refunded_amount == PARTIAL
+    assert await Refund.filter(order_id=order.id).count() == 1
+    assert await Event.filter(event_type=EventType.ORDER_PARTIALLY_REFUNDED).count() == 1
+
+
+async def test_bad_refunds_are_refused_and_change_nothing(sclient, peer):
+    world = await paid_world(sclient, peer)
+    admin = await make_admin()
+    _, pending = await registered_order(sclient)
+    waived = await Order.get(dossier_id=(await make_dossier(await make_client())).id)
+    waived.payment_method = PaymentMethod.WAIVED
+    await waived.save(update_fields=["payment_method"])
+    cases = [
+        (refund_input(world.order, amount=0), "INVALID_AMOUNT", ["amount"]),
+        (refund_input(world.order, amount=-5), "INVALID_AMOUNT", ["amount"]),
+        (
+            refund_input(world.order, amount=world.order.amount + 1),
+            "AMOUNT_TOO_LARGE",
+            ["amount"],
+        ),
+        (refund_input(pending), "ORDER_NOT_REFUNDABLE", ["orderId"]),
+        (refund_input(waived), "NOTHING_TO_REFUND", ["orderId"]),
+        (refund_input(world.order, note="x" * 1001), "TOO_LONG", ["note"]),
+    ]
+    for variables, code, field in cases:
+        data = await gql(sclient, REFUND, variables, token=admin.token)
+        errors = data["refundOrder"]["userErrors"]
+        assert [(e["code"], e["field"]) for e in errors] == [(code, field)], (variables, errors)
+        assert errors[0]["message"]
+        assert data["refundOrder"]["order"] is None
+    assert not [r for r in peer.requests if r["path"] == "/v1/refunds"]
+    assert await Refund.all().count() == 0
+    assert (await Order.get(id=world.order.id)).refunded_amount == 0
+
+
+async def test_a_provider_failure_changes_nothing_and_says_so(sclient, peer):
+    world = await paid_world(sclient, peer)
+    admin = await make_admin()
+    peer.fail_with = 400
+    data = await gql(sclient, REFUND, refund_input(world.order), token=admin.token)
+    errors = data["refundOrder"]["userErrors"]
+    assert [e["code"] for e in errors] == ["REFUND_UNAVAILABLE"]
+    assert "nothing was refunded" in errors[0]["message"]
+    order = await Order.get(id=world.order.id)
+    assert (order.status, order.refunded_amount) == (OrderStatus.PAID, 0)
+    assert (await Dossier.get(id=order.dossier_id)).status == DossierStatus.IN_PROGRESS
+    assert await Refund.all().count() == 0
+
+
+async def test_an_order_paid_offline_is_refunded_by_hand(sclient, peer):
+    client = await make_client()
+    dossier = await make_dossier(client)
+    order = await Order.get(dossier_id=dossier.id)
+    order.payment_method = PaymentMethod.BANK_TRANSFER
+    await order.save(update_fields=["payment_method"])
+    admin = await make_admin()
+    data = await gql(sclient, REFUND, refund_input(order, amount=PARTIAL), token=admin.token)
+    payload = data["refundOrder"]
+    assert payload["userErrors"] == []
+    assert payload["refund"]["manual"] is True
+    assert payload["refund"]["requestedBy"] == {"id": admin.id}
+    assert payload["order"]["refundedAmount"] == PARTIAL
+    assert not [r for r in peer.requests if r["path"] == "/v1/refunds"]  # no provider call
+    refund = await Refund.get(order_id=order.id)
+    assert (refund.provider_refund_id, refund.requested_by_id) == (None, admin.obj.id)
+
+
+async def test_the_dummy_provider_refunds_too(client):
+    """The embedded default: paid on the dummy checkout page, refunded by the dummy."""
+    reg = await _dummy_paid(client)
+    admin = await make_admin()
+    order = await Order.get(id=reg["order"]["id"])
+    data = await gql(client, REFUND, refund_input(order), token=admin.token)
+    payload = data["refundOrder"]
+    assert payload["userErrors"] == []
+    assert payload["order"]["status"] == "REFUNDED"
+    refund = await Refund.get(order_id=order.id)
+    assert refund.provider_refund_id is not None
+    assert refund.provider_refund_id.startswith("re_dummy_")
+
+
+async def _dummy_paid(client) -> dict:
+    link, _ = await new_link(client)
+    reg = await register(client, link)
+    path = httpx.URL(reg["checkoutUrl"]).path
+    assert (await client.post(f"{path}/complete")).status_code == 303
+    return reg
+
+
+@pytest.mark.parametrize("who", ["agent", "client", "anonymous"])
+async def test_only_admins_refund(sclient, peer, who):
+    world = await paid_world(sclient, peer)
+    token = {
+        "agent": (await make_agent()).token if who == "agent" else None,
+        "client": world.reg["token"],
+        "anonymous": None,
+    }[who]
+    body = await gql(sclient, REFUND, refund_input(world.order), token=token, expect_errors=True)
+    assert error_codes(body) == ["UNAUTHENTICATED" if who == "anonymous" else "FORBIDDEN"]
+    assert not [r for r in peer.requests if r["path"] == "/v1/refunds"]
+    assert (await Order.get(id=world.order.id)).refunded_amount == 0

@@ -19,6 +19,9 @@ from app.schema.payments import (
     PaymentLinkState,
     PaymentLinkType,
     PaymentUserError,
+    RefundOrderInput,
+    RefundOrderPayload,
+    RefundType,
     RegisterWithPaymentLinkInput,
     RegisterWithPaymentLinkPayload,
     ResumeCheckoutInput,
@@ -27,6 +30,7 @@ from app.schema.payments import (
 from app.services.payments.checkout import register_with_payment_link, resume_checkout
 from app.services.payments.links import LinkState, create_payment_link, link_by_token, link_state
 from app.services.payments.orders import visible_orders
+from app.services.payments.refunds import refund_order
 
 
 def _errors(error: DomainError) -> list[PaymentUserError]:
@@ -176,3 +180,25 @@ class PaymentMutation:
         except DomainError as error:
             return ResumeCheckoutPayload(user_errors=_errors(error))
         return ResumeCheckoutPayload(checkout_url=url)
+
+    @strawberry.mutation(
+        description="Refund a paid order, in part or the rest of it (admins only): through "
+        "the payment provider when it was paid online, else recorded as a manual refund. "
+        "A full refund cancels its dossier."
+    )
+    async def refund_order(self, info: Info, input: RefundOrderInput) -> RefundOrderPayload:
+        admin = await info.context.require_admin()
+        try:
+            result = await refund_order(
+                _provider(info),
+                admin,
+                parse_id(input.order_id, what="order"),
+                amount=input.amount,
+                reason=input.reason,
+                note=input.note,
+            )
+        except DomainError as error:
+            return RefundOrderPayload(user_errors=_errors(error))
+        return RefundOrderPayload(
+            order=row_as(OrderType, result.order), refund=row_as(RefundType, result.refund)
+        )

@@ -22,6 +22,7 @@ from app.models.enums import (
     NotificationChannel,
     NotificationStatus,
     OrderStatus,
+    RefundReason,
     ReviewStatus,
     UserStatus,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "NotificationChannel",
     "NotificationStatus",
     "OrderStatus",
+    "RefundReason",
     "ReviewStatus",
     "UserStatus",
 ]
@@ -48,6 +50,7 @@ _DESCRIPTIONS: dict[type[StrEnum], str] = {
     DossierKind: "The kind of matter a dossier handles.",
     DossierStatus: "Where a dossier stands in its workflow.",
     OrderStatus: "Payment state of an order.",
+    RefundReason: "Why money went back to a client (the first three are Stripe's reasons).",
     NotificationChannel: "How a notification reaches someone.",
     NotificationStatus: "Delivery state on one channel.",
     ActorType: "Who did something: a client (USER), an agent or the system.",

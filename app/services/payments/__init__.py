@@ -6,8 +6,8 @@
 - `fulfilment`: fulfilment = the paid checkout session opens the dossier; records
   PAYMENT_SUCCEEDED (`fulfil`);
 - `failures`: an unpaid checkout suspends the profile and schedules payment reminders;
-- `refunds`: Stripe's `charge.refunded`, in part or in full; a full refund cancels the
-  dossier;
+- `refunds`: an admin's refund (through the provider, or recorded by hand), Stripe's
+  `charge.refunded`; a full refund cancels the dossier;
 - `deferred`: Stripe events that came before the state they apply to, kept until it
   arrives;
 - `orders` and `errors`: the order rows (visible, locked) and the payment errors.
@@ -38,7 +38,7 @@ from app.services.payments.links import (
     register_url,
 )
 from app.services.payments.orders import locked_order, visible_orders
-from app.services.payments.refunds import charge_refunded
+from app.services.payments.refunds import charge_refunded, refund_order
 
 __all__ = [
     "DEFAULT_LINK_HOURS",
@@ -56,6 +56,7 @@ __all__ = [
     "locked_order",
     "normalise_phone",
     "payment_failed",
+    "refund_order",
     "register_url",
     "register_with_payment_link",
     "resume_checkout",

@@ -1,14 +1,17 @@
 """Refunds: money going back to the client, part of an order or all of it.
 
-Two ways in, one way to count them (`_count`):
+Three ways in, one way to count them (`_count`):
 
+- an admin's `refundOrder` (`refund_order`): through the provider (Stripe's Refund API)
+  for an order paid online, or recorded as a manual refund, with the admin, for one paid
+  offline (bank transfer, cash: the money went back the way it came, outside Stripe);
 - Stripe's `charge.refunded` (`charge_refunded`), for our refunds and for those made in
   Stripe's dashboard;
 - a `charge.refunded` that came before its payment: kept (`app.services.payments.deferred`)
   and applied by the payment (`apply_deferred`, in `mark_paid`'s transaction).
 
-Each refund is a `refunds` row, known by its provider id, so an event that reports a
-refund again adds nothing. The order's `refunded_amount` only grows: Stripe's
+Each refund is a `refunds` row, known by its provider id, so the webhook that reports an
+admin's refund again adds nothing. The order's `refunded_amount` only grows: Stripe's
 `amount_refunded` is cumulative, so an older event that arrives late lowers nothing. A
 partial refund records ORDER_PARTIALLY_REFUNDED and leaves the order PAID; the refund
 that reaches the order's amount records ORDER_REFUNDED, makes the order REFUNDED and
@@ -21,16 +24,24 @@ end in the same rows, and nobody ever sees the dossier running.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from tortoise.functions import Sum
+from tortoise.transactions import in_transaction
+
 from app.domain.viewer import Viewer
+from app.errors import DomainError, NotFound
 from app.models import DeferredStripeEvent, Dossier, Order, Profile, Refund
-from app.models.enums import DossierStatus, EventType, OrderStatus, RefundReason
+from app.models.enums import DossierStatus, EventType, OrderStatus, PaymentMethod, RefundReason
+from app.providers.payments import PaymentProvider, PaymentProviderError, RefundRequest
 from app.services import events
 from app.services.payments import deferred
-from app.services.payments.errors import UnmatchedEvent
+from app.services.payments.errors import PaymentErrorCode, UnmatchedEvent
 from app.services.payments.orders import locked_order
+from app.services.validation import check_text
 from app.services.workflow.machine import transition
 
 STRIPE_REASONS: dict[RefundReason, str | None] = {
@@ -40,6 +51,7 @@ STRIPE_REASONS: dict[RefundReason, str | None] = {
     RefundReason.OTHER: None,
 }
 _FROM_STRIPE = {stripe: ours for ours, stripe in STRIPE_REASONS.items() if stripe}
+NOTE_MAX = 1000
 
 
 # --- counting ----------------------------------------------------------------------------
@@ -81,6 +93,11 @@ async def _count(
                 dossier, DossierStatus.CANCELLED, actor=actor, reason="Payment refunded"
             )
     return True
+
+
+async def _recorded_total(order_id: uuid.UUID) -> int:
+    rows = await Refund.filter(order_id=order_id).annotate(total=Sum("amount")).values("total")
+    return int((rows[0]["total"] if rows else None) or 0)
 
 
 # --- Stripe's charge.refunded --------------------------------------------------------------
@@ -187,3 +204,146 @@ async def apply_deferred(order: Order, rows: Sequence[DeferredStripeEvent]) -> N
         if row.type == "charge.refunded":
             await apply_charge(order, (row.payload.get("data") or {}).get("object") or {})
     await deferred.applied(rows)
+
+
+# --- an admin's refund ---------------------------------------------------------------------
+
+
+@dataclass
+class RefundResult:
+    order: Order
+    refund: Refund
+
+
+def _refundable(order: Order, amount: int | None) -> int:
+    """The amount to refund (None: what is left), or the reason it cannot be."""
+    if order.status != OrderStatus.PAID:
+        raise DomainError(
+            PaymentErrorCode.ORDER_NOT_REFUNDABLE,
+            f"Only a paid order can be refunded; this one is {OrderStatus(order.status).value}.",
+            "orderId",
+        )
+    if order.payment_method == PaymentMethod.WAIVED:
+        raise DomainError(
+            PaymentErrorCode.NOTHING_TO_REFUND,
+            "This order's payment was waived: nothing was paid.",
+            "orderId",
+        )
+    if order.payment_method == PaymentMethod.CHECKOUT and not order.stripe_payment_intent_id:
+        raise DomainError(
+            PaymentErrorCode.NOTHING_TO_REFUND,
+            "This order has no online payment to refund.",
+            "orderId",
+        )
+    left = order.amount - order.refunded_amount
+    if amount is None:
+        return left
+    if amount <= 0:
+        raise DomainError(
+            PaymentErrorCode.INVALID_AMOUNT, "The amount must be more than zero.", "amount"
+        )
+    if amount > left:
+        raise DomainError(
+            PaymentErrorCode.AMOUNT_TOO_LARGE,
+            f"At most {left} (in the currency's smallest unit) is left to refund.",
+            "amount",
+        )
+    return amount
+
+
+async def refund_order(
+    provider: PaymentProvider,
+    admin: Viewer,
+    order_id: uuid.UUID,
+    *,
+    amount: int | None,
+    reason: RefundReason,
+    note: str | None = None,
+) -> RefundResult:
+    """Refund `amount` of a paid order (None: what is left of it).
+
+    Online (Stripe Checkout): the provider refunds first, outside any transaction, then
+    the refund is recorded. Its idempotency key is the order, how many of the admins'
+    refunds of it are recorded, and this amount: a double click, or a retry after a
+    failure (the request reached Stripe, its answer did not reach us; Stripe's webhook may
+    have recorded the refund meanwhile, without an admin), sends the same key and gets the
+    same refund back, which is recorded once. Once an admin's refund is recorded, the next
+    one, even of the same amount, is a new key: a new refund. Paid offline: recorded as a
+    manual refund with the admin, no provider call. Whatever is refused, or a provider
+    failure, changes nothing."""
+    if note is not None:
+        note = check_text(note, "note", max_length=NOTE_MAX, required=False) or None
+    order = await Order.filter(id=order_id).first()
+    if order is None:
+        raise NotFound("No such order.")
+    amount = _refundable(order, amount)
+    made = None
+    intent = order.stripe_payment_intent_id
+    if order.payment_method == PaymentMethod.CHECKOUT and intent:  # else paid offline
+        # The admins' refunds of this order recorded so far (not the webhook's, which may
+        # be the very refund a retry is about to ask again).
+        ours = await Refund.filter(order_id=order.id, requested_by_id__not_isnull=True).count()
+        try:
+            made = await provider.refund(
+                RefundRequest(
+                    order_id=order.id,
+                    payment_intent_id=intent,
+                    amount=amount,
+                    currency=order.currency,
+                    reason=STRIPE_REASONS[reason],
+                    idempotency_key=f"refund-{order.id}-{ours}-{amount}",
+                )
+            )
+        except PaymentProviderError as exc:
+            raise DomainError(
+                PaymentErrorCode.REFUND_UNAVAILABLE,
+                "The payment service did not refund: nothing was refunded. Try again in a moment.",
+            ) from exc
+    requested_by = admin.agent.id if admin.agent else None
+    async with in_transaction():
+        locked = await locked_order(order.id)
+        if locked is None:
+            raise NotFound("No such order.")
+        order = locked
+        if made is None:
+            _refundable(order, amount)  # again, under the lock: a concurrent refund
+            row = await Refund.create(
+                order_id=order.id,
+                amount=amount,
+                currency=order.currency,
+                reason=reason,
+                note=note,
+                requested_by_id=requested_by,
+            )
+        else:
+            found = await Refund.filter(provider_refund_id=made.id).first()
+            if found is not None and found.requested_by_id is not None:
+                return RefundResult(order, found)  # a double click: that refund, once
+            if found is None:
+                row = await Refund.create(
+                    order_id=order.id,
+                    provider_refund_id=made.id,
+                    amount=made.amount,
+                    currency=made.currency.lower(),
+                    reason=reason,
+                    note=note,
+                    requested_by_id=requested_by,
+                )
+            else:  # Stripe's webhook told us first: it is ours, from this admin
+                await Refund.filter(id=found.id).update(
+                    reason=reason, note=note, requested_by_id=requested_by
+                )
+                row = await Refund.get(id=found.id)
+        recorded = await _recorded_total(order.id)
+        await _count(
+            order,
+            max(order.refunded_amount, recorded),
+            actor=admin,
+            details={
+                "refundIds": [row.provider_refund_id] if row.provider_refund_id else [],
+                "reason": reason.value,
+                "note": note,
+                "manual": made is None,
+            },
+        )
+    return RefundResult(order, row)
