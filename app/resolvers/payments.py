@@ -184,7 +184,8 @@ class PaymentMutation:
     @strawberry.mutation(
         description="Refund a paid order, in part or the rest of it (admins only): through "
         "the payment provider when it was paid online, else recorded as a manual refund. "
-        "A full refund cancels its dossier."
+        "A full refund cancels its dossier. The same refund (order, amount, admin) asked "
+        "again within 5 minutes is answered with the one made (a double click, a retry)."
     )
     async def refund_order(self, info: Info, input: RefundOrderInput) -> RefundOrderPayload:
         admin = await info.context.require_admin()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.functions import Sum
@@ -52,6 +53,10 @@ STRIPE_REASONS: dict[RefundReason, str | None] = {
 }
 _FROM_STRIPE = {stripe: ours for ours, stripe in STRIPE_REASONS.items() if stripe}
 NOTE_MAX = 1000
+# The same refund (order, amount, admin) asked again this soon is the same request (a double
+# click whose first click is already done, a retry whose answer was lost): answered with
+# the refund made, never made twice.
+REPEAT_WINDOW = timedelta(minutes=5)
 
 
 # --- counting ----------------------------------------------------------------------------
@@ -251,6 +256,23 @@ def _refundable(order: Order, amount: int | None) -> int:
     return amount
 
 
+async def _repeat(
+    order_id: uuid.UUID, amount: int, requested_by: uuid.UUID | None
+) -> Refund | None:
+    if requested_by is None:
+        return None
+    return (
+        await Refund.filter(
+            order_id=order_id,
+            amount=amount,
+            requested_by_id=requested_by,
+            created_at__gte=datetime.now(UTC) - REPEAT_WINDOW,
+        )
+        .order_by("-created_at")
+        .first()
+    )
+
+
 async def refund_order(
     provider: PaymentProvider,
     admin: Viewer,
@@ -262,21 +284,27 @@ async def refund_order(
 ) -> RefundResult:
     """Refund `amount` of a paid order (None: what is left of it).
 
-    Online (Stripe Checkout): the provider refunds first, outside any transaction, then
-    the refund is recorded. Its idempotency key is the order, how many of the admins'
-    refunds of it are recorded, and this amount: a double click, or a retry after a
-    failure (the request reached Stripe, its answer did not reach us; Stripe's webhook may
-    have recorded the refund meanwhile, without an admin), sends the same key and gets the
-    same refund back, which is recorded once. Once an admin's refund is recorded, the next
-    one, even of the same amount, is a new key: a new refund. Paid offline: recorded as a
-    manual refund with the admin, no provider call. Whatever is refused, or a provider
-    failure, changes nothing."""
+    A double click or a retry never refunds twice:
+    - the same refund (order, amount, admin) recorded less than REPEAT_WINDOW ago is the
+      answer (checked again under the order's lock);
+    - online (Stripe Checkout), the provider refunds first, outside any transaction, then
+      the refund is recorded. The idempotency key is the order, how many of the admins'
+      refunds of it are recorded, and this amount: two clicks in flight together, or a
+      retry after a failure (the request reached Stripe, its answer did not reach us;
+      Stripe's webhook may have recorded the refund meanwhile, without an admin), send the
+      same key and get the same refund back, which is recorded once.
+    Paid offline: recorded as a manual refund with the admin, no provider call. Whatever
+    is refused, or a provider failure, changes nothing."""
     if note is not None:
         note = check_text(note, "note", max_length=NOTE_MAX, required=False) or None
     order = await Order.filter(id=order_id).first()
     if order is None:
         raise NotFound("No such order.")
     amount = _refundable(order, amount)
+    requested_by = admin.agent.id if admin.agent else None
+    repeated = await _repeat(order.id, amount, requested_by)
+    if repeated is not None:
+        return RefundResult(order, repeated)
     made = None
     intent = order.stripe_payment_intent_id
     if order.payment_method == PaymentMethod.CHECKOUT and intent:  # else paid offline
@@ -299,14 +327,16 @@ async def refund_order(
                 PaymentErrorCode.REFUND_UNAVAILABLE,
                 "The payment service did not refund: nothing was refunded. Try again in a moment.",
             ) from exc
-    requested_by = admin.agent.id if admin.agent else None
     async with in_transaction():
         locked = await locked_order(order.id)
         if locked is None:
             raise NotFound("No such order.")
         order = locked
-        if made is None:
-            _refundable(order, amount)  # again, under the lock: a concurrent refund
+        if made is None:  # again, under the lock: a concurrent click
+            repeated = await _repeat(order.id, amount, requested_by)
+            if repeated is not None:
+                return RefundResult(order, repeated)
+            _refundable(order, amount)
             row = await Refund.create(
                 order_id=order.id,
                 amount=amount,
