@@ -302,15 +302,17 @@ async def refund_order(
         raise NotFound("No such order.")
     amount = _refundable(order, amount)
     requested_by = admin.agent.id if admin.agent else None
+    # The admins' refunds of this order recorded so far (not the webhook's, which may be
+    # the very refund a retry is about to ask again), counted BEFORE looking for a repeat:
+    # a concurrent click recorded after the count is either seen as the repeat, or was
+    # not counted and its key is this one.
+    ours = await Refund.filter(order_id=order.id, requested_by_id__not_isnull=True).count()
     repeated = await _repeat(order.id, amount, requested_by)
     if repeated is not None:
         return RefundResult(order, repeated)
     made = None
     intent = order.stripe_payment_intent_id
     if order.payment_method == PaymentMethod.CHECKOUT and intent:  # else paid offline
-        # The admins' refunds of this order recorded so far (not the webhook's, which may
-        # be the very refund a retry is about to ask again).
-        ours = await Refund.filter(order_id=order.id, requested_by_id__not_isnull=True).count()
         try:
             made = await provider.refund(
                 RefundRequest(
