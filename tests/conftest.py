@@ -299,10 +299,7 @@ async def stand_in(localstripe):
 @pytest.fixture
 def peer(stand_in):
     """The Stripe stand-in, emptied for this test."""
-    stand_in.fail_with = None
-    stand_in.requests.clear()
-    stand_in.sessions.clear()
-    stand_in.by_idempotency_key.clear()
+    stand_in.clear()
     return stand_in
 
 

@@ -1007,6 +1007,18 @@ CASES: list[Case] = [
         not_found,
         _opened_dossier,
     ),
+    Case(
+        "Mutation.refundOrder",
+        "order",
+        ADMIN,
+        by_id(
+            "mutation($id: ID!) { refundOrder(input: {orderId: $id, amount: 1, reason: OTHER}) "
+            "{ order { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        no_top_level_error,  # this world's orders have nothing to refund: a userError
+    ),
     # --- mutations: a client's own things ----------------------------------------------------
     Case(
         "Mutation.resumeCheckout",

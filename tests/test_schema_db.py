@@ -849,7 +849,7 @@ async def test_every_foreign_key_leads_an_index(backend) -> None:
     assert not stale, f"FOREIGN_KEYS_WITHOUT_INDEX entries to remove: {stale}"
 
 
-# The hot paths' indexes (migrations 0007, 0009, 0011, 0012):
+# The hot paths' indexes (migrations 0007, 0009, 0011, 0012, 0015):
 # name -> (table, columns, WHERE condition).
 HOT_PATH_INDEXES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "idx_events_unprocessed": ("events", ("created_at", "id"), "processed_at IS NULL"),
@@ -899,6 +899,12 @@ HOT_PATH_INDEXES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         "step_instances",
         ("due_at", "id"),
         "completed_at IS NULL AND stopped_at IS NULL",
+    ),
+    # issue 17: a payment looks for the Stripe events still waiting for it (0015)
+    "idx_stripe_deferred_events_pending_intent": (
+        "stripe_deferred_events",
+        ("payment_intent_id",),
+        "applied_at IS NULL",
     ),
 }
 

@@ -73,7 +73,7 @@ async def test_a_batch_of_timelines_reads_a_page_per_dossier(client, monkeypatch
     assert all(len(n["timeline"]) == 1 for n in nodes)
     assert all(n["timeline"][0]["kind"] == "MESSAGE_SENT" for n in nodes)  # the latest
     # the page, its viewer, and per timeline source at most `last` ids and rows a dossier
-    sources = 5
+    sources = 6  # status, step events, versions, reviews, messages, refunds
     assert rows <= 10 + 2 * sources * len(nodes), rows
 
 

@@ -2,8 +2,11 @@
 
 Each Stripe event id is recorded in `stripe_events` in the same transaction as its
 effects, so an event is handled at most once however often (and however concurrently)
-Stripe delivers it. Unknown types are acknowledged and ignored. A database outage
-answers 503 so Stripe retries.
+Stripe delivers it. Stripe delivers in no particular order: an event that comes before
+the state it applies to (a refund before its payment's completion) is kept in the same
+transaction and applied when that state arrives (app.services.payments.deferred).
+Unknown types are acknowledged and ignored. A database outage answers 503 so Stripe
+retries.
 """
 
 from __future__ import annotations
@@ -27,21 +30,36 @@ from app.services import outbox
 from app.services.payments.errors import UnmatchedEvent
 from app.services.payments.failures import payment_failed
 from app.services.payments.fulfilment import fulfil
-from app.services.payments.refunds import refund
+from app.services.payments.refunds import charge_refunded
 
 logger = logging.getLogger("app.http.stripe_webhook")
 
-Handler = Callable[[dict[str, Any]], Awaitable[None]]
+
+class Outcome(StrEnum):
+    PROCESSED = "processed"
+    DEFERRED = "deferred"  # kept until the state it applies to arrives (services.payments.deferred)
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    UNMATCHED = "unmatched"
 
 
-async def _session_completed(session: dict[str, Any]) -> None:
+# A handler gets the event's object and the event; it answers DEFERRED when it kept the
+# event for later, else None (processed).
+Handler = Callable[[dict[str, Any], dict[str, Any]], Awaitable[Outcome | None]]
+
+
+async def _session_completed(session: dict[str, Any], _event: dict[str, Any]) -> None:
     # Delayed methods (bank transfers, SEPA) complete unpaid, and are fulfilled on
     # `checkout.session.async_payment_succeeded`.
     if session.get("payment_status") in ("paid", "no_payment_required"):
         await fulfil(session)
 
 
-async def _session_failed(session: dict[str, Any]) -> None:
+async def _async_payment_succeeded(session: dict[str, Any], _event: dict[str, Any]) -> None:
+    await fulfil(session)
+
+
+async def _session_failed(session: dict[str, Any], _event: dict[str, Any]) -> None:
     metadata = session.get("metadata") or {}
     order_id = metadata.get("order_id") or session.get("client_reference_id")
     await payment_failed(
@@ -49,34 +67,25 @@ async def _session_failed(session: dict[str, Any]) -> None:
     )
 
 
-async def _intent_failed(intent: dict[str, Any]) -> None:
+async def _intent_failed(intent: dict[str, Any], _event: dict[str, Any]) -> None:
     order_id = (intent.get("metadata") or {}).get("order_id")
     error = (intent.get("last_payment_error") or {}).get("code") or "payment_failed"
     await payment_failed(order_id, reason=error)
 
 
-async def _charge_refunded(charge: dict[str, Any]) -> None:
-    if not charge.get("refunded"):  # a partial refund leaves the order paid
-        logger.info("partial refund on %s ignored", charge.get("payment_intent"))
-        return
-    await refund(charge.get("payment_intent"), charge.get("metadata") or {})
+async def _charge_refunded(charge: dict[str, Any], event: dict[str, Any]) -> Outcome | None:
+    # Partial or full: the charge's cumulative `amount_refunded` is what counts.
+    return None if await charge_refunded(charge, event=event) else Outcome.DEFERRED
 
 
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": _session_completed,
-    "checkout.session.async_payment_succeeded": fulfil,
+    "checkout.session.async_payment_succeeded": _async_payment_succeeded,
     "checkout.session.expired": _session_failed,
     "checkout.session.async_payment_failed": _session_failed,
     "payment_intent.payment_failed": _intent_failed,
     "charge.refunded": _charge_refunded,
 }
-
-
-class Outcome(StrEnum):
-    PROCESSED = "processed"
-    DUPLICATE = "duplicate"
-    IGNORED = "ignored"
-    UNMATCHED = "unmatched"
 
 
 class _Duplicate(Exception):
@@ -96,6 +105,7 @@ async def handle_event(
         return Outcome.DUPLICATE
     handler = HANDLERS.get(event_type)
     obj = (event.get("data") or {}).get("object") or {}
+    outcome: Outcome | None = None
     async with outbox.collecting(defer=defer):
         try:
             async with in_transaction():
@@ -104,7 +114,7 @@ async def handle_event(
                 except IntegrityError:
                     raise _Duplicate from None
                 if handler is not None:
-                    await handler(obj)
+                    outcome = await handler(obj, event)
         except _Duplicate:
             return Outcome.DUPLICATE
         except UnmatchedEvent as exc:
@@ -117,7 +127,9 @@ async def handle_event(
     if handler is None:
         logger.info("stripe event %s of unhandled type %s acknowledged", event_id, event_type)
         return Outcome.IGNORED
-    return Outcome.PROCESSED
+    if outcome == Outcome.DEFERRED:
+        logger.info("stripe event %s (%s) kept until its payment", event_id, event_type)
+    return outcome or Outcome.PROCESSED
 
 
 class SignatureError(Exception):

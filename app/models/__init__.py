@@ -9,12 +9,15 @@ from app.models.messages import Message
 from app.models.notifications import Event, Notification, NotificationDelivery
 from app.models.payments import Order, PaymentLink, PaymentReminder, StripeEvent
 from app.models.profiles import Profile
+from app.models.refunds import Refund
+from app.models.stripe_deferred import DeferredStripeEvent
 
 __all__ = [
     "AccountSession",
     "AccountToken",
     "Agent",
     "Credential",
+    "DeferredStripeEvent",
     "Document",
     "DocumentReview",
     "DocumentType",
@@ -31,6 +34,7 @@ __all__ = [
     "Product",
     "ProductStep",
     "Profile",
+    "Refund",
     "Step",
     "StepDocumentType",
     "StepInstance",

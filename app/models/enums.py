@@ -66,6 +66,15 @@ class PaymentMethod(StrEnum):
     WAIVED = "WAIVED"
 
 
+class RefundReason(StrEnum):
+    """Why money went back; the first three are Stripe's own reasons."""
+
+    REQUESTED_BY_CUSTOMER = "REQUESTED_BY_CUSTOMER"
+    DUPLICATE = "DUPLICATE"
+    FRAUDULENT = "FRAUDULENT"
+    OTHER = "OTHER"
+
+
 class NotificationChannel(StrEnum):
     IN_APP = "IN_APP"
     EMAIL = "EMAIL"
@@ -161,7 +170,8 @@ class EventType(StrEnum):
     PAYMENT_FAILED = "PAYMENT_FAILED"
     PAYMENT_REMINDER_SENT = "PAYMENT_REMINDER_SENT"
     PAYMENT_REMINDER_CLICKED = "PAYMENT_REMINDER_CLICKED"
-    ORDER_REFUNDED = "ORDER_REFUNDED"
+    ORDER_REFUNDED = "ORDER_REFUNDED"  # all of it: the order is REFUNDED
+    ORDER_PARTIALLY_REFUNDED = "ORDER_PARTIALLY_REFUNDED"  # part of it: the order stays PAID
     # workflow
     DOSSIER_CREATED = "DOSSIER_CREATED"
     DOSSIER_STATUS_CHANGED = "DOSSIER_STATUS_CHANGED"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from app.settings import Settings
 
 if TYPE_CHECKING:
-    from stripe.params import CustomerCreateParams
+    from stripe.params import CustomerCreateParams, RefundCreateParams
     from stripe.params.checkout import SessionCreateParams
 
 
@@ -43,6 +43,25 @@ class CheckoutRequest:
     allow_promotion_codes: bool = False
 
 
+@dataclass(frozen=True)
+class RefundRequest:
+    order_id: uuid.UUID
+    payment_intent_id: str
+    amount: int
+    currency: str
+    # Stripe's reason ("requested_by_customer", "duplicate", "fraudulent"), or None
+    reason: str | None
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class ProviderRefund:
+    id: str
+    amount: int
+    currency: str
+    status: str  # Stripe's: "succeeded", or "pending" for the methods that take time
+
+
 class PaymentProvider(Protocol):
     name: str
 
@@ -51,6 +70,8 @@ class PaymentProvider(Protocol):
     ) -> str: ...
 
     async def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession: ...
+
+    async def refund(self, request: RefundRequest) -> ProviderRefund: ...
 
 
 class StripeProvider:
@@ -122,6 +143,31 @@ class StripeProvider:
             raise PaymentProviderError("Stripe returned a Checkout Session without a URL")
         return CheckoutSession(id=session.id, url=session.url)
 
+    async def refund(self, request: RefundRequest) -> ProviderRefund:
+        """A Refund of the payment intent (Stripe refunds its charge). The idempotency key
+        makes a double click or a retry get the same refund back, never a second one."""
+        params: RefundCreateParams = {
+            "payment_intent": request.payment_intent_id,
+            "amount": request.amount,
+            "metadata": {"order_id": str(request.order_id)},
+        }
+        if request.reason:
+            params["reason"] = request.reason
+        try:
+            refund = await self._client.v1.refunds.create_async(
+                params, options={"idempotency_key": request.idempotency_key}
+            )
+        except self._stripe.StripeError as exc:
+            raise PaymentProviderError(str(exc)) from exc
+        if refund.status in ("failed", "canceled"):
+            raise PaymentProviderError(f"Stripe refused the refund ({refund.status})")
+        return ProviderRefund(
+            id=refund.id,
+            amount=refund.amount,
+            currency=refund.currency,
+            status=refund.status or "succeeded",
+        )
+
 
 class DummyProvider:
     """No network: the checkout URL is a page of this service.
@@ -140,6 +186,7 @@ class DummyProvider:
     def __init__(self, public_api_url: str) -> None:
         self._base = public_api_url.rstrip("/")
         self._sessions: OrderedDict[str, str] = OrderedDict()  # idempotency key -> id
+        self._refunds: OrderedDict[str, str] = OrderedDict()  # idempotency key -> id
 
     async def create_customer(
         self,
@@ -152,16 +199,33 @@ class DummyProvider:
         return f"cus_dummy_{profile_id.hex}"
 
     async def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession:
-        key = request.idempotency_key
-        session_id = self._sessions.get(key)
-        if session_id is None:
-            session_id = "cs_dummy_" + secrets.token_urlsafe(32)
-            self._sessions[key] = session_id
-            while len(self._sessions) > self.SESSIONS_REMEMBERED:
-                self._sessions.popitem(last=False)
-        else:
-            self._sessions.move_to_end(key)
+        session_id = _remembered(
+            self._sessions, request.idempotency_key, "cs_dummy_", self.SESSIONS_REMEMBERED
+        )
         return CheckoutSession(id=session_id, url=f"{self._base}/dummy-checkout/{session_id}")
+
+    async def refund(self, request: RefundRequest) -> ProviderRefund:
+        """Always succeeds, with a random id; like Stripe, the same idempotency key gets
+        the same refund back (in this process, for the newest keys)."""
+        refund_id = _remembered(
+            self._refunds, request.idempotency_key, "re_dummy_", self.SESSIONS_REMEMBERED
+        )
+        return ProviderRefund(
+            id=refund_id, amount=request.amount, currency=request.currency, status="succeeded"
+        )
+
+
+def _remembered(memory: OrderedDict[str, str], key: str, prefix: str, size: int) -> str:
+    """The id remembered for `key`, or a new random one (the oldest keys forgotten)."""
+    found = memory.get(key)
+    if found is not None:
+        memory.move_to_end(key)
+        return found
+    made = prefix + secrets.token_urlsafe(32)
+    memory[key] = made
+    while len(memory) > size:
+        memory.popitem(last=False)
+    return made
 
 
 def build_payment_provider(settings: Settings) -> PaymentProvider:

@@ -23,6 +23,9 @@ from app.schema.payments import (
     PaymentUserError,
     RedeemPaymentLinkInput,
     RedeemPaymentLinkPayload,
+    RefundOrderInput,
+    RefundOrderPayload,
+    RefundType,
     RegisterWithPaymentLinkInput,
     RegisterWithPaymentLinkPayload,
     ResendPaymentLinkInput,
@@ -45,6 +48,7 @@ from app.services.payments.links import (
     revoke_payment_link,
 )
 from app.services.payments.orders import visible_orders
+from app.services.payments.refunds import refund_order
 
 
 def _errors(error: DomainError) -> list[PaymentUserError]:
@@ -251,3 +255,26 @@ class PaymentMutation:
         except DomainError as error:
             return ResumeCheckoutPayload(user_errors=_errors(error))
         return ResumeCheckoutPayload(checkout_url=url)
+
+    @strawberry.mutation(
+        description="Refund a paid order, in part or the rest of it (admins only): through "
+        "the payment provider when it was paid online, else recorded as a manual refund. "
+        "A full refund cancels its dossier. The same refund (order, amount, admin) asked "
+        "again within 5 minutes is answered with the one made (a double click, a retry)."
+    )
+    async def refund_order(self, info: Info, input: RefundOrderInput) -> RefundOrderPayload:
+        admin = await info.context.require_admin()
+        try:
+            result = await refund_order(
+                _provider(info),
+                admin,
+                parse_id(input.order_id, what="order"),
+                amount=input.amount,
+                reason=input.reason,
+                note=input.note,
+            )
+        except DomainError as error:
+            return RefundOrderPayload(user_errors=_errors(error))
+        return RefundOrderPayload(
+            order=row_as(OrderType, result.order), refund=row_as(RefundType, result.refund)
+        )

@@ -23,6 +23,7 @@ from app.models.enums import (
     NotificationStatus,
     OrderStatus,
     PaymentMethod,
+    RefundReason,
     ReviewStatus,
     UserStatus,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "NotificationStatus",
     "OrderStatus",
     "PaymentMethod",
+    "RefundReason",
     "ReviewStatus",
     "UserStatus",
 ]
@@ -51,6 +53,7 @@ _DESCRIPTIONS: dict[type[StrEnum], str] = {
     DossierStatus: "Where a dossier stands in its workflow.",
     OrderStatus: "Payment state of an order.",
     PaymentMethod: "How an order was paid: online, or recorded by an agent.",
+    RefundReason: "Why money went back to a client (the first three are Stripe's reasons).",
     NotificationChannel: "How a notification reaches someone.",
     NotificationStatus: "Delivery state on one channel.",
     ActorType: "Who did something: a client (USER), an agent or the system.",

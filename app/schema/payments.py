@@ -12,7 +12,7 @@ from app import models as m
 from app.context import Info
 from app.schema.catalog import ProductType
 from app.schema.common import UserError, gid, row_as
-from app.schema.enums import OrderStatus, PaymentMethod
+from app.schema.enums import OrderStatus, PaymentMethod, RefundReason
 from app.schema.identity import AgentType, ProfileType
 from app.services.payments.errors import PaymentErrorCode
 from app.services.payments.links import LinkState as PaymentLinkState
@@ -111,6 +111,9 @@ class OrderType:
     payment_reference: str | None = strawberry.field(
         description="The bank transfer's or receipt's reference an agent recorded."
     )
+    refunded_amount: int = strawberry.field(
+        description="How much of `amount` went back to the client (REFUNDED: all of it)."
+    )
     paid_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -148,6 +151,34 @@ class OrderType:
     @strawberry.field(description="The dossier this order opened, once paid.")
     def dossier_id(self) -> strawberry.ID | None:
         return gid(self.dossier_id) if self.dossier_id else None
+
+
+@strawberry.type(name="Refund", description="Money given back to a client for an order.")
+class RefundType:
+    amount: int
+    currency: str
+    reason: RefundReason
+    note: str | None
+    created_at: datetime
+
+    if TYPE_CHECKING:  # the root value is the Refund row: columns read below
+        order_id: uuid.UUID
+        requested_by_id: uuid.UUID | None
+        provider_refund_id: str | None
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return gid(self.id)
+
+    @strawberry.field(description="Made outside the payment provider (an order paid offline).")
+    def manual(self) -> bool:
+        return self.provider_refund_id is None
+
+    @strawberry.field(description="The admin who asked for it; null when made in Stripe.")
+    async def requested_by(self, info: Info) -> AgentType | None:
+        if self.requested_by_id is None:
+            return None
+        return await info.context.loaders.agent.load(self.requested_by_id)
 
 
 @strawberry.type
@@ -251,3 +282,21 @@ class ResumeCheckoutPayload:
 class OrderFilter:
     status: list[OrderStatus] | None = None
     client_id: strawberry.ID | None = strawberry.field(default=None, description="Agents only.")
+
+
+@strawberry.input
+class RefundOrderInput:
+    order_id: strawberry.ID
+    amount: int | None = strawberry.field(
+        default=None,
+        description="In the currency's smallest unit; default: all that is left to refund.",
+    )
+    reason: RefundReason
+    note: str | None = strawberry.field(default=None, description="For the agents' eyes.")
+
+
+@strawberry.type
+class RefundOrderPayload:
+    order: OrderType | None = None
+    refund: RefundType | None = None
+    user_errors: list[PaymentUserError] = strawberry.field(default_factory=list)

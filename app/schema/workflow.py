@@ -11,7 +11,7 @@ import strawberry
 from app.context import Info
 from app.schema.common import UserError, gid, page_size
 from app.schema.documents import DocumentReviewType
-from app.schema.enums import ActorType, DossierStatus
+from app.schema.enums import ActorType, DossierStatus, RefundReason
 from app.schema.identity import AgentType, Viewer
 from app.schema.steps import DocumentType, DocumentVersionType, StepInstanceType
 from app.services.codes import WorkflowErrorCode
@@ -218,6 +218,42 @@ class MessageEntry(TimelineEntry):
         return self._item.row.content
 
 
+@strawberry.type(
+    name="RefundEntry",
+    description="Money went back to the client: part of the order that opened the dossier "
+    "(ORDER_PARTIALLY_REFUNDED), or the rest of it (ORDER_REFUNDED).",
+)
+class RefundEntry(TimelineEntry):
+    @strawberry.field(description="What this refund gave back (smallest currency unit).")
+    def amount(self) -> int | None:
+        return _payload_int(self._item, "amount")
+
+    @strawberry.field(description="What the order has had refunded, this refund included.")
+    def refunded_amount(self) -> int | None:
+        return _payload_int(self._item, "refundedAmount")
+
+    @strawberry.field
+    def currency(self) -> str | None:
+        return (self._item.row.payload or {}).get("currency")
+
+    @strawberry.field(description="Why (named so as not to clash with the entries' text `reason`).")
+    def refund_reason(self) -> RefundReason | None:
+        raw = (self._item.row.payload or {}).get("reason")
+        return RefundReason(str(raw)) if raw in RefundReason.__members__ else None
+
+    @strawberry.field(description="The admin's note (agents only).")
+    async def note(self, info: Info) -> str | None:
+        viewer = await info.context.viewer()
+        if viewer is None or not viewer.is_agent:
+            return None
+        return (self._item.row.payload or {}).get("note")
+
+
+def _payload_int(item: Any, key: str) -> int | None:
+    raw = (item.row.payload or {}).get(key)
+    return int(raw) if isinstance(raw, int) else None
+
+
 class _Common(TypedDict):
     """What every timeline entry is built with."""
 
@@ -250,6 +286,8 @@ def _entry(item: TimelineItem) -> TimelineEntry:
         return DueDateChangeEntry(**common, reason=(item.row.payload or {}).get("reason"))
     if item.kind == kind.DOCUMENT_REMINDER_SENT:
         return DocumentReminderEntry(**common)
+    if item.kind in (kind.ORDER_REFUNDED, kind.ORDER_PARTIALLY_REFUNDED):
+        return RefundEntry(**common)
     return StepEntry(**common, reason=(item.row.payload or {}).get("reason"))
 
 
@@ -270,4 +308,5 @@ TIMELINE_TYPES = (
     MessageEntry,
     DueDateChangeEntry,
     DocumentReminderEntry,
+    RefundEntry,
 )

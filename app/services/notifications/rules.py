@@ -61,6 +61,10 @@ RULES: dict[EventType, tuple[Rule, ...]] = {
     E.INVITATION_SENT: (Rule(A.ACCOUNT_EMAIL, "invitation", (V.EMAIL,)),),
     E.PAYMENT_SUCCEEDED: (Rule(A.CLIENT, "payment_succeeded", (V.IN_APP, V.EMAIL)),),
     E.PAYMENT_FAILED: (Rule(A.CLIENT, "payment_failed", (V.IN_APP, V.EMAIL)),),
+    # Refunds (app/services/payments/refunds.py): "amount" is what this refund gave back;
+    # a full one also cancels the dossier, which DOSSIER_CANCELLED tells.
+    E.ORDER_PARTIALLY_REFUNDED: (Rule(A.CLIENT, "order_partially_refunded", (V.IN_APP, V.EMAIL)),),
+    E.ORDER_REFUNDED: (Rule(A.CLIENT, "order_refunded", (V.IN_APP, V.EMAIL)),),
     E.PAYMENT_REMINDER_SENT: (
         Rule(A.CLIENT, "payment_reminder", (V.EVENT_CHANNEL,), Grouping.REMINDER_SLOT),
     ),

@@ -1,4 +1,4 @@
-"""Payments (SPEC 2.1), in six parts:
+"""Payments (SPEC 2.1), in seven parts:
 
 - `links`: payment links (an admin's offer to a prospect) and whether one still works;
 - `checkout`: registration with a link, and the Stripe Checkout Session of a pending
@@ -6,10 +6,14 @@
 - `fulfilment`: fulfilment = the paid checkout session opens the dossier; records
   PAYMENT_SUCCEEDED (`fulfil`);
 - `failures`: an unpaid checkout suspends the profile and schedules payment reminders;
-- `refunds`: a refund cancels the dossier;
+- `refunds`: an admin's refund (through the provider, or recorded by hand), Stripe's
+  `charge.refunded`; a full refund cancels the dossier;
+- `deferred`: Stripe events that came before the state they apply to, kept until it
+  arrives;
 - `orders` and `errors`: the order rows (visible, locked) and the payment errors.
 
-The last three run in the Stripe webhook's transaction (app/webhooks/stripe.py).
+Fulfilment, failures, refunds and deferred run in the Stripe webhook's transaction
+(app/http/stripe_webhook.py).
 Import from the module that defines a name; the names are also re-exported here.
 """
 
@@ -34,7 +38,7 @@ from app.services.payments.links import (
     register_url,
 )
 from app.services.payments.orders import locked_order, visible_orders
-from app.services.payments.refunds import refund
+from app.services.payments.refunds import charge_refunded, refund_order
 
 __all__ = [
     "DEFAULT_LINK_HOURS",
@@ -43,6 +47,7 @@ __all__ = [
     "PaymentErrorCode",
     "Registration",
     "UnmatchedEvent",
+    "charge_refunded",
     "close_checkout",
     "create_payment_link",
     "fulfil",
@@ -51,7 +56,7 @@ __all__ = [
     "locked_order",
     "normalise_phone",
     "payment_failed",
-    "refund",
+    "refund_order",
     "register_url",
     "register_with_payment_link",
     "resume_checkout",

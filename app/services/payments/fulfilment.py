@@ -15,6 +15,7 @@ from app.domain.viewer import Viewer
 from app.models import Order, PaymentReminder, Profile
 from app.models.enums import EventType, OrderStatus, UserStatus
 from app.services import events
+from app.services.payments import deferred, refunds
 from app.services.payments.errors import UnmatchedEvent
 from app.services.payments.orders import locked_order
 from app.services.workflow.steps import open_dossier
@@ -71,10 +72,13 @@ async def mark_paid(
     """The one way an order becomes paid (a webhook's session, an agent's record): order
     PAID, profile ACTIVE, its payment reminders cancelled, the dossier opened; records
     PAYMENT_SUCCEEDED with `payload`. `order` is PENDING, locked in the caller's
-    transaction, its product read with it. After the reads (the product's steps, the first
-    step's document types) every change goes out together (`Writes`: one statement on
-    PostgreSQL)."""
+    transaction, its product read with it. After the reads (the Stripe events waiting for
+    this payment, the product's steps, the first step's document types) every change goes
+    out together (`Writes`: one statement on PostgreSQL); then the waiting events are
+    applied, in the same transaction (a refund that came before its payment: the order
+    ends as if it had come after, `app.services.payments.refunds`)."""
     now = now or datetime.now(UTC)
+    waiting = await deferred.waiting_for(order.id, payment_intent_id)
     writes = Writes()
     writes.update(Profile, {"id": order.user_id}, status=UserStatus.ACTIVE, updated_at=now)
     writes.update(
@@ -99,3 +103,5 @@ async def mark_paid(
         updated_at=now,
     )
     await writes.run()
+    if waiting:
+        await refunds.apply_deferred(order, waiting)

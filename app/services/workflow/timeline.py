@@ -1,5 +1,5 @@
-"""The dossier timeline (a read model): status changes, step events, uploads, reviews and
-messages merged in time order."""
+"""The dossier timeline (a read model): status changes, step events, uploads, reviews,
+messages and the refunds of the order that opened it, merged in time order."""
 
 from __future__ import annotations
 
@@ -11,8 +11,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from tortoise.expressions import Subquery
+
 from app.db import latest_ids_per_parent
-from app.models import DocumentReview, DocumentVersion, DossierStatusHistory, Event, Message
+from app.models import (
+    DocumentReview,
+    DocumentVersion,
+    DossierStatusHistory,
+    Event,
+    Message,
+    Order,
+)
 from app.models.enums import ActorType, EventType
 
 
@@ -27,6 +36,8 @@ class TimelineKind(StrEnum):
     MESSAGE_SENT = "MESSAGE_SENT"
     DUE_DATE_CHANGED = "DUE_DATE_CHANGED"
     DOCUMENT_REMINDER_SENT = "DOCUMENT_REMINDER_SENT"
+    ORDER_PARTIALLY_REFUNDED = "ORDER_PARTIALLY_REFUNDED"
+    ORDER_REFUNDED = "ORDER_REFUNDED"
 
 
 STEP_EVENTS = {
@@ -36,6 +47,11 @@ STEP_EVENTS = {
     EventType.STEP_ASSIGNED: TimelineKind.STEP_ASSIGNED,
     EventType.STEP_DUE_DATE_CHANGED: TimelineKind.DUE_DATE_CHANGED,
     EventType.DOCUMENT_REMINDER_SENT: TimelineKind.DOCUMENT_REMINDER_SENT,
+}
+# The order's events that belong on its dossier's timeline (the order is their entity).
+REFUND_EVENTS = {
+    EventType.ORDER_PARTIALLY_REFUNDED: TimelineKind.ORDER_PARTIALLY_REFUNDED,
+    EventType.ORDER_REFUNDED: TimelineKind.ORDER_REFUNDED,
 }
 
 
@@ -64,6 +80,11 @@ _SOURCES = {
         't."reviewed_at"',
     ),
     "messages": ('"messages" t', 't."dossier_id"', 't."created_at"'),
+    "refunds": (
+        '"events" t JOIN "orders" o ON o."id" = t."entity_id"',
+        'o."dossier_id"',
+        't."created_at"',
+    ),
 }
 
 
@@ -78,6 +99,9 @@ async def latest_ids(
     if source == "events":
         kinds = ", ".join(f"'{kind.value}'" for kind in STEP_EVENTS)
         where = f't."entity_type" = \'dossier\' AND t."event_type" IN ({kinds})'
+    elif source == "refunds":
+        kinds = ", ".join(f"'{kind.value}'" for kind in REFUND_EVENTS)
+        where = f't."entity_type" = \'order\' AND t."event_type" IN ({kinds})'
     return await latest_ids_per_parent(
         from_sql, parent, at, dossier_ids, last, where=where, before=before
     )
@@ -89,7 +113,8 @@ async def timelines(
     """The latest `last` entries (before `before`) of each dossier, oldest first.
 
     Status history, step events (started, completed, skipped, assigned, due date moved,
-    reminder sent), uploads, reviews and messages, merged in time order. One query per
+    reminder sent), uploads, reviews, messages and the refunds of the dossier's order,
+    merged in time order. One query per
     source for the whole batch (two for a batch of dossiers: the ids of each dossier's
     latest `last` rows, then those rows), so each dossier costs at most `last` rows per
     source.
@@ -172,6 +197,29 @@ async def timelines(
                 row,
             )
         )
+    orders_of = Order.filter(dossier_id__in=ids).values("id")
+    refund_events = Event.filter(
+        entity_type="order",
+        entity_id__in=Subquery(orders_of),
+        event_type__in=list(REFUND_EVENTS),
+    )
+    refund_rows = await bounded(refund_events, "created_at", "refunds")
+    if refund_rows:  # their dossier: one read, only when there are some
+        dossier_of = dict(
+            await Order.filter(id__in={row.entity_id for row in refund_rows}).values_list(
+                "id", "dossier_id"
+            )
+        )
+        for row in refund_rows:
+            out[str(dossier_of[row.entity_id])].append(
+                TimelineItem(
+                    REFUND_EVENTS[EventType(row.event_type)],
+                    row.created_at,
+                    ActorType(row.actor_type),
+                    row.actor_id,
+                    row,
+                )
+            )
     result: dict[uuid.UUID, list[TimelineItem]] = {}
     for key in ids:
         items = sorted(out.get(key, []), key=lambda item: (item.at, str(item.row.id)))
