@@ -24,6 +24,7 @@ from app.resolvers.chasing import ChasingQuery
 from app.resolvers.documents import DocumentMutation, DocumentQuery
 from app.resolvers.dossiers import DossierQuery
 from app.resolvers.identity import IdentityMutation, IdentityQuery
+from app.resolvers.members import MemberMutation, MemberQuery
 from app.resolvers.messages import MessageMutation
 from app.resolvers.notifications import NotificationMutation, NotificationQuery
 from app.resolvers.opening import OpeningMutation
@@ -47,6 +48,7 @@ Query = merge_types(
         NotificationQuery,
         DocumentQuery,
         ChasingQuery,
+        MemberQuery,
     ),
 )
 Mutation = merge_types(
@@ -60,6 +62,7 @@ Mutation = merge_types(
         DocumentMutation,
         WorkflowMutation,
         MessageMutation,
+        MemberMutation,
     ),
 )
 

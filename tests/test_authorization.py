@@ -41,6 +41,7 @@ from app.models import (
     Credential,
     Document,
     DocumentType,
+    DossierMember,
     Notification,
     Order,
     PaymentLink,
@@ -112,6 +113,7 @@ class Spec:
     client_pick: int  # the client who asks (the others own the foreign objects)
     agent_pick: int
     admin_pick: int
+    members: tuple[tuple[int, int], ...] = ()  # (dossier, client): a member of another's
 
 
 # Every kind of object and caller at once: the client who asks owns two dossiers (one with
@@ -130,6 +132,7 @@ RICH = Spec(
     client_pick=0,
     agent_pick=1,
     admin_pick=0,
+    members=((1, 0), (0, 2)),  # the asker is a member of client 1's dossier
 )
 
 
@@ -162,6 +165,14 @@ def specs(draw: Any) -> Spec:
         client_pick=draw(st.integers(0, clients - 1)),
         agent_pick=draw(st.integers(0, max(agents - 1, 0))),
         admin_pick=draw(st.integers(0, admins - 1)),
+        members=tuple(
+            draw(
+                st.lists(
+                    st.tuples(st.integers(0, len(owners) - 1), st.integers(0, clients - 1)),
+                    max_size=2,
+                )
+            )
+        ),
     )
 
 
@@ -172,6 +183,7 @@ class Target:
     owner: str | None = None  # the client (or, for notifications, the account) it belongs to
     active: bool = True  # products
     dossier: str | None = None  # what a dossier-scoped object belongs to
+    members: frozenset[str] = frozenset()  # the clients who are members of that dossier
 
 
 @dataclass(frozen=True)
@@ -202,6 +214,7 @@ class World:
     some_document_type: str = ""  # one of the main product's (its first step asks for it)
     dossiers_of: dict[str, list[str]] = field(default_factory=dict)  # client -> dossiers
     orders_of: dict[str, list[str]] = field(default_factory=dict)  # client -> orders
+    members_of: dict[str, frozenset[str]] = field(default_factory=dict)  # dossier -> members
     some_step_instance: str = ""
 
     def real(self, kind: str) -> list[Target]:
@@ -247,22 +260,34 @@ async def build_world(spec: Spec, storage: Any) -> World:
 
     dossiers, orders, docs, versions, step_instances = [], [], [], [], []
     admin_viewer = await viewer_from_token(admins[0].token)
+    memberships = []
     for index, owner_index in enumerate(spec.owners):
         owner = clients[owner_index]
         dossier = await make_dossier(owner, product)
         did = str(dossier.id)
-        dossiers.append(Target(did, "real", owner=owner.id, dossier=did))
+        member_ids: set[str] = set()
+        for dossier_index, client_index in spec.members:
+            member = clients[client_index]
+            if dossier_index == index and member is not owner and member.id not in member_ids:
+                row = await DossierMember.create(
+                    dossier_id=dossier.id, profile_id=member.obj.id, role="SPOUSE"
+                )
+                member_ids.add(member.id)
+                memberships.append((str(row.id), owner.id, did, member.id))
+        members = frozenset(member_ids)
+        world.members_of[did] = members
+        dossiers.append(Target(did, "real", owner=owner.id, dossier=did, members=members))
         world.dossiers_of.setdefault(owner.id, []).append(did)
         order = await Order.get(dossier_id=dossier.id)
         orders.append(Target(str(order.id), "real", owner=owner.id, dossier=did))
         world.orders_of.setdefault(owner.id, []).append(str(order.id))
         document = await Document.get(dossier_id=dossier.id)
-        docs.append(Target(str(document.id), "real", owner=owner.id, dossier=did))
+        docs.append(Target(str(document.id), "real", owner=owner.id, dossier=did, members=members))
         current = str(dossier.current_step_instance_id)
-        step_instances.append(Target(current, "real", owner=owner.id, dossier=did))
+        step_instances.append(Target(current, "real", owner=owner.id, dossier=did, members=members))
         if spec.uploaded[index]:
             version = await _upload(owner, document.id, storage)
-            versions.append(Target(version, "real", owner=owner.id, dossier=did))
+            versions.append(Target(version, "real", owner=owner.id, dossier=did, members=members))
     for dossier_index, staff_index in spec.assignments:
         step_id = uuid.UUID(step_instances[dossier_index].value)
         await assign_step(admin_viewer, step_id, staff[staff_index].obj.id)
@@ -334,6 +359,13 @@ async def build_world(spec: Spec, storage: Any) -> World:
             some_dossier,
         ),
         "dossier": kind(dossiers, some_client),
+        "member": kind(
+            [
+                Target(mid, "real", owner=oid, dossier=did, members=frozenset({pid}))
+                for mid, oid, did, pid in memberships
+            ],
+            some_dossier,
+        ),
         "order": kind(orders, some_dossier),
         "document": kind(docs, some_dossier),
         "version": kind(versions, some_dossier),
@@ -357,8 +389,8 @@ async def _document_types(step_ids: list[str]) -> list[uuid.UUID]:
 
 
 def sees_dossier_scoped(_world: World, who: Who, target: Target) -> bool:
-    """Clients their own, agents and admins all."""
-    return who.role in STAFF or target.owner == who.id
+    """Clients their own and those they are a member of, agents and admins all."""
+    return who.role in STAFF or target.owner == who.id or (who.id or "") in target.members
 
 
 def sees_all(_world: World, _who: Who, _target: Target) -> bool:
@@ -548,9 +580,24 @@ def _own_dossier(world: World, who: Who) -> str | None:
     return world.real("dossier")[0].value  # anonymous: refused before it matters
 
 
+def _visible_dossiers_of(world: World, who: Who, client_id: str) -> list[str]:
+    """The client's dossiers the viewer sees: all for staff, else those they own or are a
+    member of."""
+    return [
+        d
+        for d in world.dossiers_of.get(client_id, [])
+        if who.role in STAFF or client_id == who.id or (who.id or "") in world.members_of[d]
+    ]
+
+
+def sees_dossiers_of(world: World, who: Who, target: Target) -> bool:
+    return bool(_visible_dossiers_of(world, who, target.value)) or sees_client(world, who, target)
+
+
 def _expected_dossiers(world: World, who: Who, target: Target, body: dict[str, Any]) -> None:
     nodes = payload(body, "dossiers")["nodes"]
-    assert sorted(n["id"] for n in nodes) == sorted(world.dossiers_of.get(target.value, [])), body
+    expected = _visible_dossiers_of(world, who, target.value)
+    assert sorted(n["id"] for n in nodes) == sorted(expected), body
 
 
 def _expected_orders(world: World, who: Who, target: Target, body: dict[str, Any]) -> None:
@@ -580,6 +627,35 @@ def _payment_link(_world: World, _who: Who, target: Target, body: dict[str, Any]
         assert data["paymentLink"]["product"]["id"] == target.value
     else:
         assert [e["code"] for e in data["userErrors"]] == ["PRODUCT_INACTIVE"], body
+
+
+def _member_answer(name: str) -> Callable[..., None]:
+    """Its client and agents manage members; a member sees the dossier but may not."""
+
+    def check(_world: World, who: Who, target: Target, body: dict[str, Any]) -> None:
+        data = payload(body, name)
+        if who.role in STAFF or target.owner == who.id:
+            assert data["userErrors"] == [], body
+            assert data["member"] is not None, body
+        else:
+            assert [e["code"] for e in data["userErrors"]] == ["NOT_ALLOWED"], body
+
+    return check
+
+
+async def _ask_and_restore_member(
+    http: httpx.AsyncClient, _world: World, who: Who, target: Target
+) -> dict:
+    body = await post(
+        http,
+        who,
+        "mutation($id: ID!) { removeDossierMember(input: {memberId: $id}) "
+        "{ member { id } userErrors { code field message } } }",
+        {"id": target.value},
+    )
+    if target.nature == "real":  # the next caller finds the member as it was
+        await DossierMember.filter(id=target.value).update(removed_at=None)
+    return body
 
 
 def _fresh_email() -> str:
@@ -752,7 +828,7 @@ CASES: list[Case] = [
         "client",
         ANY_VIEWER,
         by_id("query($id: ID) { dossiers(filter: {clientId: $id}, first: 50) { nodes { id } } }"),
-        sees_client,
+        sees_dossiers_of,
         empty("dossiers"),
         _expected_dossiers,
         malformed_is_missing=False,
@@ -1052,6 +1128,29 @@ CASES: list[Case] = [
         sees_dossier_scoped,
         not_found,
         no_top_level_error,
+    ),
+    Case(
+        "Mutation.addDossierMember",
+        "dossier",
+        ANY_VIEWER,
+        with_vars(
+            "mutation($id: ID!, $email: String!) { addDossierMember(input: {dossierId: $id, "
+            'email: $email, fullName: "Kim", role: "CHILD"}) '
+            "{ member { id } userErrors { code field message } } }",
+            lambda _world, _who, _target: {"id": _target.value, "email": _fresh_email()},
+        ),
+        sees_dossier_scoped,
+        not_found,
+        _member_answer("addDossierMember"),
+    ),
+    Case(
+        "Mutation.removeDossierMember",
+        "member",
+        ANY_VIEWER,
+        _ask_and_restore_member,
+        sees_dossier_scoped,
+        not_found,
+        _member_answer("removeDossierMember"),
     ),
     Case(
         "Mutation.sendMessage",

@@ -232,6 +232,21 @@ def progress_loader() -> DataLoader[Any, Any]:
     return DataLoader(load_fn=load, cache_key_fn=lambda dossier: _key(dossier.id))
 
 
+def active_members_loader() -> Loader:
+    """A dossier's current members (removed ones left out), in the order they joined."""
+
+    async def load(keys: Sequence[Any]) -> list[list[m.DossierMember]]:
+        rows = await m.DossierMember.filter(
+            dossier_id__in=list({_key(k) for k in keys}), removed_at=None
+        ).order_by("created_at", "id")
+        groups: dict[str, list[m.DossierMember]] = defaultdict(list)
+        for row in rows:
+            groups[_key(row.dossier_id)].append(row)
+        return [groups.get(_key(k), []) for k in keys]
+
+    return Loader(load)
+
+
 def one_by(model: type[M], column: str) -> DataLoader[Any, M | None]:
     """The row whose unique `column` equals the key."""
 
@@ -266,6 +281,8 @@ class Loaders:
         self.document_version = by_id(m.DocumentVersion)
         self.document = by_id(m.Document)
         self.dossier = by_id(m.Dossier)
+        self.member = by_id(m.DossierMember)
+        self.members_by_dossier = active_members_loader()
         self.versions_by_document = latest_by(m.DocumentVersion, "document_id", "version_number")
         self.reviews_by_version = latest_by(m.DocumentReview, "document_version_id", "reviewed_at")
         self.timeline = timeline_loader()

@@ -5,6 +5,7 @@ from app.models.catalog import DocumentType, Product, ProductStep, Step, StepDoc
 from app.models.documents import Document, DocumentReview, DocumentVersion
 from app.models.dossiers import Dossier, DossierStatusHistory, StepInstance, StepReminder
 from app.models.identity import AccountSession, AccountToken, Credential
+from app.models.members import DossierMember
 from app.models.messages import Message
 from app.models.notifications import Event, Notification, NotificationDelivery
 from app.models.payments import Order, PaymentLink, PaymentReminder, StripeEvent
@@ -23,6 +24,7 @@ __all__ = [
     "DocumentType",
     "DocumentVersion",
     "Dossier",
+    "DossierMember",
     "DossierStatusHistory",
     "Event",
     "Message",

@@ -102,6 +102,8 @@ class DocumentType(TimestampedModel):
     allowed_extensions: list[str] = fields.JSONField(default=list)
     # Archived: new dossiers get no document of this type; existing documents stay.
     archived_at = fields.DatetimeField(null=True)
+    # Beyond the ERD: asked of each member of this role (issue 18), not of the dossier.
+    per_member_role = fields.CharField(max_length=64, null=True)
 
     required_step_id: uuid.UUID | None  # the foreign key's column (an attribute Tortoise adds)
     documents: fields.ReverseRelation[Document]  # the other side of documents.document_type

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from app.models.agents import Agent
     from app.models.catalog import DocumentType
     from app.models.dossiers import Dossier, StepInstance
+    from app.models.members import DossierMember
 
 
 class Document(TimestampedModel):
@@ -25,6 +26,10 @@ class Document(TimestampedModel):
     step_instance: fields.ForeignKeyNullableRelation[StepInstance] = fields.ForeignKeyField(
         "models.StepInstance", related_name="documents", null=True, on_delete=fields.SET_NULL
     )
+    # Beyond the ERD: the member a per-member document is for (null: the dossier's own).
+    member: fields.ForeignKeyNullableRelation[DossierMember] = fields.ForeignKeyField(
+        "models.DossierMember", related_name="documents", null=True, on_delete=fields.SET_NULL
+    )
     status = fields.CharEnumField(DocumentStatus, max_length=32, default=DocumentStatus.PENDING)
     # Plain column for the documents <-> document_versions cycle; its FOREIGN KEY is added
     # by migrations/0002_cyclic_foreign_keys.py on PostgreSQL.
@@ -34,6 +39,7 @@ class Document(TimestampedModel):
     dossier_id: uuid.UUID
     document_type_id: uuid.UUID
     step_instance_id: uuid.UUID | None
+    member_id: uuid.UUID | None
     versions: fields.ReverseRelation[DocumentVersion]  # the other side of versions.document
 
     class Meta:
@@ -43,6 +49,7 @@ class Document(TimestampedModel):
             Index(fields=("status",), name="idx_documents_status"),
             Index(fields=("document_type_id",), name="idx_documents_document_type_id"),
             Index(fields=("step_instance_id",), name="idx_documents_step_instance_id"),
+            Index(fields=("member_id",), name="idx_documents_member_id"),
         )
 
 

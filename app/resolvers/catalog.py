@@ -261,6 +261,7 @@ class CatalogMutation:
                 required_step_id=_step_ref(input.required_step_id, "requiredStepId"),
                 max_file_size_mb=input.max_file_size_mb,
                 allowed_extensions=input.allowed_extensions,
+                per_member_role=input.per_member_role,
             )
         except DomainError as error:
             return DocumentTypePayload(user_errors=_errors(error))

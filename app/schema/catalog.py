@@ -29,6 +29,10 @@ class DocumentTypeType:
     archived_at: datetime | None = strawberry.field(
         description="When it was archived: new dossiers get no document of this type."
     )
+    per_member_role: str | None = strawberry.field(
+        description="Asked of each member of this role (one document each), not of the "
+        "dossier: e.g. CHILD for a child's birth certificate."
+    )
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
@@ -203,6 +207,9 @@ class CreateDocumentTypeInput:
     required_step_id: strawberry.ID | None = None
     max_file_size_mb: int = 10
     allowed_extensions: list[str]
+    per_member_role: str | None = strawberry.field(
+        default=None, description="Ask it of each member of this role instead."
+    )
 
 
 @strawberry.input

@@ -18,6 +18,7 @@ from app.schema.chasing import DossierProgressType, dossier_progress
 from app.schema.common import Connection, list_page
 from app.schema.enums import DossierKind, DossierStatus
 from app.schema.identity import ProfileType
+from app.schema.members import DossierMemberType
 from app.schema.messages import MessageType, dossier_messages, dossier_unread_count
 from app.schema.steps import DocumentType, DossierStatusChangeType, StepInstanceType
 from app.schema.workflow import TimelineEntry, timeline_entries
@@ -60,6 +61,10 @@ class DossierType:
             "current_step",
             lambda: info.context.loaders.step_instance.load(self.current_step_instance_id),
         )
+
+    @strawberry.field(description="The people of the dossier besides its client.")
+    async def members(self, info: Info) -> list[DossierMemberType]:
+        return await info.context.loaders.members_by_dossier.load(self.id)
 
     @strawberry.field(description="Every document of the dossier, all steps together.")
     async def documents(self, info: Info) -> list[DocumentType]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from app.models.enums import NotificationChannel
 from app.services.catalogue_bounds import CatalogueBounds
+from app.services.members import MAX_MEMBERS
 from app.services.notifications.queries import MAX_MARK_IDS
 from app.settings import get_settings
 
@@ -33,6 +34,7 @@ def static_list_bounds() -> dict[tuple[str, str], int]:
         ("Message", "attachments"): get_settings().message_max_attachments,
         ("Notification", "deliveries"): len(NotificationChannel),  # one per channel
         ("MarkNotificationsReadPayload", "notifications"): MAX_MARK_IDS,
+        ("Dossier", "members"): MAX_MEMBERS,
     }
 
 

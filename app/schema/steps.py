@@ -17,6 +17,7 @@ from app.schema.catalog import DocumentTypeType, StepType
 from app.schema.common import gid, list_page
 from app.schema.enums import ActorType, DocumentStatus, DossierStatus
 from app.schema.identity import AgentType
+from app.schema.members import DossierMemberType
 from app.services.deadlines import is_overdue
 
 if TYPE_CHECKING:
@@ -71,6 +72,13 @@ class DocumentType:
         document_type_id: uuid.UUID
         step_instance_id: uuid.UUID | None
         current_version_id: uuid.UUID | None
+        member_id: uuid.UUID | None
+
+    @strawberry.field(description="The member it is asked of; null: the dossier's own.")
+    async def member(self, info: Info) -> DossierMemberType | None:
+        if self.member_id is None:
+            return None
+        return await info.context.loaders.member.load(self.member_id)
 
     @strawberry.field
     def document_type(self, info: Info) -> DocumentTypeType:

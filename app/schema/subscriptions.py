@@ -176,14 +176,26 @@ def _message_edge(data: dict[str, Any]) -> Edge[MessageType]:
     return Edge(cursor=cursor, node=row_as(MessageType, node))
 
 
-async def _dossier_id(viewer: Viewer, value: strawberry.ID) -> uuid.UUID:
-    """A dossier the viewer may follow; else NOT_FOUND, for missing and foreign alike."""
+async def _dossier_id(
+    viewer: Viewer, value: strawberry.ID, guard: AccessGuard | None = None
+) -> uuid.UUID:
+    """A dossier the viewer may follow; else NOT_FOUND, for missing and foreign alike.
+    With `guard`, a client's access is re-checked while the stream runs: a member removed
+    from the dossier stops following it."""
     dossier = await dossiers.get_dossier(viewer, parse_id(value, what="dossier"))
+    member = viewer.profile is not None and dossier.user_id != viewer.profile.id
+    if guard is not None and member:  # its client and agents cannot lose it
+
+        async def still_visible() -> None:
+            await dossiers.get_dossier(viewer, dossier.id)
+
+        guard.also_check(still_visible)
     return dossier.id
 
 
 async def _scope(
     viewer: Viewer,
+    guard: AccessGuard,
     dossier_id: strawberry.ID | None,
     of_dossier: Callable[[uuid.UUID], str],
     of_agents: str,
@@ -192,7 +204,7 @@ async def _scope(
     """The channel of one dossier the viewer may follow, else all dossiers for agents and
     the client's own for clients."""
     if dossier_id is not None:
-        return of_dossier(await _dossier_id(viewer, dossier_id))
+        return of_dossier(await _dossier_id(viewer, dossier_id, guard))
     return of_agents if viewer.is_agent else of_client(viewer.actor_id)
 
 
@@ -222,7 +234,7 @@ class Subscription:
         if after is not None:
             created_at, message_id = _decode(after, Message, ("created_at", "id"))
             key = (created_at, message_id)
-        target = await _dossier_id(viewer, dossier_id)
+        target = await _dossier_id(viewer, dossier_id, guard)
         stream = message_stream(hub, guard, target, key, from_now=after is None)
         async for root in _shared(info, stream, _message_edge):
             yield root
@@ -237,6 +249,7 @@ class Subscription:
         viewer, guard, hub = await _begin(info)
         channel = await _scope(
             viewer,
+            guard,
             dossier_id,
             topics.dossier_reviews,
             topics.AGENT_REVIEWS,
@@ -256,6 +269,7 @@ class Subscription:
         viewer, guard, hub = await _begin(info)
         channel = await _scope(
             viewer,
+            guard,
             dossier_id,
             topics.dossier_updates,
             topics.AGENT_UPDATES,

@@ -410,6 +410,7 @@ async def create_document_type(
     required_step_id: str | None,
     max_file_size_mb: int,
     allowed_extensions: Sequence[str],
+    per_member_role: str | None = None,
 ) -> DocumentType:
     """A new document type; with `required_step_id`, attached to that step."""
     fields: dict[str, Any] = {
@@ -418,6 +419,9 @@ async def create_document_type(
         "description": _description(description),
         "max_file_size_mb": _check_size(max_file_size_mb),
         "allowed_extensions": _check_extensions(allowed_extensions),
+        "per_member_role": None
+        if per_member_role is None
+        else check_code(per_member_role, "perMemberRole"),
     }
     step = await step_to_attach(required_step_id, "requiredStepId")
     try:

@@ -42,6 +42,7 @@ from app.models.enums import DocumentStatus, DossierStatus, EventType, ReviewSta
 from app.providers.storage import Storage, StorageError
 from app.services import events
 from app.services.codes import DocumentErrorCode as Code
+from app.services.dossiers import is_party, membership
 from app.services.validation import check_text
 from app.services.workflow.machine import ACTIVE, lock_dossier
 from app.services.workflow.steps import settle
@@ -129,7 +130,7 @@ async def _visible_document(viewer: Viewer, document_id: uuid.UUID) -> tuple[Doc
     if document is None:
         raise NotFound("No such document.")
     dossier = document.dossier
-    if not viewer.is_agent and (viewer.profile is None or dossier.user_id != viewer.profile.id):
+    if not await is_party(viewer, dossier):
         raise NotFound("No such document.")
     return document, dossier
 
@@ -141,7 +142,7 @@ async def visible_version(viewer: Viewer, version_id: uuid.UUID) -> DocumentVers
     if version is None:
         raise NotFound("No such document version.")
     dossier = version.document.dossier
-    if not viewer.is_agent and (viewer.profile is None or dossier.user_id != viewer.profile.id):
+    if not await is_party(viewer, dossier):
         raise NotFound("No such document version.")
     return version
 
@@ -196,6 +197,10 @@ async def upload_document(
     now: datetime | None = None,
 ) -> tuple[Document, DocumentVersion]:
     document, dossier = await _visible_document(viewer, document_id)
+    member = await membership(viewer, dossier)
+    if member is not None and document.member_id != member.id:
+        # a member sends their own documents; the client and agents any
+        raise DomainError(Code.NOT_YOURS, "This document is for another person to send.")
     _check_uploadable(document, dossier)
     document_type = await DocumentType.get(id=document.document_type_id)
     allowed = [e.lower() for e in document_type.allowed_extensions]

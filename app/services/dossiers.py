@@ -1,27 +1,50 @@
-"""Who sees which dossier (SPEC §3): clients their own, agents all."""
+"""Who sees which dossier (SPEC §3): clients their own and those they are a member of,
+agents all."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 
-from tortoise.expressions import Subquery
+from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
 from app.compat.tortoise import AnyOf
 from app.db import is_postgres
 from app.domain.viewer import Viewer
 from app.errors import Forbidden, NotFound
-from app.models import Dossier, StepInstance
+from app.models import Dossier, DossierMember, StepInstance
 from app.models.enums import DossierStatus
 
 
 def visible_dossiers(viewer: Viewer) -> QuerySet[Dossier]:
+    """Agents all; a client the dossiers they own and those they are a member of."""
     if viewer.is_agent:
         return Dossier.all()
     if viewer.profile is not None:
-        return Dossier.filter(user_id=viewer.profile.id)
+        mine = DossierMember.filter(profile_id=viewer.profile.id, removed_at=None).values(
+            "dossier_id"
+        )
+        return Dossier.filter(Q(user_id=viewer.profile.id) | Q(id__in=Subquery(mine)))
     raise Forbidden()
+
+
+async def membership(viewer: Viewer, dossier: Dossier) -> DossierMember | None:
+    """The viewer's active membership of `dossier` (None for its owner, agents, others)."""
+    if viewer.profile is None or dossier.user_id == viewer.profile.id:
+        return None
+    return await DossierMember.filter(
+        dossier_id=dossier.id, profile_id=viewer.profile.id, removed_at=None
+    ).first()
+
+
+async def is_party(viewer: Viewer, dossier: Dossier) -> bool:
+    """Whether the viewer may see `dossier`: an agent, its client, or a member."""
+    if viewer.is_agent:
+        return True
+    if viewer.profile is None:
+        return False
+    return dossier.user_id == viewer.profile.id or await membership(viewer, dossier) is not None
 
 
 def filter_dossiers(

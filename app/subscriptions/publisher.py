@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from app.models import Agent, Dossier, Event, Message, Notification, Profile
+from app.models import Agent, Dossier, DossierMember, Event, Message, Notification, Profile
 from app.models.enums import ActorType, EventType
 from app.settings import get_settings
 from app.subscriptions import topics
@@ -180,8 +180,12 @@ async def build(batch: Sequence[Event]) -> list[tuple[str, str]]:
 
     dossiers: dict[str, Dossier] = {}
     wanted = {d for d in (dossier_id_of(e) for e in dossier_scoped) if d}
+    members: dict[str, list[uuid.UUID]] = {}
     if wanted:
         dossiers = {str(d.id): d for d in await Dossier.filter(id__in=list(wanted))}
+        # a dossier's members follow it on their own feeds as its client does (issue 18)
+        for member in await DossierMember.filter(dossier_id__in=list(wanted), removed_at=None):
+            members.setdefault(str(member.dossier_id), []).append(member.profile_id)
 
     for event in batch:
         if event.id in sent_ids:
@@ -207,10 +211,12 @@ async def build(batch: Sequence[Event]) -> list[tuple[str, str]]:
                 else [topics.dossier_updates(dossier_id), topics.AGENT_UPDATES]
             )
             if dossier is not None:
-                owner = dossier.user_id
-                targets.append(
-                    topics.client_reviews(owner) if review else topics.client_updates(owner)
-                )
+                for profile_id in [dossier.user_id, *members.get(str(dossier.id), [])]:
+                    targets.append(
+                        topics.client_reviews(profile_id)
+                        if review
+                        else topics.client_updates(profile_id)
+                    )
             out += [(topic, payload) for topic in targets]
 
     if batch:

@@ -79,6 +79,18 @@ class AccessGuard:
         # same instant, every interval (the soak of `make bench` saw 1,000 at once).
         self._next_check = time.monotonic() + self._recheck * random.uniform(0.5, 1.0)
 
+    def also_check(self, check: Callable[[], Awaitable[None]]) -> None:
+        """Re-check `check` with the token, every `recheck_seconds` (a member's access to
+        a dossier, which removing them ends): it raises to end the stream."""
+        previous = self._extra_check
+
+        async def both() -> None:
+            if previous is not None:
+                await previous()
+            await check()
+
+        self._extra_check = both
+
     def _seconds_left(self) -> float:
         until_check = self._next_check - time.monotonic()
         until_expiry = self._expires_at - time.time()

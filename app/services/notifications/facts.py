@@ -21,6 +21,7 @@ from app.models import (
     Document,
     DocumentType,
     Dossier,
+    DossierMember,
     Event,
     Message,
     Order,
@@ -99,6 +100,8 @@ class Facts:
     emails: dict[uuid.UUID, str] = field(default_factory=dict)  # profile id -> login email
     agents: dict[uuid.UUID, Agent] = field(default_factory=dict)  # active + event actors
     messages: dict[uuid.UUID, Message] = field(default_factory=dict)
+    # each dossier's active members' profiles (issue 18): they get its notifications too
+    members: dict[uuid.UUID, list[uuid.UUID]] = field(default_factory=dict)
 
     def active_agents(self) -> list[Agent]:
         return sorted((a for a in self.agents.values() if a.active), key=lambda a: a.email)
@@ -108,6 +111,18 @@ class Facts:
         if profile is None:
             return None
         return _profile_recipient(profile, self.emails.get(profile.id))
+
+    def clients_of(self, event: Event) -> list[Recipient]:
+        """The client, and for an event of a dossier its members as well (an order's
+        payment events go to the client who pays only)."""
+        client = self.client_of(event)
+        out = [client] if client else []
+        dossier_id = dossier_id_of(event)
+        for profile_id in self.members.get(dossier_id, []) if dossier_id else []:
+            member = self.client(profile_id)
+            if member is not None:
+                out.append(member)
+        return out
 
     def client_of(self, event: Event) -> Recipient | None:
         dossier = self.dossier_of(event)
@@ -159,8 +174,7 @@ class Facts:
 
     def recipients(self, rule: Rule, event: Event) -> list[Recipient]:
         if rule.audience == Audience.CLIENT:
-            client = self.client_of(event)
-            return [client] if client else []
+            return self.clients_of(event)
         if rule.audience == Audience.ASSIGNED_AGENTS:
             return self.assigned_agents(event)
         if rule.audience == Audience.ADMINS:
@@ -175,8 +189,7 @@ class Facts:
         if rule.audience == Audience.OTHER_SIDE:
             if event.actor_type == ActorType.USER:
                 return self.assigned_agents(event)
-            client = self.client_of(event)
-            return [client] if client else []
+            return self.clients_of(event)
         return []
 
 
@@ -200,6 +213,8 @@ async def load_facts(events: Sequence[Event]) -> Facts:
         dossier_ids |= {o.dossier_id for o in facts.orders.values() if o.dossier_id}
     if dossier_ids:
         facts.dossiers = {d.id: d for d in await Dossier.filter(id__in=dossier_ids)}
+        for member in await DossierMember.filter(dossier_id__in=dossier_ids, removed_at=None):
+            facts.members.setdefault(member.dossier_id, []).append(member.profile_id)
     if document_ids:
         facts.documents = {d.id: d for d in await Document.filter(id__in=document_ids)}
         type_ids = {d.document_type_id for d in facts.documents.values()}
@@ -227,6 +242,7 @@ async def load_facts(events: Sequence[Event]) -> Facts:
     if product_ids:
         facts.products = {p.id: p for p in await Product.filter(id__in=product_ids)}
     profile_ids = {d.user_id for d in facts.dossiers.values()}
+    profile_ids |= {p for members in facts.members.values() for p in members}
     profile_ids |= {o.user_id for o in facts.orders.values()}
     profile_ids |= {e.actor_id for e in events if e.actor_type == ActorType.USER and e.actor_id}
     if profile_ids:

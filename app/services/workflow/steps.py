@@ -34,6 +34,7 @@ from app.domain.viewer import Viewer
 from app.models import (
     Document,
     Dossier,
+    DossierMember,
     Order,
     Product,
     ProductStep,
@@ -95,7 +96,7 @@ def start_rows(
     batch: Writes,
     dossier: Dossier,
     step: StepInstance,
-    document_type_ids: Sequence[uuid.UUID],
+    document_type_ids: Sequence[uuid.UUID | tuple[uuid.UUID, uuid.UUID | None]],
     *,
     actor: Viewer | None,
     now: datetime,
@@ -123,9 +124,10 @@ def start_rows(
             dossier_id=dossier.id,
             document_type_id=type_id,
             step_instance_id=step.id,
+            member_id=member_id,
             status=DocumentStatus.PENDING,
         )
-        for type_id in document_type_ids
+        for type_id, member_id in map(_for_whom, document_type_ids)
     ]
     batch.insert(*documents)
     events.add(
@@ -143,12 +145,19 @@ def start_rows(
         update_dossier(batch, dossier, "current_step_instance_id", "status")
 
 
+def _for_whom(
+    item: uuid.UUID | tuple[uuid.UUID, uuid.UUID | None],
+) -> tuple[uuid.UUID, uuid.UUID | None]:
+    """A document to create: its type, and the member it is for (None: the dossier's)."""
+    return item if isinstance(item, tuple) else (item, None)
+
+
 def finish_rows(
     batch: Writes,
     dossier: Dossier,
     step: StepInstance,
     following: StepInstance | None,
-    following_document_type_ids: Sequence[uuid.UUID],
+    followingasked_documents: Sequence[uuid.UUID | tuple[uuid.UUID, uuid.UUID | None]],
     *,
     actor: Viewer | None,
     skipped: bool = False,
@@ -176,7 +185,7 @@ def finish_rows(
     if dossier.current_step_instance_id != step.id:
         return  # a future step skipped ahead of time: the engine will pass over it
     if following is not None:
-        start_rows(batch, dossier, following, following_document_type_ids, actor=actor, now=now)
+        start_rows(batch, dossier, following, followingasked_documents, actor=actor, now=now)
         return
     dossier.current_step_instance_id = None
     move(
@@ -188,17 +197,37 @@ def finish_rows(
 # --- the engine, on rows in the database (the caller holds the dossier lock) -----------
 
 
-async def _document_type_ids(dossier: Dossier, step: StepInstance) -> list[uuid.UUID]:
-    """The document types the step asks for (step_document_types, in (position, code)
-    order), but those archived before the dossier opened (`asked_for`)."""
+async def asked_documents(
+    dossier: Dossier, step: StepInstance
+) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
+    """The documents the step asks for: one per document type (step_document_types, in
+    (position, code) order; but those archived before the dossier opened, `asked_for`),
+    and for a per-member type one per active member of its role (none without one)."""
     rows = (
         await StepDocumentType.filter(step_id=step.step_id)
         .order_by("position", "document_type__code")
-        .values("document_type_id", archived_at="document_type__archived_at")
+        .values(
+            "document_type_id",
+            archived_at="document_type__archived_at",
+            per_member_role="document_type__per_member_role",
+        )
     )
-    return [
-        row["document_type_id"] for row in rows if asked_for(row["archived_at"], dossier.created_at)
-    ]
+    rows = [row for row in rows if asked_for(row["archived_at"], dossier.created_at)]
+    roles = {row["per_member_role"] for row in rows} - {None}
+    members: dict[str, list[uuid.UUID]] = {}
+    if roles:
+        for member in await DossierMember.filter(
+            dossier_id=dossier.id, removed_at=None, role__in=list(roles)
+        ).order_by("created_at"):
+            members.setdefault(member.role, []).append(member.id)
+    out: list[tuple[uuid.UUID, uuid.UUID | None]] = []
+    for row in rows:
+        role = row["per_member_role"]
+        if role is None:
+            out.append((row["document_type_id"], None))
+        else:
+            out += [(row["document_type_id"], m) for m in members.get(role, [])]
+    return out
 
 
 async def start_step(
@@ -210,7 +239,7 @@ async def start_step(
         batch,
         dossier,
         step,
-        await _document_type_ids(dossier, step),
+        await asked_documents(dossier, step),
         actor=actor,
         now=now or datetime.now(UTC),
     )
@@ -229,7 +258,7 @@ async def finish_step(
     """Complete (or skip) the step; when it is the current one, start the next or finish
     (`finish_rows`), written together."""
     following = None
-    document_type_ids: list[uuid.UUID] = []
+    document_type_ids: list[tuple[uuid.UUID, uuid.UUID | None]] = []
     if dossier.current_step_instance_id == step.id:
         following = (
             await StepInstance.filter(
@@ -239,7 +268,7 @@ async def finish_step(
             .first()
         )
         if following is not None:
-            document_type_ids = await _document_type_ids(dossier, following)
+            document_type_ids = await asked_documents(dossier, following)
     batch = Writes()
     finish_rows(
         batch,
@@ -322,10 +351,15 @@ async def open_dossier(
             "estimated_duration_hours",
             document_type_id="step__document_type_links__document_type_id",
             archived_at="step__document_type_links__document_type__archived_at",
+            per_member_role="step__document_type_links__document_type__per_member_role",
         )
     ):
         product_steps.setdefault(row["id"], row)
-        if row["document_type_id"] is not None and asked_for(row["archived_at"], None):
+        if (
+            row["document_type_id"] is not None
+            and asked_for(row["archived_at"], None)
+            and row["per_member_role"] is None  # a new dossier has no member yet
+        ):
             document_types.setdefault(row["id"], []).append(row["document_type_id"])
     batch = writes if writes is not None else Writes()
     initial = DossierStatus(product.initial_status)
