@@ -10,6 +10,8 @@ from tortoise.transactions import in_transaction
 from app.models import (
     Credential,
     DocumentType,
+    Dossier,
+    DossierMember,
     Order,
     Product,
     ProductStep,
@@ -25,6 +27,7 @@ from app.services.workflow.steps import open_dossier
 DEMO_PASSWORD = "partners-vrai-2026"  # documented demo credentials
 ADMIN_EMAIL, AGENT_EMAIL, CLIENT_EMAIL = "admin@demo.test", "agent@demo.test", "client@demo.test"
 RETURNING_EMAIL = "returning@demo.test"  # a returning client: a permit, then a company
+CO_APPLICANT_EMAIL = "coapplicant@demo.test"  # a member of the client's dossier
 
 STEPS = [
     ("IDENTITY", "Identity", "Who you are: identity document and photo.", 10),
@@ -122,7 +125,27 @@ async def seed() -> dict[str, str]:
         "+33698765432",
         [products["RESIDENCE_PERMIT"], products["COMPANY_FORMATION"]],
     )
+    await _demo_member(CLIENT_EMAIL, CO_APPLICANT_EMAIL, "Lina Demo", "CO_APPLICANT")
     return {"admin": str(admin.id)}
+
+
+async def _demo_member(owner_email: str, email: str, name: str, role: str) -> None:
+    """A member (with their own account) of the owner's first dossier."""
+    if await Credential.filter(email=email).exists():
+        return
+    owner = await Credential.get(email=owner_email)
+    dossier = await Dossier.filter(user_id=owner.profile_id).order_by("created_at").first()
+    if dossier is None:
+        return
+    async with in_transaction():
+        profile = await Profile.create(full_name=name, status=UserStatus.ACTIVE)
+        await Credential.create(
+            email=email,
+            password_hash=hash_password_now(DEMO_PASSWORD),
+            password_changed_at=datetime.now(UTC),
+            profile=profile,
+        )
+        await DossierMember.create(dossier_id=dossier.id, profile_id=profile.id, role=role)
 
 
 async def _demo_client(email: str, name: str, phone: str, bought: list[Product]) -> None:

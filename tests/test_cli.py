@@ -140,8 +140,8 @@ async def test_migrate_then_seed_twice_builds_the_readme_world(fresh_database_ur
     assert after_second == after_first, "the second seed created rows"
 
     assert after_first["agents"] == 2
-    assert after_first["credentials"] == 4  # admin, agent, client, returning client
-    assert after_first["profiles"] == 2
+    assert after_first["credentials"] == 5  # admin, agent, client, returning, co-applicant
+    assert after_first["profiles"] == 3
     assert after_first["products"] == 2
     assert after_first["orders"] == 3
     assert after_first["dossiers"] == 3
@@ -173,6 +173,13 @@ async def test_migrate_then_seed_twice_builds_the_readme_world(fresh_database_ur
         "JOIN credentials c ON c.profile_id = d.user_id WHERE c.email = 'client@demo.test'",
     )
     assert [(row["status"], bool(row["has_step"])) for row in dossiers] == [("IN_PROGRESS", True)]
+    # the client's dossier has a co-applicant, who logs in and sees it
+    member = await fetch(
+        url,
+        "SELECT m.role FROM dossier_members m JOIN credentials c ON c.profile_id = m.profile_id "
+        "WHERE c.email = 'coapplicant@demo.test' AND m.removed_at IS NULL",
+    )
+    assert [row["role"] for row in member] == ["CO_APPLICANT"]
     # the README's returning client: a residence permit, then a company, both running
     returning = await fetch(
         url,
