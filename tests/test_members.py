@@ -15,6 +15,7 @@ from app.subscriptions import topics
 from tests.documents_support import make_pdf, review, upload
 from tests.factories import make_agent, make_client, make_dossier, make_product
 from tests.helpers import count_statements, error_codes, gql
+from tests.notifications_support import parts
 from tests.test_accounts import ACCEPT, NEW_PASSWORD, link_token, mails
 from tests.ws_support import Feed, serve, settings_with, wait_until, ws_session
 
@@ -92,7 +93,11 @@ async def test_a_family_dossier_with_two_members_runs_to_the_end(client, smtp):
     assert child["invited"] is True
     credential = await Credential.get(email="kid@example.com")
     assert not usable(credential.password_hash)
-    (invitation,) = [m for m in await mails(smtp) if m["To"] == "kid@example.com"]
+    to_kid = [m for m in await mails(smtp) if m["To"] == "kid@example.com"]
+    (invitation,) = [m for m in to_kid if "/accept-invitation?token=" in parts(m)[0]]
+    (told,) = [m for m in to_kid if m not in (invitation,)]  # added to the dossier
+    assert "Kim Kid" in parts(told)[0]
+    assert owner.obj.full_name in parts(told)[0]  # whose dossier it is
     accepted = (
         await gql(client, ACCEPT, {"token": link_token(invitation), "password": NEW_PASSWORD})
     )["acceptInvitation"]

@@ -175,6 +175,9 @@ class Facts:
     def recipients(self, rule: Rule, event: Event) -> list[Recipient]:
         if rule.audience == Audience.CLIENT:
             return self.clients_of(event)
+        if rule.audience == Audience.ADDED_MEMBER:
+            added = self.client(_uuid((event.payload or {}).get("profileId")))
+            return [added] if added else []
         if rule.audience == Audience.ASSIGNED_AGENTS:
             return self.assigned_agents(event)
         if rule.audience == Audience.ADMINS:
@@ -243,6 +246,12 @@ async def load_facts(events: Sequence[Event]) -> Facts:
         facts.products = {p.id: p for p in await Product.filter(id__in=product_ids)}
     profile_ids = {d.user_id for d in facts.dossiers.values()}
     profile_ids |= {p for members in facts.members.values() for p in members}
+    profile_ids |= {
+        p
+        for e in events
+        if e.event_type == EventType.DOSSIER_MEMBER_ADDED
+        and (p := _uuid((e.payload or {}).get("profileId")))
+    }
     profile_ids |= {o.user_id for o in facts.orders.values()}
     profile_ids |= {e.actor_id for e in events if e.actor_type == ActorType.USER and e.actor_id}
     if profile_ids:

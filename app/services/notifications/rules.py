@@ -26,6 +26,7 @@ class Audience(StrEnum):
     # by e-mail only, whatever the account's other channels
     ACCOUNT_EMAIL = "ACCOUNT_EMAIL"
     OTHER_SIDE = "OTHER_SIDE"  # chat: a client's message -> agents, an agent's -> the client
+    ADDED_MEMBER = "ADDED_MEMBER"  # payload["profileId"]: the person just added to a dossier
 
 
 class Via(StrEnum):
@@ -88,6 +89,7 @@ RULES: dict[EventType, tuple[Rule, ...]] = {
     E.DOCUMENT_REMINDER_SENT: (Rule(A.CLIENT, "document_reminder", (V.IN_APP, V.EMAIL, V.PHONE)),),
     E.STEP_DUE_DATE_CHANGED: (Rule(A.CLIENT, "step_due_date_changed", (V.IN_APP, V.EMAIL)),),
     E.STEP_OVERDUE: (Rule(A.ASSIGNED_AGENTS, "step_overdue", (V.IN_APP, V.EMAIL)),),
+    E.DOSSIER_MEMBER_ADDED: (Rule(A.ADDED_MEMBER, "dossier_member_added", (V.IN_APP, V.EMAIL)),),
 }
 TEMPLATE_CODES = sorted({rule.template for rules in RULES.values() for rule in rules})
 
