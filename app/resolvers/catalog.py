@@ -190,7 +190,12 @@ class CatalogMutation:
             allow_promotion_codes=(
                 input.allow_promotion_codes.value if input.allow_promotion_codes else None
             ),
+            renewal_product_set=input.renewal_product_id is not None,
         )
+        if input.renewal_product_id is not None and input.renewal_product_id.value is not None:
+            changes.renewal_product_id = parse_id(
+                input.renewal_product_id.value, what="product"
+            )
         try:
             product = await catalog.update_product(
                 admin, parse_id(input.id, what="product"), changes
@@ -261,6 +266,8 @@ class CatalogMutation:
                 required_step_id=_step_ref(input.required_step_id, "requiredStepId"),
                 max_file_size_mb=input.max_file_size_mb,
                 allowed_extensions=input.allowed_extensions,
+                requires_expiry=input.requires_expiry,
+                min_validity_days=input.min_validity_days,
             )
         except DomainError as error:
             return DocumentTypePayload(user_errors=_errors(error))
@@ -285,6 +292,11 @@ class CatalogMutation:
                 allowed_extensions=input.allowed_extensions.value
                 if input.allowed_extensions
                 else None,
+                requires_expiry=input.requires_expiry.value if input.requires_expiry else None,
+                min_validity_days=input.min_validity_days.value
+                if input.min_validity_days
+                else None,
+                min_validity_set=input.min_validity_days is not None,
             )
             document_type = await catalog.update_document_type(admin, document_type_id, changes)
         except DomainError as error:

@@ -150,6 +150,11 @@ class Facts:
             return [_agent_recipient(assignee)]
         return [_agent_recipient(a) for a in self.active_agents()]
 
+    def step_assignee(self, event: Event) -> list[Recipient]:
+        step = self.step_instance_of(event)
+        assignee = self.agents.get(step.assigned_to_id) if step and step.assigned_to_id else None
+        return [_agent_recipient(assignee)] if assignee is not None and assignee.active else []
+
     def actor_name(self, event: Event) -> str:
         if event.actor_type == ActorType.USER and event.actor_id in self.profiles:
             return self.profiles[event.actor_id].full_name
@@ -163,6 +168,8 @@ class Facts:
             return [client] if client else []
         if rule.audience == Audience.ASSIGNED_AGENTS:
             return self.assigned_agents(event)
+        if rule.audience == Audience.STEP_ASSIGNEE:
+            return self.step_assignee(event)
         if rule.audience == Audience.ADMINS:
             return [_agent_recipient(a) for a in self.active_agents() if a.role == AgentRole.ADMIN]
         if rule.audience in (Audience.PROSPECT, Audience.ACCOUNT_EMAIL):
@@ -337,6 +344,9 @@ def build_context(event: Event, recipient: Recipient, facts: Facts, settings: Se
         "overdue": bool(payload.get("overdue")),
         "overdue_hours": int(payload.get("overdueHours") or 0),
         "missing": _missing_documents(payload),
+        # documents that expire
+        "expires_on": str(payload.get("expiresOn") or ""),
+        "days_left": int(payload.get("daysLeft") or 0),
         # account e-mails: the token's id; delivery derives the link and code from it
         "account_token_id": str(payload.get("accountTokenId") or ""),
         "purpose": str(payload.get("purpose") or ""),
