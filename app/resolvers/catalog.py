@@ -57,6 +57,16 @@ def _step_ref(value: str | None, field: list[str] | str) -> str | None:
         raise DomainError(Code.UNKNOWN_STEP, "No such step.", field) from None
 
 
+def _renewal_ref(value: str) -> uuid.UUID:
+    """A product to renew with: a malformed id is no product, like a missing one."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise DomainError(
+            Code.UNKNOWN_PRODUCT, "No such product to renew with.", "renewalProductId"
+        ) from None
+
+
 @strawberry.type
 class CatalogQuery:
     @strawberry.field(
@@ -192,11 +202,9 @@ class CatalogMutation:
             ),
             renewal_product_set=input.renewal_product_id is not None,
         )
-        if input.renewal_product_id is not None and input.renewal_product_id.value is not None:
-            changes.renewal_product_id = parse_id(
-                input.renewal_product_id.value, what="product"
-            )
         try:
+            if input.renewal_product_id is not None and input.renewal_product_id.value:
+                changes.renewal_product_id = _renewal_ref(input.renewal_product_id.value)
             product = await catalog.update_product(
                 admin, parse_id(input.id, what="product"), changes
             )
