@@ -254,9 +254,7 @@ async def test_a_too_short_expiry_is_refused_and_changes_nothing(client):
     for too_soon in (days(29), days(0), days(-5)):
         refused = await upload(client, owner.token, str(document.id), too_soon)
         assert [e["code"] for e in refused["userErrors"]] == ["EXPIRES_TOO_SOON"], too_soon
-        assert refused["userErrors"][0]["field"] == ["input", "expiresOn"] or refused[
-            "userErrors"
-        ][0]["field"][-1] == "expiresOn"
+        assert refused["userErrors"][0]["field"][-1] == "expiresOn"
     assert await DocumentVersion.filter(document_id=document.id).count() == 0
     assert (await Document.get(id=document.id)).status.value == "PENDING"
 
@@ -273,9 +271,7 @@ async def test_a_too_short_expiry_is_refused_and_changes_nothing(client):
         {"input": {"versionId": version_id, "expiresOn": days(5).isoformat()}},
         token=agent.token,
     )
-    assert [e["code"] for e in corrected["setDocumentExpiry"]["userErrors"]] == [
-        "EXPIRES_TOO_SOON"
-    ]
+    assert [e["code"] for e in corrected["setDocumentExpiry"]["userErrors"]] == ["EXPIRES_TOO_SOON"]
     assert (await DocumentVersion.get(id=version_id)).expires_on == days(30)
 
 

@@ -33,8 +33,7 @@ class DocumentTypeType:
         description="A version is approved with its expiry date (expiresOn)."
     )
     min_validity_days: int | None = strawberry.field(
-        description="An expiry date must be at least this many days ahead (null: any "
-        "future date)."
+        description="An expiry date must be at least this many days ahead (null: any future date)."
     )
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did

@@ -143,9 +143,7 @@ def expiring_documents(viewer: Viewer, within_days: int) -> QuerySet[Document]:
     if viewer.agent is None:
         raise Forbidden("Only agents list expiring documents.")
     if not 0 <= within_days <= MAX_WITHIN_DAYS:
-        raise DomainError(
-            Code.REQUIRED, f"`within` is 0 to {MAX_WITHIN_DAYS} days.", "within"
-        )
+        raise DomainError(Code.REQUIRED, f"`within` is 0 to {MAX_WITHIN_DAYS} days.", "within")
     return Document.filter(
         expires_on__isnull=False, expires_on__lte=today() + timedelta(days=within_days)
     )
@@ -182,8 +180,7 @@ async def send_expiry_reminders(
         report.claimed = len(due)
         dossiers = {d.id: d for d in await Dossier.filter(id__in={d.dossier_id for d in due})}
         products = {
-            p.id: p
-            for p in await Product.filter(id__in={d.product_id for d in dossiers.values()})
+            p.id: p for p in await Product.filter(id__in={d.product_id for d in dossiers.values()})
         }
         for document in due:
             dossier = dossiers[document.dossier_id]
@@ -205,9 +202,7 @@ async def send_expiry_reminders(
                 continue
             margin = min(reached)
             document.expiry_reminded_margin = margin
-            document.expiry_reminder_on = _first_due(
-                expires_on, [m for m in pending if m < margin]
-            )
+            document.expiry_reminder_on = _first_due(expires_on, [m for m in pending if m < margin])
             await document.save(update_fields=EXPIRY_FIELDS)
             await events.record(
                 "document",
