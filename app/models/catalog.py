@@ -54,6 +54,7 @@ class Product(TimestampedModel):
 
     class Meta:
         table = "products"
+        indexes = (Index(fields=("renewal_product_id",), name="idx_products_renewal_product_id"),)
 
 
 class Step(CreatedModel):

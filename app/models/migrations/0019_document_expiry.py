@@ -11,6 +11,7 @@ from tortoise.migrations import operations as ops
 from app.models.base import WhereIndex
 from tortoise.fields.base import OnDelete
 from tortoise import fields
+from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
     dependencies = [('models', '0017_refunds')]
@@ -56,6 +57,7 @@ class Migration(migrations.Migration):
             name='renewal_product',
             field=fields.ForeignKeyField('models.Product', source_field='renewal_product_id', null=True, db_constraint=True, to_field='id', related_name='renewed_products', on_delete=OnDelete.SET_NULL),
         ),
+        AddIndexConcurrently(model_name='Product', index=Index(fields=['renewal_product_id'], name='idx_products_renewal_product_id')),
         AlterEnumMembers(
             model_name='Event',
             name='event_type',
