@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.domain.schedule import parse_schedule
+from app.domain.schedule import expiry_margins, parse_schedule
 from app.models.enums import NotificationChannel
 
 DEV_SECRET = "dev-secret-change-me-0123456789abcdef"  # the known default, refused in production
@@ -217,6 +217,9 @@ class Settings(BaseSettings):
     """Agents are told once a step is this late."""
     chasing_batch_size: int = 100
     """Dossiers per reminder worker pass."""
+    document_expiry_margins_days: str = "90,30"
+    """Days before an approved document expires at which its client (and the step's
+    agent) is reminded, comma-separated, once each; the first offers the renewal product."""
 
     # section: Chat and live updates
     message_max_length: int = 10_000
@@ -331,6 +334,12 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_reminder_schedule(cls, value: list[str]) -> list[str]:
         parse_schedule(value)  # raises ValueError with the entry at fault
+        return value
+
+    @field_validator("document_expiry_margins_days")
+    @classmethod
+    def _valid_expiry_margins(cls, value: str) -> str:
+        expiry_margins(value)  # raises ValueError when it is not a list of positive days
         return value
 
     @field_validator("overdue_escalation_hours")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from app.consumers import install_consumers
 from app.db import database
-from app.services import chasing, delivery, outbox, reminders, sessions
+from app.services import chasing, delivery, document_expiry, outbox, reminders, sessions
 
 logger = logging.getLogger("app.worker")
 
@@ -47,6 +47,8 @@ def _chasing_jobs() -> list[Job]:
         Job("document-reminders", 60.0, chasing.send_document_reminders),  # missing documents
         Job("overdue-escalation", 60.0, chasing.escalate_overdue_steps),  # agents, once a step
         Job("reminder-planning", 600.0, chasing.plan_missing),  # steps started before plans
+        # approved documents nearing their expiry: reminders and renewal offers
+        Job("document-expiry", 600.0, document_expiry.send_expiry_reminders),
     ]
 
 

@@ -306,6 +306,8 @@ FULL_CONTEXT = {
     "amount": 150000,
     "currency": "eur",
     "expires_at": "2030-03-12T10:00:00+00:00",
+    "expires_on": "2030-06-30",
+    "days_left": 30,
     "preview": "Hello",
     "count": 1,
     "code": "12345678",

@@ -1323,6 +1323,45 @@ CASES += [
 ]
 
 
+CASES += [
+    # --- documents that expire (issue 18) ------------------------------------------------
+    Case(
+        "Mutation.setDocumentExpiry",
+        "version",
+        STAFF,
+        by_id(
+            "mutation($id: ID!) { setDocumentExpiry(input: {versionId: $id, "
+            'expiresOn: "2099-01-01"}) { version { id expiresOn } '
+            "userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        returns_id("setDocumentExpiry", "version"),
+    ),
+    Case(
+        "Mutation.updateProduct",
+        "product",
+        ADMIN,
+        with_vars(
+            "mutation($product: ID!, $id: ID) { updateProduct(input: {id: $product, "
+            "renewalProductId: $id}) { product { id renewalProduct { id } } "
+            "userErrors { code field message } } }",
+            lambda world, _who, target: {"product": world.main_product, "id": target.value},
+        ),
+        sees_all,
+        user_error("updateProduct", "UNKNOWN_PRODUCT"),
+        lambda _w, _who, target, body: _renews_with(body, target.value),
+        name="Mutation.updateProduct(renewalProductId)",
+    ),
+]
+
+
+def _renews_with(body: dict[str, Any], product_id: str) -> None:
+    data = payload(body, "updateProduct")
+    assert data["userErrors"] == [], body
+    assert data["product"]["renewalProduct"]["id"] == product_id, body
+
+
 def _ok(body: dict[str, Any], name: str) -> None:
     assert payload(body, name)["ok"] is True, body
 

@@ -25,7 +25,7 @@ from tortoise import Tortoise, connections
 from app.http.stripe_webhook import Outcome, handle_event
 from app.models import Document, DocumentVersion, Event
 from app.models.enums import DocumentStatus
-from app.services import chasing, delivery, outbox, reminders
+from app.services import chasing, delivery, document_expiry, outbox, reminders
 from bench import world as worlds
 from bench.queries import AGENT_DOSSIERS, DASHBOARD, REVIEW_QUEUE, SEND_MESSAGE
 from bench.recording import plan_nodes, recorded
@@ -98,6 +98,12 @@ query Events($entityType: String, $entityId: ID, $types: [EventType!]) {
     totalCount
     nodes { id eventType createdAt }
   }
+}
+"""
+
+EXPIRING = """
+query Expiring {
+  expiringDocuments(within: 90, first: 50) { nodes { id expiresOn } }
 }
 """
 
@@ -207,6 +213,7 @@ async def test_hot_paths_plan_without_a_seq_scan_on_growing_tables(client):
     await check_query("review queue mine", QUEUE_MINE)
     for flag in (False, True):
         await check_query(f"overdue mine={flag}", OVERDUE, {"mine": flag})
+    await check_query("expiring documents", EXPIRING)
 
     # the writes
     sent = await check_query("sendMessage", SEND_MESSAGE,
@@ -245,6 +252,7 @@ async def test_hot_paths_plan_without_a_seq_scan_on_growing_tables(client):
     await planner.check("document reminders", chasing.send_document_reminders)
     await planner.check("overdue escalation", chasing.escalate_overdue_steps)
     await planner.check("reminder planning", chasing.plan_missing)
+    await planner.check("document expiry", document_expiry.send_expiry_reminders)
     assert not await Event.filter(processed_at=None).exists()
 
     assert not planner.findings, _report(planner.findings)

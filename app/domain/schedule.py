@@ -44,3 +44,17 @@ def parse_schedule(entries: Sequence[str]) -> list[Slot]:
             raise ValueError(f"reminder slot {raw!r}: a start slot comes after the start")
         slots.add(Slot(anchor, hours))
     return sorted(slots)
+
+
+def expiry_margins(value: str) -> list[int]:
+    """DOCUMENT_EXPIRY_MARGINS_DAYS ("90,30"): distinct positive day counts, largest
+    first (the order reminders go out in); ValueError for anything else."""
+    margins: set[int] = set()
+    for part in value.split(","):
+        text = part.strip()
+        if not text:
+            continue
+        if not text.isdigit() or int(text) < 1 or int(text) > 3660:
+            raise ValueError(f"expiry margin {text!r}: days between 1 and 3660")
+        margins.add(int(text))
+    return sorted(margins, reverse=True)

@@ -37,15 +37,24 @@ class Product(TimestampedModel):
     # Archived (issue 17): retired from the catalogue, kept for the dossiers and orders that
     # point at it; left out of the lists, never sold again (app.services.catalog).
     archived_at = fields.DatetimeField(null=True)
+    # Issue 18: the product that renews this one (a residence permit's renewal): when a
+    # document of one of its dossiers nears its expiry, the client is offered a payment
+    # link for it (app.services.document_expiry).
+    renewal_product: fields.ForeignKeyNullableRelation[Product] = fields.ForeignKeyField(
+        "models.Product", related_name="renewed_products", null=True, on_delete=fields.SET_NULL
+    )
 
+    renewal_product_id: uuid.UUID | None  # the foreign key's column (an attribute Tortoise adds)
     # The other side of foreign keys to products:
     product_steps: fields.ReverseRelation[ProductStep]
     dossiers: fields.ReverseRelation[Dossier]
     payment_links: fields.ReverseRelation[PaymentLink]
     orders: fields.ReverseRelation[Order]
+    renewed_products: fields.ReverseRelation[Product]
 
     class Meta:
         table = "products"
+        indexes = (Index(fields=("renewal_product_id",), name="idx_products_renewal_product_id"),)
 
 
 class Step(CreatedModel):
@@ -104,6 +113,10 @@ class DocumentType(TimestampedModel):
     archived_at = fields.DatetimeField(null=True)
     # Beyond the ERD: asked of each member of this role (issue 18), not of the dossier.
     per_member_role = fields.CharField(max_length=64, null=True)
+    # Issue 18: an approved version must carry its expiry date, at least this many days
+    # ahead when given (null: any future date).
+    requires_expiry = fields.BooleanField(default=False, db_default=False)
+    min_validity_days = fields.IntField(null=True)
 
     required_step_id: uuid.UUID | None  # the foreign key's column (an attribute Tortoise adds)
     documents: fields.ReverseRelation[Document]  # the other side of documents.document_type

@@ -34,6 +34,13 @@ class Document(TimestampedModel):
     # Plain column for the documents <-> document_versions cycle; its FOREIGN KEY is added
     # by migrations/0002_cyclic_foreign_keys.py on PostgreSQL.
     current_version_id = fields.UUIDField(null=True)
+    # Documents that expire (issue 18), kept by app.services.document_expiry: the expiry
+    # of the current version while it is APPROVED (null otherwise), what agents list
+    # soonest first; the day the next reminder margin falls (null: none left), what the
+    # worker's pass claims; the smallest margin already reminded for this version.
+    expires_on = fields.DateField(null=True)
+    expiry_reminder_on = fields.DateField(null=True)
+    expiry_reminded_margin = fields.IntField(null=True)
 
     # The foreign keys' columns (attributes Tortoise adds):
     dossier_id: uuid.UUID
@@ -50,6 +57,16 @@ class Document(TimestampedModel):
             Index(fields=("document_type_id",), name="idx_documents_document_type_id"),
             Index(fields=("step_instance_id",), name="idx_documents_step_instance_id"),
             Index(fields=("member_id",), name="idx_documents_member_id"),
+            WhereIndex(
+                fields=("expires_on", "id"),
+                name="idx_documents_expires_on",
+                where="expires_on IS NOT NULL",
+            ),
+            WhereIndex(
+                fields=("expiry_reminder_on", "id"),
+                name="idx_documents_expiry_reminder_due",
+                where="expiry_reminder_on IS NOT NULL",
+            ),
         )
 
 
@@ -71,6 +88,8 @@ class DocumentVersion(UUIDModel):
     # review or by the next upload (app.services.documents). A condition the planner can
     # match with a prepared statement's generic plan: `IS NOT NULL`, never a parameter.
     awaiting_review_since = fields.DatetimeField(null=True)
+    # The day the document stops being valid (issue 18): given at upload or by the reviewer.
+    expires_on = fields.DateField(null=True)
 
     document_id: uuid.UUID  # the foreign key's column (an attribute Tortoise adds)
     reviews: fields.ReverseRelation[DocumentReview]  # the other side of reviews.document_version

@@ -191,6 +191,10 @@ class EventType(StrEnum):
     DOCUMENT_APPROVED = "DOCUMENT_APPROVED"
     DOCUMENT_CHANGES_REQUESTED = "DOCUMENT_CHANGES_REQUESTED"
     DOCUMENT_REJECTED = "DOCUMENT_REJECTED"
+    # Documents that expire (issue 18): a reminder at a margin before the expiry, and the
+    # renewal payment link offered at the first one.
+    DOCUMENT_EXPIRING = "DOCUMENT_EXPIRING"
+    DOSSIER_RENEWAL_OFFERED = "DOSSIER_RENEWAL_OFFERED"
     # chat
     MESSAGE_SENT = "MESSAGE_SENT"
     MESSAGES_READ = "MESSAGES_READ"

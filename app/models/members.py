@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from tortoise import fields
 from tortoise.indexes import Index
 
-from app.models.base import CreatedModel, WhereIndex
+from app.models.base import CreatedModel
 
 if TYPE_CHECKING:
     from app.models.dossiers import Dossier
@@ -39,10 +39,7 @@ class DossierMember(CreatedModel):
         table = "dossier_members"
         indexes = (
             Index(fields=("dossier_id",), name="idx_dossier_members_dossier_id"),
-            # Which dossiers a client sees as a member: read on every dossier access.
-            WhereIndex(
-                fields=("profile_id", "dossier_id"),
-                name="idx_dossier_members_active_profile",
-                where="removed_at IS NULL",
-            ),
+            # Which dossiers a client sees as a member: read on every dossier access
+            # (and what deleting a profile looks up).
+            Index(fields=("profile_id", "dossier_id"), name="idx_dossier_members_profile"),
         )

@@ -57,6 +57,16 @@ def _step_ref(value: str | None, field: list[str] | str) -> str | None:
         raise DomainError(Code.UNKNOWN_STEP, "No such step.", field) from None
 
 
+def _renewal_ref(value: str) -> uuid.UUID:
+    """A product to renew with: a malformed id is no product, like a missing one."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise DomainError(
+            Code.UNKNOWN_PRODUCT, "No such product to renew with.", "renewalProductId"
+        ) from None
+
+
 @strawberry.type
 class CatalogQuery:
     @strawberry.field(
@@ -190,8 +200,11 @@ class CatalogMutation:
             allow_promotion_codes=(
                 input.allow_promotion_codes.value if input.allow_promotion_codes else None
             ),
+            renewal_product_set=input.renewal_product_id is not None,
         )
         try:
+            if input.renewal_product_id is not None and input.renewal_product_id.value:
+                changes.renewal_product_id = _renewal_ref(input.renewal_product_id.value)
             product = await catalog.update_product(
                 admin, parse_id(input.id, what="product"), changes
             )
@@ -262,6 +275,8 @@ class CatalogMutation:
                 max_file_size_mb=input.max_file_size_mb,
                 allowed_extensions=input.allowed_extensions,
                 per_member_role=input.per_member_role,
+                requires_expiry=input.requires_expiry,
+                min_validity_days=input.min_validity_days,
             )
         except DomainError as error:
             return DocumentTypePayload(user_errors=_errors(error))
@@ -286,6 +301,11 @@ class CatalogMutation:
                 allowed_extensions=input.allowed_extensions.value
                 if input.allowed_extensions
                 else None,
+                requires_expiry=input.requires_expiry.value if input.requires_expiry else None,
+                min_validity_days=input.min_validity_days.value
+                if input.min_validity_days
+                else None,
+                min_validity_set=input.min_validity_days is not None,
             )
             document_type = await catalog.update_document_type(admin, document_type_id, changes)
         except DomainError as error:

@@ -4,7 +4,7 @@ import strawberry
 
 from app.context import Info
 from app.dataloaders import pages
-from app.errors import DomainError
+from app.errors import BadUserInput, DomainError
 from app.models import Document, Dossier
 from app.providers.storage import Storage
 from app.schema.common import Connection, paginate, parse_id, row_as, user_errors
@@ -16,12 +16,14 @@ from app.schema.documents import (
     ReviewDocumentInput,
     ReviewDocumentPayload,
     ReviewQueueItemType,
+    SetDocumentExpiryInput,
+    SetDocumentExpiryPayload,
     UploadDocumentInput,
     UploadDocumentPayload,
 )
 from app.schema.dossiers import DossierType
 from app.schema.steps import DocumentType, DocumentVersionType
-from app.services import documents
+from app.services import document_expiry, documents
 from app.services.codes import DocumentErrorCode as Code
 
 
@@ -65,6 +67,31 @@ class DocumentQuery:
         )
 
     @strawberry.field(
+        description="Agents: documents whose approved version expires within `within` days "
+        "(or has expired), soonest first."
+    )
+    async def expiring_documents(
+        self,
+        info: Info,
+        within: int,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[DocumentType]:
+        viewer = await info.context.require_agent()
+        try:
+            queryset = document_expiry.expiring_documents(viewer, within)
+        except DomainError as error:
+            raise BadUserInput(error.message) from None
+        return await paginate(
+            queryset,
+            first=first,
+            after=after,
+            last=None,
+            before=None,
+            order=("expires_on", "id"),
+        )
+
+    @strawberry.field(
         description="A signed link to download one file, valid for five minutes at most: "
         "for the dossier's client and agents."
     )
@@ -98,6 +125,7 @@ class DocumentMutation:
                 document_id,
                 documents.UploadedFile(file_name=file.filename, read=file.read),
                 storage=_storage(info),
+                expires_on=input.expires_on,
             )
         except DomainError as error:
             return UploadDocumentPayload(user_errors=_errors(error))
@@ -125,6 +153,7 @@ class DocumentMutation:
                 input.decision,
                 input.reason,
                 input.notes,
+                expires_on=input.expires_on,
             )
         except DomainError as error:
             return ReviewDocumentPayload(user_errors=_errors(error))
@@ -132,4 +161,23 @@ class DocumentMutation:
             review=row_as(DocumentReviewType, review),
             document=row_as(DocumentType, document),
             dossier=row_as(DossierType, dossier),
+        )
+
+    @strawberry.mutation(
+        description="Agents: set or correct a document version's expiry date; for the "
+        "current approved version its reminders start again from the new date."
+    )
+    async def set_document_expiry(
+        self, info: Info, input: SetDocumentExpiryInput
+    ) -> SetDocumentExpiryPayload:
+        viewer = await info.context.require_agent()
+        try:
+            version, document = await document_expiry.set_document_expiry(
+                viewer, parse_id(input.version_id, what="document version"), input.expires_on
+            )
+        except DomainError as error:
+            return SetDocumentExpiryPayload(user_errors=_errors(error))
+        return SetDocumentExpiryPayload(
+            version=row_as(DocumentVersionType, version),
+            document=row_as(DocumentType, document),
         )

@@ -33,6 +33,12 @@ class DocumentTypeType:
         description="Asked of each member of this role (one document each), not of the "
         "dossier: e.g. CHILD for a child's birth certificate."
     )
+    requires_expiry: bool = strawberry.field(
+        description="A version is approved with its expiry date (expiresOn)."
+    )
+    min_validity_days: int | None = strawberry.field(
+        description="An expiry date must be at least this many days ahead (null: any future date)."
+    )
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
@@ -114,6 +120,18 @@ class ProductType:
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
+    if TYPE_CHECKING:  # the root value is the Product row: columns read below
+        renewal_product_id: uuid.UUID | None
+
+    @strawberry.field(
+        description="The product that renews this one: offered to the client (a payment "
+        "link) when a document of the dossier nears its expiry."
+    )
+    async def renewal_product(self, info: Info) -> ProductType | None:
+        if getattr(self, "renewal_product_id", None) is None:
+            return None
+        return await info.context.loaders.product.load(self.renewal_product_id)
+
     @strawberry.field(
         description="The product's workflow, in order: the steps a new dossier runs "
         "(archived steps left out)."
@@ -154,6 +172,10 @@ class UpdateProductInput:
     link_amount_min: strawberry.Maybe[int | None]
     link_amount_max: strawberry.Maybe[int | None]
     allow_promotion_codes: strawberry.Maybe[bool]
+    renewal_product_id: strawberry.Maybe[strawberry.ID | None] = strawberry.field(
+        description="The product offered when a document of its dossiers nears its expiry "
+        "(null: none)."
+    )
 
 
 @strawberry.type
@@ -210,6 +232,8 @@ class CreateDocumentTypeInput:
     per_member_role: str | None = strawberry.field(
         default=None, description="Ask it of each member of this role instead."
     )
+    requires_expiry: bool = False
+    min_validity_days: int | None = None
 
 
 @strawberry.input
@@ -220,6 +244,8 @@ class UpdateDocumentTypeInput:
     required_step_id: strawberry.Maybe[strawberry.ID | None]
     max_file_size_mb: strawberry.Maybe[int]
     allowed_extensions: strawberry.Maybe[list[str]]
+    requires_expiry: strawberry.Maybe[bool]
+    min_validity_days: strawberry.Maybe[int | None]
 
 
 @strawberry.type

@@ -103,6 +103,8 @@ def _decode(cursor: str, model: Any, order: Sequence[str]) -> list[Any]:
                 if parsed.tzinfo is None:
                     raise ValueError("naive")
                 values.append(parsed)
+            elif isinstance(field, tf.DateField):
+                values.append(dt.date.fromisoformat(value))
             elif isinstance(field, tf.UUIDField):
                 values.append(uuid.UUID(value))
             elif isinstance(field, tf.IntField):

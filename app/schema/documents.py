@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -64,6 +64,11 @@ class UploadDocumentInput:
         description="The file, sent as a part of a multipart request (GraphQL multipart "
         "request spec) with an 'Apollo-Require-Preflight' header."
     )
+    expires_on: date | None = strawberry.field(
+        default=None,
+        description="The day the document stops being valid (required by some types before "
+        "approval; at least the type's minimum validity ahead).",
+    )
 
 
 @strawberry.type
@@ -82,6 +87,11 @@ class ReviewDocumentInput:
         default=None, description="Required for CHANGES_REQUESTED and REJECTED; the client sees it."
     )
     notes: str | None = strawberry.field(default=None, description="Internal, agents only.")
+    expires_on: date | None = strawberry.field(
+        default=None,
+        description="With APPROVED: the version's expiry date (replaces the one given at "
+        "upload); required when the type requires one and none was given.",
+    )
 
 
 @strawberry.type
@@ -89,6 +99,19 @@ class ReviewDocumentPayload:
     review: DocumentReviewType | None = None
     document: DocumentType | None = None
     dossier: Annotated[DossierType, strawberry.lazy("app.schema.dossiers")] | None = None
+    user_errors: list[DocumentUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class SetDocumentExpiryInput:
+    version_id: strawberry.ID
+    expires_on: date
+
+
+@strawberry.type
+class SetDocumentExpiryPayload:
+    version: DocumentVersionType | None = None
+    document: DocumentType | None = None
     user_errors: list[DocumentUserError] = strawberry.field(default_factory=list)
 
 

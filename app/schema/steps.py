@@ -6,7 +6,7 @@ return these types (documents, workflow, chasing)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -38,6 +38,9 @@ class DocumentVersionType:
     mime_type: str
     uploaded_by_type: ActorType
     uploaded_at: datetime
+    expires_on: date | None = strawberry.field(
+        description="The day this document stops being valid, when known."
+    )
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
@@ -64,6 +67,9 @@ class DocumentType:
     status: DocumentStatus
     created_at: datetime
     updated_at: datetime
+    expires_on: date | None = strawberry.field(
+        description="When its approved version expires (null while none is approved)."
+    )
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 

@@ -191,6 +191,8 @@ class ProductChanges:
     link_amount_max: int | None = None
     link_amount_max_set: bool = False
     allow_promotion_codes: bool | None = None
+    renewal_product_id: uuid.UUID | None = None
+    renewal_product_set: bool = False
 
 
 async def update_product(actor: Viewer, product_id: uuid.UUID, changes: ProductChanges) -> Product:
@@ -213,6 +215,13 @@ async def update_product(actor: Viewer, product_id: uuid.UUID, changes: ProductC
         product = await Product.filter(id=product_id).select_for_update().first()
         if product is None:
             raise NotFound("No such product.")
+        if changes.renewal_product_set:
+            renewal = changes.renewal_product_id
+            if renewal is not None and not await Product.filter(id=renewal).exists():
+                raise DomainError(
+                    Code.UNKNOWN_PRODUCT, "No such product to renew with.", "renewalProductId"
+                )
+            updates["renewal_product_id"] = renewal
         if changes.link_amount_min_set or changes.link_amount_max_set:
             low, high = check_link_range(
                 changes.link_amount_min if changes.link_amount_min_set else product.link_amount_min,
@@ -411,9 +420,13 @@ async def create_document_type(
     max_file_size_mb: int,
     allowed_extensions: Sequence[str],
     per_member_role: str | None = None,
+    requires_expiry: bool = False,
+    min_validity_days: int | None = None,
 ) -> DocumentType:
     """A new document type; with `required_step_id`, attached to that step."""
     fields: dict[str, Any] = {
+        "requires_expiry": requires_expiry,
+        "min_validity_days": _check_validity(min_validity_days),
         "code": check_code(code),
         "label": check_name(label, "label"),
         "description": _description(description),
@@ -453,6 +466,22 @@ class DocumentTypeChanges:
     required_step_set: bool = False
     max_file_size_mb: int | None = None
     allowed_extensions: Sequence[str] | None = None
+    requires_expiry: bool | None = None
+    min_validity_days: int | None = None
+    min_validity_set: bool = False
+
+
+MAX_VALIDITY_DAYS = 3660
+
+
+def _check_validity(days: int | None) -> int | None:
+    if days is not None and not 0 <= days <= MAX_VALIDITY_DAYS:
+        raise DomainError(
+            Code.INVALID_VALIDITY,
+            f"A minimum validity is 0 to {MAX_VALIDITY_DAYS} days.",
+            "minValidityDays",
+        )
+    return days
 
 
 async def update_document_type(
@@ -470,6 +499,10 @@ async def update_document_type(
         updates["max_file_size_mb"] = _check_size(changes.max_file_size_mb)
     if changes.allowed_extensions is not None:
         updates["allowed_extensions"] = _check_extensions(changes.allowed_extensions)
+    if changes.requires_expiry is not None:
+        updates["requires_expiry"] = changes.requires_expiry
+    if changes.min_validity_set:
+        updates["min_validity_days"] = _check_validity(changes.min_validity_days)
     step = await step_to_attach(changes.required_step_id, "requiredStepId")
     async with in_transaction():
         document_type = await DocumentType.filter(id=document_type_id).select_for_update().first()

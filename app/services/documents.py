@@ -27,7 +27,7 @@ import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import filetype
@@ -40,7 +40,7 @@ from app.errors import DomainError, Forbidden, NotFound
 from app.models import Document, DocumentReview, DocumentType, DocumentVersion, Dossier
 from app.models.enums import DocumentStatus, DossierStatus, EventType, ReviewStatus
 from app.providers.storage import Storage, StorageError
-from app.services import events
+from app.services import document_expiry, events
 from app.services.codes import DocumentErrorCode as Code
 from app.services.dossiers import is_party, membership
 from app.services.validation import check_text
@@ -195,6 +195,7 @@ async def upload_document(
     *,
     storage: Storage,
     now: datetime | None = None,
+    expires_on: date | None = None,
 ) -> tuple[Document, DocumentVersion]:
     document, dossier = await _visible_document(viewer, document_id)
     member = await membership(viewer, dossier)
@@ -203,6 +204,8 @@ async def upload_document(
         raise DomainError(Code.NOT_YOURS, "This document is for another person to send.")
     _check_uploadable(document, dossier)
     document_type = await DocumentType.get(id=document.document_type_id)
+    if expires_on is not None:  # before any byte is stored
+        document_expiry.check_expiry(document_type, expires_on)
     allowed = [e.lower() for e in document_type.allowed_extensions]
 
     file_name = sanitise_file_name(upload.file_name)
@@ -275,10 +278,19 @@ async def upload_document(
                 version_number=number,
                 uploaded_at=at,
                 awaiting_review_since=at,
+                expires_on=expires_on,
             )
             document.current_version_id = version.id
             document.status = DocumentStatus.UPLOADED
-            await document.save(update_fields=["current_version_id", "status", "updated_at"])
+            document_expiry.schedule(document, None)  # no approved version for now
+            await document.save(
+                update_fields=[
+                    "current_version_id",
+                    "status",
+                    *document_expiry.EXPIRY_FIELDS,
+                    "updated_at",
+                ]
+            )
             await events.record(
                 "document",
                 document.id,
@@ -321,8 +333,11 @@ async def review_document(
     notes: str | None = None,
     *,
     now: datetime | None = None,
+    expires_on: date | None = None,
 ) -> tuple[DocumentReview, Document, Dossier]:
-    """An agent decides on the current version of a document awaiting review."""
+    """An agent decides on the current version of a document awaiting review. Approving
+    takes the version's expiry date (`expires_on`, else the one given at upload): required
+    by some types, and never too soon (app.services.document_expiry)."""
     if viewer.agent is None:
         raise Forbidden("Only agents review documents.")
     needs_reason = decision != ReviewStatus.APPROVED
@@ -370,6 +385,15 @@ async def review_document(
                 "This document belongs to a step that is not the dossier's current step.",
                 "versionId",
             )
+        approved_expiry: date | None = None
+        if decision == ReviewStatus.APPROVED:
+            version = await DocumentVersion.get(id=version.id)  # its date, read under the lock
+            document_type = await DocumentType.get(id=document.document_type_id)
+            approved_expiry = document_expiry.check_approvable(
+                document_type, expires_on or version.expires_on
+            )
+            if expires_on is not None and expires_on != version.expires_on:
+                await DocumentVersion.filter(id=version.id).update(expires_on=expires_on)
         stamp: dict[str, Any] = {"reviewed_at": now} if now else {}
         review = await DocumentReview.create(
             document_version_id=version.id,
@@ -380,7 +404,8 @@ async def review_document(
             **stamp,
         )
         document.status = DocumentStatus(decision.value)
-        await document.save(update_fields=["status", "updated_at"])
+        document_expiry.schedule(document, approved_expiry)
+        await document.save(update_fields=["status", *document_expiry.EXPIRY_FIELDS, "updated_at"])
         await DocumentVersion.filter(id=version.id).update(awaiting_review_since=None)
         await events.record(
             "document",

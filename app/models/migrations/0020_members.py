@@ -5,14 +5,13 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 from app.models.enums import EventType
 from app.models.migration_ops import AlterEnumMembers
-from app.models.base import WhereIndex
 from tortoise.fields.base import OnDelete
 from uuid import uuid4
 from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0017_refunds')]
+    dependencies = [('models', '0019_document_expiry')]
 
     initial = False
 
@@ -32,7 +31,7 @@ class Migration(migrations.Migration):
                 ('role', fields.CharField(max_length=64)),
                 ('removed_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'dossier_members', 'app': 'models', 'indexes': [Index(fields=['dossier_id'], name='idx_dossier_members_dossier_id'), WhereIndex(fields=['profile_id', 'dossier_id'], name='idx_dossier_members_active_profile', where='removed_at IS NULL')], 'pk_attr': 'id', 'table_description': "One person's part in a dossier. Removing a member ends their access (removed_at),"},
+            options={'table': 'dossier_members', 'app': 'models', 'indexes': [Index(fields=['dossier_id'], name='idx_dossier_members_dossier_id'), Index(fields=['profile_id', 'dossier_id'], name='idx_dossier_members_profile')], 'pk_attr': 'id', 'table_description': "One person's part in a dossier. Removing a member ends their access (removed_at),"},
             bases=['CreatedModel'],
         ),
         ops.AddField(

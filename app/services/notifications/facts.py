@@ -165,6 +165,11 @@ class Facts:
             return [_agent_recipient(assignee)]
         return [_agent_recipient(a) for a in self.active_agents()]
 
+    def step_assignee(self, event: Event) -> list[Recipient]:
+        step = self.step_instance_of(event)
+        assignee = self.agents.get(step.assigned_to_id) if step and step.assigned_to_id else None
+        return [_agent_recipient(assignee)] if assignee is not None and assignee.active else []
+
     def actor_name(self, event: Event) -> str:
         if event.actor_type == ActorType.USER and event.actor_id in self.profiles:
             return self.profiles[event.actor_id].full_name
@@ -180,6 +185,8 @@ class Facts:
             return [added] if added else []
         if rule.audience == Audience.ASSIGNED_AGENTS:
             return self.assigned_agents(event)
+        if rule.audience == Audience.STEP_ASSIGNEE:
+            return self.step_assignee(event)
         if rule.audience == Audience.ADMINS:
             return [_agent_recipient(a) for a in self.active_agents() if a.role == AgentRole.ADMIN]
         if rule.audience in (Audience.PROSPECT, Audience.ACCOUNT_EMAIL):
@@ -194,6 +201,17 @@ class Facts:
                 return self.assigned_agents(event)
             return self.clients_of(event)
         return []
+
+
+def _tells_clients(events: Sequence[Event]) -> bool:
+    """Whether a rule of these events tells a dossier's client (and so its members): a
+    client's own chat message tells agents only, and reads no member."""
+    return any(
+        r.audience == Audience.CLIENT
+        or (r.audience == Audience.OTHER_SIDE and e.actor_type != ActorType.USER)
+        for e in events
+        for r in RULES.get(e.event_type, ())
+    )
 
 
 async def load_facts(events: Sequence[Event]) -> Facts:
@@ -216,8 +234,9 @@ async def load_facts(events: Sequence[Event]) -> Facts:
         dossier_ids |= {o.dossier_id for o in facts.orders.values() if o.dossier_id}
     if dossier_ids:
         facts.dossiers = {d.id: d for d in await Dossier.filter(id__in=dossier_ids)}
-        for member in await DossierMember.filter(dossier_id__in=dossier_ids, removed_at=None):
-            facts.members.setdefault(member.dossier_id, []).append(member.profile_id)
+        if _tells_clients(events):
+            for member in await DossierMember.filter(dossier_id__in=dossier_ids, removed_at=None):
+                facts.members.setdefault(member.dossier_id, []).append(member.profile_id)
     if document_ids:
         facts.documents = {d.id: d for d in await Document.filter(id__in=document_ids)}
         type_ids = {d.document_type_id for d in facts.documents.values()}
@@ -362,6 +381,9 @@ def build_context(event: Event, recipient: Recipient, facts: Facts, settings: Se
         "overdue": bool(payload.get("overdue")),
         "overdue_hours": int(payload.get("overdueHours") or 0),
         "missing": _missing_documents(payload),
+        # documents that expire
+        "expires_on": str(payload.get("expiresOn") or ""),
+        "days_left": int(payload.get("daysLeft") or 0),
         # account e-mails: the token's id; delivery derives the link and code from it
         "account_token_id": str(payload.get("accountTokenId") or ""),
         "purpose": str(payload.get("purpose") or ""),

@@ -20,6 +20,7 @@ from app.settings import Settings
 class Audience(StrEnum):
     CLIENT = "CLIENT"  # the client of the dossier or order
     ASSIGNED_AGENTS = "ASSIGNED_AGENTS"  # the step's assignee, or every active agent
+    STEP_ASSIGNEE = "STEP_ASSIGNEE"  # the step's assignee only (nobody when none)
     ADMINS = "ADMINS"  # every active administrator
     PROSPECT = "PROSPECT"  # payload["email"]: someone without an account yet
     # payload["email"] of an account: its security e-mails (reset links, invitations),
@@ -90,6 +91,12 @@ RULES: dict[EventType, tuple[Rule, ...]] = {
     E.STEP_DUE_DATE_CHANGED: (Rule(A.CLIENT, "step_due_date_changed", (V.IN_APP, V.EMAIL)),),
     E.STEP_OVERDUE: (Rule(A.ASSIGNED_AGENTS, "step_overdue", (V.IN_APP, V.EMAIL)),),
     E.DOSSIER_MEMBER_ADDED: (Rule(A.ADDED_MEMBER, "dossier_member_added", (V.IN_APP, V.EMAIL)),),
+    # Documents that expire (app/services/document_expiry.py): once per margin. The renewal
+    # offered with the first (DOSSIER_RENEWAL_OFFERED) is told by its payment link's e-mail.
+    E.DOCUMENT_EXPIRING: (
+        Rule(A.CLIENT, "document_expiring", (V.IN_APP, V.EMAIL)),
+        Rule(A.STEP_ASSIGNEE, "document_expiring_agent", (V.IN_APP, V.EMAIL)),
+    ),
 }
 TEMPLATE_CODES = sorted({rule.template for rules in RULES.values() for rule in rules})
 

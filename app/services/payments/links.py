@@ -145,7 +145,7 @@ def _check_hours(expires_in_hours: int | None) -> int:
 
 
 async def create_payment_link(
-    admin: Viewer,
+    admin: Viewer | None,
     *,
     product_id: uuid.UUID,
     prospect_email: str,
@@ -154,7 +154,8 @@ async def create_payment_link(
     amount: int | None = None,
 ) -> tuple[PaymentLink, bool]:
     """The link, and whether its e-mail is an existing client's (then the e-mail says
-    "log in to pay")."""
+    "log in to pay"). `admin` None: the system makes it (a renewal offered by the worker,
+    app.services.document_expiry): no `created_by`, a SYSTEM event."""
     email = normalise_email(prospect_email, "prospectEmail")
     name = check_name(prospect_name, "prospectName")
     hours = _check_hours(expires_in_hours)
@@ -176,7 +177,7 @@ async def create_payment_link(
             prospect_email=email,
             prospect_name=name,
             amount=amount,
-            created_by_id=admin.agent.id if admin.agent else None,
+            created_by_id=admin.agent.id if admin and admin.agent else None,
             expires_at=datetime.now(UTC) + timedelta(hours=hours),
         )
         await events.record(
