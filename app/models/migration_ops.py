@@ -105,3 +105,29 @@ class AlterEnumMembers(ops.AlterField):
 
     async def database_backward(self, app_label, old_state, new_state, state_editor=None) -> None:
         return None
+
+
+class AlterFieldKeepingIndexes(ops.AlterField):
+    """Tortoise's AlterField (a column made nullable, say), with the table's indexes kept:
+    PostgreSQL alters the column in place, SQLite rebuilds the table and loses its indexes
+    on the way, so there they are created again (`IF NOT EXISTS`) from the model state."""
+
+    async def database_forward(self, app_label, old_state, new_state, state_editor=None) -> None:
+        await super().database_forward(app_label, old_state, new_state, state_editor)
+        if state_editor and not _postgres(state_editor):
+            model = new_state.apps.get_model(f"{app_label}.{self.model_name}")
+            for index in model._meta.indexes:
+                if isinstance(index, Index):
+                    await state_editor._run_sql(
+                        create_index_sql(model._meta.db_table, index, postgres=False)
+                    )
+
+    async def database_backward(self, app_label, old_state, new_state, state_editor=None) -> None:
+        await super().database_backward(app_label, old_state, new_state, state_editor)
+        if state_editor and not _postgres(state_editor):
+            model = old_state.apps.get_model(f"{app_label}.{self.model_name}")
+            for index in model._meta.indexes:
+                if isinstance(index, Index):
+                    await state_editor._run_sql(
+                        create_index_sql(model._meta.db_table, index, postgres=False)
+                    )
