@@ -88,12 +88,14 @@ async def test_a_request_and_a_waiver_mid_step_then_approvals_complete_the_step(
     assert document["allowedExtensions"] == ["pdf", "png"]
     assert document["maxFileSizeMb"] == 1
     assert document["note"] == "The one of last month"
-    assert document["requested"] is True and document["documentType"] is None
+    assert document["requested"] is True
+    assert document["documentType"] is None
 
     # the client uploads the typed PDF, and the requested one; the PNG type is waived
     pdf = await upload(client, owner.token, str(pdf_doc.id), make_pdf("id"), "id.pdf")
     extra = await upload(client, owner.token, document["id"], make_pdf("pay"), "pay.pdf")
-    assert extra["userErrors"] == [] and extra["document"]["status"] == "UPLOADED"
+    assert extra["userErrors"] == []
+    assert extra["document"]["status"] == "UPLOADED"
     waived = (
         await gql(
             client,
@@ -121,7 +123,8 @@ async def test_a_request_and_a_waiver_mid_step_then_approvals_complete_the_step(
 
     view = (await gql(client, PROGRESS, {"id": str(dossier.id)}, token=owner.token))["dossier"]
     kinds = [e["kind"] for e in view["timeline"]]
-    assert "DOCUMENT_REQUESTED" in kinds and "DOCUMENT_WAIVED" in kinds
+    assert "DOCUMENT_REQUESTED" in kinds
+    assert "DOCUMENT_WAIVED" in kinds
     entries = {e["kind"]: e for e in view["timeline"] if e["kind"].startswith("DOCUMENT_RE")}
     assert entries["DOCUMENT_REQUESTED"]["note"] == "The one of last month"
     assert entries["DOCUMENT_REQUESTED"]["document"]["label"] == "Last payslip"
@@ -174,8 +177,10 @@ async def test_the_client_sees_the_request_in_next_actions_and_is_notified(clien
         (asked["document"]["id"], "Last payslip"),
     ]  # the waived PNG is not asked for
     requested = actions[1]
-    assert requested["note"] == "Please" and requested["documentType"] is None
-    assert requested["allowedExtensions"] == ["pdf", "png"] and requested["maxFileSizeMb"] == 1
+    assert requested["note"] == "Please"
+    assert requested["documentType"] is None
+    assert requested["allowedExtensions"] == ["pdf", "png"]
+    assert requested["maxFileSizeMb"] == 1
     assert view["progress"]["documentsTotal"] == 2  # the typed PDF and the request
 
     assert await Notification.filter(user_id=owner.obj.id, template_code="document_requested")

@@ -10,7 +10,7 @@ import strawberry
 
 from app.context import Info
 from app.models import SharedFile
-from app.schema.common import UserError, gid, page_size
+from app.schema.common import UserError, gid, page_size, row_as
 from app.schema.documents import DocumentReviewType, SharedFileType
 from app.schema.enums import ActorType, DossierStatus, RefundReason
 from app.schema.identity import AgentType, Viewer
@@ -277,7 +277,8 @@ class FileSharedEntry(TimelineEntry):
     @strawberry.field
     async def shared_file(self) -> SharedFileType | None:
         raw = (self._item.row.payload or {}).get("sharedFileId")
-        return await SharedFile.filter(id=uuid.UUID(raw)).first() if raw else None
+        shared = await SharedFile.filter(id=uuid.UUID(raw)).first() if raw else None
+        return row_as(SharedFileType, shared) if shared else None
 
     @strawberry.field
     def file_name(self) -> str | None:
