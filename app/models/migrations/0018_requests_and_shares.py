@@ -4,7 +4,7 @@ dossier (shared_files)."""
 
 from tortoise import migrations
 from tortoise.migrations import operations as ops
-from app.models.migration_ops import AlterEnumMembers, AlterFieldKeepingIndexes
+from app.models.migration_ops import AlterEnumMembers, DropNotNull
 from app.models.enums import DocumentStatus
 from orjson import loads
 from tortoise.fields.base import OnDelete
@@ -35,11 +35,13 @@ class Migration(migrations.Migration):
             options={'table': 'shared_files', 'app': 'models', 'indexes': [Index(fields=['dossier_id', 'created_at', 'id'], name='idx_shared_files_dossier'), Index(fields=['shared_by_id'], name='idx_shared_files_shared_by_id')], 'pk_attr': 'id'},
             bases=['CreatedModel'],
         ),
-        # Nullable for ad-hoc requests; on SQLite the table is rebuilt, its indexes kept.
-        AlterFieldKeepingIndexes(
+        # Nullable for ad-hoc requests, in place (see DropNotNull: no table rebuild).
+        DropNotNull(
             model_name='Document',
             name='document_type',
             field=fields.ForeignKeyField('models.DocumentType', source_field='document_type_id', null=True, db_constraint=True, to_field='id', related_name='documents', on_delete=OnDelete.RESTRICT),
+            table='documents',
+            column='document_type_id',
         ),
         AlterEnumMembers(
             model_name='Document',
