@@ -571,6 +571,34 @@ async def ask_upload(http: httpx.AsyncClient, _world: World, who: Who, target: T
     return response.json()
 
 
+SHARE = """
+mutation Share($input: ShareFileInput!) {
+  shareFile(input: $input) { sharedFile { id } userErrors { code field message } }
+}
+"""
+
+
+async def ask_share(http: httpx.AsyncClient, _world: World, who: Who, target: Target) -> dict:
+    operations = {"query": SHARE, "variables": {"input": {"dossierId": target.value, "file": None}}}
+    body, content_type = multipart_body(
+        operations, [("letter.pdf", make_pdf("x"), "application/pdf")]
+    )
+    headers = {"content-type": content_type, **PREFLIGHT}
+    if who.token:
+        headers["authorization"] = f"Bearer {who.token}"
+    response = await http.post("/graphql", content=body, headers=headers)
+    if response.status_code == 401 and not who.token:  # refused before the body is read
+        return {"data": None, "errors": [{"extensions": {"code": UNAUTHENTICATED}}]}
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _shared(_world: World, _who: Who, _target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "shareFile")
+    assert data["userErrors"] == [], body
+    assert data["sharedFile"]["id"], body
+
+
 def _own_dossier(world: World, who: Who) -> str | None:
     if who.role in STAFF:
         return world.real("dossier")[0].value
@@ -1288,6 +1316,35 @@ CASES: list[Case] = [
 ]
 
 CASES += [
+    # --- documents requested on the fly, waived, files shared (issue 18): agents only -----
+    Case(
+        "Mutation.requestDocument",
+        "step_instance",
+        STAFF,
+        by_id(
+            "mutation($id: ID!) { requestDocument(input: {stepInstanceId: $id, "
+            'label: "Payslip", allowedExtensions: ["pdf"], maxFileSizeMb: 5}) '
+            "{ document { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        no_top_level_error,  # a step no longer open answers with a userError
+    ),
+    Case(
+        "Mutation.waiveDocument",
+        "document",
+        STAFF,
+        # An empty reason: past the lookup it is refused (REQUIRED) and the world stays as
+        # it is; what the policy hides is answered as missing before that.
+        by_id(
+            'mutation($id: ID!) { waiveDocument(input: {documentId: $id, reason: ""}) '
+            "{ document { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        lambda _w, _who, _t, body: user_error("waiveDocument", "REQUIRED")(body),
+    ),
+    Case("Mutation.shareFile", "dossier", STAFF, ask_share, sees_all, not_found, _shared),
     # --- accounts (issue 15) -----------------------------------------------------------
     Case(
         "Mutation.revokeSession",

@@ -1,4 +1,5 @@
-"""`GET /files/{version_id}?expires=…&signature=…`: signed, short-lived document downloads.
+"""`GET /files/{version_id}?expires=…&signature=…`: signed, short-lived document downloads
+(and of the files the firm shares with a dossier: `sharedFile.downloadUrl`).
 
 The link comes from `documentDownloadUrl` (owner or agents only); the signature covers
 the version id and the expiry, so it can neither be stretched nor pointed elsewhere. The
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
-from app.models import DocumentVersion
+from app.models import DocumentVersion, SharedFile
 from app.providers.storage import FileMissing, Storage, StorageError
 from app.services.documents import LinkRefused, verify_download
 
@@ -38,6 +40,20 @@ def content_disposition(file_name: str) -> str:
     return f"attachment; filename=\"{fallback or 'document'}\"; filename*=UTF-8''{encoded}"
 
 
+@dataclass(frozen=True)
+class _Served:
+    id: object
+    file_url: str
+    file_name: str
+    mime_type: str
+    file_size_bytes: int
+
+    @classmethod
+    def of(cls, row: DocumentVersion | SharedFile) -> _Served:
+        key = row.storage_key if isinstance(row, SharedFile) else row.file_url
+        return cls(row.id, key, row.file_name, row.mime_type, row.file_size_bytes)
+
+
 async def download_file(request: Request) -> Response:
     try:
         version_id = verify_download(
@@ -47,9 +63,14 @@ async def download_file(request: Request) -> Response:
         )
     except LinkRefused as refused:
         return PlainTextResponse(refused.message, 403, headers=SECURITY_HEADERS)
-    version = await DocumentVersion.filter(id=version_id).first()
-    if version is None:
+    # A document version, or a file the firm shared (the signature covers the id).
+    found = (
+        await DocumentVersion.filter(id=version_id).first()
+        or await SharedFile.filter(id=version_id).first()
+    )
+    if found is None:
         return PlainTextResponse("Not found.", 404, headers=SECURITY_HEADERS)
+    version = _Served.of(found)
     storage: Storage = request.app.state.storage
     stream = storage.open(version.file_url)
     try:

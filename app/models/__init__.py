@@ -11,6 +11,7 @@ from app.models.notifications import Event, Notification, NotificationDelivery
 from app.models.payments import Order, PaymentLink, PaymentReminder, StripeEvent
 from app.models.profiles import Profile
 from app.models.refunds import Refund
+from app.models.shared_files import SharedFile
 from app.models.stripe_deferred import DeferredStripeEvent
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "ProductStep",
     "Profile",
     "Refund",
+    "SharedFile",
     "Step",
     "StepDocumentType",
     "StepInstance",

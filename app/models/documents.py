@@ -20,8 +20,10 @@ class Document(TimestampedModel):
     dossier: fields.ForeignKeyRelation[Dossier] = fields.ForeignKeyField(
         "models.Dossier", related_name="documents", on_delete=fields.CASCADE
     )
-    document_type: fields.ForeignKeyRelation[DocumentType] = fields.ForeignKeyField(
-        "models.DocumentType", related_name="documents", on_delete=fields.RESTRICT
+    # Null for a document an agent asked for on the fly without a type (`label`,
+    # `allowed_extensions` and `max_file_size_mb` below then say what it is and accepts).
+    document_type: fields.ForeignKeyNullableRelation[DocumentType] = fields.ForeignKeyField(
+        "models.DocumentType", related_name="documents", null=True, on_delete=fields.RESTRICT
     )
     step_instance: fields.ForeignKeyNullableRelation[StepInstance] = fields.ForeignKeyField(
         "models.StepInstance", related_name="documents", null=True, on_delete=fields.SET_NULL
@@ -41,10 +43,22 @@ class Document(TimestampedModel):
     expires_on = fields.DateField(null=True)
     expiry_reminder_on = fields.DateField(null=True)
     expiry_reminded_margin = fields.IntField(null=True)
+    # Requested on the fly by an agent (app.services.document_requests): who, the ad-hoc
+    # spec when there is no document type, a note for the client and an own due date.
+    requested_by_id = fields.UUIDField(null=True)  # the agent
+    label = fields.TextField(null=True)
+    allowed_extensions: list[str] | None = fields.JSONField(null=True)
+    max_file_size_mb = fields.IntField(null=True)
+    note = fields.TextField(null=True)
+    due_at = fields.DatetimeField(null=True)
+    # WAIVED: the agent who waived it, why and when.
+    waived_by_id = fields.UUIDField(null=True)
+    waived_reason = fields.TextField(null=True)
+    waived_at = fields.DatetimeField(null=True)
 
     # The foreign keys' columns (attributes Tortoise adds):
     dossier_id: uuid.UUID
-    document_type_id: uuid.UUID
+    document_type_id: uuid.UUID | None
     step_instance_id: uuid.UUID | None
     member_id: uuid.UUID | None
     versions: fields.ReverseRelation[DocumentVersion]  # the other side of versions.document

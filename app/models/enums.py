@@ -100,6 +100,7 @@ class DocumentStatus(StrEnum):
     APPROVED = "APPROVED"
     CHANGES_REQUESTED = "CHANGES_REQUESTED"
     REJECTED = "REJECTED"
+    WAIVED = "WAIVED"  # an agent no longer needs it: the step completes without it
 
 
 class ReminderKind(StrEnum):
@@ -195,6 +196,9 @@ class EventType(StrEnum):
     # renewal payment link offered at the first one.
     DOCUMENT_EXPIRING = "DOCUMENT_EXPIRING"
     DOSSIER_RENEWAL_OFFERED = "DOSSIER_RENEWAL_OFFERED"
+    DOCUMENT_REQUESTED = "DOCUMENT_REQUESTED"  # an agent added a document to an open step
+    DOCUMENT_WAIVED = "DOCUMENT_WAIVED"
+    FILE_SHARED = "FILE_SHARED"  # an agent shared a file with the dossier
     # chat
     MESSAGE_SENT = "MESSAGE_SENT"
     MESSAGES_READ = "MESSAGES_READ"

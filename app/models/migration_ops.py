@@ -105,3 +105,63 @@ class AlterEnumMembers(ops.AlterField):
 
     async def database_backward(self, app_label, old_state, new_state, state_editor=None) -> None:
         return None
+
+
+class DropNotNull(ops.AlterField):
+    """A column made nullable, in place, its data, indexes and foreign keys untouched.
+
+    PostgreSQL: `ALTER TABLE … ALTER COLUMN … DROP NOT NULL`. SQLite has no such statement,
+    and Tortoise's AlterField rebuilds the table there: its indexes are lost, and dropping
+    the old table runs its ON DELETE CASCADE actions (a document's versions would go). So
+    SQLite's own procedure for removing a NOT NULL constraint is used instead (the table's
+    CREATE statement edited in the schema, `writable_schema`, the schema version bumped:
+    https://www.sqlite.org/lang_altertable.html, "making other kinds of table schema
+    changes"), which changes nothing on disk."""
+
+    def __init__(self, model_name: str, name: str, field: Any, *, table: str, column: str):
+        super().__init__(model_name=model_name, name=name, field=field)
+        self.table = table
+        self.column = column
+
+    def describe(self) -> str:
+        return f"Make {self.table}.{self.column} nullable"
+
+    async def _sqlite_definition(self, state_editor: Any, old: str, new: str) -> None:
+        client = state_editor.client
+        rows = await client.execute_query_dict(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", [self.table]
+        )
+        sql = rows[0]["sql"] if rows else ""
+        if old not in sql:
+            raise RuntimeError(f"{self.table}: column definition {old!r} not found in {sql!r}")
+        version = (await client.execute_query_dict("PRAGMA schema_version"))[0]
+        version = int(next(iter(version.values())))
+        await state_editor._run_sql("PRAGMA writable_schema = ON")
+        await client.execute_query(
+            "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?",
+            [sql.replace(old, new, 1), self.table],
+        )
+        await state_editor._run_sql(f"PRAGMA schema_version = {version + 1}")
+        await state_editor._run_sql("PRAGMA writable_schema = OFF")
+
+    async def database_forward(self, app_label, old_state, new_state, state_editor=None) -> None:
+        if not state_editor:
+            return
+        if _postgres(state_editor):
+            await state_editor._run_sql(
+                f'ALTER TABLE "{self.table}" ALTER COLUMN "{self.column}" DROP NOT NULL'
+            )
+            return
+        column = f'"{self.column}" CHAR(36)'
+        await self._sqlite_definition(state_editor, f"{column} NOT NULL", column)
+
+    async def database_backward(self, app_label, old_state, new_state, state_editor=None) -> None:
+        if not state_editor:
+            return
+        if _postgres(state_editor):
+            await state_editor._run_sql(
+                f'ALTER TABLE "{self.table}" ALTER COLUMN "{self.column}" SET NOT NULL'
+            )
+            return
+        column = f'"{self.column}" CHAR(36)'
+        await self._sqlite_definition(state_editor, column + " ", f"{column} NOT NULL ")

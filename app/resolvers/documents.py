@@ -4,26 +4,32 @@ import strawberry
 
 from app.context import Info
 from app.dataloaders import pages
-from app.errors import BadUserInput, DomainError
+from app.errors import BadUserInput, DomainError, NotFound
 from app.models import Document, Dossier
 from app.providers.storage import Storage
 from app.schema.common import Connection, paginate, parse_id, row_as, user_errors
 from app.schema.documents import (
     DocumentErrorCode,
+    DocumentRequestPayload,
     DocumentReviewType,
     DocumentUserError,
     DownloadUrlType,
+    RequestDocumentInput,
     ReviewDocumentInput,
     ReviewDocumentPayload,
     ReviewQueueItemType,
     SetDocumentExpiryInput,
     SetDocumentExpiryPayload,
+    SharedFileType,
+    ShareFileInput,
+    ShareFilePayload,
     UploadDocumentInput,
     UploadDocumentPayload,
+    WaiveDocumentInput,
 )
 from app.schema.dossiers import DossierType
 from app.schema.steps import DocumentType, DocumentVersionType
-from app.services import document_expiry, documents
+from app.services import document_expiry, document_requests, documents, shared_files
 from app.services.codes import DocumentErrorCode as Code
 
 
@@ -181,3 +187,90 @@ class DocumentMutation:
             version=row_as(DocumentVersionType, version),
             document=row_as(DocumentType, document),
         )
+
+    @strawberry.mutation(
+        description="Agents: ask the client for one more document in the dossier's current "
+        "step, of a document type or ad hoc (a label, allowed extensions, a size limit)."
+    )
+    async def request_document(
+        self, info: Info, input: RequestDocumentInput
+    ) -> DocumentRequestPayload:
+        viewer = await info.context.require_agent()
+        step_instance_id = parse_id(input.step_instance_id, what="step")
+        try:
+            document_type_id = (
+                parse_id(input.document_type_id, what="document type")
+                if input.document_type_id is not None
+                else None
+            )
+        except NotFound:  # a malformed type id: the input's fault, said in the payload
+            return DocumentRequestPayload(
+                user_errors=_errors(
+                    DomainError(
+                        Code.UNKNOWN_DOCUMENT_TYPE, "No such document type.", "documentTypeId"
+                    )
+                )
+            )
+        try:
+            document, _dossier = await document_requests.request_document(
+                viewer,
+                step_instance_id,
+                document_type_id=document_type_id,
+                label=input.label,
+                allowed_extensions=input.allowed_extensions,
+                max_file_size_mb=input.max_file_size_mb,
+                note=input.note,
+                due_at=input.due_at,
+            )
+        except DomainError as error:
+            return DocumentRequestPayload(user_errors=_errors(error))
+        return DocumentRequestPayload(
+            document=row_as(DocumentType, document),
+            dossier=row_as(DossierType, await _fresh_dossier(document)),
+        )
+
+    @strawberry.mutation(
+        description="Agents: the client need not send this document (WAIVED, with the "
+        "reason); the step completes once the others are approved."
+    )
+    async def waive_document(self, info: Info, input: WaiveDocumentInput) -> DocumentRequestPayload:
+        viewer = await info.context.require_agent()
+        try:
+            document, _dossier = await document_requests.waive_document(
+                viewer, parse_id(input.document_id, what="document"), input.reason
+            )
+        except DomainError as error:
+            return DocumentRequestPayload(user_errors=_errors(error))
+        return DocumentRequestPayload(
+            document=row_as(DocumentType, document),
+            dossier=row_as(DossierType, await _fresh_dossier(document)),
+        )
+
+    @strawberry.mutation(
+        description="Agents: share a file with the dossier (multipart request, as "
+        "uploadDocument); the client is told and can download it."
+    )
+    async def share_file(self, info: Info, input: ShareFileInput) -> ShareFilePayload:
+        viewer = await info.context.require_agent()
+        dossier_id = parse_id(input.dossier_id, what="dossier")
+        file = input.file
+        if not (hasattr(file, "read") and hasattr(file, "filename")):
+            return ShareFilePayload(
+                user_errors=_errors(
+                    DomainError(Code.FILE_REQUIRED, "Send the file as a multipart upload.", "file")
+                )
+            )
+        try:
+            shared, _dossier = await shared_files.share_file(
+                viewer,
+                dossier_id,
+                documents.UploadedFile(file_name=file.filename, read=file.read),
+                note=input.note,
+                storage=_storage(info),
+            )
+        except DomainError as error:
+            return ShareFilePayload(user_errors=_errors(error))
+        finally:
+            if hasattr(file, "close"):
+                await file.close()
+        return ShareFilePayload(shared_file=row_as(SharedFileType, shared))

@@ -31,7 +31,9 @@ def _errors(error: DomainError) -> list[MessageUserError]:
     return user_errors(error, MessageUserError, MessageErrorCode)
 
 
-def _attachment_ids(values: list[strawberry.ID] | None) -> list[uuid.UUID]:
+def _attachment_ids(
+    values: list[strawberry.ID] | None, field: str = "attachments"
+) -> list[uuid.UUID]:
     """Ids inside an input: a malformed one is reported like an unknown one, in the payload."""
     ids, bad = [], []
     for i, value in enumerate(values or []):
@@ -42,7 +44,7 @@ def _attachment_ids(values: list[strawberry.ID] | None) -> list[uuid.UUID]:
                 DomainError(
                     Code.INVALID_ATTACHMENT,
                     "No such uploaded file in this dossier.",
-                    ["attachments", str(i)],
+                    [field, str(i)],
                 )
             )
     if bad:
@@ -60,8 +62,9 @@ class MessageMutation:
         dossier_id = parse_id(input.dossier_id, what="dossier")
         try:
             attachments = _attachment_ids(input.attachments)
+            shared_file_ids = _attachment_ids(input.shared_file_ids, "sharedFileIds")
             message: Message = await messages.send_message(
-                viewer, dossier_id, input.content, attachments
+                viewer, dossier_id, input.content, attachments, shared_file_ids
             )
         except DomainError as error:
             return SendMessagePayload(user_errors=_errors(error))

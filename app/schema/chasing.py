@@ -36,13 +36,18 @@ class NextActionType:
     def document(self) -> DocumentType:
         return row_as(DocumentType, self._action.document)
 
-    @strawberry.field
-    def document_type(self) -> DocumentTypeType:
-        return row_as(DocumentTypeType, self._action.document_type)
+    @strawberry.field(description="Null for a document requested without a type.")
+    def document_type(self) -> DocumentTypeType | None:
+        document_type = self._action.document_type
+        return row_as(DocumentTypeType, document_type) if document_type else None
 
-    @strawberry.field(description="The document type's label.")
+    @strawberry.field(description="The document type's label (or the requested one's).")
     def label(self) -> str:
-        return self._action.document_type.label
+        return self._action.spec.label
+
+    @strawberry.field(description="The agent's note, for a document requested on the fly.")
+    def note(self) -> str | None:
+        return self._action.document.note
 
     @strawberry.field(description="PENDING (never sent), CHANGES_REQUESTED or REJECTED.")
     def status(self) -> DocumentStatus:
@@ -50,17 +55,19 @@ class NextActionType:
 
     @strawberry.field(description="File extensions the document type accepts.")
     def allowed_extensions(self) -> list[str]:
-        return list(self._action.document_type.allowed_extensions)
+        return list(self._action.spec.allowed_extensions)
 
     @strawberry.field
     def max_file_size_mb(self) -> int:
-        return self._action.document_type.max_file_size_mb
+        return self._action.spec.max_file_size_mb
 
     @strawberry.field(description="Why the last version was sent back (null if never reviewed).")
     def reason(self) -> str | None:
         return self._action.reason
 
-    @strawberry.field(description="The step's due date, shared by its documents.")
+    @strawberry.field(
+        description="The step's due date, shared by its documents (a requested document's own)."
+    )
     def due_at(self) -> datetime | None:
         return self._action.due_at
 

@@ -11,10 +11,12 @@ from strawberry.file_uploads import Upload
 
 from app.context import Info
 from app.dataloaders.pages import or_load
+from app.models import SharedFile
 from app.schema.common import UserError, row_as
 from app.schema.enums import ReviewStatus
 from app.schema.identity import AgentType
 from app.schema.steps import DocumentType, DocumentVersionType, StepInstanceType
+from app.services import shared_files
 from app.services.codes import DocumentErrorCode
 
 if TYPE_CHECKING:
@@ -170,3 +172,85 @@ class ReviewQueueItemType:
     @strawberry.field(description="How long it has waited, in seconds.")
     def waiting_seconds(self) -> int:
         return max(0, int((datetime.now(UTC) - self.uploaded_at).total_seconds()))
+
+
+# --- documents requested on the fly, waived; files the firm shares (issue 18) ----------
+
+
+@strawberry.input
+class RequestDocumentInput:
+    step_instance_id: strawberry.ID = strawberry.field(
+        description="An open step: the dossier's current one."
+    )
+    document_type_id: strawberry.ID | None = strawberry.field(
+        default=None, description="A document type; or else the three ad-hoc fields below."
+    )
+    label: str | None = strawberry.field(default=None, description="Ad hoc: what to send.")
+    allowed_extensions: list[str] | None = strawberry.field(
+        default=None, description="Ad hoc: the extensions accepted (as for document types)."
+    )
+    max_file_size_mb: int | None = strawberry.field(
+        default=None, description="Ad hoc: the size limit, 1 to 100 MB."
+    )
+    note: str | None = strawberry.field(default=None, description="For the client.")
+    due_at: datetime | None = strawberry.field(
+        default=None, description="Its own due date (else the step's)."
+    )
+
+
+@strawberry.input
+class WaiveDocumentInput:
+    document_id: strawberry.ID
+    reason: str = strawberry.field(description="Required; the client sees it.")
+
+
+@strawberry.type
+class DocumentRequestPayload:
+    document: DocumentType | None = None
+    dossier: Annotated[DossierType, strawberry.lazy("app.schema.dossiers")] | None = None
+    user_errors: list[DocumentUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type(name="SharedFile", description="A file the firm shared with the dossier.")
+class SharedFileType:
+    file_name: str
+    mime_type: str
+    file_size_bytes: int
+    note: str | None
+    created_at: datetime
+
+    id: strawberry.ID
+
+    if TYPE_CHECKING:  # the root value is the SharedFile row
+        dossier_id: uuid.UUID
+        shared_by_id: uuid.UUID | None
+
+    @strawberry.field(description="The agent who shared it (null once that agent is gone).")
+    async def shared_by(self, info: Info) -> AgentType | None:
+        if self.shared_by_id is None:
+            return None
+        return await info.context.loaders.agent.load(self.shared_by_id)
+
+    @strawberry.field(
+        description="A signed link to download it, valid for five minutes at most (the "
+        "dossier's client and agents: whoever sees the dossier)."
+    )
+    def download_url(self) -> DownloadUrlType:
+        signed = shared_files.download_url(row_as(SharedFile, self))
+        return DownloadUrlType(url=signed.url, expires_at=signed.expires_at)
+
+
+@strawberry.input
+class ShareFileInput:
+    dossier_id: strawberry.ID
+    file: Upload = strawberry.field(
+        description="The file, sent as a part of a multipart request (GraphQL multipart "
+        "request spec) with an 'Apollo-Require-Preflight' header."
+    )
+    note: str | None = strawberry.field(default=None, description="For the client.")
+
+
+@strawberry.type
+class ShareFilePayload:
+    shared_file: SharedFileType | None = None
+    user_errors: list[DocumentUserError] = strawberry.field(default_factory=list)

@@ -15,13 +15,15 @@ from app.context import Info
 from app.dataloaders.pages import or_load
 from app.schema.catalog import ProductType
 from app.schema.chasing import DossierProgressType, dossier_progress
-from app.schema.common import Connection, list_page
+from app.schema.common import Connection, list_page, paginate
+from app.schema.documents import SharedFileType
 from app.schema.enums import DossierKind, DossierStatus
 from app.schema.identity import ProfileType
 from app.schema.members import DossierMemberType
 from app.schema.messages import MessageType, dossier_messages, dossier_unread_count
 from app.schema.steps import DocumentType, DossierStatusChangeType, StepInstanceType
 from app.schema.workflow import TimelineEntry, timeline_entries
+from app.services.shared_files import dossier_shared_files
 
 
 @strawberry.type(name="Dossier", description="A client's file, running its product's steps.")
@@ -95,6 +97,16 @@ class DossierType:
     ) -> Connection[MessageType]:
         return await dossier_messages(
             info, self.id, first=first, after=after, last=last, before=before
+        )
+
+    @strawberry.field(
+        description="Files the firm shared with the dossier (shareFile), oldest first."
+    )
+    async def shared_files(
+        self, first: int | None = None, after: str | None = None
+    ) -> Connection[SharedFileType]:
+        return await paginate(
+            dossier_shared_files(self.id), first=first, after=after, last=None, before=None
         )
 
     @strawberry.field(description="Messages from the other side you have not read yet.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from app.models.enums import NotificationChannel
 from app.services.catalogue_bounds import CatalogueBounds
+from app.services.document_requests import MAX_REQUESTED_PER_STEP
 from app.services.members import MAX_MEMBERS
 from app.services.notifications.queries import MAX_MARK_IDS
 from app.settings import get_settings
@@ -32,14 +33,29 @@ def static_list_bounds() -> dict[tuple[str, str], int]:
     """The lists bounded by a setting or by their input."""
     return {
         ("Message", "attachments"): get_settings().message_max_attachments,
+        ("Message", "sharedFiles"): get_settings().message_max_attachments,
         ("Notification", "deliveries"): len(NotificationChannel),  # one per channel
         ("MarkNotificationsReadPayload", "notifications"): MAX_MARK_IDS,
         ("Dossier", "members"): MAX_MEMBERS,
     }
 
 
+# Lists of documents also hold those agents requested on the fly: MAX_REQUESTED_PER_STEP
+# more per step (a step's lists), per step of the product (a dossier's).
+REQUESTED_IN_A_STEP = {
+    ("StepInstance", "documents"),
+    ("DossierProgress", "nextActions"),
+    ("DocumentReminderEntry", "documents"),
+}
+
+
 def catalogue_list_bound(catalogue: CatalogueBounds, key: tuple[str, str]) -> int:
-    return int(getattr(catalogue, CATALOGUE_LISTS[key]))
+    bound = int(getattr(catalogue, CATALOGUE_LISTS[key]))
+    if key in REQUESTED_IN_A_STEP:
+        bound += MAX_REQUESTED_PER_STEP
+    elif key == ("Dossier", "documents"):
+        bound += MAX_REQUESTED_PER_STEP * catalogue.steps_per_product
+    return bound
 
 
 def is_counted_elsewhere(owner: str, field: str) -> bool:

@@ -42,6 +42,16 @@ class MessageAttachmentType:
     version_number: int
 
 
+@strawberry.type(
+    name="MessageSharedFile", description="A file the firm shared with the dossier, attached."
+)
+class MessageSharedFileType:
+    shared_file_id: strawberry.ID
+    file_name: str
+    mime_type: str
+    file_size_bytes: int
+
+
 @dataclass
 class LiveMessage:
     """A message as published to subscribers: everything its fields need, no query."""
@@ -116,6 +126,20 @@ class MessageType:
                 version_number=int(a.get("versionNumber") or 0),
             )
             for a in (self.attachments or [])
+            if a.get("documentVersionId")
+        ]
+
+    @strawberry.field(description="Files the firm shared with the dossier, attached.")
+    def shared_files(self) -> list[MessageSharedFileType]:
+        return [
+            MessageSharedFileType(
+                shared_file_id=gid(a.get("sharedFileId")),
+                file_name=a.get("fileName") or "",
+                mime_type=a.get("mimeType") or "",
+                file_size_bytes=int(a.get("fileSizeBytes") or 0),
+            )
+            for a in (self.attachments or [])
+            if a.get("sharedFileId")
         ]
 
 
@@ -130,6 +154,11 @@ class SendMessageInput:
     content: str = strawberry.field(description="1 to 10,000 characters (trimmed).")
     attachments: list[strawberry.ID] | None = strawberry.field(
         default=None, description="Ids of document versions uploaded to this dossier."
+    )
+    shared_file_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description="Ids of files the firm shared with this dossier (counted with "
+        "`attachments` against the limit).",
     )
 
 

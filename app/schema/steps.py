@@ -75,7 +75,7 @@ class DocumentType:
 
     if TYPE_CHECKING:  # the root value is the Document row: columns read below
         dossier_id: uuid.UUID
-        document_type_id: uuid.UUID
+        document_type_id: uuid.UUID | None
         step_instance_id: uuid.UUID | None
         current_version_id: uuid.UUID | None
         member_id: uuid.UUID | None
@@ -86,13 +86,62 @@ class DocumentType:
             return None
         return await info.context.loaders.member.load(self.member_id)
 
-    @strawberry.field
-    def document_type(self, info: Info) -> DocumentTypeType:
+    if TYPE_CHECKING:  # columns of a document requested on the fly, or waived
+        label: str | None
+        allowed_extensions: list[str] | None
+        max_file_size_mb: int | None
+        requested_by_id: uuid.UUID | None
+        waived_at: datetime | None
+        due_at: datetime | None
+
+    note: str | None = strawberry.field(
+        description="The agent's note, for a document requested on the fly."
+    )
+    waived_reason: str | None = strawberry.field(description="Why it was waived (WAIVED).")
+
+    @strawberry.field(description="Null for a document an agent requested without a type.")
+    def document_type(self, info: Info) -> DocumentTypeType | None:
+        if self.document_type_id is None:
+            return None
         return or_load(
             self,
             "document_type",
             lambda: info.context.loaders.document_type.load(self.document_type_id),
         )
+
+    @strawberry.field(
+        name="label", description="What the document is: its type's label, or the requested one."
+    )
+    async def display_label(self, info: Info) -> str:
+        if self.document_type_id is None:
+            return self.label or "Document"
+        document_type = await info.context.loaders.document_type.load(self.document_type_id)
+        return document_type.label
+
+    @strawberry.field(
+        name="allowedExtensions",
+        description="The extensions it accepts (its type's, or the requested ones).",
+    )
+    async def accepted_extensions(self, info: Info) -> list[str]:
+        if self.document_type_id is None:
+            return list(self.allowed_extensions or [])
+        document_type = await info.context.loaders.document_type.load(self.document_type_id)
+        return list(document_type.allowed_extensions)
+
+    @strawberry.field(name="maxFileSizeMb", description="Its size limit, in MB.")
+    async def size_limit_mb(self, info: Info) -> int:
+        if self.document_type_id is None:
+            return int(self.max_file_size_mb or 1)
+        document_type = await info.context.loaders.document_type.load(self.document_type_id)
+        return int(document_type.max_file_size_mb)
+
+    @strawberry.field(description="Added to its step by an agent (requestDocument).")
+    def requested(self) -> bool:
+        return self.requested_by_id is not None
+
+    @strawberry.field(name="waivedAt", description="When it was waived (WAIVED).")
+    def waived_on(self) -> datetime | None:
+        return self.waived_at
 
     @strawberry.field(description="The latest upload, if any.")
     def current_version(self, info: Info) -> DocumentVersionType | None:
@@ -108,8 +157,14 @@ class DocumentType:
     async def versions(self, info: Info, last: int = 20) -> list[DocumentVersionType]:
         return await info.context.loaders.versions_by_document.load((self.id, list_page(last)))
 
-    @strawberry.field(description="Its step's due date (the documents of a step share it).")
-    async def due_at(self, info: Info) -> datetime | None:
+    @strawberry.field(
+        name="dueAt",
+        description="Its step's due date (the documents of a step share it), or the one "
+        "an agent gave the document when requesting it.",
+    )
+    async def due_date(self, info: Info) -> datetime | None:
+        if self.due_at is not None:
+            return self.due_at
         if self.step_instance_id is None:
             return None
         step = await info.context.loaders.step_instance.load(self.step_instance_id)

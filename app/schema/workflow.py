@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 import strawberry
 
 from app.context import Info
-from app.schema.common import UserError, gid, page_size
-from app.schema.documents import DocumentReviewType
+from app.models import SharedFile
+from app.schema.common import UserError, gid, page_size, row_as
+from app.schema.documents import DocumentReviewType, SharedFileType
 from app.schema.enums import ActorType, DossierStatus, RefundReason
 from app.schema.identity import AgentType, Viewer
 from app.schema.steps import DocumentType, DocumentVersionType, StepInstanceType
@@ -249,6 +250,41 @@ class RefundEntry(TimelineEntry):
         return (self._item.row.payload or {}).get("note")
 
 
+async def _payload_document(info: Info, item: Any) -> DocumentType | None:
+    raw = (item.row.payload or {}).get("documentId")
+    return await info.context.loaders.document.load(uuid.UUID(raw)) if raw else None
+
+
+@strawberry.type(
+    name="DocumentRequestEntry",
+    description="An agent asked the client for a document (DOCUMENT_REQUESTED) or waived "
+    "one (DOCUMENT_WAIVED: `reason` says why).",
+)
+class DocumentRequestEntry(TimelineEntry):
+    reason: str | None
+
+    @strawberry.field
+    async def document(self, info: Info) -> DocumentType | None:
+        return await _payload_document(info, self._item)
+
+    @strawberry.field(description="The agent's note to the client (DOCUMENT_REQUESTED).")
+    def note(self) -> str | None:
+        return (self._item.row.payload or {}).get("note")
+
+
+@strawberry.type(name="FileSharedEntry", description="An agent shared a file with the dossier.")
+class FileSharedEntry(TimelineEntry):
+    @strawberry.field
+    async def shared_file(self) -> SharedFileType | None:
+        raw = (self._item.row.payload or {}).get("sharedFileId")
+        shared = await SharedFile.filter(id=uuid.UUID(raw)).first() if raw else None
+        return row_as(SharedFileType, shared) if shared else None
+
+    @strawberry.field
+    def file_name(self) -> str | None:
+        return (self._item.row.payload or {}).get("fileName")
+
+
 def _payload_int(item: Any, key: str) -> int | None:
     raw = (item.row.payload or {}).get(key)
     return int(raw) if isinstance(raw, int) else None
@@ -288,6 +324,10 @@ def _entry(item: TimelineItem) -> TimelineEntry:
         return DocumentReminderEntry(**common)
     if item.kind in (kind.ORDER_REFUNDED, kind.ORDER_PARTIALLY_REFUNDED):
         return RefundEntry(**common)
+    if item.kind in (kind.DOCUMENT_REQUESTED, kind.DOCUMENT_WAIVED):
+        return DocumentRequestEntry(**common, reason=(item.row.payload or {}).get("reason"))
+    if item.kind == kind.FILE_SHARED:
+        return FileSharedEntry(**common)
     return StepEntry(**common, reason=(item.row.payload or {}).get("reason"))
 
 
@@ -309,4 +349,6 @@ TIMELINE_TYPES = (
     DueDateChangeEntry,
     DocumentReminderEntry,
     RefundEntry,
+    DocumentRequestEntry,
+    FileSharedEntry,
 )

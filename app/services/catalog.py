@@ -101,7 +101,7 @@ def _check_initial_status(status: DossierStatus) -> DossierStatus:
     return status
 
 
-def _check_extensions(values: Sequence[str]) -> list[str]:
+def check_extensions(values: Sequence[str]) -> list[str]:
     cleaned = sorted({v.strip().lower().lstrip(".") for v in values})
     if not cleaned:
         raise DomainError("REQUIRED", "List at least one allowed extension.", "allowedExtensions")
@@ -116,7 +116,7 @@ def _check_extensions(values: Sequence[str]) -> list[str]:
     return cleaned
 
 
-def _check_size(mb: int) -> int:
+def check_size(mb: int) -> int:
     if not 1 <= mb <= MAX_FILE_SIZE_MB:
         raise DomainError(
             "INVALID_SIZE", f"The size limit must be 1 to {MAX_FILE_SIZE_MB} MB.", "maxFileSizeMb"
@@ -430,8 +430,8 @@ async def create_document_type(
         "code": check_code(code),
         "label": check_name(label, "label"),
         "description": _description(description),
-        "max_file_size_mb": _check_size(max_file_size_mb),
-        "allowed_extensions": _check_extensions(allowed_extensions),
+        "max_file_size_mb": check_size(max_file_size_mb),
+        "allowed_extensions": check_extensions(allowed_extensions),
         "per_member_role": None
         if per_member_role is None
         else check_code(per_member_role, "perMemberRole"),
@@ -496,9 +496,9 @@ async def update_document_type(
     if changes.description_set:
         updates["description"] = _description(changes.description)
     if changes.max_file_size_mb is not None:
-        updates["max_file_size_mb"] = _check_size(changes.max_file_size_mb)
+        updates["max_file_size_mb"] = check_size(changes.max_file_size_mb)
     if changes.allowed_extensions is not None:
-        updates["allowed_extensions"] = _check_extensions(changes.allowed_extensions)
+        updates["allowed_extensions"] = check_extensions(changes.allowed_extensions)
     if changes.requires_expiry is not None:
         updates["requires_expiry"] = changes.requires_expiry
     if changes.min_validity_set:

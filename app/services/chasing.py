@@ -81,7 +81,9 @@ async def _missing(
     )
     types = {
         t.id: t
-        for t in await DocumentType.filter(id__in=list({d.document_type_id for d in documents}))
+        for t in await DocumentType.filter(
+            id__in=list({d.document_type_id for d in documents if d.document_type_id})
+        )
     }
     reasons = await last_reasons(documents)
     return {
@@ -213,9 +215,9 @@ def _record_reminder(
             "missing": [
                 {
                     "documentId": str(a.document.id),
-                    "documentTypeId": str(a.document_type.id),
-                    "code": a.document_type.code,
-                    "label": a.document_type.label,
+                    "documentTypeId": str(a.document_type.id) if a.document_type else None,
+                    "code": a.spec.code,
+                    "label": a.spec.label,
                     "status": a.status.value,
                     "reason": a.reason,
                 }

@@ -122,8 +122,12 @@ async def set_document_expiry(
         raise NotFound("No such document version.")
     async with in_transaction():
         document = await Document.filter(id=version.document_id).select_for_update().get()
-        document_type = await DocumentType.get(id=document.document_type_id)
-        check_expiry(document_type, expires_on)
+        if document.document_type_id is not None:
+            check_expiry(await DocumentType.get(id=document.document_type_id), expires_on)
+        elif expires_on <= today():  # a document requested ad hoc: no type's rules
+            raise DomainError(
+                Code.EXPIRES_TOO_SOON, f"This document expired on {expires_on.isoformat()}."
+            )
         version.expires_on = expires_on
         await version.save(update_fields=["expires_on"])
         if document.current_version_id == version.id and document.status == (
@@ -212,7 +216,9 @@ async def send_expiry_reminders(
                     "dossierId": str(dossier.id),
                     "documentId": str(document.id),
                     "versionId": str(document.current_version_id),
-                    "documentTypeId": str(document.document_type_id),
+                    "documentTypeId": str(document.document_type_id)
+                    if document.document_type_id
+                    else None,
                     "stepInstanceId": str(document.step_instance_id)
                     if document.step_instance_id
                     else None,

@@ -42,6 +42,7 @@ from app.models.enums import DocumentStatus, DossierStatus, EventType, ReviewSta
 from app.providers.storage import Storage, StorageError
 from app.services import document_expiry, events
 from app.services.codes import DocumentErrorCode as Code
+from app.services.document_specs import DocumentSpec, spec_of
 from app.services.dossiers import is_party, membership
 from app.services.validation import check_text
 from app.services.workflow.machine import ACTIVE, lock_dossier
@@ -188,6 +189,66 @@ async def _stream(
         yield chunk
 
 
+@dataclass(frozen=True)
+class StoredFile:
+    key: str  # the storage key (generated)
+    file_name: str  # the sanitised display name
+    size: int
+    kind: Any  # what `filetype` detected (`.mime`, `.extension`)
+
+
+async def store_upload(
+    upload: UploadedFile, spec: DocumentSpec, *, storage: Storage, key_prefix: str
+) -> StoredFile:
+    """Checks 2 and 3 of an upload (the name's extension among `spec`'s, the bytes'
+    magic agreeing with it, `spec`'s size cap while streaming, no empty file) and the file
+    stored under `key_prefix/<random>.<ext>`: uploads and files the firm shares alike. The
+    caller deletes the stored file if what follows fails."""
+    allowed = spec.allowed_extensions
+
+    file_name = sanitise_file_name(upload.file_name)
+    extension = extension_of(file_name)
+    if extension not in allowed:
+        raise DomainError(
+            Code.EXTENSION_NOT_ALLOWED,
+            f"A {spec.label} must be a {', '.join('.' + e for e in allowed)} file"
+            f"{f' (got .{extension})' if extension else ''}.",
+            "file",
+        )
+    limit = spec.max_file_size_mb * 1024 * 1024
+
+    head = b""
+    while len(head) < SNIFF_BYTES and (chunk := await upload.read(SNIFF_BYTES - len(head))):
+        head += chunk
+    if not head:
+        raise DomainError(Code.EMPTY_FILE, "The file is empty.", "file")
+    if len(head) > limit:
+        raise _too_large(spec)
+    kind = filetype.guess(head)
+    if kind is None or kind.extension not in CONTENT_OF.get(extension, set()):
+        what = f"a .{kind.extension} file" if kind else "not a recognised document"
+        raise DomainError(
+            Code.CONTENT_MISMATCH,
+            f"The file's content does not match .{extension}: it is {what}.",
+            "file",
+        )
+
+    key = f"{key_prefix}/{uuid.uuid4().hex}.{sorted(CONTENT_OF[extension])[0]}"
+    counter = [0]
+    try:
+        size = await storage.save(
+            key, _stream(upload, head, limit, counter), content_type=kind.mime
+        )
+    except _TooLarge:
+        raise _too_large(spec) from None
+    except StorageError as exc:
+        raise DomainError(
+            Code.STORAGE_UNAVAILABLE, "The file could not be stored; try again.", "file"
+        ) from exc
+
+    return StoredFile(key=key, file_name=file_name, size=size, kind=kind)
+
+
 async def upload_document(
     viewer: Viewer,
     document_id: uuid.UUID,
@@ -203,53 +264,18 @@ async def upload_document(
         # a member sends their own documents; the client and agents any
         raise DomainError(Code.NOT_YOURS, "This document is for another person to send.")
     _check_uploadable(document, dossier)
-    document_type = await DocumentType.get(id=document.document_type_id)
-    if expires_on is not None:  # before any byte is stored
-        document_expiry.check_expiry(document_type, expires_on)
-    allowed = [e.lower() for e in document_type.allowed_extensions]
-
-    file_name = sanitise_file_name(upload.file_name)
-    extension = extension_of(file_name)
-    if extension not in allowed:
-        raise DomainError(
-            Code.EXTENSION_NOT_ALLOWED,
-            f"A {document_type.label} must be a {', '.join('.' + e for e in allowed)} file"
-            f"{f' (got .{extension})' if extension else ''}.",
-            "file",
-        )
-    limit = document_type.max_file_size_mb * 1024 * 1024
-
-    head = b""
-    while len(head) < SNIFF_BYTES and (chunk := await upload.read(SNIFF_BYTES - len(head))):
-        head += chunk
-    if not head:
-        raise DomainError(Code.EMPTY_FILE, "The file is empty.", "file")
-    if len(head) > limit:
-        raise _too_large(document_type)
-    kind = filetype.guess(head)
-    if kind is None or kind.extension not in CONTENT_OF.get(extension, set()):
-        what = f"a .{kind.extension} file" if kind else "not a recognised document"
-        raise DomainError(
-            Code.CONTENT_MISMATCH,
-            f"The file's content does not match .{extension}: it is {what}.",
-            "file",
-        )
-
-    key = (
-        f"documents/{dossier.id}/{document.id}/{uuid.uuid4().hex}."
-        f"{sorted(CONTENT_OF[extension])[0]}"
+    document_type = (
+        await DocumentType.get(id=document.document_type_id)
+        if document.document_type_id is not None
+        else None
     )
-    counter = [0]
-    try:
-        size = await storage.save(
-            key, _stream(upload, head, limit, counter), content_type=kind.mime
-        )
-    except _TooLarge:
-        raise _too_large(document_type) from None
-    except StorageError as exc:
-        raise DomainError(
-            Code.STORAGE_UNAVAILABLE, "The file could not be stored; try again.", "file"
-        ) from exc
+    if expires_on is not None and document_type is not None:  # before any byte is stored
+        document_expiry.check_expiry(document_type, expires_on)
+    spec = spec_of(document, document_type)  # an ad-hoc request's own rules, or its type's
+    stored = await store_upload(
+        upload, spec, storage=storage, key_prefix=f"documents/{dossier.id}/{document.id}"
+    )
+    key, file_name, size, kind = stored.key, stored.file_name, stored.size, stored.kind
 
     try:
         async with in_transaction():
@@ -301,7 +327,7 @@ async def upload_document(
                     "documentId": str(document.id),
                     "versionId": str(version.id),
                     "versionNumber": number,
-                    "documentTypeId": str(document_type.id),
+                    "documentTypeId": str(document_type.id) if document_type else None,
                 },
             )
             await settle(dossier, actor=viewer, reason="Every document of the step is uploaded.")
@@ -314,10 +340,10 @@ async def upload_document(
     return document, version
 
 
-def _too_large(document_type: DocumentType) -> DomainError:
+def _too_large(spec: DocumentSpec) -> DomainError:
     return DomainError(
         Code.FILE_TOO_LARGE,
-        f"A {document_type.label} may be at most {document_type.max_file_size_mb} MB.",
+        f"A {spec.label} may be at most {spec.max_file_size_mb} MB.",
         "file",
     )
 
@@ -388,10 +414,13 @@ async def review_document(
         approved_expiry: date | None = None
         if decision == ReviewStatus.APPROVED:
             version = await DocumentVersion.get(id=version.id)  # its date, read under the lock
-            document_type = await DocumentType.get(id=document.document_type_id)
-            approved_expiry = document_expiry.check_approvable(
-                document_type, expires_on or version.expires_on
-            )
+            if document.document_type_id is not None:
+                document_type = await DocumentType.get(id=document.document_type_id)
+                approved_expiry = document_expiry.check_approvable(
+                    document_type, expires_on or version.expires_on
+                )
+            else:  # a document requested ad hoc: its date, if given, unchecked by a type
+                approved_expiry = expires_on or version.expires_on
             if expires_on is not None and expires_on != version.expires_on:
                 await DocumentVersion.filter(id=version.id).update(expires_on=expires_on)
         stamp: dict[str, Any] = {"reviewed_at": now} if now else {}

@@ -25,7 +25,7 @@ from app.compat.tortoise import from_row, queryset_sql
 from app.db import fetch_value, insert_together
 from app.domain.viewer import Viewer
 from app.errors import DomainError, Forbidden, NotFound, ValidationFailed
-from app.models import DocumentVersion, Dossier, Message
+from app.models import DocumentVersion, Dossier, Message, SharedFile
 from app.models.enums import ActorType, EventType
 from app.services import events
 from app.services.codes import MessageErrorCode as Code
@@ -68,11 +68,49 @@ def _distinct(ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     return list(dict.fromkeys(ids))
 
 
-async def _attachments(dossier_id: uuid.UUID, version_ids: Sequence[uuid.UUID]) -> list[dict]:
-    """The document versions of THIS dossier, described for the message (one query)."""
+async def _shared_files(dossier_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> list[dict]:
+    """Files the firm shared with THIS dossier, described for the message (one query);
+    another dossier's are refused exactly like missing ones."""
+    if not ids:
+        return []
+    found = {
+        row.id: row for row in await SharedFile.filter(id__in=list(ids), dossier_id=dossier_id)
+    }
+    missing = [i for i, sid in enumerate(ids) if sid not in found]
+    if missing:
+        raise ValidationFailed(
+            [
+                DomainError(
+                    Code.INVALID_ATTACHMENT,
+                    "No such uploaded file in this dossier.",
+                    ["sharedFileIds", str(i)],
+                )
+                for i in missing
+            ]
+        )
+    return [
+        {
+            "sharedFileId": str(sid),
+            "fileName": found[sid].file_name,
+            "mimeType": found[sid].mime_type,
+            "fileSizeBytes": found[sid].file_size_bytes,
+        }
+        for sid in ids
+    ]
+
+
+async def _attachments(
+    dossier_id: uuid.UUID, version_ids: Sequence[uuid.UUID], shared: int = 0
+) -> list[dict]:
+    """The document versions of THIS dossier, described for the message (one query);
+    `shared`: how many shared files come with them (the limit counts both)."""
+    limit = get_settings().message_max_attachments
+    if len(version_ids) + shared > limit:
+        raise DomainError(
+            Code.TOO_MANY_ATTACHMENTS, f"At most {limit} attachments per message.", "attachments"
+        )
     if not version_ids:
         return []
-    limit = get_settings().message_max_attachments
     if len(version_ids) > limit:
         raise DomainError(
             Code.TOO_MANY_ATTACHMENTS, f"At most {limit} attachments per message.", "attachments"
@@ -111,6 +149,7 @@ async def send_message(
     dossier_id: uuid.UUID,
     content: str,
     attachments: Sequence[uuid.UUID] = (),
+    shared_file_ids: Sequence[uuid.UUID] = (),
     *,
     now: datetime | None = None,
 ) -> Message:
@@ -121,12 +160,14 @@ async def send_message(
     """
     text = _check_content(content)
     version_ids = _distinct(attachments)
+    shared_ids = _distinct(shared_file_ids)
     async with in_transaction():
         queryset = Dossier.all() if viewer is None else visible_dossiers(viewer)
         dossier = await queryset.filter(id=dossier_id).select_for_update().first()
         if dossier is None:
             raise NotFound("No such dossier.")
-        described = await _attachments(dossier.id, version_ids)
+        described = await _attachments(dossier.id, version_ids, len(shared_ids))
+        described += await _shared_files(dossier.id, shared_ids)
         # Read after the lock is held (a statement of its own: read in the lock's
         # statement, it would not see a message committed while that statement waited).
         previous = await latest_message(dossier.id)

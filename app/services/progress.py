@@ -6,7 +6,8 @@ reads).
 approved / total (documents of steps not started yet counted from their types, skipped
 steps left out), and the next actions — the documents of the current step the client
 still has to send (PENDING, CHANGES_REQUESTED, or REJECTED, which the workflow handles as
-a change request), with their types' rules and the last review's reason. A dossier on
+a change request; those an agent requested on the fly too, WAIVED ones never), with their
+types' rules (or a request's own) and the last review's reason. A dossier on
 hold, completed or cancelled has no next action: it takes no upload.
 
 `overdue_steps`: the agents' list of running dossiers whose current step is past its due
@@ -34,6 +35,7 @@ from app.models import (
 )
 from app.models.enums import DocumentStatus
 from app.services.catalog import asked_for
+from app.services.document_specs import DocumentSpec, spec_of
 from app.services.workflow.machine import ACTIVE
 
 # What the client still has to send (REJECTED works like a change request).
@@ -46,13 +48,18 @@ class NextAction:
     """A document the client has to send, with what its type accepts."""
 
     document: Document
-    document_type: DocumentType
+    document_type: DocumentType | None  # None: requested on the fly without a type
     reason: str | None  # why the last version was sent back, if it was
     due_at: datetime | None
 
     @property
     def status(self) -> DocumentStatus:
         return DocumentStatus(self.document.status)
+
+    @property
+    def spec(self) -> DocumentSpec:
+        """Its label and rules: its type's, or those of an ad-hoc request."""
+        return spec_of(self.document, self.document_type)
 
 
 @dataclass(frozen=True)
@@ -98,9 +105,9 @@ def next_actions_of(
     return [
         NextAction(
             document=d,
-            document_type=types[d.document_type_id],
+            document_type=types[d.document_type_id] if d.document_type_id else None,
             reason=reasons.get(d.id),
-            due_at=step.due_at,
+            due_at=d.due_at or step.due_at,  # a requested document's own due date
         )
         for d in documents
         if d.step_instance_id == step.id and d.status in MISSING
@@ -126,7 +133,7 @@ async def progress_of(dossiers: Sequence[Dossier]) -> list[Progress]:
         for s in group
         if s.started_at is None and s.completed_at is None
     }
-    type_ids = {d.document_type_id for d in all_documents}
+    type_ids = {d.document_type_id for d in all_documents if d.document_type_id}
     types: dict[uuid.UUID, DocumentType] = {}
     if type_ids:
         types = {t.id: t for t in await DocumentType.filter(id__in=list(type_ids))}
@@ -147,7 +154,9 @@ async def progress_of(dossiers: Sequence[Dossier]) -> list[Progress]:
         counted = [
             d
             for d in documents.get(dossier.id, [])
-            if d.step_instance_id is not None and d.step_instance_id not in skipped
+            if d.step_instance_id is not None
+            and d.step_instance_id not in skipped
+            and d.status != DocumentStatus.WAIVED  # no longer needed
         ]
         to_come = sum(
             sum(

@@ -239,7 +239,7 @@ async def load_facts(events: Sequence[Event]) -> Facts:
                 facts.members.setdefault(member.dossier_id, []).append(member.profile_id)
     if document_ids:
         facts.documents = {d.id: d for d in await Document.filter(id__in=document_ids)}
-        type_ids = {d.document_type_id for d in facts.documents.values()}
+        type_ids = {d.document_type_id for d in facts.documents.values() if d.document_type_id}
         facts.document_types = {t.id: t for t in await DocumentType.filter(id__in=type_ids)}
     if message_ids:
         facts.messages = {m.id: m for m in await Message.filter(id__in=message_ids)}
@@ -350,7 +350,11 @@ def build_context(event: Event, recipient: Recipient, facts: Facts, settings: Se
     product = facts.products.get(product_id) if product_id else None
     document_id = _document_id_of(event)
     document = facts.documents.get(document_id) if document_id else None
-    document_type = facts.document_types.get(document.document_type_id) if document else None
+    document_type = (
+        facts.document_types.get(document.document_type_id)
+        if document and document.document_type_id
+        else None
+    )
     step_instance = facts.step_instance_of(event)
     step_id = _uuid(payload.get("stepId"))
     step = (facts.steps.get(step_id) if step_id else None) or (
@@ -366,7 +370,9 @@ def build_context(event: Event, recipient: Recipient, facts: Facts, settings: Se
         "client": client.full_name if client else "",
         "actor": facts.actor_name(event),
         "step": step.label if step else "",
-        "document": document_type.label if document_type else str(payload.get("document") or ""),
+        "document": document_type.label
+        if document_type
+        else str(payload.get("document") or (document.label if document else "") or ""),
         "reason": str(payload.get("reason") or ""),
         "amount": amount,
         "currency": str(payload.get("currency") or (order.currency if order else "eur")),

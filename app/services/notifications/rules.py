@@ -81,6 +81,10 @@ RULES: dict[EventType, tuple[Rule, ...]] = {
     ),
     E.DOCUMENT_APPROVED: (Rule(A.CLIENT, "document_approved", (V.IN_APP, V.EMAIL)),),
     E.DOCUMENT_REJECTED: (Rule(A.CLIENT, "document_rejected", (V.IN_APP, V.EMAIL)),),
+    # Issue 18: documents asked for on the fly or waived, files the firm shares.
+    E.DOCUMENT_REQUESTED: (Rule(A.CLIENT, "document_requested", (V.IN_APP, V.EMAIL)),),
+    E.DOCUMENT_WAIVED: (Rule(A.CLIENT, "document_waived", (V.IN_APP, V.EMAIL)),),
+    E.FILE_SHARED: (Rule(A.CLIENT, "file_shared", (V.IN_APP, V.EMAIL)),),
     E.MESSAGE_SENT: (
         Rule(A.OTHER_SIDE, "message_received", (V.IN_APP, V.EMAIL), Grouping.CHAT_BURST),
     ),

@@ -170,7 +170,7 @@ async def complete_step(
                 "stepInstanceId",
             )
         documents = await Document.filter(step_instance_id=step.id).select_for_update()
-        waiting = [d for d in documents if d.status != D.APPROVED]
+        waiting = [d for d in documents if d.status not in (D.APPROVED, D.WAIVED)]
         if waiting:
             raise DomainError(
                 Code.DOCUMENTS_NOT_APPROVED,

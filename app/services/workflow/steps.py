@@ -4,6 +4,7 @@ How the workflow moves a dossier (`settle`, run after every document or step cha
 - the documents of the current step decide its status: any `CHANGES_REQUESTED` or
   `REJECTED` -> `CHANGES_REQUESTED`; all `UPLOADED`/`APPROVED` -> `UNDER_REVIEW`;
   otherwise (something still `PENDING`, or a step with no document) -> `IN_PROGRESS`;
+- `WAIVED` documents (an agent no longer needs them) are left out of both rules;
 - all documents `APPROVED` -> the step is completed (`STEP_COMPLETED`), the next step in
   position order that is neither completed nor skipped starts (`STEP_STARTED`, its documents
   created `PENDING`, its due date set and its reminders planned) and the status follows
@@ -307,10 +308,12 @@ async def settle(
     statuses = [
         D(d.status) for d in await Document.filter(step_instance_id=step.id).select_for_update()
     ]
-    if statuses and all(s == D.APPROVED for s in statuses):
+    # A WAIVED document is no longer needed: the others decide (all of them waived: done).
+    remaining = [s for s in statuses if s != D.WAIVED]
+    if statuses and all(s == D.APPROVED for s in remaining):
         await finish_step(dossier, step, actor=actor, now=now)
         return
-    target = settled_status(dossier, statuses)
+    target = settled_status(dossier, remaining)
     if target is not None:
         await transition(dossier, target, actor=actor, reason=reason, cause=W, now=now)
 

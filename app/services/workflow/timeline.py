@@ -38,6 +38,9 @@ class TimelineKind(StrEnum):
     DOCUMENT_REMINDER_SENT = "DOCUMENT_REMINDER_SENT"
     ORDER_PARTIALLY_REFUNDED = "ORDER_PARTIALLY_REFUNDED"
     ORDER_REFUNDED = "ORDER_REFUNDED"
+    DOCUMENT_REQUESTED = "DOCUMENT_REQUESTED"
+    DOCUMENT_WAIVED = "DOCUMENT_WAIVED"
+    FILE_SHARED = "FILE_SHARED"
 
 
 STEP_EVENTS = {
@@ -47,6 +50,10 @@ STEP_EVENTS = {
     EventType.STEP_ASSIGNED: TimelineKind.STEP_ASSIGNED,
     EventType.STEP_DUE_DATE_CHANGED: TimelineKind.DUE_DATE_CHANGED,
     EventType.DOCUMENT_REMINDER_SENT: TimelineKind.DOCUMENT_REMINDER_SENT,
+    # documents requested on the fly or waived, files shared (the dossier is their entity)
+    EventType.DOCUMENT_REQUESTED: TimelineKind.DOCUMENT_REQUESTED,
+    EventType.DOCUMENT_WAIVED: TimelineKind.DOCUMENT_WAIVED,
+    EventType.FILE_SHARED: TimelineKind.FILE_SHARED,
 }
 # The order's events that belong on its dossier's timeline (the order is their entity).
 REFUND_EVENTS = {
@@ -113,11 +120,10 @@ async def timelines(
     """The latest `last` entries (before `before`) of each dossier, oldest first.
 
     Status history, step events (started, completed, skipped, assigned, due date moved,
-    reminder sent), uploads, reviews, messages and the refunds of the dossier's order,
-    merged in time order. One query per
-    source for the whole batch (two for a batch of dossiers: the ids of each dossier's
-    latest `last` rows, then those rows), so each dossier costs at most `last` rows per
-    source.
+    reminder sent, document requested or waived, file shared), uploads, reviews, messages
+    and the refunds of the dossier's order, merged in time order. One query per source
+    for the whole batch (two for a batch of dossiers: the ids of each dossier's latest
+    `last` rows, then those rows), so each dossier costs at most `last` rows per source.
     """
     ids = list({str(i) for i in dossier_ids})
     if not ids or last <= 0:
