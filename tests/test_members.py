@@ -8,7 +8,7 @@ import time
 
 from app.auth import viewer_from_token
 from app.consumers import install_consumers
-from app.models import Credential, DocumentType, Notification, StepDocumentType
+from app.models import Credential, Document, DocumentType, Notification, StepDocumentType
 from app.security import usable
 from app.services import members
 from app.subscriptions import topics
@@ -241,3 +241,49 @@ async def test_the_dossier_page_with_members_costs_the_same_for_1_or_5(client):
         costs[count] = len(statements)
     assert costs[1] == costs[5], costs
     assert costs[5] <= 8, costs
+
+
+REQUEST = """
+mutation($input: RequestDocumentInput!) {
+  requestDocument(input: $input) { document { id member { id role } label } userErrors { code } }
+}
+"""
+
+
+async def test_an_agent_asks_one_member_for_a_document(client):
+    owner, spouse, child = await make_client(), await make_client(), await make_client()
+    agent = await make_agent()
+    dossier = await make_dossier(owner)
+    spouse_member = (await _add(client, owner.token, dossier.id, spouse.email, "S", "SPOUSE"))[
+        "member"
+    ]
+    await _add(client, owner.token, dossier.id, child.email, "C", "CHILD")
+    ask = {
+        "stepInstanceId": str(dossier.current_step_instance_id),
+        "label": "Marriage certificate",
+        "allowedExtensions": ["pdf"],
+        "maxFileSizeMb": 5,
+    }
+    asked = (
+        await gql(
+            client, REQUEST, {"input": {**ask, "memberId": spouse_member["id"]}}, token=agent.token
+        )  # fmt: skip
+    )["requestDocument"]
+    assert asked["userErrors"] == []
+    assert asked["document"]["member"] == {"id": spouse_member["id"], "role": "SPOUSE"}
+    document_id = asked["document"]["id"]
+    refused = await upload(client, child.token, document_id, make_pdf(), "x.pdf")
+    assert [e["code"] for e in refused["userErrors"]] == ["NOT_YOURS"]
+    sent = await upload(client, spouse.token, document_id, make_pdf("married"), "m.pdf")
+    assert sent["userErrors"] == []
+    # a member of another dossier (or none) is refused, and nothing is asked
+    other = await make_dossier(await make_client())
+    stranger = (await _add(client, agent.token, other.id, child.email, "C", "CHILD"))["member"]
+    for member_id in (stranger["id"], "not-an-id"):
+        body = (
+            await gql(
+                client, REQUEST, {"input": {**ask, "memberId": member_id}}, token=agent.token
+            )  # fmt: skip
+        )["requestDocument"]
+        assert [e["code"] for e in body["userErrors"]] == ["UNKNOWN_MEMBER"]
+    assert await Document.filter(dossier_id=dossier.id, label="Marriage certificate").count() == 1

@@ -198,6 +198,16 @@ class DocumentMutation:
         viewer = await info.context.require_agent()
         step_instance_id = parse_id(input.step_instance_id, what="step")
         try:
+            member_id = (
+                parse_id(input.member_id, what="member") if input.member_id is not None else None
+            )
+        except NotFound:  # a malformed member id: as a member not of this dossier
+            return DocumentRequestPayload(
+                user_errors=_errors(
+                    DomainError(Code.UNKNOWN_MEMBER, "No such member of this dossier.", "memberId")
+                )
+            )
+        try:
             document_type_id = (
                 parse_id(input.document_type_id, what="document type")
                 if input.document_type_id is not None
@@ -221,6 +231,7 @@ class DocumentMutation:
                 max_file_size_mb=input.max_file_size_mb,
                 note=input.note,
                 due_at=input.due_at,
+                member_id=member_id,
             )
         except DomainError as error:
             return DocumentRequestPayload(user_errors=_errors(error))

@@ -196,6 +196,9 @@ class RequestDocumentInput:
     due_at: datetime | None = strawberry.field(
         default=None, description="Its own due date (else the step's)."
     )
+    member_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Ask it of this member of the dossier (they send it)."
+    )
 
 
 @strawberry.input

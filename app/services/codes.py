@@ -101,6 +101,7 @@ class DocumentErrorCode(StrEnum):
     INVALID_DUE_DATE = "INVALID_DUE_DATE"
     TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
     NOT_WAIVABLE = "NOT_WAIVABLE"
+    UNKNOWN_MEMBER = "UNKNOWN_MEMBER"
 
 
 class MemberErrorCode(StrEnum):

@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 
 from app.domain.viewer import Viewer
 from app.errors import DomainError, Forbidden, NotFound
-from app.models import Document, DocumentType, DocumentVersion, Dossier, StepInstance
+from app.models import Document, DocumentType, DocumentVersion, Dossier, DossierMember, StepInstance
 from app.models.enums import DocumentStatus, DossierStatus, EventType
 from app.services import events
 from app.services.catalog import check_extensions, check_size
@@ -64,8 +64,10 @@ async def request_document(
     max_file_size_mb: int | None = None,
     note: str | None = None,
     due_at: datetime | None = None,
+    member_id: uuid.UUID | None = None,
     now: datetime | None = None,
 ) -> tuple[Document, Dossier]:
+    """`member_id`: asked of that member of the dossier (they send it), not the dossier."""
     _require_agent(viewer)
     step = await StepInstance.filter(id=step_instance_id).first()
     if step is None:
@@ -119,8 +121,17 @@ async def request_document(
                 "stepInstanceId",
             )
         if (
+            member_id is not None
+            and not await DossierMember.filter(
+                id=member_id, dossier_id=dossier.id, removed_at=None
+            ).exists()
+        ):
+            raise DomainError(Code.UNKNOWN_MEMBER, "No such member of this dossier.", "memberId")
+        if (
             document_type is not None
-            and await Document.filter(step_instance_id=step.id, document_type_id=document_type.id)
+            and await Document.filter(
+                step_instance_id=step.id, document_type_id=document_type.id, member_id=member_id
+            )
             .exclude(status=DocumentStatus.WAIVED)
             .exists()
         ):
@@ -135,6 +146,7 @@ async def request_document(
             step_instance_id=step.id,
             status=DocumentStatus.PENDING,
             requested_by_id=viewer.actor_id,
+            member_id=member_id,
             note=note,
             due_at=due_at,
             **spec,
@@ -152,6 +164,7 @@ async def request_document(
                 "documentTypeId": str(document_type.id) if document_type else None,
                 "document": described.label,
                 "note": note,
+                "memberId": str(member_id) if member_id else None,
                 "dueAt": due_at.isoformat() if due_at else None,
             },
         )
