@@ -267,7 +267,7 @@ async def test_an_agent_asks_one_member_for_a_document(client):
     asked = (
         await gql(
             client, REQUEST, {"input": {**ask, "memberId": spouse_member["id"]}}, token=agent.token
-        )  # fmt: skip
+        )
     )["requestDocument"]
     assert asked["userErrors"] == []
     assert asked["document"]["member"] == {"id": spouse_member["id"], "role": "SPOUSE"}
@@ -281,9 +281,7 @@ async def test_an_agent_asks_one_member_for_a_document(client):
     stranger = (await _add(client, agent.token, other.id, child.email, "C", "CHILD"))["member"]
     for member_id in (stranger["id"], "not-an-id"):
         body = (
-            await gql(
-                client, REQUEST, {"input": {**ask, "memberId": member_id}}, token=agent.token
-            )  # fmt: skip
+            await gql(client, REQUEST, {"input": {**ask, "memberId": member_id}}, token=agent.token)
         )["requestDocument"]
         assert [e["code"] for e in body["userErrors"]] == ["UNKNOWN_MEMBER"]
     assert await Document.filter(dossier_id=dossier.id, label="Marriage certificate").count() == 1
