@@ -8,16 +8,13 @@ suite's own connection must keep)."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
-import tempfile
 import textwrap
 import uuid
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKEND, _with_database
+from tests.conftest import BACKEND
+from tests.migration_support import postgres_scratch, run_script, sqlite_scratch
 
 SCRIPT = textwrap.dedent(
     """
@@ -81,22 +78,9 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _run(url: str, secret: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, url, secret],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=Path(__file__).resolve().parent.parent,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.split()
-
-
 def _check(url: str) -> None:
     secret = "Zx8" + uuid.uuid4().hex  # a secret of the old kind (random, url-safe)
-    stored, email, method, refunded = _run(url, secret)
+    stored, email, method, refunded = run_script(SCRIPT, url, secret)
     assert stored == hashlib.sha256(secret.encode()).hexdigest()
     assert email == "old@example.com"  # the prospect's link still opens it
     # the new columns of tables that had rows: an old order was paid online, nothing back
@@ -104,20 +88,10 @@ def _check(url: str) -> None:
 
 
 def test_sqlite_links_keep_working_by_their_hash():
-    _check(f"sqlite://{Path(tempfile.mkdtemp(prefix='links-')) / 'db.sqlite3'}")
+    _check(sqlite_scratch("links-"))
 
 
 @pytest.mark.skipif(not BACKEND.is_postgres, reason="PostgreSQL is not running")
 async def test_postgres_links_keep_working_by_their_hash():
-    import asyncpg
-
-    name = f"test_links_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(BACKEND.admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            _check(_with_database(BACKEND.admin_url, name))
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with postgres_scratch("test_links_") as url:
+        _check(url)

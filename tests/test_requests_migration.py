@@ -6,16 +6,12 @@ re-initialises the ORM, which the suite's own connection must keep)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
 import textwrap
-import uuid
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKEND, _with_database
+from tests.conftest import BACKEND
+from tests.migration_support import postgres_scratch, run_script, sqlite_scratch
 
 SCRIPT = textwrap.dedent(
     """
@@ -83,33 +79,14 @@ SCRIPT = textwrap.dedent(
 
 
 def _check(url: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, url],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=Path(__file__).resolve().parent.parent,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["1", "True", "True", "True", "True"]
+    assert run_script(SCRIPT, url) == ["1", "True", "True", "True", "True"]
 
 
 def test_sqlite_documents_and_versions_survive_the_nullable_type():
-    _check(f"sqlite://{Path(tempfile.mkdtemp(prefix='requests-')) / 'db.sqlite3'}")
+    _check(sqlite_scratch("requests-"))
 
 
 @pytest.mark.skipif(not BACKEND.is_postgres, reason="PostgreSQL is not running")
 async def test_postgres_documents_and_versions_survive_the_nullable_type():
-    import asyncpg
-
-    name = f"test_requests_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(BACKEND.admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            _check(_with_database(BACKEND.admin_url, name))
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with postgres_scratch("test_requests_") as url:
+        _check(url)
