@@ -25,7 +25,11 @@ def visible_dossiers(viewer: Viewer) -> QuerySet[Dossier]:
         mine = DossierMember.filter(profile_id=viewer.profile.id, removed_at=None).values(
             "dossier_id"
         )
-        return Dossier.filter(Q(user_id=viewer.profile.id) | Q(id__in=Subquery(mine)))
+        # On PostgreSQL `id = ANY(ARRAY(…))`: the memberships are read once (an InitPlan)
+        # and the OR stays a BitmapOr of two index scans (user_id, the primary key); with
+        # `IN (subquery)` it would be a filter over every dossier of the years.
+        member_of = Q(id=AnyOf(mine)) if is_postgres() else Q(id__in=Subquery(mine))
+        return Dossier.filter(Q(user_id=viewer.profile.id) | member_of)
     raise Forbidden()
 
 
