@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 
 from app.context import Info
@@ -107,6 +109,16 @@ class DocumentQuery:
         return DownloadUrlType(url=signed.url, expires_at=signed.expires_at)
 
 
+NO_FILE = DomainError(Code.FILE_REQUIRED, "Send the file as a multipart upload.", "file")
+
+
+def _uploaded(file: Any) -> documents.UploadedFile | None:
+    """The multipart request's file part, or None when the variable holds no file."""
+    if not (hasattr(file, "read") and hasattr(file, "filename")):
+        return None
+    return documents.UploadedFile(file_name=file.filename, read=file.read)
+
+
 @strawberry.type
 class DocumentMutation:
     @strawberry.mutation(
@@ -119,17 +131,14 @@ class DocumentMutation:
         viewer = await info.context.require_viewer()
         document_id = parse_id(input.document_id, what="document")
         file = input.file
-        if not (hasattr(file, "read") and hasattr(file, "filename")):
-            return UploadDocumentPayload(
-                user_errors=_errors(
-                    DomainError(Code.FILE_REQUIRED, "Send the file as a multipart upload.", "file")
-                )
-            )
+        upload = _uploaded(file)
+        if upload is None:
+            return UploadDocumentPayload(user_errors=_errors(NO_FILE))
         try:
             document, version = await documents.upload_document(
                 viewer,
                 document_id,
-                documents.UploadedFile(file_name=file.filename, read=file.read),
+                upload,
                 storage=_storage(info),
                 expires_on=input.expires_on,
             )
@@ -265,17 +274,14 @@ class DocumentMutation:
         viewer = await info.context.require_agent()
         dossier_id = parse_id(input.dossier_id, what="dossier")
         file = input.file
-        if not (hasattr(file, "read") and hasattr(file, "filename")):
-            return ShareFilePayload(
-                user_errors=_errors(
-                    DomainError(Code.FILE_REQUIRED, "Send the file as a multipart upload.", "file")
-                )
-            )
+        upload = _uploaded(file)
+        if upload is None:
+            return ShareFilePayload(user_errors=_errors(NO_FILE))
         try:
             shared, _dossier = await shared_files.share_file(
                 viewer,
                 dossier_id,
-                documents.UploadedFile(file_name=file.filename, read=file.read),
+                upload,
                 note=input.note,
                 storage=_storage(info),
             )
