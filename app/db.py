@@ -341,14 +341,17 @@ async def latest_ids_per_parent(
     *,
     where: str = "",
     before: Any = None,
+    oldest: bool = False,
 ) -> list[Any]:
     """The ids (`t."id"`) of the latest `last` rows of `from_sql` (by `at`, then id) for
-    each of `parent_ids`, `parent` the expression naming a row's parent; `where` an extra
-    condition, `before` a database value `at` must be under. One statement whose every
-    parent has its own LIMIT: PostgreSQL, a LATERAL subquery per parent (`last` rows
-    through the parent's index); SQLite, which has no LATERAL, a window per parent."""
+    each of `parent_ids` (`oldest`: the first `last` instead), `parent` the expression
+    naming a row's parent; `where` an extra condition, `before` a database value `at` must
+    be under. One statement whose every parent has its own LIMIT: PostgreSQL, a LATERAL
+    subquery per parent (`last` rows through the parent's index); SQLite, which has no
+    LATERAL, a window per parent."""
     if not parent_ids or last <= 0:
         return []
+    order = "ASC" if oldest else "DESC"
     keys = [uuid.UUID(str(p)) for p in parent_ids]
     conditions = [where] if where else []
     if is_postgres():
@@ -360,7 +363,7 @@ async def latest_ids_per_parent(
         sql = (
             "SELECT x.id FROM unnest($1::uuid[]) AS p(parent) CROSS JOIN LATERAL ("
             f'SELECT t."id" AS id FROM {from_sql} WHERE {parent} = p.parent{extra} '
-            f'ORDER BY {at} DESC, t."id" DESC LIMIT $2) x'
+            f'ORDER BY {at} {order}, t."id" {order} LIMIT $2) x'
         )
         return await fetch_column(sql, *values)
     values = list(keys)
@@ -372,7 +375,7 @@ async def latest_ids_per_parent(
     values.append(last)
     sql = (
         f'SELECT w.id FROM (SELECT t."id" AS id, ROW_NUMBER() OVER (PARTITION BY {parent} '
-        f'ORDER BY {at} DESC, t."id" DESC) AS rn FROM {from_sql} '
+        f'ORDER BY {at} {order}, t."id" {order}) AS rn FROM {from_sql} '
         f"WHERE {' AND '.join(conditions)}) w WHERE w.rn <= ${len(values)}"
     )
     return await fetch_column(sql, *values)

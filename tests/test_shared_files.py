@@ -9,7 +9,7 @@ from app.models import Event, Notification, SharedFile
 from app.models.enums import EventType
 from tests.documents_support import PREFLIGHT, make_exe, make_pdf, multipart_body
 from tests.factories import make_agent, make_client, make_dossier
-from tests.helpers import error_codes, gql
+from tests.helpers import count_statements, error_codes, gql
 
 SHARE = """
 mutation Share($input: ShareFileInput!) {
@@ -157,3 +157,46 @@ async def test_a_chat_message_attaches_a_shared_file_of_its_dossier_only(client)
     assert answers[0] == answers[1] == answers[2]
     assert [e["code"] for e in answers[0]] == ["INVALID_ATTACHMENT"]
     assert answers[0][0]["field"] == ["sharedFileIds", "0"]
+
+
+LIST = """
+query($first: Int!) {
+  dossiers(first: 10) { nodes { id sharedFiles(first: $first) {
+    totalCount pageInfo { hasNextPage endCursor } nodes { fileName } } } }
+}
+"""
+MORE = """
+query($id: ID!, $after: String!) {
+  dossier(id: $id) { sharedFiles(first: 10, after: $after) { nodes { fileName } } }
+}
+"""
+
+
+async def test_shared_files_of_a_list_of_dossiers_load_together_and_page_on(client):
+    agent = await make_agent()
+    costs = {}
+    for dossiers in (1, 3):
+        made = [await make_dossier(await make_client()) for _ in range(dossiers)]
+        for dossier in made:
+            for n in range(3):
+                await share(client, agent.token, dossier.id, make_pdf(f"f{n}"), f"file-{n}.pdf")
+        await gql(client, LIST, {"first": 2}, token=agent.token)  # warm up
+        with count_statements() as statements:
+            data = await gql(client, LIST, {"first": 2}, token=agent.token)
+        costs[dossiers] = len(statements)
+        ours = {str(d.id) for d in made}
+        for node in [n for n in data["dossiers"]["nodes"] if n["id"] in ours]:
+            page = node["sharedFiles"]
+            assert page["totalCount"] == 3
+            assert [f["fileName"] for f in page["nodes"]] == ["file-0.pdf", "file-1.pdf"]
+            assert page["pageInfo"]["hasNextPage"] is True
+            rest = await gql(
+                client,
+                MORE,
+                {"id": node["id"], "after": page["pageInfo"]["endCursor"]},
+                token=agent.token,
+            )
+            assert [f["fileName"] for f in rest["dossier"]["sharedFiles"]["nodes"]] == [
+                "file-2.pdf"
+            ]
+    assert costs[1] == costs[3], costs  # 1 dossier in the list, then 4

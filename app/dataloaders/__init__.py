@@ -12,7 +12,7 @@ from tortoise.functions import Count
 from tortoise.models import Model
 
 from app import models as m
-from app.db import latest_per_parent
+from app.db import latest_ids_per_parent, latest_per_parent
 from app.models.enums import ActorType
 from app.services.messages import message_counts, message_pages
 from app.services.progress import progress_of
@@ -247,6 +247,42 @@ def active_members_loader() -> Loader:
     return Loader(load)
 
 
+def shared_file_pages_loader() -> DataLoader[tuple[Any, int], list[Any]]:
+    """The first `size` files shared with each dossier (oldest first), keyed by (dossier
+    id, size): one statement for the batch, each dossier's LIMIT kept."""
+
+    async def load(keys: Sequence[tuple[Any, int]]) -> list[list[Any]]:
+        sizes: dict[int, list[Any]] = defaultdict(list)
+        for dossier_id, size in keys:
+            sizes[size].append(dossier_id)
+        found: dict[tuple[str, int], list[Any]] = {}
+        for size, dossier_ids in sizes.items():
+            ids = await latest_ids_per_parent(
+                '"shared_files" t', 't."dossier_id"', 't."created_at"', dossier_ids, size,
+                oldest=True,
+            )  # fmt: skip
+            rows = await m.SharedFile.filter(id__in=ids).order_by("created_at", "id") if ids else []
+            for row in rows:
+                found.setdefault((_key(row.dossier_id), size), []).append(row)
+        return [found.get((_key(k[0]), k[1]), []) for k in keys]
+
+    return DataLoader(load_fn=load, cache_key_fn=lambda k: (_key(k[0]), k[1]))
+
+
+def shared_file_counts_loader() -> DataLoader[Any, int]:
+    async def load(keys: Sequence[Any]) -> list[int]:
+        rows = (
+            await m.SharedFile.filter(dossier_id__in=list({_key(k) for k in keys}))
+            .group_by("dossier_id")
+            .annotate(n=Count("id"))
+            .values("dossier_id", "n")
+        )
+        counts = {_key(r["dossier_id"]): int(r["n"]) for r in rows}
+        return [counts.get(_key(k), 0) for k in keys]
+
+    return DataLoader(load_fn=load, cache_key_fn=_key)
+
+
 def one_by(model: type[M], column: str) -> DataLoader[Any, M | None]:
     """The row whose unique `column` equals the key."""
 
@@ -283,6 +319,8 @@ class Loaders:
         self.dossier = by_id(m.Dossier)
         self.member = by_id(m.DossierMember)
         self.members_by_dossier = active_members_loader()
+        self.shared_file_pages = shared_file_pages_loader()
+        self.shared_file_counts = shared_file_counts_loader()
         self.versions_by_document = latest_by(m.DocumentVersion, "document_id", "version_number")
         self.reviews_by_version = latest_by(m.DocumentReview, "document_version_id", "reviewed_at")
         self.timeline = timeline_loader()

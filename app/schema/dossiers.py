@@ -15,7 +15,7 @@ from app.context import Info
 from app.dataloaders.pages import or_load
 from app.schema.catalog import ProductType
 from app.schema.chasing import DossierProgressType, dossier_progress
-from app.schema.common import Connection, list_page, paginate
+from app.schema.common import Connection, _encode, list_page, page_of, page_size, paginate
 from app.schema.documents import SharedFileType
 from app.schema.enums import DossierKind, DossierStatus
 from app.schema.identity import ProfileType
@@ -103,10 +103,28 @@ class DossierType:
         description="Files the firm shared with the dossier (shareFile), oldest first."
     )
     async def shared_files(
-        self, first: int | None = None, after: str | None = None
+        self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[SharedFileType]:
-        return await paginate(
-            dossier_shared_files(self.id), first=first, after=after, last=None, before=None
+        if after is not None:  # a later page: one dossier's, read on its own
+            return await paginate(
+                dossier_shared_files(self.id), first=first, after=after, last=None, before=None
+            )
+        # The first page, batched over the dossiers of a list (one statement for all).
+        size, _ = page_size(first, None)
+        loaders = info.context.loaders
+        rows = list(await loaders.shared_file_pages.load((self.id, size + 1)))
+
+        async def count() -> int:
+            return await loaders.shared_file_counts.load(self.id)
+
+        return page_of(
+            rows,
+            size,
+            backwards=False,
+            after=None,
+            before=None,
+            cursor=lambda row: _encode([row.created_at, row.id]),
+            count=count,
         )
 
     @strawberry.field(description="Messages from the other side you have not read yet.")
