@@ -133,6 +133,20 @@ def _duplicate(entity: str) -> DomainError:
     return DomainError("CODE_TAKEN", f"A {entity} with this code already exists.", "code")
 
 
+async def _apply(
+    actor: Viewer, row: Any, updates: dict[str, Any], entity: str, event: EventType
+) -> None:
+    """Write `updates` to the (locked) catalogue row and record them, if there are any."""
+    if not updates:
+        return
+    for key, value in updates.items():
+        setattr(row, key, value)
+    await row.save()
+    await events.record(
+        entity, row.id, event, actor=actor, payload={k: str(v) for k, v in updates.items()}
+    )
+
+
 async def create_product(
     actor: Viewer,
     *,
@@ -228,17 +242,7 @@ async def update_product(actor: Viewer, product_id: uuid.UUID, changes: ProductC
                 changes.link_amount_max if changes.link_amount_max_set else product.link_amount_max,
             )
             updates["link_amount_min"], updates["link_amount_max"] = low, high
-        if updates:
-            for key, value in updates.items():
-                setattr(product, key, value)
-            await product.save()
-            await events.record(
-                "product",
-                product.id,
-                EventType.PRODUCT_UPDATED,
-                actor=actor,
-                payload={k: str(v) for k, v in updates.items()},
-            )
+        await _apply(actor, product, updates, "product", EventType.PRODUCT_UPDATED)
     return product
 
 
@@ -285,17 +289,7 @@ async def update_step(actor: Viewer, step_id: uuid.UUID, changes: StepChanges) -
         if step is None:
             raise NotFound("No such step.")
         updates = {k: v for k, v in updates.items() if getattr(step, k) != v}  # what changes
-        if updates:
-            for key, value in updates.items():
-                setattr(step, key, value)
-            await step.save()
-            await events.record(
-                "step",
-                step.id,
-                EventType.STEP_UPDATED,
-                actor=actor,
-                payload={k: str(v) for k, v in updates.items()},
-            )
+        await _apply(actor, step, updates, "step", EventType.STEP_UPDATED)
     return step
 
 
@@ -510,16 +504,8 @@ async def update_document_type(
             raise NotFound("No such document type.")
         if changes.required_step_set:
             updates["required_step_id"] = await move_required_step(document_type, step)
-        if updates:
-            for key, value in updates.items():
-                setattr(document_type, key, value)
-            await document_type.save()
-            await events.record(
-                "document_type",
-                document_type.id,
-                EventType.DOCUMENT_TYPE_UPDATED,
-                actor=actor,
-                payload={k: str(v) for k, v in updates.items()},
-            )
+        await _apply(
+            actor, document_type, updates, "document_type", EventType.DOCUMENT_TYPE_UPDATED
+        )
     forget_catalogue_bounds()
     return document_type
