@@ -15,12 +15,10 @@ from app.db import Writes
 from app.domain.viewer import Viewer
 from app.errors import DomainError, NotFound
 from app.models import (
-    Credential,
     Document,
     DocumentType,
     Dossier,
     DossierMember,
-    Profile,
     StepInstance,
 )
 from app.models.enums import DocumentStatus, EventType
@@ -28,7 +26,7 @@ from app.models.members import DEFAULT_MEMBER_ROLES
 from app.services import events
 from app.services.codes import MemberErrorCode
 from app.services.dossiers import get_dossier
-from app.services.recovery import invite_client
+from app.services.recovery import client_by_email, invite_client
 from app.services.validation import check_code, check_name, normalise_email
 from app.services.workflow.machine import ACTIVE, lock_dossier
 from app.services.workflow.steps import asked_documents
@@ -67,15 +65,11 @@ async def add_member(
     dossier = await _managed(viewer, dossier_id)
     async with in_transaction():
         dossier = await lock_dossier(dossier.id)
-        credential = await Credential.filter(email=email).first()
-        if credential is not None and credential.profile_id is None:
-            raise DomainError(
-                MemberErrorCode.STAFF_EMAIL, "This e-mail belongs to a staff account.", "email"
-            )
-        if credential is not None and credential.profile_id == dossier.user_id:
+        existing = await client_by_email(email)
+        if existing is not None and existing.id == dossier.user_id:
             raise DomainError(MemberErrorCode.IS_OWNER, "This is the dossier's client.", "email")
         active = await DossierMember.filter(dossier_id=dossier.id, removed_at=None)
-        if credential is not None and any(m.profile_id == credential.profile_id for m in active):
+        if existing is not None and any(m.profile_id == existing.id for m in active):
             raise DomainError(
                 MemberErrorCode.ALREADY_MEMBER, "This person is already a member.", "email"
             )
@@ -83,11 +77,8 @@ async def add_member(
             raise DomainError(
                 MemberErrorCode.TOO_MANY_MEMBERS, f"A dossier has at most {MAX_MEMBERS} members."
             )
-        invited = credential is None
-        if credential is None:
-            profile = await invite_client(viewer, email=email, full_name=full_name)
-        else:
-            profile = await Profile.get(id=credential.profile_id)
+        invited = existing is None
+        profile = existing or await invite_client(viewer, email=email, full_name=full_name)
         member = await DossierMember.create(dossier_id=dossier.id, profile_id=profile.id, role=role)
         await events.record(
             "dossier",

@@ -319,6 +319,30 @@ async def invite_client(
     return profile
 
 
+async def client_by_email(email: str, field: str = "email") -> Profile | None:
+    """The client whose account `email` is, None when there is none; a staff account's
+    e-mail is refused (STAFF_EMAIL): a dossier, a payment or a membership is a client's."""
+    credential = await Credential.filter(email=email).only("id", "profile_id").first()
+    if credential is None:
+        return None
+    if credential.profile_id is None:
+        raise DomainError(
+            "STAFF_EMAIL", "This e-mail belongs to a staff account, not a client.", field
+        )
+    return await Profile.get(id=credential.profile_id)
+
+
+async def client_for(
+    actor: Viewer, *, email: str, full_name: str, field: str = "email"
+) -> tuple[Profile, bool]:
+    """The client of `email` (`client_by_email`), or a new one invited to choose a
+    password (`invite_client`); and whether it was invited."""
+    profile = await client_by_email(email, field)
+    if profile is not None:
+        return profile, False
+    return await invite_client(actor, email=email, full_name=full_name), True
+
+
 async def resend_invitation(
     actor: Viewer, *, agent_id: uuid.UUID | None = None, profile_id: uuid.UUID | None = None
 ) -> Credential:

@@ -21,11 +21,12 @@ from tortoise.transactions import in_transaction
 
 from app.domain.viewer import Viewer
 from app.errors import DomainError, NotFound
-from app.models import Credential, PaymentLink, Product
+from app.models import PaymentLink, Product
 from app.models.enums import EventType
 from app.services import events
 from app.services.catalog import product_on_sale
 from app.services.payments.errors import PaymentErrorCode
+from app.services.recovery import client_by_email
 from app.services.validation import check_name, normalise_email
 from app.settings import get_settings
 
@@ -81,16 +82,7 @@ def link_url(link_id: str, existing_client: bool) -> str:
 
 async def is_existing_client(email: str) -> bool:
     """An account exists for `email`: a client's, or the refusal for a staff one."""
-    credential = await Credential.filter(email=email).only("id", "profile_id").first()
-    if credential is None:
-        return False
-    if credential.profile_id is None:
-        raise DomainError(
-            PaymentErrorCode.STAFF_EMAIL,
-            "This e-mail belongs to a staff account, not a client.",
-            "prospectEmail",
-        )
-    return True
+    return await client_by_email(email, "prospectEmail") is not None
 
 
 def check_link_amount(product: Product, amount: int | None) -> int | None:

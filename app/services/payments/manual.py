@@ -12,14 +12,14 @@ from tortoise.transactions import in_transaction
 
 from app.domain.viewer import Viewer
 from app.errors import DomainError, NotFound
-from app.models import Credential, Dossier, Order, Product, Profile
+from app.models import Dossier, Order, Product, Profile
 from app.models.enums import EventType, OrderStatus, PaymentMethod
 from app.services import events
 from app.services.catalog import product_on_sale
 from app.services.payments.errors import PaymentErrorCode
 from app.services.payments.fulfilment import mark_paid
 from app.services.payments.orders import locked_order
-from app.services.recovery import invite_client
+from app.services.recovery import client_for
 from app.services.validation import check_name, check_text, normalise_email
 
 RECORDED_METHODS = frozenset(
@@ -85,18 +85,7 @@ async def open_dossier_for_client(
             "reference",
         )
     async with in_transaction():
-        credential = await Credential.filter(email=email).select_for_update().first()
-        if credential is not None and credential.profile_id is None:
-            raise DomainError(
-                PaymentErrorCode.STAFF_EMAIL,
-                "This e-mail belongs to a staff account, not a client.",
-                "clientEmail",
-            )
-        invited = credential is None
-        if credential is None:
-            profile = await invite_client(agent, email=email, full_name=name)
-        else:
-            profile = await Profile.get(id=credential.profile_id)
+        profile, invited = await client_for(agent, email=email, full_name=name, field="clientEmail")
         order = await Order.create(
             user_id=profile.id,
             product_id=product.id,
