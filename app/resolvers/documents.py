@@ -109,6 +109,14 @@ class DocumentQuery:
         return DownloadUrlType(url=signed.url, expires_at=signed.expires_at)
 
 
+async def _request_payload(document: Any) -> DocumentRequestPayload:
+    """A requested or waived document, with its dossier as the change left it."""
+    return DocumentRequestPayload(
+        document=row_as(DocumentType, document),
+        dossier=row_as(DossierType, await _fresh_dossier(document)),
+    )
+
+
 NO_FILE = DomainError(Code.FILE_REQUIRED, "Send the file as a multipart upload.", "file")
 
 
@@ -244,10 +252,7 @@ class DocumentMutation:
             )
         except DomainError as error:
             return DocumentRequestPayload(user_errors=_errors(error))
-        return DocumentRequestPayload(
-            document=row_as(DocumentType, document),
-            dossier=row_as(DossierType, await _fresh_dossier(document)),
-        )
+        return await _request_payload(document)
 
     @strawberry.mutation(
         description="Agents: the client need not send this document (WAIVED, with the "
@@ -261,10 +266,7 @@ class DocumentMutation:
             )
         except DomainError as error:
             return DocumentRequestPayload(user_errors=_errors(error))
-        return DocumentRequestPayload(
-            document=row_as(DocumentType, document),
-            dossier=row_as(DossierType, await _fresh_dossier(document)),
-        )
+        return await _request_payload(document)
 
     @strawberry.mutation(
         description="Agents: share a file with the dossier (multipart request, as "
