@@ -37,7 +37,14 @@ from tortoise.transactions import in_transaction
 
 from app.domain.viewer import Viewer
 from app.errors import DomainError, Forbidden, NotFound
-from app.models import Document, DocumentReview, DocumentType, DocumentVersion, Dossier
+from app.models import (
+    Document,
+    DocumentReview,
+    DocumentType,
+    DocumentVersion,
+    Dossier,
+    DossierMember,
+)
 from app.models.enums import DocumentStatus, DossierStatus, EventType, ReviewStatus
 from app.providers.storage import Storage, StorageError
 from app.services import document_expiry, events
@@ -125,15 +132,20 @@ def extension_of(name: str) -> str:
 # --- access ---------------------------------------------------------------------------
 
 
-async def _visible_document(viewer: Viewer, document_id: uuid.UUID) -> tuple[Document, Dossier]:
-    """The document and its dossier; NotFound for another client's (same as missing)."""
+async def _visible_document(
+    viewer: Viewer, document_id: uuid.UUID
+) -> tuple[Document, Dossier, DossierMember | None]:
+    """The document, its dossier and the viewer's membership of it (None for its client
+    and agents); NotFound for anyone else (same as missing)."""
     document = await Document.filter(id=document_id).select_related("dossier").first()
     if document is None:
         raise NotFound("No such document.")
     dossier = document.dossier
-    if not await is_party(viewer, dossier):
+    member = await membership(viewer, dossier)
+    owner = viewer.profile is not None and dossier.user_id == viewer.profile.id
+    if not (viewer.is_agent or owner or member is not None):
         raise NotFound("No such document.")
-    return document, dossier
+    return document, dossier, member
 
 
 async def visible_version(viewer: Viewer, version_id: uuid.UUID) -> DocumentVersion:
@@ -258,8 +270,7 @@ async def upload_document(
     now: datetime | None = None,
     expires_on: date | None = None,
 ) -> tuple[Document, DocumentVersion]:
-    document, dossier = await _visible_document(viewer, document_id)
-    member = await membership(viewer, dossier)
+    document, dossier, member = await _visible_document(viewer, document_id)
     if member is not None and document.member_id != member.id:
         # a member sends their own documents; the client and agents any
         raise DomainError(Code.NOT_YOURS, "This document is for another person to send.")
