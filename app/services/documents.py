@@ -19,8 +19,6 @@ The request body as a whole is capped earlier, while it arrives (`app.http.body_
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
 import unicodedata
@@ -47,10 +45,11 @@ from app.models import (
 )
 from app.models.enums import DocumentStatus, DossierStatus, EventType, ReviewStatus
 from app.providers.storage import Storage, StorageError
-from app.services import document_expiry, events
+from app.services import document_expiry, events, signed_links
 from app.services.codes import DocumentErrorCode as Code
 from app.services.document_specs import DocumentSpec, spec_of
 from app.services.dossiers import is_party, membership
+from app.services.signed_links import LinkRefused
 from app.services.validation import check_text
 from app.services.workflow.machine import ACTIVE, lock_dossier
 from app.services.workflow.steps import settle
@@ -501,14 +500,7 @@ def review_queue(viewer: Viewer, *, mine: bool = False) -> QuerySet[DocumentVers
 # --- signed downloads -----------------------------------------------------------------
 
 
-def _signing_key() -> bytes:
-    secret = get_settings().secret_key.encode()
-    return hmac.new(secret, b"document-download-v1", hashlib.sha256).digest()
-
-
-def _signature(version_id: uuid.UUID, expires: int) -> str:
-    message = f"{version_id}.{expires}".encode()
-    return hmac.new(_signing_key(), message, hashlib.sha256).hexdigest()
+DOWNLOAD_PURPOSE = "document-download-v1"
 
 
 @dataclass(frozen=True)
@@ -523,9 +515,9 @@ def signed_download_path(
     """`/files/<version>?expires=…&signature=…`, valid for at most five minutes."""
     now = now or datetime.now(UTC)
     ttl = min(ttl or timedelta(seconds=get_settings().download_url_ttl_seconds), MAX_DOWNLOAD_TTL)
-    expires = int((now + ttl).timestamp())
-    path = f"/files/{version_id}?expires={expires}&signature={_signature(version_id, expires)}"
-    return path, datetime.fromtimestamp(expires, UTC)
+    return signed_links.sign(
+        DOWNLOAD_PURPOSE, f"/files/{version_id}", str(version_id), ttl=ttl, now=now
+    )
 
 
 async def download_url(
@@ -537,24 +529,13 @@ async def download_url(
     return SignedUrl(get_settings().public_api_url.rstrip("/") + path, expires_at)
 
 
-class LinkRefused(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 def verify_download(
     version_id: str, expires: str | None, signature: str | None, *, now: datetime | None = None
 ) -> uuid.UUID:
     """The version id of a valid, unexpired link, or LinkRefused."""
     try:
         parsed = uuid.UUID(version_id)
-        expires_at = int(expires or "")
     except ValueError:
         raise LinkRefused("Invalid link.") from None
-    if not signature or not hmac.compare_digest(_signature(parsed, expires_at), signature):
-        raise LinkRefused("Invalid link.")
-    now = now or datetime.now(UTC)
-    if expires_at < now.timestamp():
-        raise LinkRefused("This link has expired: ask for a new one.")
+    signed_links.verify(DOWNLOAD_PURPOSE, str(parsed), expires, signature, now=now)
     return parsed
