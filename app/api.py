@@ -29,6 +29,7 @@ from app.resolvers.messages import MessageMutation
 from app.resolvers.notifications import NotificationMutation, NotificationQuery
 from app.resolvers.opening import OpeningMutation
 from app.resolvers.payments import PaymentMutation, PaymentQuery
+from app.resolvers.privacy import PrivacyMutation
 from app.resolvers.workflow import WorkflowMutation
 from app.schema.execution import Executor, lean_resolvers
 from app.schema.extensions import AccountState, DispatchEvents, ErrorTiers, FreshLoaders
@@ -63,6 +64,7 @@ Mutation = merge_types(
         WorkflowMutation,
         MessageMutation,
         MemberMutation,
+        PrivacyMutation,
     ),
 )
 

@@ -130,6 +130,16 @@ class Settings(BaseSettings):
     """Upload bodies one account may be sending at once, per process; one more is answered
     429 before its body is read."""
 
+    # section: Privacy (GDPR)
+    data_export_ttl_days: int = Field(default=7, ge=1, le=30)
+    """How long a data-export archive (`requestMyDataExport`, `requestDataExport`) and its
+    e-mailed link stay valid; the worker deletes the archive then."""
+    data_export_max_attempts: int = Field(default=3, ge=1, le=20)
+    """Builds of one export the worker tries before it is FAILED (the client is told)."""
+    file_deletion_retry_seconds: int = Field(default=300, ge=1)
+    """A stored file an erasure (or an expired export) could not delete is tried again
+    after this long, doubled each time (capped at a day), until it is gone."""
+
     # section: Payments (Stripe)
     stripe_secret_key: str = ""
     """Stripe API key; empty: a dummy provider whose checkout pages this server serves

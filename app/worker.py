@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from app.consumers import install_consumers
 from app.db import database
 from app.services import chasing, delivery, document_expiry, outbox, reminders, sessions
+from app.services.privacy import exports
 
 logger = logging.getLogger("app.worker")
 
@@ -55,6 +56,9 @@ def _chasing_jobs() -> list[Job]:
 JOBS += _chasing_jobs()
 # Sessions and reset/invitation tokens long over (app/services/sessions.py).
 JOBS.append(Job("account-housekeeping", 3600.0, sessions.purge_ended))
+# The GDPR (issue 19): data-export archives built and expired, stored files an erasure or
+# an expiry could not delete yet retried (app/services/privacy/).
+JOBS.append(Job("data-exports", 30.0, exports.run))
 
 
 async def _loop(job: Job, stop: asyncio.Event) -> None:

@@ -312,6 +312,7 @@ FULL_CONTEXT = {
     "count": 1,
     "code": "12345678",
     "email": "camille@example.com",
+    "data_export_id": "",
 }
 
 

@@ -9,6 +9,7 @@ from app.models.members import DossierMember
 from app.models.messages import Message
 from app.models.notifications import Event, Notification, NotificationDelivery
 from app.models.payments import Order, PaymentLink, PaymentReminder, StripeEvent
+from app.models.privacy import DataExport, FileDeletion
 from app.models.profiles import Profile
 from app.models.refunds import Refund
 from app.models.shared_files import SharedFile
@@ -19,6 +20,7 @@ __all__ = [
     "AccountToken",
     "Agent",
     "Credential",
+    "DataExport",
     "DeferredStripeEvent",
     "Document",
     "DocumentReview",
@@ -28,6 +30,7 @@ __all__ = [
     "DossierMember",
     "DossierStatusHistory",
     "Event",
+    "FileDeletion",
     "Message",
     "Notification",
     "NotificationDelivery",

@@ -122,6 +122,18 @@ class ReviewStatus(StrEnum):
     REJECTED = "REJECTED"
 
 
+class DataExportStatus(StrEnum):
+    REQUESTED = "REQUESTED"
+    BUILDING = "BUILDING"
+    READY = "READY"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+
+
+# An export still on its way: a client has at most one at a time.
+PENDING_EXPORT_STATUSES = frozenset({DataExportStatus.REQUESTED, DataExportStatus.BUILDING})
+
+
 class AccountTokenPurpose(StrEnum):
     PASSWORD_RESET = "PASSWORD_RESET"
     INVITATION = "INVITATION"
@@ -202,3 +214,8 @@ class EventType(StrEnum):
     # chat
     MESSAGE_SENT = "MESSAGE_SENT"
     MESSAGES_READ = "MESSAGES_READ"
+    # the GDPR (issue 19): right of access (exports) and right to erasure
+    DATA_EXPORT_REQUESTED = "DATA_EXPORT_REQUESTED"
+    DATA_EXPORT_READY = "DATA_EXPORT_READY"
+    DATA_EXPORT_FAILED = "DATA_EXPORT_FAILED"
+    CLIENT_ERASED = "CLIENT_ERASED"

@@ -45,6 +45,8 @@ class Event(CreatedModel):
             ),
             # The timeline / notification filters by event type, newest first.
             Index(fields=("event_type", "created_at", "id"), name="idx_events_type_created"),
+            # What someone did (an erasure scrubs the events its client caused).
+            Index(fields=("actor_id",), name="idx_events_actor_id"),
         )
 
 
@@ -128,4 +130,8 @@ class NotificationDelivery(CreatedModel):
     class Meta:
         table = "notification_deliveries"
         unique_together = (("notification", "channel"),)
-        indexes = (Index(fields=("status", "next_attempt_at"), name="idx_deliveries_due"),)
+        indexes = (
+            Index(fields=("status", "next_attempt_at"), name="idx_deliveries_due"),
+            # what went to an address (an erasure finds the e-mails sent to its client's)
+            Index(fields=("recipient",), name="idx_deliveries_recipient"),
+        )

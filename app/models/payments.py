@@ -63,6 +63,8 @@ class PaymentLink(CreatedModel):
         indexes = (
             Index(fields=("product_id",), name="idx_payment_links_product_id"),
             Index(fields=("used_by",), name="idx_payment_links_used_by"),
+            # the links sent to an address (an erasure finds those its client never used)
+            Index(fields=("prospect_email",), name="idx_payment_links_prospect_email"),
         )
 
 

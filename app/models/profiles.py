@@ -22,6 +22,9 @@ class Profile(TimestampedModel):
     status = fields.CharEnumField(UserStatus, max_length=16, default=UserStatus.PENDING)
     stripe_customer_id = fields.CharField(max_length=255, null=True, unique=True)
     locale = fields.CharEnumField(Locale, max_length=8, default=Locale.FR)
+    # Right to erasure (issue 19, app.services.privacy.erasure): when the personal data of
+    # this client was replaced by tombstones. The row stays (orders point at it).
+    erased_at = fields.DatetimeField(null=True)
 
     # The other side of foreign keys to profiles:
     credential: fields.BackwardOneToOneRelation[Credential]

@@ -14,6 +14,7 @@ import strawberry
 from app.models.enums import (
     ActorType,
     AgentRole,
+    DataExportStatus,
     DocumentStatus,
     DossierKind,
     DossierStatus,
@@ -31,6 +32,7 @@ from app.models.enums import (
 __all__ = [
     "ActorType",
     "AgentRole",
+    "DataExportStatus",
     "DocumentStatus",
     "DossierKind",
     "DossierStatus",
@@ -60,6 +62,8 @@ _DESCRIPTIONS: dict[type[StrEnum], str] = {
     DocumentStatus: "Review state of a required document.",
     ReviewStatus: "An agent's decision on a document version.",
     EventType: "What happened, in the audit log.",
+    DataExportStatus: "Where a data export stands: REQUESTED, BUILDING, READY (its link "
+    "e-mailed), FAILED, EXPIRED (the archive deleted).",
 }
 
 # The kind of matter keeps its ERD name in GraphQL (`DossierType`); in Python it is

@@ -28,6 +28,9 @@ class ProfileType:
     locale: Locale
     created_at: datetime
     updated_at: datetime
+    erased_at: datetime | None = strawberry.field(
+        description="When this client's personal data was erased (eraseClient); null if never."
+    )
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 

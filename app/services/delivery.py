@@ -45,6 +45,7 @@ from app.providers.channels import (
 from app.services import account_links
 from app.services.notifications.rendering import normal_locale, render
 from app.services.payments.links import link_url
+from app.services.privacy.links import export_url
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger("app.delivery")
@@ -94,6 +95,12 @@ def outbound(
         # a payment link: derived now, it exists only in the message
         context["action_url"] = link_url(
             str(context["payment_link_id"]), bool(context.get("existing_client"))
+        )
+        secrets = (context["action_url"],)
+    elif context.get("data_export_id") and context.get("expires_at"):
+        # a data-export archive: its signed link, derived now, exists only in the e-mail
+        context["action_url"] = export_url(
+            str(context["data_export_id"]), datetime.fromisoformat(str(context["expires_at"]))
         )
         secrets = (context["action_url"],)
     rendered = render(notification.template_code, locale, context)

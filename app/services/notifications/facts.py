@@ -301,6 +301,7 @@ ACCOUNT_PATHS = {
     EventType.PASSWORD_RESET_REQUESTED: "/reset-password",
     EventType.PASSWORD_RESET: "/login",
     EventType.INVITATION_SENT: "/accept-invitation",
+    EventType.DATA_EXPORT_READY: "/account",
 }
 
 
@@ -399,6 +400,10 @@ def build_context(event: Event, recipient: Recipient, facts: Facts, settings: Se
         else "",
         "existing_client": bool(payload.get("existingClient")),
         "role": str(payload.get("role") or ""),
+        # data exports: the export's id; delivery derives the signed link from it
+        "data_export_id": str(payload.get("dataExportId") or "")
+        if event.event_type == EventType.DATA_EXPORT_READY
+        else "",
         "code": "",
         "email": recipient.email or "",
     }

@@ -61,6 +61,9 @@ RULES: dict[EventType, tuple[Rule, ...]] = {
     E.PASSWORD_RESET_REQUESTED: (Rule(A.ACCOUNT_EMAIL, "password_reset", (V.EMAIL,)),),
     E.PASSWORD_RESET: (Rule(A.ACCOUNT_EMAIL, "password_reset_done", (V.EMAIL,)),),
     E.INVITATION_SENT: (Rule(A.ACCOUNT_EMAIL, "invitation", (V.EMAIL,)),),
+    # Right of access (app/services/privacy/exports.py): one event per person told (the
+    # client, the admin who asked); the signed link is derived when the e-mail is written.
+    E.DATA_EXPORT_READY: (Rule(A.ACCOUNT_EMAIL, "data_export_ready", (V.EMAIL,)),),
     E.PAYMENT_SUCCEEDED: (Rule(A.CLIENT, "payment_succeeded", (V.IN_APP, V.EMAIL)),),
     E.PAYMENT_FAILED: (Rule(A.CLIENT, "payment_failed", (V.IN_APP, V.EMAIL)),),
     # Refunds (app/services/payments/refunds.py): "amount" is what this refund gave back;
