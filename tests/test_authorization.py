@@ -376,6 +376,9 @@ async def build_world(spec: Spec, storage: Any) -> World:
         "agent": kind([Target(a.id, "real") for a in staff], some_client),
         "notification": kind(notifications, some_dossier),
         "client": kind([Target(c.id, "real", owner=c.id) for c in clients], staff[0].id),
+        # the GDPR's mutations: an agent's id is a staff account (STAFF_ACCOUNT, admins
+        # only), so the id of another kind here is a dossier's
+        "erasable": kind([Target(c.id, "real", owner=c.id) for c in clients], some_dossier),
     }
     return world
 
@@ -1422,6 +1425,43 @@ def _renews_with(body: dict[str, Any], product_id: str) -> None:
 def _ok(body: dict[str, Any], name: str) -> None:
     assert payload(body, name)["ok"] is True, body
 
+
+def _export_asked(_world: World, _who: Who, _target: Target, body: dict[str, Any]) -> None:
+    answer = payload(body, "requestDataExport")
+    codes_ = [e["code"] for e in answer["userErrors"]]
+    assert codes_ in ([], ["EXPORT_PENDING"]), body  # one pending export per client
+    assert (answer["dataExport"] is not None) == (codes_ == []), body
+
+
+CASES += [
+    # --- the GDPR (issue 19): right of access and right to erasure -----------------------
+    Case(
+        "Mutation.requestDataExport",
+        "erasable",
+        ADMIN,
+        by_id(
+            "mutation($id: ID!) { requestDataExport(input: {profileId: $id}) "
+            "{ dataExport { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        _export_asked,
+    ),
+    Case(
+        "Mutation.eraseClient",
+        "erasable",
+        ADMIN,
+        # without a reason: a real client is refused (REQUIRED) and nothing is erased, so
+        # the cases after this one still see the world as it was built
+        by_id(
+            'mutation($id: ID!) { eraseClient(input: {profileId: $id, reason: "", '
+            "force: true}) { alreadyErased userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        lambda _w, _who, _t, body: user_error("eraseClient", "REQUIRED")(body),
+    ),
+]
 
 SUBSCRIPTIONS = {
     "Subscription.messageAdded": (

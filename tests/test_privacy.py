@@ -136,7 +136,8 @@ async def test_a_client_exports_their_data_and_gets_the_link_by_email(client, sm
     await _settle()
     assert await exports.build_due(storage) == 1
     export = await DataExport.get(id=asked["dataExport"]["id"])
-    assert export.status == DataExportStatus.READY and export.storage_key
+    assert export.status == DataExportStatus.READY
+    assert export.storage_key
     assert export.expires_at is not None
     assert export.expires_at - export.ready_at <= timedelta(days=7)  # type: ignore[operator]
 
@@ -215,7 +216,8 @@ async def test_a_client_exports_their_data_and_gets_the_link_by_email(client, sm
     finally:
         clock.reset()
     export = await DataExport.get(id=export.id)
-    assert export.status == DataExportStatus.EXPIRED and export.storage_key is None
+    assert export.status == DataExportStatus.EXPIRED
+    assert export.storage_key is None
     assert not await storage.exists(f"exports/{account.obj.id}/{export.id}.zip")
     assert not await FileDeletion.exists()
     # and a new one may be asked for
@@ -234,7 +236,8 @@ async def test_an_admin_exports_a_client_both_get_the_link(client, smtp):
     asked = (await gql(client, REQUEST_FOR, {"id": account.id}, token=admin.token))[
         "requestDataExport"
     ]
-    assert asked["userErrors"] == [] and asked["dataExport"]["requestedByType"] == "AGENT"
+    assert asked["userErrors"] == []
+    assert asked["dataExport"]["requestedByType"] == "AGENT"
     await _settle()
     assert await exports.build_due(storage) == 1
     await deliver_due(settings=peer_settings(smtp=smtp))
@@ -259,7 +262,8 @@ async def test_a_build_that_fails_is_retried_then_failed(client):
     for _ in range(3):
         assert await exports.build_due(Broken()) == 0  # type: ignore[arg-type]
     export = await DataExport.get(id=asked["dataExport"]["id"])
-    assert export.status == DataExportStatus.FAILED and export.attempts == 3
+    assert export.status == DataExportStatus.FAILED
+    assert export.attempts == 3
     assert "disk full" in (export.last_error or "")
 
 
@@ -368,8 +372,10 @@ async def test_erasure_leaves_no_personal_field_and_no_file(api):
     body = await gql(api, ERASE, {"id": account.id, "reason": reason, "force": True},
                      token=admin.token)  # fmt: skip
     erased = body["eraseClient"]
-    assert erased["userErrors"] == [] and erased["alreadyErased"] is False
-    assert erased["client"]["erasedAt"] and erased["client"]["phone"] is None
+    assert erased["userErrors"] == []
+    assert erased["alreadyErased"] is False
+    assert erased["client"]["erasedAt"]
+    assert erased["client"]["phone"] is None
     assert erased["client"]["fullName"] == "Erased client"
     assert erased["client"]["email"].endswith("@erased.invalid")
 
@@ -389,7 +395,8 @@ async def test_erasure_leaves_no_personal_field_and_no_file(api):
     assert order.amount == 10_000
     (event,) = await Event.filter(event_type=EventType.CLIENT_ERASED)
     assert event.actor_id == admin.obj.id
-    assert event.payload["forced"] is True and "[erased]" in event.payload["reason"]
+    assert event.payload["forced"] is True
+    assert "[erased]" in event.payload["reason"]
     # the other client is untouched
     assert await _personal_data_left([other["marker"], other["account"].email])
     assert (await gql(api, ME, token=other["account"].token))["me"]["id"] == other["account"].id
@@ -436,7 +443,8 @@ async def test_a_file_the_storage_refuses_is_retried_and_no_row_keeps_data(clien
         assert await storage.exists(key)  # still there, the rows are clean
         assert await _personal_data_left([mine["marker"], mine["account"].email]) == []
         (pending,) = await FileDeletion.all()
-        assert pending.storage_key == key and pending.attempts == 1
+        assert pending.storage_key == key
+        assert pending.attempts == 1
         failing = False
         assert await files.retry_due(storage) == 0  # not due yet
         clock.travel(timedelta(hours=1))

@@ -26,11 +26,13 @@ from app.http.stripe_webhook import Outcome, handle_event
 from app.models import Document, DocumentVersion, Event
 from app.models.enums import DocumentStatus
 from app.services import chasing, delivery, document_expiry, outbox, reminders
+from app.services.privacy import exports
 from bench import world as worlds
 from bench.queries import AGENT_DOSSIERS, DASHBOARD, REVIEW_QUEUE, SEND_MESSAGE
 from bench.recording import plan_nodes, recorded
 from tests.conftest import BACKEND
 from tests.documents_support import make_pdf, review, upload
+from tests.factories import make_admin
 from tests.helpers import gql
 from tests.test_statement_counts import completed_event, row_token
 
@@ -253,6 +255,29 @@ async def test_hot_paths_plan_without_a_seq_scan_on_growing_tables(client):
     await planner.check("overdue escalation", chasing.escalate_overdue_steps)
     await planner.check("reminder planning", chasing.plan_missing)
     await planner.check("document expiry", document_expiry.send_expiry_reminders)
+
+    # the GDPR (issue 19): an export built by the worker's pass, then an erasure
+    storage = client._transport.app.state.storage
+    admin = await make_admin()
+    asked = await gql(
+        client,
+        "mutation($id: ID!) { requestDataExport(input: {profileId: $id}) { userErrors { code } } }",
+        {"id": client_id},
+        token=admin.token,
+    )
+    assert asked["requestDataExport"]["userErrors"] == []
+    await planner.check("data exports", lambda: exports.run(storage))
+    erased = await planner.check(
+        "eraseClient",
+        lambda: ask(
+            'mutation($id: ID!) { eraseClient(input: {profileId: $id, reason: "asked", '
+            "force: true}) { userErrors { code } } }",
+            {"id": client_id},
+            token=admin.token,
+        ),
+    )
+    assert erased["eraseClient"]["userErrors"] == []
+    await outbox.dispatch(list(await Event.filter(processed_at=None).values_list("id", flat=True)))
     assert not await Event.filter(processed_at=None).exists()
 
     assert not planner.findings, _report(planner.findings)

@@ -900,6 +900,15 @@ HOT_PATH_INDEXES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         ("due_at", "id"),
         "completed_at IS NULL AND stopped_at IS NULL",
     ),
+    # issue 19 (0026): the data-export worker (what to build, what to expire), the file
+    # deletions it retries, and what an erasure finds its client's rows by
+    "idx_data_exports_profile": ("data_exports", ("profile_id", "created_at"), None),
+    "idx_data_exports_due": ("data_exports", ("status", "created_at"), None),
+    "idx_data_exports_expiring": ("data_exports", ("status", "expires_at"), None),
+    "idx_file_deletions_due": ("file_deletions", ("next_attempt_at",), None),
+    "idx_events_actor_id": ("events", ("actor_id",), None),
+    "idx_deliveries_recipient": ("notification_deliveries", ("recipient",), None),
+    "idx_payment_links_prospect_email": ("payment_links", ("prospect_email",), None),
     # issue 17: a payment looks for the Stripe events still waiting for it (0015)
     "idx_stripe_deferred_events_pending_intent": (
         "stripe_deferred_events",

@@ -240,7 +240,7 @@ async def _erase(scope: Scope, actor: Viewer) -> tuple[list[str], Scrubber]:
         credential.totp_last_step = None
         credential.recovery_code_hashes = None
         await credential.save()
-    profile.full_name, profile.phone = ERASED_NAME, None
+    profile.full_name, profile.phone = ERASED_NAME, None  # type: ignore[assignment]
     profile.stripe_customer_id = None
     profile.status, profile.erased_at = UserStatus.SUSPENDED, now
     await profile.save()
@@ -278,7 +278,7 @@ async def _erase(scope: Scope, actor: Viewer) -> tuple[list[str], Scrubber]:
         shared = list(await SharedFile.filter(dossier_id__in=own))
         keys += [s.storage_key for s in shared]
         for row in shared:
-            row.file_name, row.note = "erased", scrub.text(row.note)
+            row.file_name, row.note = "erased", scrub.text(row.note)  # type: ignore[assignment]
             await row.save(update_fields=["file_name", "note"])
         await _scrub_rows(list(await Dossier.filter(id__in=own)), scrub, (), ("metadata",))
         await _scrub_rows(
@@ -354,7 +354,7 @@ async def _erase_notifications(
     if event_ids:
         related |= {n.id: n for n in await Notification.filter(event_id__in=event_ids)}
     for own in own_ids:
-        related.pop(own, None)
+        related.pop(uuid.UUID(str(own)), None)
     await _scrub_rows(
         list(related.values()), scrub, ("title", "message", "action_url"), ("payload",)
     )

@@ -131,7 +131,7 @@ async def build(export: DataExport, storage: Storage) -> DataExport:
         current.status = DataExportStatus.READY
         current.storage_key, current.size_bytes = key, size
         current.ready_at, current.expires_at = now, expires_at
-        current.claimed_until, current.last_error = None, None
+        current.claimed_until, current.last_error = None, None  # type: ignore[assignment]
         await current.save()
         for recipient in await _recipients(current, profile):
             await events.record(

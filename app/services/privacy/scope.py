@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
+
+from tortoise.queryset import QuerySet
 
 from app.models import (
     Credential,
@@ -64,24 +67,26 @@ class Scope:
         ]
 
 
+async def _ids(queryset: QuerySet[Any], column: str = "id") -> list[uuid.UUID]:
+    return [uuid.UUID(str(value)) for value in await queryset.values_list(column, flat=True)]
+
+
 async def scope_of(profile: Profile) -> Scope:
     credential = await Credential.filter(profile_id=profile.id).first()
     scope = Scope(profile=profile, credential=credential)
-    scope.own_dossier_ids = list(
-        await Dossier.filter(user_id=profile.id).values_list("id", flat=True)
-    )
-    memberships = await DossierMember.filter(profile_id=profile.id).values_list("id", "dossier_id")
-    scope.membership_ids = [row[0] for row in memberships]
+    scope.own_dossier_ids = list(await _ids(Dossier.filter(user_id=profile.id)))
+    memberships = list(await DossierMember.filter(profile_id=profile.id))
+    scope.membership_ids = [row.id for row in memberships]
     scope.member_dossier_ids = sorted(
-        {row[1] for row in memberships} - set(scope.own_dossier_ids), key=str
+        {row.dossier_id for row in memberships} - set(scope.own_dossier_ids), key=str
     )
     own_documents = (
-        await Document.filter(dossier_id__in=scope.own_dossier_ids).values_list("id", flat=True)
+        await _ids(Document.filter(dossier_id__in=scope.own_dossier_ids))
         if scope.own_dossier_ids
         else []
     )
     member_documents = (
-        await Document.filter(member_id__in=scope.membership_ids).values_list("id", flat=True)
+        await _ids(Document.filter(member_id__in=scope.membership_ids))
         if scope.membership_ids
         else []
     )
@@ -92,14 +97,10 @@ async def scope_of(profile: Profile) -> Scope:
                 "document_id", "version_number"
             )
         )
-    scope.order_ids = list(await Order.filter(user_id=profile.id).values_list("id", flat=True))
-    links = set(await PaymentLink.filter(used_by_id=profile.id).values_list("id", flat=True))
+    scope.order_ids = list(await _ids(Order.filter(user_id=profile.id)))
+    links = set(await _ids(PaymentLink.filter(used_by_id=profile.id)))
     if scope.email:
-        links |= set(
-            await PaymentLink.filter(prospect_email=scope.email).values_list("id", flat=True)
-        )
+        links |= set(await _ids(PaymentLink.filter(prospect_email=scope.email)))
     scope.payment_link_ids = sorted(links, key=str)
-    scope.export_ids = list(
-        await DataExport.filter(profile_id=profile.id).values_list("id", flat=True)
-    )
+    scope.export_ids = list(await _ids(DataExport.filter(profile_id=profile.id)))
     return scope
