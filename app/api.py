@@ -29,6 +29,7 @@ from app.resolvers.messages import MessageMutation
 from app.resolvers.notifications import NotificationMutation, NotificationQuery
 from app.resolvers.opening import OpeningMutation
 from app.resolvers.payments import PaymentMutation, PaymentQuery
+from app.resolvers.reports import ReportMutation, ReportQuery
 from app.resolvers.workflow import WorkflowMutation
 from app.schema.execution import Executor, lean_resolvers
 from app.schema.extensions import AccountState, DispatchEvents, ErrorTiers, FreshLoaders
@@ -49,6 +50,7 @@ Query = merge_types(
         DocumentQuery,
         ChasingQuery,
         MemberQuery,
+        ReportQuery,
     ),
 )
 Mutation = merge_types(
@@ -63,6 +65,7 @@ Mutation = merge_types(
         WorkflowMutation,
         MessageMutation,
         MemberMutation,
+        ReportMutation,
     ),
 )
 
