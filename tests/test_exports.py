@@ -270,3 +270,13 @@ async def test_an_empty_range_is_a_header_row(client, kind):
         client, await _export(client, admin.token, kind.value, start, start + timedelta(days=1))
     )
     assert rows == [_headers(kind)]
+
+
+def test_the_readme_lists_each_kind_s_columns_in_order():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for kind, columns in COLUMNS.items():
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{kind.value}` |"))
+        listed = [c.strip().removesuffix(" (JSON)") for c in row.split("|")[2].split(",")]
+        assert listed == [c.header for c in columns], kind
