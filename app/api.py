@@ -30,6 +30,7 @@ from app.resolvers.notifications import NotificationMutation, NotificationQuery
 from app.resolvers.opening import OpeningMutation
 from app.resolvers.payments import PaymentMutation, PaymentQuery
 from app.resolvers.privacy import PrivacyMutation
+from app.resolvers.reports import ReportMutation, ReportQuery
 from app.resolvers.workflow import WorkflowMutation
 from app.schema.execution import Executor, lean_resolvers
 from app.schema.extensions import AccountState, DispatchEvents, ErrorTiers, FreshLoaders
@@ -50,6 +51,7 @@ Query = merge_types(
         DocumentQuery,
         ChasingQuery,
         MemberQuery,
+        ReportQuery,
     ),
 )
 Mutation = merge_types(
@@ -65,6 +67,7 @@ Mutation = merge_types(
         MessageMutation,
         MemberMutation,
         PrivacyMutation,
+        ReportMutation,
     ),
 )
 

@@ -19,6 +19,7 @@ from app.consumers import install_consumers
 from app.db import close_db, init_db
 from app.http import access_log, payment_pages
 from app.http.body_limits import BodyLimitMiddleware
+from app.http.csv_exports import download_csv_export
 from app.http.exports import download_export
 from app.http.files import download_file
 from app.http.graphql import DossierGraphQL
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/pay/{reminder_id}", payment_pages.pay_reminder, methods=["GET"]),
         Route("/payment/{result:str}", payment_pages.payment_result_page, methods=["GET"]),
         Route("/files/{version_id}", download_file, methods=["GET"]),
+        Route("/exports/csv/{kind}", download_csv_export, methods=["GET"]),
         Route("/exports/{export_id}", download_export, methods=["GET"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),

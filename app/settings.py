@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     """S3 secret key; empty: boto3's usual credential chain."""
     download_url_ttl_seconds: int = 300
     """Lifetime of a signed file link; capped at 5 minutes."""
+    export_url_ttl_seconds: int = Field(default=900, ge=60, le=24 * 3600)
+    """Lifetime of a signed CSV export link (`createCsvExport`, admins): the link also stops
+    working when the admin who asked for it is disabled."""
     max_upload_body_mb: int = 101
     """Largest multipart (upload) request body, cut off while it arrives (413): the largest
     document type limit (100 MB) plus form overhead."""

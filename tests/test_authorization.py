@@ -1416,6 +1416,70 @@ CASES += [
 ]
 
 
+# --- reports for admins (issue 19, item 4) ---------------------------------------------------
+
+REPORT_RANGE = '{from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z"'
+
+
+def _report_of(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    nodes = no_errors(body)["reports"]["funnel"]["nodes"]
+    assert {n["productId"] for n in nodes} <= {target.value}, body
+
+
+def _empty_report(body: dict[str, Any]) -> None:
+    assert no_errors(body)["reports"]["funnel"]["nodes"] == [], body
+
+
+CASES += [
+    Case(
+        "Query.reports",
+        "product",
+        ADMIN,
+        by_id(
+            f"query($id: ID!) {{ reports(filter: {REPORT_RANGE}, productIds: [$id]}}) "
+            "{ funnel(first: 10) { nodes { productId sent } } } }"
+        ),
+        sees_all,
+        _empty_report,
+        _report_of,
+        malformed_is_missing=False,
+        name="Query.reports(filter.productIds)",
+    ),
+]
+
+# Admins' root fields that take no id: refused to everyone else whatever they ask, as a
+# role-refused id-taking field is (UNAUTHENTICATED without a token, FORBIDDEN otherwise).
+ADMIN_ONLY_WITHOUT_ID = {
+    "Query.reports": (
+        f"{{ reports(filter: {REPORT_RANGE}}}) {{ funnel {{ totalCount }} "
+        "revenue { totalCount } stepDurations { totalCount } dossierDurations { totalCount } "
+        "reviewTurnaround { totalCount } } }"
+    ),
+    "Mutation.createCsvExport": (
+        "mutation { createCsvExport(input: {kind: EVENTS, "
+        'from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z"}) { url userErrors { code } } }'
+    ),
+}
+
+
+async def test_admin_only_fields_without_an_id_refuse_everyone_else(authz_client):
+    client, agent, admin = await make_client(), await make_agent(), await make_admin()
+    for field_name, query in ADMIN_ONLY_WITHOUT_ID.items():
+        refusals = set()
+        for who, expected in (
+            (Who("anon"), UNAUTHENTICATED),
+            (Who("client", client), FORBIDDEN),
+            (Who("agent", agent), FORBIDDEN),
+        ):
+            body = await post(authz_client, who, query, {})
+            assert codes(body) == [expected], (field_name, who.role, body)
+            assert body["data"] is None, (field_name, who.role, body)
+            if expected == FORBIDDEN:
+                refusals.add(json.dumps(body, sort_keys=True))
+        assert len(refusals) == 1, (field_name, refusals)  # a client and an agent alike
+        no_errors(await post(authz_client, Who("admin", admin), query, {}))
+
+
 def _renews_with(body: dict[str, Any], product_id: str) -> None:
     data = payload(body, "updateProduct")
     assert data["userErrors"] == [], body

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -26,14 +27,16 @@ from app.http.stripe_webhook import Outcome, handle_event
 from app.models import Document, DocumentVersion, Event
 from app.models.enums import DocumentStatus
 from app.services import chasing, delivery, document_expiry, outbox, reminders
+from app.services.csv_exports import ExportKind, ExportRequest, export_rows
 from app.services.privacy import exports
 from bench import world as worlds
 from bench.queries import AGENT_DOSSIERS, DASHBOARD, REVIEW_QUEUE, SEND_MESSAGE
 from bench.recording import plan_nodes, recorded
 from tests.conftest import BACKEND
 from tests.documents_support import make_pdf, review, upload
-from tests.factories import make_admin
+from tests.factories import make_admin, make_client, make_dossier, make_product
 from tests.helpers import gql
+from tests.test_reports import REPORTS
 from tests.test_statement_counts import completed_event, row_token
 
 pytestmark = pytest.mark.skipif(
@@ -280,5 +283,39 @@ async def test_hot_paths_plan_without_a_seq_scan_on_growing_tables(client):
     await outbox.dispatch(list(await Event.filter(processed_at=None).values_list("id", flat=True)))
     assert not await Event.filter(processed_at=None).exists()
 
+    assert not planner.findings, _report(planner.findings)
+    assert all(planner.planned.values()), planner.planned
+
+
+# --- the admins' reports and CSV exports (issue 19, item 4) --------------------------------
+
+
+async def test_reports_and_exports_plan_with_indexes(client):
+    """Each report is one aggregate over a range of time, each export batch one keyset read:
+    every one of them starts from an index on the time it ranges over."""
+    admin = await make_admin()
+    product = await make_product()
+    for _ in range(3):
+        await make_dossier(await make_client(), product)
+    now = datetime.now(UTC)
+    start, end = now - timedelta(days=1), now + timedelta(days=1)
+    planner = Planner()
+    window = {"from": start.isoformat(), "to": end.isoformat()}
+    for name, filter_ in {
+        "all": window,
+        "product": {**window, "productIds": [str(product.id)]},
+    }.items():
+        await planner.check(
+            f"reports {name}",
+            lambda f=filter_: gql(client, REPORTS, {"filter": f}, token=admin.token),
+        )
+
+    async def read_all(kind: ExportKind) -> None:
+        request = ExportRequest(kind, start, end, admin.obj.id)
+        batches = [rows async for rows in export_rows(request, batch=2)]
+        assert len(batches) >= 2  # the keyset statement ran too
+
+    for kind in ExportKind:
+        await planner.check(f"export {kind.value}", lambda k=kind: read_all(k))
     assert not planner.findings, _report(planner.findings)
     assert all(planner.planned.values()), planner.planned

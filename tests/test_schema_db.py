@@ -915,6 +915,13 @@ HOT_PATH_INDEXES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         ("payment_intent_id",),
         "applied_at IS NULL",
     ),
+    # issue 19: the admins' reports range over these times (0024)
+    "idx_payment_links_created_at": ("payment_links", ("created_at",), None),
+    "idx_orders_paid_at": ("orders", ("paid_at",), None),
+    "idx_refunds_created_at": ("refunds", ("created_at",), None),
+    "idx_step_instances_completed_at": ("step_instances", ("completed_at",), None),
+    "idx_dossiers_completed_at": ("dossiers", ("completed_at",), None),
+    "idx_document_reviews_reviewed_at": ("document_reviews", ("reviewed_at",), None),
 }
 
 

@@ -141,4 +141,6 @@ class DocumentReview(UUIDModel):
         indexes = (
             Index(fields=("reviewer_id",), name="idx_document_reviews_reviewer_id"),
             Index(fields=("document_version_id",), name="idx_document_reviews_version_id"),
+            # The reports' review turnaround: reviews made in a range of time.
+            Index(fields=("reviewed_at",), name="idx_document_reviews_reviewed_at"),
         )

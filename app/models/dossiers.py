@@ -55,6 +55,8 @@ class Dossier(TimestampedModel):
             Index(fields=("product_id",), name="idx_dossiers_product_id"),
             # The agents' list, newest first (with or without a filter, read in this order).
             Index(fields=("created_at", "id"), name="idx_dossiers_created"),
+            # The reports' dossier durations: dossiers completed in a range of time.
+            Index(fields=("completed_at",), name="idx_dossiers_completed_at"),
         )
 
 
@@ -122,6 +124,8 @@ class StepInstance(CreatedModel):
             Index(fields=("assigned_to",), name="idx_step_instances_assigned_to"),
             Index(fields=("dossier_id",), name="idx_step_instances_dossier_id"),
             Index(fields=("step_id",), name="idx_step_instances_step_id"),
+            # The reports' step durations: steps completed in a range of time.
+            Index(fields=("completed_at",), name="idx_step_instances_completed_at"),
             # Open steps by due date (the overdue pages, the deadline sweeps).
             WhereIndex(
                 fields=("due_at",), name="idx_step_instances_open_due", where="completed_at IS NULL"

@@ -65,6 +65,8 @@ class PaymentLink(CreatedModel):
             Index(fields=("used_by",), name="idx_payment_links_used_by"),
             # the links sent to an address (an erasure finds those its client never used)
             Index(fields=("prospect_email",), name="idx_payment_links_prospect_email"),
+            # The reports' funnel: links made in a range of time.
+            Index(fields=("created_at",), name="idx_payment_links_created_at"),
         )
 
 
@@ -125,6 +127,8 @@ class Order(TimestampedModel):
             Index(fields=("recorded_by_id",), name="idx_orders_recorded_by_id"),
             # openDossier refuses a reference recorded twice (a double click)
             Index(fields=("payment_reference",), name="idx_orders_payment_reference"),
+            # The reports' revenue: orders paid in a range of time.
+            Index(fields=("paid_at",), name="idx_orders_paid_at"),
         )
 
 

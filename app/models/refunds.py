@@ -41,4 +41,6 @@ class Refund(CreatedModel):
         indexes = (
             Index(fields=("order_id", "created_at"), name="idx_refunds_order"),
             Index(fields=("requested_by_id",), name="idx_refunds_requested_by_id"),
+            # The reports' revenue: refunds made in a range of time.
+            Index(fields=("created_at",), name="idx_refunds_created_at"),
         )
