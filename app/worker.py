@@ -15,7 +15,15 @@ from dataclasses import dataclass
 
 from app.consumers import install_consumers
 from app.db import database
-from app.services import chasing, delivery, document_expiry, outbox, reminders, sessions
+from app.services import (
+    chasing,
+    delivery,
+    document_expiry,
+    outbox,
+    reminders,
+    retention,
+    sessions,
+)
 
 logger = logging.getLogger("app.worker")
 
@@ -55,6 +63,8 @@ def _chasing_jobs() -> list[Job]:
 JOBS += _chasing_jobs()
 # Sessions and reset/invitation tokens long over (app/services/sessions.py).
 JOBS.append(Job("account-housekeeping", 3600.0, sessions.purge_ended))
+# Uploaded files of ended dossiers: the notice, then the deletion (app/services/retention.py).
+JOBS.append(Job("document-retention", 3600.0, retention.run_pass))
 
 
 async def _loop(job: Job, stop: asyncio.Event) -> None:

@@ -12,6 +12,7 @@ from enum import StrEnum
 import strawberry
 
 from app.models.enums import (
+    AccessKind,
     ActorType,
     AgentRole,
     DocumentStatus,
@@ -29,6 +30,7 @@ from app.models.enums import (
 )
 
 __all__ = [
+    "AccessKind",
     "ActorType",
     "AgentRole",
     "DocumentStatus",
@@ -60,6 +62,7 @@ _DESCRIPTIONS: dict[type[StrEnum], str] = {
     DocumentStatus: "Review state of a required document.",
     ReviewStatus: "An agent's decision on a document version.",
     EventType: "What happened, in the audit log.",
+    AccessKind: "What an access event records: a dossier viewed by staff, a file downloaded.",
 }
 
 # The kind of matter keeps its ERD name in GraphQL (`DossierType`); in Python it is
