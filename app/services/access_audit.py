@@ -50,11 +50,16 @@ USER_AGENT_MAX = 512
 
 
 class AccessAudit:
-    def __init__(self) -> None:
+    def __init__(self, capacity: int | None = None) -> None:
+        self._capacity = capacity  # None: ACCESS_AUDIT_BUFFER_SIZE
         self._pending: list[AccessEvent] = []
         self._flushing: asyncio.Task[int] | None = None
         self._lock = asyncio.Lock()
         self.dropped = 0
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity or get_settings().access_audit_buffer_size
 
     @property
     def pending(self) -> int:
@@ -88,7 +93,7 @@ class AccessAudit:
                 user_agent=(where.user_agent or None) and where.user_agent[:USER_AGENT_MAX],
             )
         )
-        if len(self._pending) >= get_settings().access_audit_buffer_size:
+        if len(self._pending) >= self.capacity:
             self._flush_soon()
 
     def _flush_soon(self) -> None:
@@ -122,7 +127,7 @@ class AccessAudit:
     def _keep(self, rows: list[AccessEvent]) -> None:
         """Put unwritten rows back in front of newer ones, within the buffer's size."""
         merged = rows + self._pending
-        room = get_settings().access_audit_buffer_size
+        room = self.capacity
         if len(merged) > room:
             self.dropped += len(merged) - room
             logger.error("access audit: %d row(s) dropped (buffer full)", len(merged) - room)
