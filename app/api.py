@@ -19,6 +19,7 @@ from strawberry.extensions import (
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from app.resolvers.audit import AuditQuery
 from app.resolvers.catalog import CatalogMutation, CatalogQuery
 from app.resolvers.chasing import ChasingQuery
 from app.resolvers.documents import DocumentMutation, DocumentQuery
@@ -52,6 +53,7 @@ Query = merge_types(
         ChasingQuery,
         MemberQuery,
         ReportQuery,
+        AuditQuery,
     ),
 )
 Mutation = merge_types(

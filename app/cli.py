@@ -1,4 +1,5 @@
-"""`python -m app …`: serve, migrate, seed, create-admin, export-schema, config-docs, worker.
+"""`python -m app …`: serve, migrate, seed, create-admin, export-schema, config-docs, worker,
+retention.
 
 Each command imports what it needs when it runs (`migrate` never builds the schema, `serve`
 leaves the app to uvicorn)."""
@@ -76,6 +77,35 @@ async def _with_db(coro_factory):
         return await coro_factory()
 
 
+async def _retention(*, dry_run: bool, within: int) -> int:
+    from app.services import retention
+
+    settings = get_settings()
+    if not settings.document_retention_days:
+        print("DOCUMENT_RETENTION_DAYS=0: uploaded files are kept forever")
+        return 0
+    if dry_run:
+        rows = await retention.due_files(within_days=within)
+        print("dossier\tversion\tfile_size_bytes\tdue_at\tfile_name")
+        for row in rows:
+            print(
+                f"{row.dossier_id}\t{row.version_id}\t{row.file_size_bytes}\t"
+                f"{row.due_at.isoformat()}\t{row.file_name}"
+            )
+        total = sum(r.file_size_bytes for r in rows)
+        print(f"{len(rows)} file(s), {total} bytes, would be deleted (dry run: nothing changed)")
+        return 0
+    from app.consumers import install_consumers
+
+    install_consumers()  # the notices' notifications are made at once (else by the relay)
+    report = await retention.run_pass()
+    print(
+        f"{report.noticed} client(s) told; {report.purged_files} file(s), "
+        f"{report.purged_bytes} bytes, of {report.purged_dossiers} dossier(s) deleted"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     config_docs = sub.add_parser("config-docs", help="write docs/configuration.md")
     config_docs.add_argument(
         "--check", action="store_true", help="fail if docs/configuration.md is stale"
+    )
+    retention = sub.add_parser(
+        "retention", help="run one retention pass (uploaded files of ended dossiers)"
+    )
+    retention.add_argument(
+        "--dry-run", action="store_true", help="list what would be deleted, delete nothing"
+    )
+    retention.add_argument(
+        "--within", type=int, default=0, metavar="DAYS", help="dry run: what goes within DAYS"
     )
     args = parser.parse_args(argv)
     settings = get_settings()
@@ -156,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "config-docs":
         return _config_docs(check=args.check)
+    if args.command == "retention":
+        return asyncio.run(_with_db(lambda: _retention(dry_run=args.dry_run, within=args.within)))
     if args.command == "worker":
         from app.worker import run_worker
 

@@ -26,7 +26,7 @@ from app.http.graphql import DossierGraphQL
 from app.http.stripe_webhook import stripe_webhook
 from app.providers.payments import build_payment_provider
 from app.providers.storage import build_storage
-from app.services import outbox
+from app.services import access_audit, outbox
 from app.settings import Settings, get_settings
 from app.subscriptions.hub import hub_for
 
@@ -105,8 +105,9 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             await init_db(settings.database_url)
         await hub.open()
         try:
-            # The embedded default has no separate worker process: run its jobs here.
-            async with worker.in_process(enabled=settings.is_sqlite):
+            # The embedded default has no separate worker process: run its jobs here. The
+            # access audit's buffer is written periodically, and once more on the way out.
+            async with worker.in_process(enabled=settings.is_sqlite), access_audit.running():
                 yield
         finally:
             # Dispatches still running after their responses (DISPATCH_AFTER_RESPONSE): let

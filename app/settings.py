@@ -122,6 +122,22 @@ class Settings(BaseSettings):
     export_url_ttl_seconds: int = Field(default=900, ge=60, le=24 * 3600)
     """Lifetime of a signed CSV export link (`createCsvExport`, admins): the link also stops
     working when the admin who asked for it is disabled."""
+    document_retention_days: int = Field(default=365, ge=0)
+    """Days after a dossier ends (COMPLETED or CANCELLED) its uploaded files are deleted
+    from storage by the worker (the rows stay, marked purged). 0: kept forever. The firm
+    must not keep identity scans longer than needed: a year by default."""
+    document_retention_notice_days: int = Field(default=30, ge=0)
+    """Days before that deletion the client is told (once, in the app and by e-mail); 0:
+    no notice. A dossier ending nearer its deadline than this is told at once, and its
+    files wait this long after the notice."""
+    retention_batch_size: int = Field(default=50, ge=1, le=1000)
+    """Dossiers one retention pass notices or purges at most (each kind)."""
+    access_audit_buffer_size: int = Field(default=500, ge=1, le=10_000)
+    """Access events (downloads, dossier views by staff) a process holds before writing
+    them in one INSERT; they are also written every ACCESS_AUDIT_FLUSH_SECONDS and at
+    shutdown."""
+    access_audit_flush_seconds: float = Field(default=2.0, gt=0)
+    """Longest an access event waits in memory before it is written."""
     max_upload_body_mb: int = 101
     """Largest multipart (upload) request body, cut off while it arrives (413): the largest
     document type limit (100 MB) plus form overhead."""

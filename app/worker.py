@@ -15,7 +15,15 @@ from dataclasses import dataclass
 
 from app.consumers import install_consumers
 from app.db import database
-from app.services import chasing, delivery, document_expiry, outbox, reminders, sessions
+from app.services import (
+    chasing,
+    delivery,
+    document_expiry,
+    outbox,
+    reminders,
+    retention,
+    sessions,
+)
 from app.services.privacy import exports
 
 logger = logging.getLogger("app.worker")
@@ -59,6 +67,8 @@ JOBS.append(Job("account-housekeeping", 3600.0, sessions.purge_ended))
 # The GDPR (issue 19): data-export archives built and expired, stored files an erasure or
 # an expiry could not delete yet retried (app/services/privacy/).
 JOBS.append(Job("data-exports", 30.0, exports.run))
+# Uploaded files of ended dossiers: the notice, then the deletion (app/services/retention.py).
+JOBS.append(Job("document-retention", 3600.0, retention.run_pass))
 
 
 async def _loop(job: Job, stop: asyncio.Event) -> None:

@@ -195,12 +195,15 @@ async def clean_database(database_url: str) -> AsyncIterator[None]:
 
 async def _forget_throttles() -> None:
     """Every test starts with no authentication failures counted (the suite's requests all
-    come from one address), the clock where it is and the catalogue's bounds unread."""
+    come from one address), the clock where it is, the catalogue's bounds unread and no
+    access event waiting to be written."""
     from app import clock
+    from app.services.access_audit import audit
     from app.services.catalogue_bounds import forget_catalogue_bounds
     from app.services.throttle import get_throttle
 
     clock.reset()
+    audit.clear()  # access events a test left unwritten are not the next test's
     forget_catalogue_bounds()  # the next test's catalogue is its own
     await get_throttle().forget_all()
 

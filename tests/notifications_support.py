@@ -308,6 +308,8 @@ FULL_CONTEXT = {
     "expires_at": "2030-03-12T10:00:00+00:00",
     "expires_on": "2030-06-30",
     "days_left": 30,
+    "purge_on": "2031-01-15",
+    "file_count": 3,
     "preview": "Hello",
     "count": 1,
     "code": "12345678",

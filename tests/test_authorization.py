@@ -642,6 +642,16 @@ def _events_of(_world: World, _who: Who, target: Target, body: dict[str, Any]) -
     assert {(n["entityType"], n["entityId"]) for n in nodes} == {("dossier", target.value)}
 
 
+def _access_log_of(key: str) -> Callable[..., None]:
+    """Only the accesses of the asked client, document or dossier (often none yet)."""
+
+    def ok(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+        nodes = payload(body, "accessLog")["nodes"]
+        assert {n[key] for n in nodes} <= {target.value}, body
+
+    return ok
+
+
 def _document_types_of(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
     nodes = payload(body, "documentTypes")["nodes"]
     assert {n["requiredStep"]["id"] for n in nodes} <= {target.value}, body
@@ -887,6 +897,36 @@ CASES: list[Case] = [
         sees_all,
         empty("events"),
         _events_of,
+    ),
+    Case(
+        "Query.accessLog",
+        "client",
+        ADMIN,
+        by_id("query($id: ID) { accessLog(clientId: $id, first: 100) { nodes { clientId } } }"),
+        sees_all,
+        empty("accessLog"),
+        _access_log_of("clientId"),
+        name="Query.accessLog(clientId)",
+    ),
+    Case(
+        "Query.accessLog",
+        "document",
+        ADMIN,
+        by_id("query($id: ID) { accessLog(documentId: $id, first: 100) { nodes { documentId } } }"),
+        sees_all,
+        empty("accessLog"),
+        _access_log_of("documentId"),
+        name="Query.accessLog(documentId)",
+    ),
+    Case(
+        "Query.accessLog",
+        "dossier",
+        ADMIN,
+        by_id("query($id: ID) { accessLog(dossierId: $id, first: 100) { nodes { dossierId } } }"),
+        sees_all,
+        empty("accessLog"),
+        _access_log_of("dossierId"),
+        name="Query.accessLog(dossierId)",
     ),
     Case(
         "Query.documentDownloadUrl",

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from app.models import Document, DocumentType, DocumentVersion, Dossier, Event, StepInstance
-from app.models.enums import DocumentStatus, DossierStatus
+from app.models.enums import ActorType, DocumentStatus, DossierStatus
 from app.services import documents as documents_service
 from app.services.workflow.actions import StatusAction, change_status
 from app.settings import get_settings
@@ -804,6 +804,11 @@ async def _uploaded(client, owner, name="Relevé d'identité.pdf"):
     return up["version"]["id"], content
 
 
+def _issued(account) -> documents_service.IssuedTo:
+    """A link issued to a client's account (what documentDownloadUrl would sign)."""
+    return documents_service.IssuedTo(ActorType.USER, account.obj.id)
+
+
 def _path_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.path}?{parts.query}"
@@ -866,7 +871,9 @@ async def test_expired_links_are_refused(client):
     version_id, content = await _uploaded(client, owner)
     # a link made six minutes ago with the longest lifetime: expired a minute ago
     path, expires_at = documents_service.signed_download_path(
-        uuid.UUID(version_id), now=datetime.now(UTC) - timedelta(minutes=6)
+        uuid.UUID(version_id),
+        issued_to=_issued(owner),
+        now=datetime.now(UTC) - timedelta(minutes=6),
     )
     assert expires_at < datetime.now(UTC)
     response = await client.get(path)
@@ -874,11 +881,16 @@ async def test_expired_links_are_refused(client):
     assert "expired" in response.text
     # one made a minute ago still works; a longer lifetime is capped at five minutes
     path, _ = documents_service.signed_download_path(
-        uuid.UUID(version_id), now=datetime.now(UTC) - timedelta(minutes=1)
+        uuid.UUID(version_id),
+        issued_to=_issued(owner),
+        now=datetime.now(UTC) - timedelta(minutes=1),
     )
     assert (await client.get(path)).content == content
     _, capped = documents_service.signed_download_path(
-        uuid.UUID(version_id), now=datetime.now(UTC), ttl=timedelta(hours=1)
+        uuid.UUID(version_id),
+        issued_to=_issued(owner),
+        now=datetime.now(UTC),
+        ttl=timedelta(hours=1),
     )
     assert capped <= datetime.now(UTC) + timedelta(minutes=5, seconds=1)
 
@@ -888,7 +900,9 @@ async def test_a_link_to_a_file_gone_from_storage_is_a_404_not_a_500(client):
     version_id, _ = await _uploaded(client, owner)
     row = await DocumentVersion.get(id=version_id)
     (storage_root() / row.file_url).unlink()
-    path, _ = documents_service.signed_download_path(uuid.UUID(version_id))
+    path, _ = documents_service.signed_download_path(
+        uuid.UUID(version_id), issued_to=_issued(owner)
+    )
     response = await client.get(path)
     assert response.status_code == 404
 

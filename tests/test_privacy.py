@@ -39,6 +39,7 @@ from tests.documents_support import MotoServer, app_client, make_pdf, upload
 from tests.factories import Account, make_admin, make_client, make_dossier, make_product
 from tests.helpers import gql
 from tests.notifications_support import parts, peer_settings
+from tests.test_accounts import RESEND
 
 REQUEST_MINE = """
 mutation { requestMyDataExport {
@@ -408,6 +409,9 @@ async def test_erasure_leaves_no_personal_field_and_no_file(api):
     # nothing to export any more
     body = await gql(api, REQUEST_FOR, {"id": account.id}, token=admin.token)
     assert [e["code"] for e in body["requestDataExport"]["userErrors"]] == ["ERASED"]
+    # and no invitation to send to the tombstone address
+    body = await gql(api, RESEND, {"id": account.id}, token=admin.token)
+    assert [e["code"] for e in body["resendInvitation"]["userErrors"]] == ["ACCOUNT_ERASED"]
 
 
 async def test_erasure_of_a_client_without_running_dossier_needs_no_force(client):

@@ -23,10 +23,19 @@ import orjson
 import pytest
 from tortoise import Tortoise, connections
 
+from app import clock
 from app.http.stripe_webhook import Outcome, handle_event
 from app.models import Document, DocumentVersion, Event
 from app.models.enums import DocumentStatus
-from app.services import chasing, delivery, document_expiry, outbox, reminders
+from app.services import (
+    access_audit,
+    chasing,
+    delivery,
+    document_expiry,
+    outbox,
+    reminders,
+    retention,
+)
 from app.services.csv_exports import ExportKind, ExportRequest, export_rows
 from app.services.privacy import exports
 from bench import world as worlds
@@ -55,6 +64,8 @@ query QueueMine {
   }
 }
 """
+
+ACCESS_LOG = "query($id: ID) { accessLog(%s: $id, first: 50) { nodes { kind occurredAt } } }"
 
 QUEUE_COUNT = "query { reviewQueue(first: 50) { totalCount nodes { id } } }"
 
@@ -249,6 +260,18 @@ async def test_hot_paths_plan_without_a_seq_scan_on_growing_tables(client):
     await check_query("events all", EVENTS)
     await check_query("events by type", EVENTS, {"types": ["MESSAGE_SENT"]})
     await check_query("events by entity", EVENTS, {"entityType": "dossier", "entityId": dossier})
+    # the access log (issue 19), with each filter, once the reads above were written
+    await access_audit.flush()
+    admin = await make_admin()
+    # its creation's events are not this test's hot paths (the relay leaves fresh ones)
+    await Event.filter(entity_id=admin.obj.id).update(processed_at=clock.now())
+    for key, value in (
+        ("clientId", client_id),
+        ("dossierId", dossier),
+        ("documentId", str(pending_doc.id)),
+    ):
+        await check_query(f"accessLog by {key}", ACCESS_LOG % key, {"id": value},
+                          token=admin.token)  # fmt: skip
 
     # one pass of each worker job
     await planner.check("outbox relay", outbox.dispatch)
@@ -281,6 +304,9 @@ async def test_hot_paths_plan_without_a_seq_scan_on_growing_tables(client):
     )
     assert erased["eraseClient"]["userErrors"] == []
     await outbox.dispatch(list(await Event.filter(processed_at=None).values_list("id", flat=True)))
+    await planner.check("retention notices", retention.send_notices)
+    await planner.check("retention purge", retention.purge_due)
+    await planner.check("retention dry run", retention.due_files)
     assert not await Event.filter(processed_at=None).exists()
 
     assert not planner.findings, _report(planner.findings)

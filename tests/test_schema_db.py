@@ -364,6 +364,22 @@ EXTRA_COLUMNS: dict[str, set[str]] = {
     "steps": {"archived_at"},
     "document_types": {"archived_at"},
     "step_document_types": {"id", "step_id", "document_type_id", "position", "created_at"},
+    # issue 19: the access audit, and the retention of uploaded files
+    "access_events": {
+        "id",
+        "occurred_at",
+        "kind",
+        "actor_type",
+        "actor_id",
+        "client_id",
+        "dossier_id",
+        "document_id",
+        "version_id",
+        "ip_address",
+        "user_agent",
+    },
+    "dossiers": {"ended_at", "retention_notified_at", "files_purged_at"},
+    "document_versions": {"purged_at"},
 }
 EXTRA_UNIQUE_KEYS = [
     ("credentials", "email"),

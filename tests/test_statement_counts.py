@@ -418,3 +418,34 @@ async def test_a_processed_checkout_writes_its_rows_together(database_counter):
     for dispatch in dispatches:  # the events still go out
         await dispatch()
     assert not await Event.filter(id__in=[e.id for e in recorded], processed_at=None).exists()
+
+
+# --- an agent's view of one dossier (issue 19: audited after the answer) -----------------
+
+DOSSIER_VIEW = "query($id: ID!) { dossier(id: $id) { id status } }"
+DOSSIER_VIEW_BUDGET = 2  # the viewer, the dossier: the access event is not written here
+
+
+async def test_an_audited_dossier_view_costs_what_an_unaudited_one_does(client):
+    from app.models import AccessEvent
+    from app.services import access_audit
+    from tests.factories import make_agent, make_client, make_dossier, make_product
+
+    owner, agent = await make_client(), await make_agent()
+    dossier = await make_dossier(owner, await make_product(steps=(("pdf",),)))
+    variables = {"id": str(dossier.id)}
+    costs = {}
+    for who in (owner, agent):  # the client's view is not audited, the agent's is
+        await gql(client, DOSSIER_VIEW, variables, token=who.token)  # warm: the viewer cached
+        with count_statements() as orm:
+            data = await gql(client, DOSSIER_VIEW, variables, token=who.token)
+        assert data["dossier"]["id"] == str(dossier.id)
+        costs[who.email] = list(orm)
+    assert len(costs[agent.email]) == len(costs[owner.email]) == DOSSIER_VIEW_BUDGET, costs
+    assert not any("access_events" in s for s in costs[agent.email])
+    assert access_audit.audit.pending == 2  # the agent's two reads, waiting
+    with count_statements() as flushed:
+        assert await access_audit.flush() == 2
+    [insert] = list(flushed)  # ONE multi-row INSERT for the buffer
+    assert "access_events" in insert
+    assert await AccessEvent.filter(dossier_id=dossier.id).count() == 2

@@ -213,3 +213,38 @@ async def test_a_refused_upload_leaves_no_object_on_each_backend(backend_setting
         assert s3.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", []) == []
     else:
         assert [p for p in storage.root.rglob("*") if p.is_file()] == []
+
+
+async def test_retention_deletes_the_object_from_each_backend(backend_settings, moto_if_s3):
+    """Issue 19: after the retention pass the file is gone from storage (the bucket on S3),
+    its row kept and marked purged."""
+    from datetime import timedelta
+
+    from app import clock
+    from app.auth import viewer_from_token
+    from app.services import retention
+    from app.services.workflow.actions import StatusAction, change_status
+
+    owner, agent = await make_client(), await make_agent()
+    product = await make_product(steps=(("pdf",),))
+    dossier = await make_dossier(owner, product)
+    document = await Document.filter(dossier_id=dossier.id).get()
+    async with app_client(**backend_settings) as api:
+        payload = await upload(api, owner.token, str(document.id), make_pdf("kept a year"))
+        assert payload["userErrors"] == []
+        version = await DocumentVersion.get(id=payload["version"]["id"])
+        storage = api.app.state.storage  # type: ignore[attr-defined]
+        assert await storage.exists(version.file_url)
+        viewer = await viewer_from_token(agent.token)
+        await change_status(viewer, dossier.id, StatusAction.CANCEL, "Client left")
+        clock.travel(timedelta(days=400))
+        report = await retention.run_pass(storage=storage)
+        assert report.noticed == 1
+        clock.travel(timedelta(days=31))
+        report = await retention.run_pass(storage=storage)
+        assert report.purged_files == 1
+        assert not await storage.exists(version.file_url)
+        if moto_if_s3 is not None:
+            listed = moto_if_s3.client().list_objects_v2(Bucket=storage.bucket)
+            assert listed.get("Contents", []) == []
+        assert (await DocumentVersion.get(id=version.id)).purged_at is not None

@@ -2,9 +2,15 @@
 (and of the files the firm shares with a dossier: `sharedFile.downloadUrl`).
 
 The link comes from `documentDownloadUrl` (owner or agents only); the signature covers
-the version id and the expiry, so it can neither be stretched nor pointed elsewhere. The
-file is streamed from storage with the type detected at upload, `nosniff`, and as an
-attachment, so a browser never renders it in our origin.
+the version id, the account the link was issued to (`for=`) and the expiry, so it can
+neither be stretched, pointed elsewhere nor credited to someone else. The file is streamed
+from storage with the type detected at upload, `nosniff`, and as an attachment, so a
+browser never renders it in our origin.
+
+Every download served is an access event (app/services/access_audit.py): the account the
+link was issued to, the file, the request's address and user agent, buffered and written
+after the answer. A version whose file the retention rule (or an erasure) deleted answers
+410 Gone.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from app.models import DocumentVersion, SharedFile
+from app.models.enums import AccessKind
 from app.providers.storage import FileMissing, Storage, StorageError
-from app.services.documents import LinkRefused, verify_download
+from app.services import access_audit
+from app.services.documents import IssuedTo, LinkRefused, verify_download
+from app.services.sessions import Origin
 
 logger = logging.getLogger("app.http.files")
 
@@ -40,6 +49,26 @@ def content_disposition(file_name: str) -> str:
     return f"attachment; filename=\"{fallback or 'document'}\"; filename*=UTF-8''{encoded}"
 
 
+def _audit(request: Request, found: DocumentVersion | SharedFile, issued_to: IssuedTo) -> None:
+    client = request.client
+    where = Origin(client.host if client else None, request.headers.get("user-agent"))
+    if isinstance(found, DocumentVersion):
+        dossier = found.document.dossier
+        kind, document_id = AccessKind.DOCUMENT_DOWNLOADED, found.document_id
+    else:
+        dossier, kind, document_id = found.dossier, AccessKind.SHARED_FILE_DOWNLOADED, None
+    access_audit.record(
+        kind,
+        actor_type=issued_to.actor_type,
+        actor_id=issued_to.actor_id,
+        where=where,
+        client_id=dossier.user_id,
+        dossier_id=dossier.id,
+        document_id=document_id,
+        version_id=found.id,
+    )
+
+
 @dataclass(frozen=True)
 class _Served:
     id: object
@@ -56,20 +85,30 @@ class _Served:
 
 async def download_file(request: Request) -> Response:
     try:
-        version_id = verify_download(
+        version_id, issued_to = verify_download(
             request.path_params["version_id"],
+            request.query_params.get("for"),
             request.query_params.get("expires"),
             request.query_params.get("signature"),
         )
     except LinkRefused as refused:
         return PlainTextResponse(refused.message, 403, headers=SECURITY_HEADERS)
-    # A document version, or a file the firm shared (the signature covers the id).
-    found = (
-        await DocumentVersion.filter(id=version_id).first()
-        or await SharedFile.filter(id=version_id).first()
+    # A document version, or a file the firm shared (the signature covers the id); each
+    # read with its dossier, whose client the access event names.
+    found: DocumentVersion | SharedFile | None = (
+        await DocumentVersion.filter(id=version_id).select_related("document__dossier").first()
     )
     if found is None:
+        found = await SharedFile.filter(id=version_id).select_related("dossier").first()
+    if found is None:
         return PlainTextResponse("Not found.", 404, headers=SECURITY_HEADERS)
+    if isinstance(found, DocumentVersion) and found.purged_at is not None:
+        return PlainTextResponse(
+            "This file was deleted: the firm keeps uploaded files for a limited time after "
+            "a dossier ends.",
+            410,
+            headers=SECURITY_HEADERS,
+        )
     version = _Served.of(found)
     storage: Storage = request.app.state.storage
     stream = storage.open(version.file_url)
@@ -93,6 +132,7 @@ async def download_file(request: Request) -> Response:
         finally:
             await stream.aclose()
 
+    _audit(request, found, issued_to)  # served: buffered, written after the answer
     return StreamingResponse(
         body(),
         media_type=version.mime_type,

@@ -1,6 +1,7 @@
 """Tortoise models: one module per domain. No GraphQL or HTTP imports here."""
 
 from app.models.agents import Agent
+from app.models.audit import AccessEvent
 from app.models.catalog import DocumentType, Product, ProductStep, Step, StepDocumentType
 from app.models.documents import Document, DocumentReview, DocumentVersion
 from app.models.dossiers import Dossier, DossierStatusHistory, StepInstance, StepReminder
@@ -16,6 +17,7 @@ from app.models.shared_files import SharedFile
 from app.models.stripe_deferred import DeferredStripeEvent
 
 __all__ = [
+    "AccessEvent",
     "AccountSession",
     "AccountToken",
     "Agent",

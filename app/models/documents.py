@@ -104,6 +104,9 @@ class DocumentVersion(UUIDModel):
     awaiting_review_since = fields.DatetimeField(null=True)
     # The day the document stops being valid (issue 18): given at upload or by the reviewer.
     expires_on = fields.DateField(null=True)
+    # When the file was deleted from storage (retention or erasure, app/services/
+    # file_purge.py): the row stays, a download answers 410 Gone.
+    purged_at = fields.DatetimeField(null=True)
 
     document_id: uuid.UUID  # the foreign key's column (an attribute Tortoise adds)
     reviews: fields.ReverseRelation[DocumentReview]  # the other side of reviews.document_version

@@ -34,6 +34,12 @@ class Dossier(TimestampedModel):
     current_step_instance_id = fields.UUIDField(null=True)
     metadata: dict[str, Any] = fields.JSONField(default=dict)
     completed_at = fields.DatetimeField(null=True)
+    # Beyond the ERD, retention (issue 19, app/services/retention.py): when the dossier
+    # ended (COMPLETED or CANCELLED, set by the status change), when its client was told its
+    # files would go, and when they went.
+    ended_at = fields.DatetimeField(null=True)
+    retention_notified_at = fields.DatetimeField(null=True)
+    files_purged_at = fields.DatetimeField(null=True)
 
     # The foreign keys' columns (attributes Tortoise adds):
     user_id: uuid.UUID
@@ -57,6 +63,19 @@ class Dossier(TimestampedModel):
             Index(fields=("created_at", "id"), name="idx_dossiers_created"),
             # The reports' dossier durations: dossiers completed in a range of time.
             Index(fields=("completed_at",), name="idx_dossiers_completed_at"),
+            # The retention passes: ended dossiers whose files are still kept, by end date
+            # (the notice's own, so the notified ones drop out of it).
+            WhereIndex(
+                fields=("ended_at", "id"),
+                name="idx_dossiers_retention_due",
+                where="ended_at IS NOT NULL AND files_purged_at IS NULL",
+            ),
+            WhereIndex(
+                fields=("ended_at", "id"),
+                name="idx_dossiers_retention_notice_due",
+                where="ended_at IS NOT NULL AND files_purged_at IS NULL"
+                " AND retention_notified_at IS NULL",
+            ),
         )
 
 

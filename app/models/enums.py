@@ -94,6 +94,14 @@ class ActorType(StrEnum):
     SYSTEM = "SYSTEM"
 
 
+class AccessKind(StrEnum):
+    """What an access event records (app/models/audit.py)."""
+
+    DOSSIER_VIEWED = "DOSSIER_VIEWED"  # `dossier(id:)` by an agent or admin
+    DOCUMENT_DOWNLOADED = "DOCUMENT_DOWNLOADED"  # a signed download of a document version
+    SHARED_FILE_DOWNLOADED = "SHARED_FILE_DOWNLOADED"  # a file the firm shared with a dossier
+
+
 class DocumentStatus(StrEnum):
     PENDING = "PENDING"
     UPLOADED = "UPLOADED"
@@ -211,6 +219,9 @@ class EventType(StrEnum):
     DOCUMENT_REQUESTED = "DOCUMENT_REQUESTED"  # an agent added a document to an open step
     DOCUMENT_WAIVED = "DOCUMENT_WAIVED"
     FILE_SHARED = "FILE_SHARED"  # an agent shared a file with the dossier
+    # Retention (issue 19): the client told the files go, then the files deleted.
+    DOSSIER_RETENTION_NOTICE = "DOSSIER_RETENTION_NOTICE"
+    DOSSIER_FILES_PURGED = "DOSSIER_FILES_PURGED"
     # chat
     MESSAGE_SENT = "MESSAGE_SENT"
     MESSAGES_READ = "MESSAGES_READ"

@@ -7,7 +7,7 @@ from app.dataloaders import pages
 from app.errors import NotFound
 from app.schema.common import Connection, paginate, parse_id, row_as
 from app.schema.dossiers import DossierFilter, DossierType
-from app.services import dossiers
+from app.services import access_audit, dossiers
 
 
 @strawberry.type
@@ -51,4 +51,7 @@ class DossierQuery:
             dossier_id = parse_id(id, what="dossier")
         except NotFound:
             raise NotFound("No such dossier.") from None
-        return row_as(DossierType, await dossiers.get_dossier(viewer, dossier_id))
+        dossier = await dossiers.get_dossier(viewer, dossier_id)
+        # staff views are audited: buffered here, written after the answer
+        access_audit.dossier_viewed(viewer, dossier, info.context.origin())
+        return row_as(DossierType, dossier)

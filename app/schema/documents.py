@@ -238,8 +238,9 @@ class SharedFileType:
         description="A signed link to download it, valid for five minutes at most (the "
         "dossier's client and agents: whoever sees the dossier)."
     )
-    def download_url(self) -> DownloadUrlType:
-        signed = shared_files.download_url(row_as(SharedFile, self))
+    async def download_url(self, info: Info) -> DownloadUrlType:
+        viewer = await info.context.require_viewer()  # read once per request
+        signed = shared_files.download_url(row_as(SharedFile, self), viewer)
         return DownloadUrlType(url=signed.url, expires_at=signed.expires_at)
 
 

@@ -33,6 +33,13 @@ class DossierType:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    ended_at: datetime | None = strawberry.field(
+        description="When it ended (COMPLETED or CANCELLED): its uploaded files are deleted "
+        "DOCUMENT_RETENTION_DAYS later."
+    )
+    files_purged_at: datetime | None = strawberry.field(
+        description="When its uploaded files were deleted under the retention rule."
+    )
 
     if TYPE_CHECKING:  # the root value is the Dossier row: columns read below
         id: uuid.UUID

@@ -12,6 +12,7 @@ from enum import StrEnum
 import strawberry
 
 from app.models.enums import (
+    AccessKind,
     ActorType,
     AgentRole,
     DataExportStatus,
@@ -30,6 +31,7 @@ from app.models.enums import (
 )
 
 __all__ = [
+    "AccessKind",
     "ActorType",
     "AgentRole",
     "DataExportStatus",
@@ -64,6 +66,7 @@ _DESCRIPTIONS: dict[type[StrEnum], str] = {
     EventType: "What happened, in the audit log.",
     DataExportStatus: "Where a data export stands: REQUESTED, BUILDING, READY (its link "
     "e-mailed), FAILED, EXPIRED (the archive deleted).",
+    AccessKind: "What an access event records: a dossier viewed by staff, a file downloaded.",
 }
 
 # The kind of matter keeps its ERD name in GraphQL (`DossierType`); in Python it is

@@ -41,6 +41,10 @@ class DocumentVersionType:
     expires_on: date | None = strawberry.field(
         description="The day this document stops being valid, when known."
     )
+    purged_at: datetime | None = strawberry.field(
+        description="When its file was deleted from storage (retention after the dossier "
+        "ended, or erasure): the version is still listed, its download answers 410 Gone."
+    )
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 

@@ -355,6 +355,10 @@ async def resend_invitation(
         credential = await query.select_for_update().first()
         if credential is None:
             raise NotFound("No such account.")
+        if profile_id and await Profile.filter(id=profile_id, erased_at__isnull=False).exists():
+            raise DomainError(
+                Code.ACCOUNT_ERASED, "This client was erased: there is no account to invite."
+            )
         if usable(credential.password_hash):
             raise DomainError(
                 Code.ALREADY_ACCEPTED, "This account already has its password; nothing to resend."

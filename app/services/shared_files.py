@@ -27,6 +27,7 @@ from app.services.catalog import MAX_FILE_SIZE_MB, SUPPORTED_EXTENSIONS
 from app.services.document_specs import DocumentSpec
 from app.services.documents import (
     REVIEW_TEXT_MAX,
+    IssuedTo,
     SignedUrl,
     UploadedFile,
     signed_download_path,
@@ -112,8 +113,8 @@ async def visible_shared_file(viewer: Viewer, shared_file_id: uuid.UUID) -> Shar
     return shared
 
 
-def download_url(shared: SharedFile, *, now: datetime | None = None) -> SignedUrl:
-    """A short-lived link through the signed-download route (the caller has checked the
-    viewer sees the file's dossier)."""
-    path, expires_at = signed_download_path(shared.id, now=now)
+def download_url(shared: SharedFile, viewer: Viewer, *, now: datetime | None = None) -> SignedUrl:
+    """A short-lived link through the signed-download route, issued to the viewer (the
+    caller has checked the viewer sees the file's dossier)."""
+    path, expires_at = signed_download_path(shared.id, issued_to=IssuedTo.of(viewer), now=now)
     return SignedUrl(get_settings().public_api_url.rstrip("/") + path, expires_at)

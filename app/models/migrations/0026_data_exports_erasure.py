@@ -13,7 +13,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0024_report_indexes')]
+    dependencies = [('models', '0025_access_audit_retention')]
 
     initial = False
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction

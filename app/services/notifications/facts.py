@@ -391,6 +391,9 @@ def build_context(event: Event, recipient: Recipient, facts: Facts, settings: Se
         # documents that expire
         "expires_on": str(payload.get("expiresOn") or ""),
         "days_left": int(payload.get("daysLeft") or 0),
+        # retention: the day the dossier's files are deleted, and how many
+        "purge_on": str(payload.get("purgeOn") or ""),
+        "file_count": int(payload.get("fileCount") or 0),
         # account e-mails: the token's id; delivery derives the link and code from it
         "account_token_id": str(payload.get("accountTokenId") or ""),
         "purpose": str(payload.get("purpose") or ""),

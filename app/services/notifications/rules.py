@@ -104,6 +104,8 @@ RULES: dict[EventType, tuple[Rule, ...]] = {
         Rule(A.CLIENT, "document_expiring", (V.IN_APP, V.EMAIL)),
         Rule(A.STEP_ASSIGNEE, "document_expiring_agent", (V.IN_APP, V.EMAIL)),
     ),
+    # Retention (app/services/retention.py): told once, DOCUMENT_RETENTION_NOTICE_DAYS ahead.
+    E.DOSSIER_RETENTION_NOTICE: (Rule(A.CLIENT, "document_retention_notice", (V.IN_APP, V.EMAIL)),),
 }
 TEMPLATE_CODES = sorted({rule.template for rules in RULES.values() for rule in rules})
 

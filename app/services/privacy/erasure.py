@@ -260,7 +260,9 @@ async def _erase(scope: Scope, actor: Viewer) -> tuple[list[str], Scrubber]:
             extension = version.file_name.rpartition(".")[2] if "." in version.file_name else ""
             version.file_name = f"erased.{extension}" if extension.isalnum() else "erased"
             version.awaiting_review_since = None
-            await version.save(update_fields=["file_name", "awaiting_review_since"])
+            # its file goes after commit: the version answers as purged (410) from now on
+            version.purged_at = version.purged_at or clock.now()
+            await version.save(update_fields=["file_name", "awaiting_review_since", "purged_at"])
         version_ids = [v.id for v in scope.versions]
         await _scrub_rows(
             list(await DocumentReview.filter(document_version_id__in=version_ids)),

@@ -6,8 +6,8 @@ after commit `delete_now` tries at once; what the storage refused stays and the 
 `retry_due` tries again with a growing delay until the storage says it is gone. A failure
 is logged (the key, never a client's name) and never puts anything back in the rows.
 
-`_delete_files` is the one place that talks to the storage: app/services/file_purge.py
-(retention, issue 19 item 8) can take its place.
+`delete_keys` is the one place that deletes stored files: retention
+(app/services/file_purge.py) calls it too.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ async def schedule(keys: Iterable[str], reason: str) -> list[uuid.UUID]:
     return [row.id for row in rows]
 
 
-async def _delete_files(storage: Storage, keys: list[str]) -> dict[str, str]:
+async def delete_keys(storage: Storage, keys: list[str]) -> dict[str, str]:
     """Delete each key; what failed, with why (a key already gone counts as deleted)."""
     failed: dict[str, str] = {}
     for key in keys:
@@ -53,7 +53,7 @@ async def _delete_files(storage: Storage, keys: list[str]) -> dict[str, str]:
 async def _attempt(rows: list[FileDeletion], storage: Storage) -> int:
     if not rows:
         return 0
-    failed = await _delete_files(storage, [row.storage_key for row in rows])
+    failed = await delete_keys(storage, [row.storage_key for row in rows])
     done = [row.id for row in rows if row.storage_key not in failed]
     if done:
         await FileDeletion.filter(id__in=done).delete()

@@ -80,6 +80,8 @@ TRANSITIONS: dict[DossierStatus, dict[DossierStatus, Cause]] = {
 ACTIVE = ACTIVE_DOSSIER_STATUSES  # the workflow runs only in these (app/models/enums.py)
 
 # Status changes that matter on their own get their own event type (the payload is the same).
+# The statuses a dossier ends in (none moves on from them): `ended_at` is set on entering.
+ENDED = frozenset({S.COMPLETED, S.CANCELLED})
 STATUS_EVENTS = {S.COMPLETED: EventType.DOSSIER_COMPLETED, S.CANCELLED: EventType.DOSSIER_CANCELLED}
 
 
@@ -166,7 +168,8 @@ def move(
 ) -> DossierStatusHistory:
     """The one rule of a status change, as rows for `batch`: the table is checked
     (ILLEGAL_TRANSITION, nothing added), the dossier moves in memory (`status`, and
-    `completed_at` when it completes) and its history row and event join the batch.
+    `completed_at` when it completes, `ended_at` when it ends) and its history row and
+    event join the batch.
 
     The dossier's own row is the caller's to write (`update_dossier`, once per batch with
     everything else the batch changes in it; a dossier inserted by the batch is written in
@@ -177,6 +180,8 @@ def move(
     dossier.status = new_status
     if new_status == S.COMPLETED:
         dossier.completed_at = now or datetime.now(UTC)
+    if new_status in ENDED:  # when retention counts from (app/services/retention.py)
+        dossier.ended_at = now or datetime.now(UTC)
     return history(
         batch, dossier, old_status, new_status, actor=actor, reason=reason, metadata=metadata
     )
@@ -219,7 +224,7 @@ async def transition(
         cause=cause,
         now=now,
     )
-    update_dossier(batch, dossier, "status", "completed_at", "metadata")
+    update_dossier(batch, dossier, "status", "completed_at", "ended_at", "metadata")
     await batch.run()
     running = new_status in ACTIVE
     if was_running and not running:

@@ -192,7 +192,15 @@ def finish_rows(
     move(
         batch, dossier, S.COMPLETED, actor=actor, reason="All steps are complete.", cause=W, now=now
     )
-    update_dossier(batch, dossier, "current_step_instance_id", "status", "completed_at", "metadata")
+    update_dossier(
+        batch,
+        dossier,
+        "current_step_instance_id",
+        "status",
+        "completed_at",
+        "ended_at",
+        "metadata",
+    )
 
 
 # --- the engine, on rows in the database (the caller holds the dossier lock) -----------
