@@ -21,6 +21,7 @@ from strawberry.types import ExecutionContext
 
 from app.resolvers.catalog import CatalogMutation, CatalogQuery
 from app.resolvers.chasing import ChasingQuery
+from app.resolvers.desk import DeskMutation, DeskQuery
 from app.resolvers.documents import DocumentMutation, DocumentQuery
 from app.resolvers.dossiers import DossierQuery
 from app.resolvers.identity import IdentityMutation, IdentityQuery
@@ -49,6 +50,7 @@ Query = merge_types(
         DocumentQuery,
         ChasingQuery,
         MemberQuery,
+        DeskQuery,
     ),
 )
 Mutation = merge_types(
@@ -63,6 +65,7 @@ Mutation = merge_types(
         WorkflowMutation,
         MessageMutation,
         MemberMutation,
+        DeskMutation,
     ),
 )
 

@@ -34,10 +34,15 @@ class Dossier(TimestampedModel):
     current_step_instance_id = fields.UUIDField(null=True)
     metadata: dict[str, Any] = fields.JSONField(default=dict)
     completed_at = fields.DatetimeField(null=True)
+    # The agent responsible for the dossier (issue 19): assignDossierOwner.
+    owner: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name="owned_dossiers", null=True, on_delete=fields.SET_NULL
+    )
 
     # The foreign keys' columns (attributes Tortoise adds):
     user_id: uuid.UUID
     product_id: uuid.UUID
+    owner_id: uuid.UUID | None
     # The other side of foreign keys to dossiers:
     status_history: fields.ReverseRelation[DossierStatusHistory]
     step_instances: fields.ReverseRelation[StepInstance]
@@ -55,6 +60,8 @@ class Dossier(TimestampedModel):
             Index(fields=("product_id",), name="idx_dossiers_product_id"),
             # The agents' list, newest first (with or without a filter, read in this order).
             Index(fields=("created_at", "id"), name="idx_dossiers_created"),
+            # An owner's dossiers newest first (filter ownerId / mine, the workload).
+            Index(fields=("owner_id", "created_at", "id"), name="idx_dossiers_owner"),
         )
 
 
