@@ -20,8 +20,8 @@ from app.schema.documents import SharedFileType
 from app.schema.enums import DossierKind, DossierStatus
 from app.schema.identity import AgentType, ProfileType
 from app.schema.members import DossierMemberType
-from app.schema.notes import DossierNoteType
 from app.schema.messages import MessageType, dossier_messages, dossier_unread_count
+from app.schema.notes import DossierNoteType
 from app.schema.steps import DocumentType, DossierStatusChangeType, StepInstanceType
 from app.schema.workflow import TimelineEntry, timeline_entries
 from app.services.desk.notes import dossier_notes

@@ -41,9 +41,7 @@ def normalise_tag(value: str, field: str = "tag") -> str:
     if not text:
         raise DomainError(DeskErrorCode.REQUIRED, "A tag cannot be empty.", field)
     if len(text) > TAG_MAX:
-        raise DomainError(
-            DeskErrorCode.TOO_LONG, f"A tag has at most {TAG_MAX} characters.", field
-        )
+        raise DomainError(DeskErrorCode.TOO_LONG, f"A tag has at most {TAG_MAX} characters.", field)
     if not _TAG_RE.match(text):
         raise DomainError(
             DeskErrorCode.INVALID_TAG,
@@ -77,9 +75,7 @@ async def tag_dossier(viewer: Viewer, dossier_id: uuid.UUID, tags: Sequence[str]
         raise DomainError(DeskErrorCode.REQUIRED, "Give at least one tag.", "tags")
     async with in_transaction():
         dossier = await _dossier(dossier_id)
-        present = set(
-            await DossierTag.filter(dossier_id=dossier.id).values_list("name", flat=True)
-        )
+        present = set(await DossierTag.filter(dossier_id=dossier.id).values_list("name", flat=True))
         new = [t for t in wanted if t not in present]
         if len(present) + len(new) > MAX_TAGS:
             raise DomainError(
