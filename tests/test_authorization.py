@@ -51,8 +51,8 @@ from app.models import (
     Step,
     StepDocumentType,
 )
-from app.models.enums import OrderStatus
 from app.models.desk import DossierNote
+from app.models.enums import OrderStatus
 from app.services import documents, outbox
 from app.services.desk import notes as desk_notes
 from app.services.desk import owners as desk_owners

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from app.auth import viewer_from_token
 from app.consumers import install_consumers
 from app.models import Document, DocumentVersion, DossierMember, Event, Notification, StepInstance
 from app.models.enums import EventType
+from app.services.workflow.actions import assign_step
 from app.subscriptions import topics
 from tests.documents_support import make_pdf, upload
 from tests.factories import make_admin, make_agent, make_client, make_dossier
@@ -269,7 +271,10 @@ async def test_tags_are_normalised_filtered_and_counted(client):
     prefecture = await gql(client, LIST, {"filter": {"tag": "préfecture 92"}}, token=agent.token)
     assert [n["id"] for n in prefecture["dossiers"]["nodes"]] == [str(one.id)]
 
-    query = "query($after: String) { dossierTags(first: 1, after: $after) { totalCount pageInfo { hasNextPage endCursor } nodes { name dossierCount } } }"
+    query = (
+        "query($after: String) { dossierTags(first: 1, after: $after) "
+        "{ totalCount pageInfo { hasNextPage endCursor } nodes { name dossierCount } } }"
+    )
     page = (await gql(client, query, token=agent.token))["dossierTags"]
     assert page["totalCount"] == 2
     assert page["nodes"] == [{"name": "préfecture 92", "dossierCount": 1}] or page["nodes"] == [
@@ -349,21 +354,20 @@ async def test_a_dossiers_owner_is_assigned_filtered_and_told(client):
     ]
 
 
-async def test_the_workload_of_each_agent_in_one_statement(client):
-    from app.auth import viewer_from_token
-    from app.services.workflow.actions import assign_step
+CANCEL = """
+mutation($id: ID!) {
+  changeDossierStatus(input: {dossierId: $id, action: CANCEL, reason: "Gave up"}) {
+    userErrors { code } } }
+"""
 
+
+async def test_the_workload_of_each_agent_in_one_statement(client):
     admin, alice, bob = await make_admin(), await make_agent(), await make_agent()
     owner = await make_client()
     first, second, done = [await make_dossier(owner) for _ in range(3)]
     for dossier in (first, second, done):
         await gql(client, OWNER, {"id": str(dossier.id), "agent": alice.id}, token=admin.token)
-    await gql(
-        client,
-        'mutation($id: ID!) { changeDossierStatus(input: {dossierId: $id, action: CANCEL, reason: "Gave up"}) { userErrors { code } } }',
-        {"id": str(done.id)},
-        token=admin.token,
-    )
+    await gql(client, CANCEL, {"id": str(done.id)}, token=admin.token)
     # the second dossier's current step is bob's; both current steps are overdue
     await assign_step(
         await viewer_from_token(admin.token), second.current_step_instance_id, bob.obj.id

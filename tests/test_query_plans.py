@@ -115,11 +115,14 @@ mutation($id: ID!, $agent: ID!) {
 }
 """
 DESK_NOTES = """
-query($id: ID!) { dossier(id: $id) { tags owner { id } notes(first: 20) { totalCount nodes { id body author { name } } } } }
+query($id: ID!) {
+  dossier(id: $id) {
+    tags owner { id } notes(first: 20) { totalCount nodes { id body author { name } } } } }
 """
 DESK_TAGS = "query { dossierTags(first: 50) { totalCount nodes { name dossierCount } } }"
 WORKLOAD = """
-query { agentWorkload(first: 50) { totalCount nodes { agent { id } openDossiers waitingReviews overdueSteps } } }
+query { agentWorkload(first: 50) {
+  totalCount nodes { agent { id } openDossiers waitingReviews overdueSteps } } }
 """
 
 # --- recording and planning ----------------------------------------------------------
