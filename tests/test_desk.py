@@ -406,3 +406,14 @@ async def test_the_workload_of_each_agent_in_one_statement(client):
     assert page["totalCount"] == 3
     refused = await gql(client, WORKLOAD, token=owner.token, expect_errors=True)
     assert error_codes(refused) == ["FORBIDDEN"]
+
+
+def test_desk_events_reach_staff_only_by_rule():
+    """The desk's events: notified to staff audiences only, and none is a live update that
+    the publisher sends to a dossier's or a client's topic."""
+    from app.services.notifications.rules import RULES, STAFF_AUDIENCES, STAFF_ONLY_EVENTS
+    from app.subscriptions.publisher import REVIEW_EVENTS, UPDATE_EVENTS
+
+    for event_type in STAFF_ONLY_EVENTS:
+        assert {rule.audience for rule in RULES.get(event_type, ())} <= STAFF_AUDIENCES
+    assert not STAFF_ONLY_EVENTS & (REVIEW_EVENTS | UPDATE_EVENTS | {EventType.MESSAGE_SENT})
