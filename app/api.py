@@ -22,6 +22,7 @@ from strawberry.types import ExecutionContext
 from app.resolvers.audit import AuditQuery
 from app.resolvers.catalog import CatalogMutation, CatalogQuery
 from app.resolvers.chasing import ChasingQuery
+from app.resolvers.desk import DeskMutation, DeskQuery
 from app.resolvers.documents import DocumentMutation, DocumentQuery
 from app.resolvers.dossiers import DossierQuery
 from app.resolvers.identity import IdentityMutation, IdentityQuery
@@ -54,6 +55,7 @@ Query = merge_types(
         MemberQuery,
         ReportQuery,
         AuditQuery,
+        DeskQuery,
     ),
 )
 Mutation = merge_types(
@@ -70,6 +72,7 @@ Mutation = merge_types(
         MemberMutation,
         PrivacyMutation,
         ReportMutation,
+        DeskMutation,
     ),
 )
 

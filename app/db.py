@@ -312,6 +312,11 @@ async def fetch_row(sql: str, *values: Any) -> tuple[Any, ...] | None:
     return tuple(rows[0]) if rows else None
 
 
+async def fetch_rows(sql: str, *values: Any) -> list[tuple[Any, ...]]:
+    """Every row of `sql` (written as `fetch_value`'s), each its columns in order."""
+    return [tuple(row) for row in await _rows(sql, values)]
+
+
 async def _rows(sql: str, values: Sequence[Any]) -> list[Any]:
     connection = connections.get("default")
     if connection.capabilities.dialect != "postgres":

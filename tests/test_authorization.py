@@ -20,6 +20,7 @@ fails when a root field taking an ID (directly or inside its input) has no case 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -50,11 +51,15 @@ from app.models import (
     Step,
     StepDocumentType,
 )
+from app.models.desk import DossierNote
 from app.models.enums import OrderStatus
-from app.services import documents
+from app.services import documents, outbox
+from app.services.desk import notes as desk_notes
+from app.services.desk import owners as desk_owners
+from app.services.desk import tags as desk_tags
 from app.services.payments.links import link_secret, token_digest
 from app.services.sessions import open_session
-from app.services.workflow.actions import assign_step
+from app.services.workflow.actions import StatusAction, assign_step, change_status
 from app.subscriptions import topics
 from tests.documents_support import PREFLIGHT, make_pdf, multipart_body
 from tests.factories import Account, make_admin, make_agent, make_client, make_dossier, make_product
@@ -63,6 +68,9 @@ from tests.ws_support import settings_with, wait_until
 EXAMPLES = int(os.environ.get("AUTHZ_EXAMPLES", "25"))
 WS_EXAMPLES = int(os.environ.get("AUTHZ_WS_EXAMPLES", "6"))
 MALFORMED = "not-a-uuid"
+# Every dossier of a world has an internal note with this text (issue 19): no answer to a
+# client or member, of any case, query or subscription, may ever carry it.
+NOTE_SECRET = "internal-note-secret-7f3a: the client is not to know this"
 OK, HIDDEN, MALFORMED_REJECTED = "OK", "HIDDEN", "MALFORMED_REJECTED"
 UNAUTHENTICATED, FORBIDDEN = "UNAUTHENTICATED", "FORBIDDEN"
 ANY_VIEWER = frozenset({"client", "agent", "admin"})
@@ -216,6 +224,9 @@ class World:
     orders_of: dict[str, list[str]] = field(default_factory=dict)  # client -> orders
     members_of: dict[str, frozenset[str]] = field(default_factory=dict)  # dossier -> members
     some_step_instance: str = ""
+    notes: dict[str, tuple[str, str, str]] = field(
+        default_factory=dict
+    )  # id -> dossier, author, body
 
     def real(self, kind: str) -> list[Target]:
         return [t for t in self.targets[kind] if t.nature == "real"]
@@ -292,6 +303,22 @@ async def build_world(spec: Spec, storage: Any) -> World:
         step_id = uuid.UUID(step_instances[dossier_index].value)
         await assign_step(admin_viewer, step_id, staff[staff_index].obj.id)
     world.some_step_instance = step_instances[0].value
+    # The agents' desk (issue 19): a note on every dossier (by a staff member, the owner of
+    # every other dossier told), a tag, an owner; through the services and the outbox, so
+    # their notifications and live updates are made as in production.
+    note_targets = []
+    async with outbox.collecting():
+        for index, target in enumerate(dossiers):
+            author = staff[index % len(staff)]
+            author_viewer = await viewer_from_token(author.token)
+            dossier_id = uuid.UUID(target.value)
+            if index % 2 == 0:
+                owner_agent = staff[(index + 1) % len(staff)].obj.id
+                await desk_owners.assign_owner(admin_viewer, dossier_id, owner_agent)
+            note = await desk_notes.add_note(author_viewer, dossier_id, NOTE_SECRET)
+            await desk_tags.tag_dossier(author_viewer, dossier_id, ["internal-tag"])
+            world.notes[str(note.id)] = (target.value, author.id, NOTE_SECRET)
+            note_targets.append(Target(str(note.id), "real", owner=author.id, dossier=target.value))
     if spec.pending_order_of is not None:
         owner = clients[spec.pending_order_of]
         pending = await Order.create(
@@ -379,6 +406,7 @@ async def build_world(spec: Spec, storage: Any) -> World:
         # the GDPR's mutations: an agent's id is a staff account (STAFF_ACCOUNT, admins
         # only), so the id of another kind here is a dossier's
         "erasable": kind([Target(c.id, "real", owner=c.id) for c in clients], some_dossier),
+        "note": kind(note_targets, some_dossier),
     }
     return world
 
@@ -1520,6 +1548,179 @@ async def test_admin_only_fields_without_an_id_refuse_everyone_else(authz_client
         no_errors(await post(authz_client, Who("admin", admin), query, {}))
 
 
+def _notes_answer(_world: World, who: Who, _target: Target, body: dict[str, Any]) -> None:
+    """Staff read the dossier's notes; its client or member is refused (FORBIDDEN: the
+    notes field is staff-only) and is given no note."""
+    if who.role in STAFF:
+        bodies = [n["body"] for n in payload(body, "dossier")["notes"]["nodes"]]
+        assert NOTE_SECRET in bodies, body
+    else:
+        assert codes(body) == ["FORBIDDEN"], body
+        assert body["data"] is None, body
+
+
+def _note_edited(_world: World, who: Who, target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "editDossierNote")
+    if target.owner == who.id:
+        assert data["userErrors"] == [], body
+        assert data["note"]["id"] == target.value, body
+    else:
+        assert [e["code"] for e in data["userErrors"]] == ["NOT_AUTHOR"], body
+
+
+def _note_deleted(_world: World, who: Who, target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "deleteDossierNote")
+    if target.owner == who.id or who.role == "admin":
+        assert data["deletedNoteId"] == target.value, body
+    else:
+        assert [e["code"] for e in data["userErrors"]] == ["NOT_AUTHOR"], body
+
+
+def _restoring_note(ask: Ask) -> Ask:
+    """`ask`, then the note put back if it was deleted (the next callers find it)."""
+
+    async def run(http: httpx.AsyncClient, world: World, who: Who, target: Target) -> dict:
+        body = await ask(http, world, who, target)
+        if target.value in world.notes and not await DossierNote.filter(id=target.value).exists():
+            dossier_id, author_id, text = world.notes[target.value]
+            await DossierNote.create(
+                id=target.value, dossier_id=dossier_id, author_id=author_id, body=text
+            )
+        return body
+
+    return run
+
+
+def _owner_is(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    data = payload(body, "assignDossierOwner")
+    assert data["userErrors"] == [], body
+    assert data["dossier"]["owner"]["id"] == target.value, body
+
+
+CASES += [
+    # --- the agents' desk (issue 19): notes, tags, owners — staff only ------------------
+    Case(
+        "Query.dossier",
+        "dossier",
+        ANY_VIEWER,
+        by_id("query($id: ID!) { dossier(id: $id) { id notes(first: 20) { nodes { body } } } }"),
+        sees_dossier_scoped,
+        not_found,
+        _notes_answer,
+        name="Query.dossier(notes)",
+    ),
+    Case(
+        "Mutation.addDossierNote",
+        "dossier",
+        STAFF,
+        by_id(
+            'mutation($id: ID!) { addDossierNote(input: {dossierId: $id, body: "Called"}) '
+            "{ note { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        lambda _w, _who, _t, body: _ok_payload(body, "addDossierNote", "note"),
+    ),
+    Case(
+        "Mutation.editDossierNote",
+        "note",
+        STAFF,
+        by_id(
+            "mutation($id: ID!) { editDossierNote(input: {noteId: $id, pinned: true}) "
+            "{ note { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        _note_edited,
+    ),
+    Case(
+        "Mutation.deleteDossierNote",
+        "note",
+        STAFF,
+        _restoring_note(
+            by_id(
+                "mutation($id: ID!) { deleteDossierNote(input: {noteId: $id}) "
+                "{ deletedNoteId userErrors { code field message } } }"
+            )
+        ),
+        sees_all,
+        not_found,
+        _note_deleted,
+    ),
+    Case(
+        "Mutation.tagDossier",
+        "dossier",
+        STAFF,
+        by_id(
+            'mutation($id: ID!) { tagDossier(input: {dossierId: $id, tags: ["authz"]}) '
+            "{ dossier { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        returns_id("tagDossier", "dossier"),
+    ),
+    Case(
+        "Mutation.untagDossier",
+        "dossier",
+        STAFF,
+        by_id(
+            'mutation($id: ID!) { untagDossier(input: {dossierId: $id, tags: ["authz"]}) '
+            "{ dossier { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        returns_id("untagDossier", "dossier"),
+    ),
+    Case(
+        "Mutation.assignDossierOwner",
+        "dossier",
+        STAFF,
+        by_id(
+            "mutation($id: ID!) { assignDossierOwner(input: {dossierId: $id}) "
+            "{ dossier { id } userErrors { code field message } } }"
+        ),
+        sees_all,
+        not_found,
+        returns_id("assignDossierOwner", "dossier"),
+        name="Mutation.assignDossierOwner(dossierId)",
+    ),
+    Case(
+        "Mutation.assignDossierOwner",
+        "agent",
+        STAFF,
+        with_vars(
+            "mutation($dossier: ID!, $id: ID) { assignDossierOwner(input: {dossierId: $dossier, "
+            "agentId: $id}) { dossier { id owner { id } } userErrors { code field message } } }",
+            lambda world, _who, target: {
+                "dossier": world.real("dossier")[0].value,
+                "id": target.value,
+            },
+        ),
+        sees_all,
+        user_error("assignDossierOwner", "UNKNOWN_AGENT"),
+        _owner_is,
+        name="Mutation.assignDossierOwner(agentId)",
+    ),
+    Case(
+        "Query.dossiers",
+        "agent",
+        STAFF,
+        by_id("query($id: ID) { dossiers(filter: {ownerId: $id}, first: 50) { nodes { id } } }"),
+        sees_all,
+        empty("dossiers"),
+        no_top_level_error,
+        malformed_is_missing=False,
+        name="Query.dossiers(filter.ownerId)",
+    ),
+]
+
+
+def _ok_payload(body: dict[str, Any], name: str, key: str) -> None:
+    data = payload(body, name)
+    assert data["userErrors"] == [], body
+    assert data[key] is not None, body
+
+
 def _renews_with(body: dict[str, Any], product_id: str) -> None:
     data = payload(body, "updateProduct")
     assert data["userErrors"] == [], body
@@ -1702,6 +1903,8 @@ async def test_queries_and_mutations_answer_as_the_policy_says(
                 rnd,
             ):
                 body = await case.ask(authz_client, world, who, target)
+                if who.role == "client":  # a client or member: never an internal note
+                    assert NOTE_SECRET not in json.dumps(body), (str(case), body)
                 answers.append((target, expect(world, who, target), body))
             judge(
                 f"{case} as {who}",
@@ -1776,8 +1979,54 @@ async def test_subscriptions_answer_as_the_policy_says(live_server, app, spec):
                         answers.append((target, expected, {}))
                     else:
                         body = await _subscription_answer(ws, op_id, query, target)
+                        assert NOTE_SECRET not in json.dumps(body), body
                         answers.append((target, expected, body))
                 judge(f"{name} as {who}", answers, _subscription_not_found, lambda _t, _b: None)
+            if who.role == "client":
+                await _no_note_reaches(ws, hub, world, who)
+
+
+LIVE_FEEDS = (
+    "subscription { notificationAdded { title message templateCode } }",
+    "subscription { dossierUpdated { eventType reason } }",
+)
+
+
+async def _no_note_reaches(ws: Any, hub: Any, world: World, who: Who) -> None:
+    """A client live on their notifications and dossier updates while staff write a note on
+    every dossier of the world: nothing that reaches them carries its text."""
+    channels = (topics.notifications("profile", who.id), topics.client_updates(who.id))
+    before = [hub.subscriber_count(c) for c in channels]
+    for n, query in enumerate(LIVE_FEEDS):
+        await ws.send(
+            json.dumps({"id": f"live.{n}", "type": "subscribe", "payload": {"query": query}})
+        )
+    await wait_until(
+        lambda: all(hub.subscriber_count(c) > b for c, b in zip(channels, before, strict=True)),
+        what="live feeds",
+    )
+    staff = await viewer_from_token(world.staff[0].token)
+    async with outbox.collecting():
+        for target in world.real("dossier"):
+            await desk_notes.add_note(staff, uuid.UUID(target.value), NOTE_SECRET)
+            await desk_tags.tag_dossier(staff, uuid.UUID(target.value), ["live-tag"])
+            await desk_owners.assign_owner(staff, uuid.UUID(target.value), world.staff[-1].obj.id)
+    own = world.dossiers_of.get(who.id or "")
+    if own:  # a marker the client does hear: their dossier put on hold, after the notes
+        async with outbox.collecting():
+            await change_status(staff, uuid.UUID(own[0]), StatusAction.HOLD, "Waiting")
+    heard = []
+    while True:
+        try:
+            heard.append(await asyncio.wait_for(ws.recv(), 1.0))
+        except TimeoutError:
+            break
+    assert not any(NOTE_SECRET in message for message in heard), heard
+    assert not any("dossier_note_added" in message for message in heard), heard
+    if own:
+        assert any("DOSSIER_STATUS_CHANGED" in message for message in heard), heard
+    for n in range(len(LIVE_FEEDS)):
+        await ws.send(json.dumps({"id": f"live.{n}", "type": "complete"}))
 
 
 def _subscription_not_found(body: dict[str, Any]) -> None:

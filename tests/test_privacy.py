@@ -36,7 +36,7 @@ from app.services.delivery import deliver_due
 from app.services.payments.links import link_secret, token_digest
 from app.services.privacy import exports, files
 from tests.documents_support import MotoServer, app_client, make_pdf, upload
-from tests.factories import Account, make_admin, make_client, make_dossier, make_product
+from tests.factories import Account, make_admin, make_agent, make_client, make_dossier, make_product
 from tests.helpers import gql
 from tests.notifications_support import parts, peer_settings
 from tests.test_accounts import RESEND
@@ -86,6 +86,15 @@ async def _client_with_data(client: httpx.AsyncClient, marker: str) -> dict[str,
         token=account.token,
     )
     assert sent["sendMessage"]["userErrors"] == []
+    agent = await make_agent()  # an internal note that names them
+    noted = await gql(
+        client,
+        "mutation($input: AddDossierNoteInput!) { addDossierNote(input: $input) "
+        "{ userErrors { code } } }",
+        {"input": {"dossierId": str(dossier.id), "body": f"Called {profile.full_name} back"}},
+        token=agent.token,
+    )
+    assert noted["addDossierNote"]["userErrors"] == []
     link_id = uuid.uuid4()  # a payment link once sent to their address
     await PaymentLink.create(
         id=link_id,

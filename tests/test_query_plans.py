@@ -123,6 +123,23 @@ query Expiring {
 }
 """
 
+DESK_SETUP = """
+mutation($id: ID!, $agent: ID!) {
+  addDossierNote(input: {dossierId: $id, body: "Called the préfecture"}) { userErrors { code } }
+  tagDossier(input: {dossierId: $id, tags: ["vip"]}) { userErrors { code } }
+  assignDossierOwner(input: {dossierId: $id, agentId: $agent}) { userErrors { code } }
+}
+"""
+DESK_NOTES = """
+query($id: ID!) {
+  dossier(id: $id) {
+    tags owner { id } notes(first: 20) { totalCount nodes { id body author { name } } } } }
+"""
+DESK_TAGS = "query { dossierTags(first: 50) { totalCount nodes { name dossierCount } } }"
+WORKLOAD = """
+query { agentWorkload(first: 50) {
+  totalCount nodes { agent { id } openDossiers waitingReviews overdueSteps } } }
+"""
 
 # --- recording and planning ----------------------------------------------------------
 
@@ -230,6 +247,22 @@ async def test_hot_paths_plan_without_a_seq_scan_on_growing_tables(client):
     for flag in (False, True):
         await check_query(f"overdue mine={flag}", OVERDUE, {"mine": flag})
     await check_query("expiring documents", EXPIRING)
+
+    # the agents' desk (issue 19): notes, tags, owners, workloads
+    agent_id = str(queue.agents[0]["id"])
+    await gql(client, DESK_SETUP, {"id": dossier, "agent": agent_id}, token=agent_token)
+    for name, filter_ in {
+        "tag": {"tag": "vip"},
+        "ownerId": {"ownerId": agent_id},
+        "ownedByMe": {"ownedByMe": True},
+    }.items():
+        await check_query(f"dossiers filter={name}", AGENT_DOSSIERS,
+                          {"filter": filter_, "count": True})  # fmt: skip
+    notes = await check_query("dossier notes", DESK_NOTES, {"id": dossier})
+    assert notes["dossier"]["notes"]["nodes"]
+    await check_query("dossier tags", DESK_TAGS)
+    workload = await check_query("agent workload", WORKLOAD)
+    assert workload["agentWorkload"]["nodes"]
 
     # the writes
     sent = await check_query("sendMessage", SEND_MESSAGE,

@@ -868,6 +868,11 @@ async def test_every_foreign_key_leads_an_index(backend) -> None:
 # The hot paths' indexes (migrations 0007, 0009, 0011, 0012, 0015):
 # name -> (table, columns, WHERE condition).
 HOT_PATH_INDEXES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
+    # the agents' desk (issue 19): a dossier's notes page, the tag filter and the tags in
+    # use, an owner's dossiers (filters ownerId / ownedByMe, the workload's counts)
+    "idx_dossier_notes_dossier": ("dossier_notes", ("dossier_id", "created_at", "id"), None),
+    "idx_dossier_tags_name": ("dossier_tags", ("name", "dossier_id"), None),
+    "idx_dossiers_owner": ("dossiers", ("owner_id", "created_at", "id"), None),
     "idx_events_unprocessed": ("events", ("created_at", "id"), "processed_at IS NULL"),
     "idx_events_type_created": ("events", ("event_type", "created_at", "id"), None),
     # accounts (issue 15): mySessions and "end every session", the housekeeping pass,

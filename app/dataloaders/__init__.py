@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ from tortoise.models import Model
 from app import models as m
 from app.db import latest_ids_per_parent, latest_per_parent
 from app.models.enums import ActorType
+from app.services.desk.owners import workloads
 from app.services.messages import message_counts, message_pages
 from app.services.progress import progress_of
 from app.services.workflow.timeline import timelines
@@ -283,6 +285,55 @@ def shared_file_counts_loader() -> DataLoader[Any, int]:
     return DataLoader(load_fn=load, cache_key_fn=_key)
 
 
+def note_pages_loader() -> DataLoader[tuple[Any, int], list[Any]]:
+    """The newest `size` internal notes of each dossier, keyed by (dossier id, size): one
+    statement for the batch, each dossier's LIMIT kept (idx_dossier_notes_dossier)."""
+
+    async def load(keys: Sequence[tuple[Any, int]]) -> list[list[Any]]:
+        sizes: dict[int, list[Any]] = defaultdict(list)
+        for dossier_id, size in keys:
+            sizes[size].append(dossier_id)
+        found: dict[tuple[str, int], list[Any]] = {}
+        for size, dossier_ids in sizes.items():
+            ids = await latest_ids_per_parent(
+                '"dossier_notes" t', 't."dossier_id"', 't."created_at"', dossier_ids, size
+            )
+            rows = (
+                await m.DossierNote.filter(id__in=ids).order_by("-created_at", "-id") if ids else []
+            )
+            for row in rows:
+                found.setdefault((_key(row.dossier_id), size), []).append(row)
+        return [found.get((_key(k[0]), k[1]), []) for k in keys]
+
+    return DataLoader(load_fn=load, cache_key_fn=lambda k: (_key(k[0]), k[1]))
+
+
+def counts_by(model: type[M], column: str) -> DataLoader[Any, int]:
+    """How many rows of `model` each key (a foreign key's `_id` column value) has."""
+
+    async def load(keys: Sequence[Any]) -> list[int]:
+        rows = (
+            await model.filter(**{f"{column}__in": list({_key(k) for k in keys})})
+            .group_by(column)
+            .annotate(n=Count("id"))
+            .values(column, "n")
+        )
+        counts = {_key(r[column]): int(r["n"]) for r in rows}
+        return [counts.get(_key(k), 0) for k in keys]
+
+    return DataLoader(load_fn=load, cache_key_fn=_key)
+
+
+def workload_loader() -> DataLoader[Any, Any]:
+    """Each agent's workload (app.services.desk.owners): one statement per batch."""
+
+    async def load(keys: Sequence[Any]) -> list[Any]:
+        found = await workloads(keys)
+        return [found.get(uuid.UUID(_key(k))) for k in keys]
+
+    return DataLoader(load_fn=load, cache_key_fn=_key)
+
+
 def one_by(model: type[M], column: str) -> DataLoader[Any, M | None]:
     """The row whose unique `column` equals the key."""
 
@@ -321,6 +372,10 @@ class Loaders:
         self.members_by_dossier = active_members_loader()
         self.shared_file_pages = shared_file_pages_loader()
         self.shared_file_counts = shared_file_counts_loader()
+        self.note_pages = note_pages_loader()
+        self.note_counts = counts_by(m.DossierNote, "dossier_id")
+        self.tags_by_dossier = many_by(m.DossierTag, "dossier_id", "name")
+        self.workload = workload_loader()
         self.versions_by_document = latest_by(m.DocumentVersion, "document_id", "version_number")
         self.reviews_by_version = latest_by(m.DocumentReview, "document_version_id", "reviewed_at")
         self.timeline = timeline_loader()

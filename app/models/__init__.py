@@ -3,6 +3,7 @@
 from app.models.agents import Agent
 from app.models.audit import AccessEvent
 from app.models.catalog import DocumentType, Product, ProductStep, Step, StepDocumentType
+from app.models.desk import DossierNote, DossierTag
 from app.models.documents import Document, DocumentReview, DocumentVersion
 from app.models.dossiers import Dossier, DossierStatusHistory, StepInstance, StepReminder
 from app.models.identity import AccountSession, AccountToken, Credential
@@ -30,7 +31,9 @@ __all__ = [
     "DocumentVersion",
     "Dossier",
     "DossierMember",
+    "DossierNote",
     "DossierStatusHistory",
+    "DossierTag",
     "Event",
     "FileDeletion",
     "Message",

@@ -40,10 +40,15 @@ class Dossier(TimestampedModel):
     ended_at = fields.DatetimeField(null=True)
     retention_notified_at = fields.DatetimeField(null=True)
     files_purged_at = fields.DatetimeField(null=True)
+    # The agent responsible for the dossier (issue 19): assignDossierOwner.
+    owner: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name="owned_dossiers", null=True, on_delete=fields.SET_NULL
+    )
 
     # The foreign keys' columns (attributes Tortoise adds):
     user_id: uuid.UUID
     product_id: uuid.UUID
+    owner_id: uuid.UUID | None
     # The other side of foreign keys to dossiers:
     status_history: fields.ReverseRelation[DossierStatusHistory]
     step_instances: fields.ReverseRelation[StepInstance]
@@ -76,6 +81,8 @@ class Dossier(TimestampedModel):
                 where="ended_at IS NOT NULL AND files_purged_at IS NULL"
                 " AND retention_notified_at IS NULL",
             ),
+            # An owner's dossiers newest first (filter ownerId / mine, the workload).
+            Index(fields=("owner_id", "created_at", "id"), name="idx_dossiers_owner"),
         )
 
 

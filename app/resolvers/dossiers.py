@@ -4,7 +4,7 @@ import strawberry
 
 from app.context import Info
 from app.dataloaders import pages
-from app.errors import NotFound
+from app.errors import Forbidden, NotFound
 from app.schema.common import Connection, paginate, parse_id, row_as
 from app.schema.dossiers import DossierFilter, DossierType
 from app.services import access_audit, dossiers
@@ -24,12 +24,17 @@ class DossierQuery:
     ) -> Connection[DossierType]:
         viewer = await info.context.require_viewer()
         f = filter or DossierFilter()
+        if (f.tag is not None or f.owner_id is not None or f.owned_by_me) and not viewer.is_agent:
+            raise Forbidden("Only agents filter by tag or owner.")
         queryset = dossiers.filter_dossiers(
             viewer,
             statuses=f.status,
             product_id=parse_id(f.product_id, what="product") if f.product_id else None,
             client_id=parse_id(f.client_id, what="client") if f.client_id else None,
             assigned_to_me=f.assigned_to_me,
+            tag=f.tag,
+            owner_id=parse_id(f.owner_id, what="agent") if f.owner_id else None,
+            owned_by_me=f.owned_by_me,
         )
         # The page and what its nodes ask for (product, current step and its documents,
         # unread counts …) in one statement; the nested loaders find it primed.

@@ -18,11 +18,13 @@ from app.schema.chasing import DossierProgressType, dossier_progress
 from app.schema.common import Connection, _encode, list_page, page_of, page_size, paginate
 from app.schema.documents import SharedFileType
 from app.schema.enums import DossierKind, DossierStatus
-from app.schema.identity import ProfileType
+from app.schema.identity import AgentType, ProfileType
 from app.schema.members import DossierMemberType
 from app.schema.messages import MessageType, dossier_messages, dossier_unread_count
+from app.schema.notes import DossierNoteType
 from app.schema.steps import DocumentType, DossierStatusChangeType, StepInstanceType
 from app.schema.workflow import TimelineEntry, timeline_entries
+from app.services.desk.notes import dossier_notes
 from app.services.shared_files import dossier_shared_files
 
 
@@ -46,6 +48,7 @@ class DossierType:
         user_id: uuid.UUID
         product_id: uuid.UUID
         current_step_instance_id: uuid.UUID | None
+        owner_id: uuid.UUID | None
     else:
         id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did
 
@@ -134,6 +137,54 @@ class DossierType:
             count=count,
         )
 
+    @strawberry.field(
+        description="Agents only (FORBIDDEN for clients): internal notes, newest first."
+    )
+    async def notes(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[DossierNoteType]:
+        viewer = await info.context.require_agent()
+        if after is not None:  # a later page: one dossier's, read on its own
+            return await paginate(
+                dossier_notes(viewer, self.id),
+                first=first,
+                after=after,
+                last=None,
+                before=None,
+                order=("-created_at", "-id"),
+            )
+        # The first page, batched over the dossiers of a list (one statement for all).
+        size, _ = page_size(first, None)
+        loaders = info.context.loaders
+        rows = list(await loaders.note_pages.load((self.id, size + 1)))
+
+        async def count() -> int:
+            return await loaders.note_counts.load(self.id)
+
+        return page_of(
+            rows,
+            size,
+            backwards=False,
+            after=None,
+            before=None,
+            cursor=lambda row: _encode([row.created_at, row.id]),
+            count=count,
+        )
+
+    @strawberry.field(description="Agents only (FORBIDDEN for clients): its tags, by name.")
+    async def tags(self, info: Info) -> list[str]:
+        await info.context.require_agent()
+        return [t.name for t in await info.context.loaders.tags_by_dossier.load(self.id)]
+
+    @strawberry.field(
+        description="Agents only (FORBIDDEN for clients): the agent responsible, if any."
+    )
+    async def owner(self, info: Info) -> AgentType | None:
+        await info.context.require_agent()
+        if self.owner_id is None:
+            return None
+        return await info.context.loaders.agent.load(self.owner_id)
+
     @strawberry.field(description="Messages from the other side you have not read yet.")
     def unread_message_count(self, info: Info) -> int:
         return or_load(self, "unread_message_count", lambda: dossier_unread_count(info, self.id))
@@ -156,3 +207,8 @@ class DossierFilter:
     assigned_to_me: bool = strawberry.field(
         default=False, description="Agents only: dossiers with a step assigned to me."
     )
+    tag: str | None = strawberry.field(default=None, description="Agents only: with this tag.")
+    owner_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Agents only: owned by this agent."
+    )
+    owned_by_me: bool = strawberry.field(default=False, description="Agents only: mine.")

@@ -135,3 +135,16 @@ class PrivacyErrorCode(StrEnum):
     REQUIRED = "REQUIRED"
     TOO_LONG = "TOO_LONG"
     INVALID_TEXT = "INVALID_TEXT"
+
+
+class DeskErrorCode(StrEnum):
+    """The agents' desk (issue 19): notes, tags, owners."""
+
+    REQUIRED = "REQUIRED"
+    TOO_LONG = "TOO_LONG"
+    INVALID_TEXT = "INVALID_TEXT"
+    NOT_AUTHOR = "NOT_AUTHOR"
+    INVALID_TAG = "INVALID_TAG"
+    TOO_MANY_TAGS = "TOO_MANY_TAGS"
+    UNKNOWN_AGENT = "UNKNOWN_AGENT"
+    AGENT_INACTIVE = "AGENT_INACTIVE"

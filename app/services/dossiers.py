@@ -15,6 +15,7 @@ from app.domain.viewer import Viewer
 from app.errors import Forbidden, NotFound
 from app.models import Dossier, DossierMember, StepInstance
 from app.models.enums import DossierStatus
+from app.services.desk.tags import tagged
 
 
 def visible_dossiers(viewer: Viewer) -> QuerySet[Dossier]:
@@ -58,6 +59,9 @@ def filter_dossiers(
     product_id: uuid.UUID | None = None,
     client_id: uuid.UUID | None = None,
     assigned_to_me: bool = False,
+    tag: str | None = None,
+    owner_id: uuid.UUID | None = None,
+    owned_by_me: bool = False,
 ) -> QuerySet[Dossier]:
     queryset = visible_dossiers(viewer)
     if statuses:
@@ -78,6 +82,15 @@ def filter_dossiers(
             queryset = queryset.filter(id=AnyOf(mine))
         else:
             queryset = queryset.filter(id__in=Subquery(mine))
+    if tag is not None or owner_id is not None or owned_by_me:  # the agents' desk (issue 19)
+        if viewer.agent is None:
+            raise Forbidden("Only agents filter by tag or owner.")
+        if tag is not None:
+            queryset = tagged(queryset, tag)
+        if owner_id is not None:
+            queryset = queryset.filter(owner_id=owner_id)
+        if owned_by_me:
+            queryset = queryset.filter(owner_id=viewer.agent.id)
     return queryset
 
 

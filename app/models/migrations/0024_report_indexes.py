@@ -12,7 +12,7 @@ from app.models.migration_ops import AddIndexConcurrently
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0021_requests_and_shares')]
+    dependencies = [('models', '0023_notes_tags_owner')]
 
     initial = False
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction

@@ -170,6 +170,16 @@ class Facts:
         assignee = self.agents.get(step.assigned_to_id) if step and step.assigned_to_id else None
         return [_agent_recipient(assignee)] if assignee is not None and assignee.active else []
 
+    def dossier_owner(self, event: Event) -> list[Recipient]:
+        dossier = self.dossier_of(event)
+        owner = self.agents.get(dossier.owner_id) if dossier and dossier.owner_id else None
+        return [_agent_recipient(owner)] if owner is not None and owner.active else []
+
+    def new_owner(self, event: Event) -> list[Recipient]:
+        agent_id = _uuid((event.payload or {}).get("agentId"))
+        owner = self.agents.get(agent_id) if agent_id else None
+        return [_agent_recipient(owner)] if owner is not None and owner.active else []
+
     def actor_name(self, event: Event) -> str:
         if event.actor_type == ActorType.USER and event.actor_id in self.profiles:
             return self.profiles[event.actor_id].full_name
@@ -187,6 +197,10 @@ class Facts:
             return self.assigned_agents(event)
         if rule.audience == Audience.STEP_ASSIGNEE:
             return self.step_assignee(event)
+        if rule.audience == Audience.DOSSIER_OWNER:
+            return self.dossier_owner(event)
+        if rule.audience == Audience.NEW_OWNER:
+            return self.new_owner(event)
         if rule.audience == Audience.ADMINS:
             return [_agent_recipient(a) for a in self.active_agents() if a.role == AgentRole.ADMIN]
         if rule.audience in (Audience.PROSPECT, Audience.ACCOUNT_EMAIL):
@@ -282,7 +296,15 @@ async def load_facts(events: Sequence[Event]) -> Facts:
         }
     actor_agent_ids = {e.actor_id for e in events if e.actor_type == ActorType.AGENT and e.actor_id}
     assignee_ids = {s.assigned_to_id for s in facts.step_instances.values() if s.assigned_to_id}
-    wanted = actor_agent_ids | assignee_ids
+    # the agents' desk (issue 19): a dossier's owner, the owner an event names
+    owner_ids = {d.owner_id for d in facts.dossiers.values() if d.owner_id}
+    owner_ids |= {
+        a
+        for e in events
+        if e.event_type == EventType.DOSSIER_OWNER_ASSIGNED
+        and (a := _uuid((e.payload or {}).get("agentId")))
+    }
+    wanted = actor_agent_ids | assignee_ids | owner_ids
     if needs_agents:
         query = (
             Agent.filter(Q(active=True) | Q(id__in=wanted)) if wanted else Agent.filter(active=True)

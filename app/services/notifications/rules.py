@@ -28,6 +28,9 @@ class Audience(StrEnum):
     ACCOUNT_EMAIL = "ACCOUNT_EMAIL"
     OTHER_SIDE = "OTHER_SIDE"  # chat: a client's message -> agents, an agent's -> the client
     ADDED_MEMBER = "ADDED_MEMBER"  # payload["profileId"]: the person just added to a dossier
+    # the agents' desk (issue 19): staff only, never a client or member
+    DOSSIER_OWNER = "DOSSIER_OWNER"  # the dossier's owner agent, if active
+    NEW_OWNER = "NEW_OWNER"  # payload["agentId"]: the agent just made the dossier's owner
 
 
 class Via(StrEnum):
@@ -106,7 +109,25 @@ RULES: dict[EventType, tuple[Rule, ...]] = {
     ),
     # Retention (app/services/retention.py): told once, DOCUMENT_RETENTION_NOTICE_DAYS ahead.
     E.DOSSIER_RETENTION_NOTICE: (Rule(A.CLIENT, "document_retention_notice", (V.IN_APP, V.EMAIL)),),
+    # The agents' desk (issue 19): staff audiences only. A note's notice names who wrote
+    # it and on which dossier, never its text (a note lives in dossier_notes only).
+    E.DOSSIER_NOTE_ADDED: (Rule(A.DOSSIER_OWNER, "dossier_note_added", (V.IN_APP,)),),
+    E.DOSSIER_OWNER_ASSIGNED: (Rule(A.NEW_OWNER, "dossier_owner_assigned", (V.IN_APP, V.EMAIL)),),
 }
+# Audiences that reach staff only: the rules of STAFF_ONLY_EVENTS use nothing else.
+STAFF_AUDIENCES = frozenset(
+    {A.ASSIGNED_AGENTS, A.STEP_ASSIGNEE, A.ADMINS, A.DOSSIER_OWNER, A.NEW_OWNER}
+)
+STAFF_ONLY_EVENTS = frozenset(
+    {
+        E.DOSSIER_NOTE_ADDED,
+        E.DOSSIER_NOTE_EDITED,
+        E.DOSSIER_NOTE_DELETED,
+        E.DOSSIER_TAGGED,
+        E.DOSSIER_UNTAGGED,
+        E.DOSSIER_OWNER_ASSIGNED,
+    }
+)
 TEMPLATE_CODES = sorted({rule.template for rules in RULES.values() for rule in rules})
 
 

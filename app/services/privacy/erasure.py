@@ -40,6 +40,7 @@ from app.models import (
     Document,
     DocumentReview,
     Dossier,
+    DossierNote,
     DossierStatusHistory,
     Event,
     Message,
@@ -292,6 +293,10 @@ async def _erase(scope: Scope, actor: Viewer) -> tuple[list[str], Scrubber]:
         await _scrub_rows(
             list(await StepInstance.filter(dossier_id__in=own)), scrub, (), ("metadata",)
         )
+    if scope.dossier_ids:
+        # the firm's internal notes on their dossiers: what quotes them cut
+        notes = await DossierNote.filter(dossier_id__in=scope.dossier_ids)
+        await _scrub_rows(list(notes), scrub, ("body",))
 
     # export archives
     exports = list(await DataExport.filter(profile_id=pid, storage_key__not_isnull=True))
