@@ -10,6 +10,7 @@ from app.models.messages import Message
 from app.models.notifications import Event, Notification, NotificationDelivery
 from app.models.payments import Order, PaymentLink, PaymentReminder, StripeEvent
 from app.models.profiles import Profile
+from app.models.references import DossierSequence
 from app.models.refunds import Refund
 from app.models.shared_files import SharedFile
 from app.models.stripe_deferred import DeferredStripeEvent
@@ -26,6 +27,7 @@ __all__ = [
     "DocumentVersion",
     "Dossier",
     "DossierMember",
+    "DossierSequence",
     "DossierStatusHistory",
     "Event",
     "Message",

@@ -34,6 +34,8 @@ class Dossier(TimestampedModel):
     current_step_instance_id = fields.UUIDField(null=True)
     metadata: dict[str, Any] = fields.JSONField(default=dict)
     completed_at = fields.DatetimeField(null=True)
+    # The case number, e.g. PV-2026-000123 (issue 19, app/services/references.py).
+    reference = fields.CharField(max_length=32, unique=True)
 
     # The foreign keys' columns (attributes Tortoise adds):
     user_id: uuid.UUID

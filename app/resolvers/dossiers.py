@@ -5,7 +5,7 @@ import strawberry
 from app.context import Info
 from app.dataloaders import pages
 from app.errors import NotFound
-from app.schema.common import Connection, paginate, parse_id, row_as
+from app.schema.common import Connection, dossier_id_of, paginate, parse_id, row_as
 from app.schema.dossiers import DossierFilter, DossierType
 from app.services import dossiers
 
@@ -30,6 +30,7 @@ class DossierQuery:
             product_id=parse_id(f.product_id, what="product") if f.product_id else None,
             client_id=parse_id(f.client_id, what="client") if f.client_id else None,
             assigned_to_me=f.assigned_to_me,
+            reference=f.reference,
         )
         # The page and what its nodes ask for (product, current step and its documents,
         # unread counts …) in one statement; the nested loaders find it primed.
@@ -48,7 +49,7 @@ class DossierQuery:
     async def dossier(self, info: Info, id: strawberry.ID) -> DossierType:
         viewer = await info.context.require_viewer()
         try:
-            dossier_id = parse_id(id, what="dossier")
+            dossier_id = await dossier_id_of(id)
         except NotFound:
             raise NotFound("No such dossier.") from None
         return row_as(DossierType, await dossiers.get_dossier(viewer, dossier_id))
