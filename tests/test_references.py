@@ -82,7 +82,9 @@ async def test_the_reference_is_in_the_api_and_finds_the_dossier(client):
             "client": {"id": str(owner.obj.id)},
         }
     agent = await make_agent()
-    found = await gql(client, BY_REFERENCE, {"reference": dossier.reference.lower()}, token=agent.token)
+    found = await gql(
+        client, BY_REFERENCE, {"reference": dossier.reference.lower()}, token=agent.token
+    )
     assert found["dossiers"] == {
         "totalCount": 1,
         "nodes": [{"id": str(dossier.id), "reference": dossier.reference}],
