@@ -250,6 +250,7 @@ def _dossier(
         created_at=at,
         updated_at=at,
         completed_at=None,
+        reference=f"PV-BENCH-{uuid.uuid4().hex[:12].upper()}",  # unique, outside any year
     )
     world.dossier_ids.append(dossier["id"])
     world.add(
