@@ -13,6 +13,8 @@ INDEX IF EXISTS` (SQLite supports partial indexes as well).
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 from tortoise.indexes import Index
@@ -178,9 +180,14 @@ class AddCaseReference(ops.AddField):
     and its uniqueness is a unique index; on PostgreSQL `SET NOT NULL` and a UNIQUE
     constraint named as a CREATE TABLE would name it."""
 
-    def __init__(self, model_name: str, name: str, field: Any, *, prefix: str):
-        super().__init__(model_name=model_name, name=name, field=field)
-        self.prefix = prefix
+    @property
+    def prefix(self) -> str:
+        """The DOSSIER_REFERENCE_PREFIX setting, read as app.settings reads it (the models
+        layer sits below the settings)."""
+        value = os.environ.get("DOSSIER_REFERENCE_PREFIX") or "PV"
+        if not re.fullmatch(r"[A-Z]{1,8}", value):
+            raise ValueError(f"DOSSIER_REFERENCE_PREFIX must be 1 to 8 capital letters: {value!r}")
+        return value
 
     def describe(self) -> str:
         return "Add dossiers.reference, number the existing dossiers, make it NOT NULL UNIQUE"

@@ -61,5 +61,5 @@ async def dossier_key(value: str | None, *, what: str = "dossier") -> uuid.UUID:
     if looks_like_reference(text):
         found = await Dossier.filter(reference=text.upper()).values_list("id", flat=True)
         if found:
-            return found[0]
+            return uuid.UUID(str(found[0]))
     raise NotFound(f"No such {what}.")

@@ -222,8 +222,8 @@ async def _search_embedded(
         hits += [Hit("dossier", uuid.UUID(str(row["id"])), _rounded(1)) for row in rows]
     hits.sort(key=lambda hit: (-hit.score, str(hit.id)))
     if after is not None:
-        score, last = after
-        hits = [h for h in hits if h.score < score or (h.score == score and str(h.id) > str(last))]
+        at, last = after
+        hits = [h for h in hits if h.score < at or (h.score == at and str(h.id) > str(last))]
     return hits[:limit]
 
 

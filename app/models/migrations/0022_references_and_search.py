@@ -7,7 +7,6 @@ from tortoise.migrations import operations as ops
 from tortoise import fields
 
 from app.models.migration_ops import AddCaseReference, CreateSearchIndexes
-from app.settings import get_settings
 
 
 class Migration(migrations.Migration):
@@ -29,7 +28,6 @@ class Migration(migrations.Migration):
             model_name='Dossier',
             name='reference',
             field=fields.CharField(unique=True, max_length=32),
-            prefix=get_settings().dossier_reference_prefix,
         ),
         CreateSearchIndexes(),
     ]
