@@ -33,11 +33,13 @@ from app.resolvers.opening import OpeningMutation
 from app.resolvers.payments import PaymentMutation, PaymentQuery
 from app.resolvers.privacy import PrivacyMutation
 from app.resolvers.reports import ReportMutation, ReportQuery
+from app.resolvers.search import SearchQuery
 from app.resolvers.workflow import WorkflowMutation
 from app.schema.execution import Executor, lean_resolvers
 from app.schema.extensions import AccountState, DispatchEvents, ErrorTiers, FreshLoaders
 from app.schema.limits import DirectiveLimiter, NulGuard, node_budget
 from app.schema.ratelimit import RateLimiter, rate_limit
+from app.schema.search import SEARCH_HIT_TYPES
 from app.schema.subscriptions import Subscription
 from app.schema.workflow import TIMELINE_TYPES
 from app.settings import Settings, get_settings
@@ -56,6 +58,7 @@ Query = merge_types(
         ReportQuery,
         AuditQuery,
         DeskQuery,
+        SearchQuery,
     ),
 )
 Mutation = merge_types(
@@ -127,7 +130,7 @@ def build_schema(settings: Settings | None = None) -> Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
-        types=[*TIMELINE_TYPES],
+        types=[*TIMELINE_TYPES, *SEARCH_HIT_TYPES],
         execution_context_class=Executor if settings.fast_paths else None,
     )
     built.fast_paths = settings.fast_paths

@@ -86,10 +86,10 @@ async def _retention(*, dry_run: bool, within: int) -> int:
         return 0
     if dry_run:
         rows = await retention.due_files(within_days=within)
-        print("dossier\tversion\tfile_size_bytes\tdue_at\tfile_name")
+        print("dossier\treference\tversion\tfile_size_bytes\tdue_at\tfile_name")
         for row in rows:
             print(
-                f"{row.dossier_id}\t{row.version_id}\t{row.file_size_bytes}\t"
+                f"{row.dossier_id}\t{row.reference}\t{row.version_id}\t{row.file_size_bytes}\t"
                 f"{row.due_at.isoformat()}\t{row.file_name}"
             )
         total = sum(r.file_size_bytes for r in rows)

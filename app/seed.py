@@ -22,6 +22,7 @@ from app.models import (
 from app.models.enums import AgentRole, DossierKind, OrderStatus, UserStatus
 from app.security import hash_password_now
 from app.services import identity
+from app.services.search import index_clients
 from app.services.workflow.steps import open_dossier
 
 DEMO_PASSWORD = "partners-vrai-2026"  # documented demo credentials
@@ -145,6 +146,7 @@ async def _demo_member(owner_email: str, email: str, name: str, role: str) -> No
             password_changed_at=datetime.now(UTC),
             profile=profile,
         )
+        await index_clients([profile.id])
         await DossierMember.create(dossier_id=dossier.id, profile_id=profile.id, role=role)
 
 
@@ -160,6 +162,7 @@ async def _demo_client(email: str, name: str, phone: str, bought: list[Product])
             password_changed_at=datetime.now(UTC),
             profile=client,
         )
+        await index_clients([client.id])
         for product in bought:
             order = await Order.create(
                 user_id=client.id,

@@ -238,6 +238,11 @@ class Settings(BaseSettings):
     delivery_concurrency: int = 10
     """Sends in flight per worker."""
 
+    # section: Dossiers
+    dossier_reference_prefix: str = Field(default="PV", pattern=r"^[A-Z]{1,8}$")
+    """The prefix of case numbers (`PV-2026-000123`: prefix, year of creation, sequence of
+    the year). Existing references keep the prefix they were given."""
+
     # section: Due dates, reminders and escalation
     document_reminder_schedule: list[str] = ["start+2d", "due-1d", "due"]
     """Reminders of missing documents, as a JSON list of slots: `start+<n>h|d` (after the

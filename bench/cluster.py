@@ -100,7 +100,8 @@ class Cluster:
         if init.returncode != 0:
             self.cleanup()
             return f"initdb failed: {init.stderr.strip() or init.stdout.strip()}"
-        self.port = free_port()
+        # BENCH_CLUSTER_PORT: a fixed port (a shared machine's allotted range), else any free one
+        self.port = int(os.environ.get("BENCH_CLUSTER_PORT") or 0) or free_port()
         settings = {
             **DEFAULT_SETTINGS,
             **self.settings,

@@ -37,6 +37,9 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from app.services.references import format_reference
+from app.settings import get_settings
+
 ACTIVE = ("CREATED", "IN_PROGRESS", "UNDER_REVIEW", "CHANGES_REQUESTED")
 TICK = timedelta(microseconds=1)
 
@@ -566,8 +569,8 @@ class Raw:
         status = "IN_PROGRESS" if first else initial
         await conn.execute(
             "INSERT INTO dossiers (id, user_id, product_id, type, status, "
-            "current_step_instance_id, metadata, created_at, updated_at, completed_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, '{}', $7, $7, NULL)",
+            "current_step_instance_id, metadata, created_at, updated_at, completed_at, "
+            "reference) VALUES ($1, $2, $3, $4, $5, $6, '{}', $7, $7, NULL, $8)",
             dossier_id,
             order["user_id"],
             product["id"],
@@ -575,6 +578,7 @@ class Raw:
             status,
             first_id,
             now,
+            await _next_reference(conn, now.year),
         )
         due = (
             now + timedelta(hours=first["estimated_duration_hours"])
@@ -730,3 +734,13 @@ class Raw:
                 self.sockets.discard(socket)
                 if not self.sockets:
                     await self._stop_relay()
+
+
+async def _next_reference(conn: Any, year: int) -> str:
+    """The case number, as app.services.references.next_reference gives it (one upsert)."""
+    number = await conn.fetchval(
+        "INSERT INTO dossier_sequences (year, last_value) VALUES ($1, 1) ON CONFLICT (year) "
+        "DO UPDATE SET last_value = dossier_sequences.last_value + 1 RETURNING last_value",
+        year,
+    )
+    return format_reference(get_settings().dossier_reference_prefix, year, number)

@@ -116,6 +116,17 @@ query Events($entityType: String, $entityId: ID, $types: [EventType!], $count: B
   }
 }
 """
+SEARCH = """
+query Search($query: String!) {
+  search(query: $query, first: 20) {
+    pageInfo { hasNextPage endCursor }
+    edges { node { score
+      ... on ClientHit { client { id fullName email phone } }
+      ... on DossierHit { dossier { id reference status client { id fullName } } } } }
+  }
+}
+"""
+
 SEND_MESSAGE = """
 mutation Send($input: SendMessageInput!) {
   sendMessage(input: $input) { message { id } userErrors { code message } }
@@ -412,6 +423,8 @@ class Driver:
         ops["events(eventTypes) totalCount"] = q(EVENTS, types=["STEP_OVERDUE"], count=True)
         ops["events(entity)"] = q(EVENTS, entityType="dossier", entityId=dossier, count=False)
         ops["events(first:50)"] = q(EVENTS, count=False)
+        for what, query in h["search"].items():  # issue 19: a name with a typo, …
+            ops[f"search {what}"] = q(SEARCH, query=query)
         ops["sendMessage"] = send
         ops["uploadDocument"] = self.upload
         ops["reviewDocument"] = review

@@ -42,7 +42,7 @@ from typing import Any
 import asyncpg
 
 from app.domain.schedule import parse_schedule
-from app.settings import Settings
+from app.settings import Settings, get_settings
 from bench.world import PASSWORD_HASH
 
 ACTIVE_SQL = "('CREATED','IN_PROGRESS','UNDER_REVIEW','CHANGES_REQUESTED')"
@@ -68,6 +68,119 @@ PRODUCTS: list[tuple[str, str, str, int, list[tuple[int, int, bool]]]] = [
      [(336, 30, True), (168, 2, True)]),
     ("LEGACY_PACK", "Relocation pack (retired)", "IMMIGRATION", 99_000, [(72, 1, True)]),
 ]  # fmt: skip
+# Clients' names (the search bench): a first and a last name drawn by hash, accents and
+# hyphens included, so that names repeat (about 200,000 / (40 x 60) = 83 people per name)
+# and a search meets the near misses a real firm's files hold.
+FIRST_NAMES = (
+    "Hélène",
+    "Jean",
+    "Marie",
+    "Pierre",
+    "Sophie",
+    "Louis",
+    "Camille",
+    "Léa",
+    "Hugo",
+    "Chloé",
+    "Lucas",
+    "Inès",
+    "Gabriel",
+    "Zoé",
+    "Arthur",
+    "Manon",
+    "Jules",
+    "Élodie",
+    "Raphaël",
+    "Anaïs",
+    "Noé",
+    "Emma",
+    "Théo",
+    "Jade",
+    "Maël",
+    "Lina",
+    "Adam",
+    "Rose",
+    "Paul",
+    "Clémence",
+    "François",
+    "Agnès",
+    "Joël",
+    "Béatrice",
+    "Rémi",
+    "Cécile",
+    "Jérôme",
+    "Mathilde",
+    "Anne-Marie",
+    "Jean-Luc",
+)
+LAST_NAMES = (
+    "Dupont",
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Thomas",
+    "Robert",
+    "Richard",
+    "Petit",
+    "Durand",
+    "Leroy",
+    "Moreau",
+    "Simon",
+    "Laurent",
+    "Lefèvre",
+    "Michel",
+    "Garcia",
+    "David",
+    "Bertrand",
+    "Roux",
+    "Vincent",
+    "Fournier",
+    "Morel",
+    "Girard",
+    "André",
+    "Lefebvre",
+    "Mercier",
+    "Dupond",
+    "Lambert",
+    "Bonnet",
+    "François",
+    "Martinez",
+    "Legrand",
+    "Garnier",
+    "Faure",
+    "Rousseau",
+    "Blanc",
+    "Guérin",
+    "Muller",
+    "Henry",
+    "Roussel",
+    "Nicolas",
+    "Perrin",
+    "Morin",
+    "Mathieu",
+    "Clément",
+    "Gauthier",
+    "Dumont",
+    "Lopez",
+    "Fontaine",
+    "Chevalier",
+    "Robin",
+    "Masson",
+    "Sanchez",
+    "Gérard",
+    "Nguyen",
+    "Boyer",
+    "Denis",
+    "Lemaire",
+    "Duval",
+    "Joly",
+)
+_FIRST_SQL = "ARRAY[" + ", ".join("'" + n + "'" for n in FIRST_NAMES) + "]"
+_LAST_SQL = "ARRAY[" + ", ".join("'" + n + "'" for n in LAST_NAMES) + "]"
+FULL_NAME_SQL = (
+    f"({_FIRST_SQL})[1 + pg_temp.h('fn' || {{key}}) % {len(FIRST_NAMES)}] || ' ' || "
+    f"({_LAST_SQL})[1 + pg_temp.h('ln' || {{key}}) % {len(LAST_NAMES)}]"
+)
 PRODUCT_OF_BUCKET = (
     "(CASE WHEN {b} < 35 THEN 1 WHEN {b} < 60 THEN 2 WHEN {b} < 75 THEN 3 "
     "WHEN {b} < 90 THEN 4 WHEN {b} < 99 THEN 5 ELSE 6 END)"
@@ -101,6 +214,14 @@ CREATE FUNCTION pg_temp.f(t text) RETURNS double precision LANGUAGE sql IMMUTABL
 CREATE FUNCTION pg_temp.u(t text) RETURNS uuid LANGUAGE sql IMMUTABLE PARALLEL SAFE
   AS $$ SELECT md5(t)::uuid $$;
 """
+
+
+def _typo(name: str) -> str:
+    """The name as an agent may type it: lower case, no accents, its last letter missing
+    ("Hélène Dupont" -> "helene dupon")."""
+    from app.models.search_text import fold
+
+    return fold(name)[:-1]
 
 
 def _uid(text: str) -> uuid.UUID:
@@ -604,7 +725,8 @@ class _Generator:
         await self.exec(
             "profiles",
             "INSERT INTO profiles (id, created_at, updated_at, full_name, phone, status, "
-            "stripe_customer_id, locale) SELECT id, created_at, updated_at, 'Client ' || p, "
+            "stripe_customer_id, locale) SELECT id, created_at, updated_at, "
+            f"{FULL_NAME_SQL.format(key='p')}, "
             "'+336' || lpad(p::text, 8, '0'), status, "
             "'cus_scale' || substr(md5('cus-' || p), 1, 14), "
             "CASE WHEN pg_temp.h('loc' || p) % 4 = 0 THEN 'en' ELSE 'fr' END FROM w_p",
@@ -646,12 +768,25 @@ class _Generator:
             f"FROM generate_series(1, {s.unused_links}) i) c",
             "unused",
         )
+        # Case numbers (app.services.references): per year of creation, in (created_at, id)
+        # order, as migration 0022 numbers the dossiers it finds.
+        year = "extract(year FROM created_at AT TIME ZONE 'UTC')::int"
+        prefix = get_settings().dossier_reference_prefix
         await self.exec(
             "dossiers",
             "INSERT INTO dossiers (id, created_at, updated_at, user_id, product_id, type, "
-            "status, current_step_instance_id, metadata, completed_at) SELECT id, created_at, "
+            "status, current_step_instance_id, metadata, completed_at, reference) SELECT id, "
+            "created_at, "
             "COALESCE(completed_at, stopped_at, we_cur, created_at), user_id, product_id, "
-            "kind, status, current_si, '{}'::jsonb, completed_at FROM w_d",
+            f"kind, status, current_si, '{{}}'::jsonb, completed_at, '{prefix}-' || y || '-' || "
+            "lpad(n::text, greatest(6, length(n::text)), '0') "
+            f"FROM (SELECT *, {year} AS y, row_number() OVER (PARTITION BY {year} "
+            "ORDER BY created_at, id) AS n FROM w_d) w",
+        )
+        # each year's counter, so that the next dossier continues its year's sequence
+        await self.conn.execute(
+            f"INSERT INTO dossier_sequences (year, last_value) SELECT {year}, count(*) "
+            "FROM dossiers GROUP BY 1"
         )
         await self.exec(
             "orders",
@@ -1202,7 +1337,24 @@ class _Generator:
             )
         ]
         product_id = _uid(f"product-{PRODUCTS[0][0]}")
+        # What the search bench looks for: a client in the middle of the list, by name with
+        # a typo, by e-mail, by phone as a person would say it, and a dossier's number.
+        someone = await conn.fetchrow(
+            "SELECT p.full_name, p.phone, c.email FROM profiles p JOIN credentials c "
+            "ON c.profile_id = p.id WHERE p.id = $1",
+            _uid(f"profile-{max(2, self.s.profiles // 2)}"),
+        )
+        reference = await conn.fetchval(
+            "SELECT reference FROM dossiers ORDER BY created_at DESC, id LIMIT 1 OFFSET 10"
+        )
+        search = {
+            "name": _typo(someone["full_name"]),
+            "email": someone["email"],
+            "phone": "0" + someone["phone"].removeprefix("+33"),
+            "reference": reference.lower(),
+        }
         return {
+            "search": search,
             "heavy_client": client,
             "agent": agent,
             "heavy_dossier_id": _uid("dossier-1"),

@@ -250,6 +250,7 @@ def _dossier(
         created_at=at,
         updated_at=at,
         completed_at=None,
+        reference=f"PV-{at.year}-{uuid.uuid4().int % 10**12:012d}",  # unique: past any counter
     )
     world.dossier_ids.append(dossier["id"])
     world.add(

@@ -183,6 +183,8 @@ async def _empty_tables() -> None:
     from tortoise.connection import get_connection
 
     script = "".join(f'DELETE FROM "{t}";' for t in _deletion_order())
+    if not BACKEND.is_postgres:  # the embedded search index (an FTS5 table, no model)
+        script += 'DELETE FROM "profile_search";'
     await get_connection("default").execute_script(f"BEGIN;{script}COMMIT;")
 
 

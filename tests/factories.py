@@ -23,7 +23,7 @@ from app.models import (
 )
 from app.models.enums import AgentRole, DossierKind, OrderStatus, UserStatus
 from app.security import hash_password, issue_token
-from app.services import identity
+from app.services import identity, search
 from app.services.sessions import open_session
 from app.services.workflow.steps import open_dossier
 
@@ -75,15 +75,24 @@ async def make_admin() -> Account:
     return await make_agent(AgentRole.ADMIN)
 
 
-async def make_client(status: UserStatus = UserStatus.ACTIVE) -> Account:
-    email = f"{unique('client')}@example.com"
-    profile = await Profile.create(full_name="Client " + email.split("@")[0], status=status)
+async def make_client(
+    status: UserStatus = UserStatus.ACTIVE,
+    *,
+    full_name: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+) -> Account:
+    email = email or f"{unique('client')}@example.com"
+    profile = await Profile.create(
+        full_name=full_name or "Client " + email.split("@")[0], phone=phone, status=status
+    )
     await Credential.create(
         email=email,
         password_hash=await hash_password(PASSWORD),
         password_changed_at=datetime.now(UTC),
         profile=profile,
     )
+    await search.index_clients([profile.id])  # as the services that write clients do
     return Account(profile, email, await _token_for(email))
 
 

@@ -101,7 +101,7 @@ async def test_email_is_sent_over_smtp_and_recorded(smtp):
     assert report.sent == 1
     (message,) = smtp.accepted
     assert message["To"] == "camille@example.com"
-    assert message["Subject"] == "Votre dossier est terminé"
+    assert message["Subject"] == "Votre dossier est terminé [PV-2030-000042]"  # its case number
     assert message["Content-Language"] == "fr"
     expected_id = f"<{row.id}@partners-vrai.test>"
     assert message["Message-ID"] == expected_id

@@ -115,6 +115,8 @@ async def test_dossiers_and_events_exports_hold_the_range_only(client):
     assert [r[0] for r in rows[1:]] == [str(dossier.id)]
     line = dict(zip(rows[0], rows[1], strict=True))
     assert line["status"] == dossier.status
+    assert line["reference"] == dossier.reference
+    assert line["reference"].startswith("PV-")
     assert line["client_id"] == owner.id
     assert line["created_at"] == _iso(dossier.created_at)
 

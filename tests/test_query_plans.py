@@ -25,7 +25,7 @@ from tortoise import Tortoise, connections
 
 from app import clock
 from app.http.stripe_webhook import Outcome, handle_event
-from app.models import Document, DocumentVersion, Event
+from app.models import Document, DocumentVersion, Dossier, Event
 from app.models.enums import DocumentStatus
 from app.services import (
     access_audit,
@@ -113,6 +113,15 @@ query Events($entityType: String, $entityId: ID, $types: [EventType!]) {
   events(entityType: $entityType, entityId: $entityId, eventTypes: $types, first: 50) {
     totalCount
     nodes { id eventType createdAt }
+  }
+}
+"""
+
+SEARCH = """
+query Search($query: String!) {
+  search(query: $query, first: 20) {
+    edges { node { score ... on ClientHit { client { id fullName email } }
+                   ... on DossierHit { dossier { id reference } } } }
   }
 }
 """
@@ -247,6 +256,21 @@ async def test_hot_paths_plan_without_a_seq_scan_on_growing_tables(client):
     for flag in (False, True):
         await check_query(f"overdue mine={flag}", OVERDUE, {"mine": flag})
     await check_query("expiring documents", EXPIRING)
+    # issue 19: search by name (GIN trigram on the folded name), e-mail (GIN trigram),
+    # phone digits (GIN trigram on the expression), case number (its unique index)
+    reference = (await Dossier.get(id=mine.dossier_ids[0])).reference
+    for what, query in {
+        "name": "client dupond",
+        "email": "@example",
+        "phone": "06 12 34 56 78",
+        "reference": reference,
+        "dossier by reference": reference,
+    }.items():
+        if what == "dossier by reference":
+            await check_query("dossier(id: reference)", MESSAGES, {"id": query, "first": 1},
+                              token=client_token)  # fmt: skip
+            continue
+        await check_query(f"search {what}", SEARCH, {"query": query})
 
     # the agents' desk (issue 19): notes, tags, owners, workloads
     agent_id = str(queue.agents[0]["id"])

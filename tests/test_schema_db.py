@@ -975,6 +975,33 @@ async def test_hot_path_indexes_exist(backend) -> None:
     assert not problems, f"hot-path indexes: {problems}"
 
 
+SEARCH_INDEXES = {  # issue 19 (migration 0022): the expressions app/services/search.py uses
+    "idx_profiles_search_name": "gin (f_unaccent(lower(full_name)) gin_trgm_ops)",
+    "idx_profiles_search_phone": (
+        "gin (regexp_replace(phone, '[^0-9]'::text, ''::text, 'g'::text) gin_trgm_ops)"
+    ),
+    "idx_credentials_search_email": "gin (email gin_trgm_ops) WHERE (profile_id IS NOT NULL)",
+}
+
+
+async def test_case_numbers_are_unique_and_search_is_indexed(backend) -> None:
+    """A dossier's case number has a unique index (the lookup of every reference given for
+    an id); search has its GIN trigram indexes on PostgreSQL and its FTS5 table on SQLite."""
+    assert _has_unique(await _indexes(backend), "dossiers", ("reference",))
+    if backend.is_postgres:
+        names = ", ".join(f"'{name}'" for name in SEARCH_INDEXES)
+        rows = await _query(
+            "SELECT indexname AS name, indexdef AS sql FROM pg_indexes "
+            f"WHERE indexname IN ({names})"
+        )
+        found = {row["name"]: row["sql"].partition(" USING ")[2] for row in rows}
+        assert found == SEARCH_INDEXES
+    else:
+        rows = await _query("SELECT sql FROM sqlite_master WHERE name = 'profile_search'")
+        assert "fts5" in rows[0]["sql"], rows
+        assert "trigram" in rows[0]["sql"], rows
+
+
 # --------------------------------------------------------------------------------------
 # Migrating a brand-new database, twice.
 # --------------------------------------------------------------------------------------

@@ -51,9 +51,10 @@ DUPLICATE_WEBHOOK_BUDGET = 2
 # indexed read), the steps with their document types, then every change (order, profile,
 # reminders, dossier, steps, the step's reminders and documents, history, events) written
 # together: one statement on PostgreSQL, one per table and UPDATE on SQLite. It was 29 on
-# both.
-PROCESSED_WEBHOOK_BUDGET = 6
-PROCESSED_WEBHOOK_BUDGET_EMBEDDED = 14
+# both. Issue 19 adds one: the year's case-number counter, bumped (one upsert) before the
+# dossier row is written.
+PROCESSED_WEBHOOK_BUDGET = 7
+PROCESSED_WEBHOOK_BUDGET_EMBEDDED = 15
 WEBHOOK_SECRET = "whsec_statement_counts"
 
 

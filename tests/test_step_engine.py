@@ -26,6 +26,7 @@ from app.models import (
     StepReminder,
 )
 from app.models.enums import DossierStatus, EventType, OrderStatus
+from app.services.references import next_reference
 from app.services.workflow.machine import lock_dossier
 from app.services.workflow.steps import open_dossier, settle, start_step
 from tests.chasing_support import product_with
@@ -71,6 +72,7 @@ async def _opened_row_by_row(owner: Account, product: Product, now: datetime) ->
             product_id=product.id,
             type=product.dossier_type,
             status=product.initial_status,
+            reference=await next_reference(),
         )
         for product_step in await ProductStep.filter(product_id=product.id).order_by("position"):
             await StepInstance.create(

@@ -13,6 +13,7 @@ from app.models.notifications import Event, Notification, NotificationDelivery
 from app.models.payments import Order, PaymentLink, PaymentReminder, StripeEvent
 from app.models.privacy import DataExport, FileDeletion
 from app.models.profiles import Profile
+from app.models.references import DossierSequence
 from app.models.refunds import Refund
 from app.models.shared_files import SharedFile
 from app.models.stripe_deferred import DeferredStripeEvent
@@ -32,6 +33,7 @@ __all__ = [
     "Dossier",
     "DossierMember",
     "DossierNote",
+    "DossierSequence",
     "DossierStatusHistory",
     "DossierTag",
     "Event",

@@ -44,6 +44,8 @@ class Dossier(TimestampedModel):
     owner: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
         "models.Agent", related_name="owned_dossiers", null=True, on_delete=fields.SET_NULL
     )
+    # The case number, e.g. PV-2026-000123 (issue 19, app/services/references.py).
+    reference = fields.CharField(max_length=32, unique=True)
 
     # The foreign keys' columns (attributes Tortoise adds):
     user_id: uuid.UUID

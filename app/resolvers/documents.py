@@ -9,7 +9,7 @@ from app.dataloaders import pages
 from app.errors import BadUserInput, DomainError, NotFound
 from app.models import Document, Dossier
 from app.providers.storage import Storage
-from app.schema.common import Connection, paginate, parse_id, row_as, user_errors
+from app.schema.common import Connection, dossier_id_of, paginate, parse_id, row_as, user_errors
 from app.schema.documents import (
     DocumentErrorCode,
     DocumentRequestPayload,
@@ -274,7 +274,7 @@ class DocumentMutation:
     )
     async def share_file(self, info: Info, input: ShareFileInput) -> ShareFilePayload:
         viewer = await info.context.require_agent()
-        dossier_id = parse_id(input.dossier_id, what="dossier")
+        dossier_id = await dossier_id_of(input.dossier_id)
         file = input.file
         upload = _uploaded(file)
         if upload is None:

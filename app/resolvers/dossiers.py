@@ -5,7 +5,7 @@ import strawberry
 from app.context import Info
 from app.dataloaders import pages
 from app.errors import Forbidden, NotFound
-from app.schema.common import Connection, paginate, parse_id, row_as
+from app.schema.common import Connection, dossier_id_of, paginate, parse_id, row_as
 from app.schema.dossiers import DossierFilter, DossierType
 from app.services import access_audit, dossiers
 
@@ -35,6 +35,7 @@ class DossierQuery:
             tag=f.tag,
             owner_id=parse_id(f.owner_id, what="agent") if f.owner_id else None,
             owned_by_me=f.owned_by_me,
+            reference=f.reference,
         )
         # The page and what its nodes ask for (product, current step and its documents,
         # unread counts …) in one statement; the nested loaders find it primed.
@@ -53,7 +54,7 @@ class DossierQuery:
     async def dossier(self, info: Info, id: strawberry.ID) -> DossierType:
         viewer = await info.context.require_viewer()
         try:
-            dossier_id = parse_id(id, what="dossier")
+            dossier_id = await dossier_id_of(id)
         except NotFound:
             raise NotFound("No such dossier.") from None
         dossier = await dossiers.get_dossier(viewer, dossier_id)

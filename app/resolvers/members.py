@@ -4,7 +4,7 @@ import strawberry
 
 from app.context import Info
 from app.errors import DomainError
-from app.schema.common import parse_id, row_as, user_errors
+from app.schema.common import dossier_id_of, parse_id, row_as, user_errors
 from app.schema.members import (
     AddDossierMemberInput,
     AddDossierMemberPayload,
@@ -42,7 +42,7 @@ class MemberMutation:
         try:
             member, invited = await members.add_member(
                 viewer,
-                parse_id(input.dossier_id, what="dossier"),
+                await dossier_id_of(input.dossier_id),
                 email=input.email,
                 full_name=input.full_name,
                 role=input.role,

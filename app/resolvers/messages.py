@@ -7,11 +7,7 @@ import strawberry
 from app.context import Info
 from app.errors import DomainError, ValidationFailed
 from app.models import Message
-from app.schema.common import (
-    parse_id,
-    row_as,
-    user_errors,
-)
+from app.schema.common import dossier_id_of, row_as, user_errors
 from app.schema.dossiers import DossierType
 from app.schema.messages import (
     MarkDossierMessagesReadInput,
@@ -59,7 +55,7 @@ class MessageMutation:
     )
     async def send_message(self, info: Info, input: SendMessageInput) -> SendMessagePayload:
         viewer = await info.context.require_viewer()
-        dossier_id = parse_id(input.dossier_id, what="dossier")
+        dossier_id = await dossier_id_of(input.dossier_id)
         try:
             attachments = _attachment_ids(input.attachments)
             shared_file_ids = _attachment_ids(input.shared_file_ids, "sharedFileIds")
@@ -79,7 +75,7 @@ class MessageMutation:
         self, info: Info, input: MarkDossierMessagesReadInput
     ) -> MarkDossierMessagesReadPayload:
         viewer = await info.context.require_viewer()
-        dossier_id = parse_id(input.dossier_id, what="dossier")
+        dossier_id = await dossier_id_of(input.dossier_id)
         try:
             dossier, count = await messages.mark_dossier_messages_read(viewer, dossier_id)
         except DomainError as error:

@@ -5,7 +5,8 @@ import uuid
 import strawberry
 
 from app.context import Info
-from app.schema.common import Connection, paginate, row_as
+from app.errors import NotFound
+from app.schema.common import Connection, dossier_id_of, paginate, row_as
 from app.schema.enums import EventType
 from app.schema.notifications import (
     EventType_,
@@ -78,8 +79,10 @@ class NotificationQuery:
         entity: uuid.UUID | None = None
         if entity_id is not None:
             try:
-                entity = uuid.UUID(str(entity_id))
-            except ValueError:
+                # a dossier's case number is its id here too
+                entity = await dossier_id_of(entity_id) if entity_type == "dossier" else None
+                entity = entity or uuid.UUID(str(entity_id))
+            except (ValueError, NotFound):
                 entity = uuid.UUID(int=0)  # a malformed id matches nothing, like a missing one
         queryset = queries.event_log(
             entity_type=entity_type, entity_id=entity, event_types=event_types

@@ -6,7 +6,7 @@ from app.context import Info
 from app.errors import DomainError, NotFound
 from app.models import Dossier, StepInstance
 from app.schema.chasing import MoveStepDueDateInput
-from app.schema.common import parse_id, row_as, user_errors
+from app.schema.common import dossier_id_of, parse_id, row_as, user_errors
 from app.schema.dossiers import DossierType
 from app.schema.steps import StepInstanceType
 from app.schema.workflow import (
@@ -48,7 +48,7 @@ class WorkflowMutation:
         try:
             dossier = await actions.change_status(
                 viewer,
-                parse_id(input.dossier_id, what="dossier"),
+                await dossier_id_of(input.dossier_id),
                 actions.StatusAction(input.action),
                 input.reason,
             )

@@ -16,6 +16,7 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
 from app.errors import BadUserInput, DomainError, NotFound, ValidationFailed
+from app.services.references import dossier_key
 from app.settings import get_settings
 
 T = TypeVar("T")
@@ -41,6 +42,13 @@ def parse_id(value: str | None, *, what: str = "object") -> uuid.UUID:
         return uuid.UUID(str(value))
     except (ValueError, TypeError, AttributeError):
         raise NotFound(f"No such {what}.") from None
+
+
+async def dossier_id_of(value: str | None) -> uuid.UUID:
+    """A client-supplied dossier ID or case number (`PV-2026-000123`), read the same way
+    by every root field and input that takes a dossier: an unknown or malformed one answers
+    exactly like a missing id (app.services.references.dossier_key)."""
+    return await dossier_key(value)
 
 
 @strawberry.interface(description="An expected failure of a mutation, reported in its payload.")

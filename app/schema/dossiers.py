@@ -30,6 +30,9 @@ from app.services.shared_files import dossier_shared_files
 
 @strawberry.type(name="Dossier", description="A client's file, running its product's steps.")
 class DossierType:
+    reference: str = strawberry.field(
+        description="The case number, e.g. PV-2026-000123: accepted wherever a dossier id is."
+    )
     type: DossierKind
     status: DossierStatus
     created_at: datetime
@@ -202,6 +205,9 @@ class DossierType:
 @strawberry.input
 class DossierFilter:
     status: list[DossierStatus] | None = None
+    reference: str | None = strawberry.field(
+        default=None, description="The dossier of this case number (case-insensitive)."
+    )
     product_id: strawberry.ID | None = None
     client_id: strawberry.ID | None = strawberry.field(default=None, description="Agents only.")
     assigned_to_me: bool = strawberry.field(

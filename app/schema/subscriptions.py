@@ -28,7 +28,7 @@ from app.context import Info
 from app.domain.viewer import Viewer
 from app.errors import Unauthenticated
 from app.models import Message
-from app.schema.common import Edge, _decode, _encode, gid, parse_id, row_as
+from app.schema.common import Edge, _decode, _encode, dossier_id_of, gid, row_as
 from app.schema.enums import DossierStatus, EventType, ReviewStatus
 from app.schema.messages import LiveMessage, MessageType
 from app.schema.notifications import NotificationType
@@ -182,7 +182,7 @@ async def _dossier_id(
     """A dossier the viewer may follow; else NOT_FOUND, for missing and foreign alike.
     With `guard`, a client's access is re-checked while the stream runs: a member removed
     from the dossier stops following it."""
-    dossier = await dossiers.get_dossier(viewer, parse_id(value, what="dossier"))
+    dossier = await dossiers.get_dossier(viewer, await dossier_id_of(value))
     member = viewer.profile is not None and dossier.user_id != viewer.profile.id
     if guard is not None and member:  # its client and agents cannot lose it
 

@@ -53,8 +53,7 @@ class Column:
 COLUMNS: dict[ExportKind, tuple[Column, ...]] = {
     ExportKind.DOSSIERS: (
         Column("id", "t.id"),
-        # The case number (issue 19, item 1) goes here once dossiers have it:
-        # Column("reference", "t.reference"),
+        Column("reference", "t.reference"),
         Column("status", "t.status"),
         Column("type", "t.type"),
         Column("product_code", "p.code"),

@@ -108,7 +108,7 @@ def outbound(
         return Outbound(
             channel=channel,
             recipient=delivery.recipient,
-            subject=rendered.title,
+            subject=email_subject(rendered.title, context),
             text=rendered.text,
             html=rendered.html,
             message_id=email_message_id(delivery.id, settings),
@@ -122,6 +122,15 @@ def outbound(
         locale=locale,
         secrets=secrets,
     )
+
+
+def email_subject(title: str, context: dict[str, Any]) -> str:
+    """The title, with the dossier's case number when the e-mail is about a dossier (an
+    agent or a client finds the thread by it)."""
+    reference = str(context.get("reference") or "")
+    if not reference or reference in title:
+        return title
+    return f"{title} [{reference}]"
 
 
 async def claim(now: datetime, limit: int, settings: Settings) -> list[NotificationDelivery]:

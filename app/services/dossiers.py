@@ -62,8 +62,11 @@ def filter_dossiers(
     tag: str | None = None,
     owner_id: uuid.UUID | None = None,
     owned_by_me: bool = False,
+    reference: str | None = None,
 ) -> QuerySet[Dossier]:
     queryset = visible_dossiers(viewer)
+    if reference is not None:  # a case number, whatever its case (unique: one at most)
+        queryset = queryset.filter(reference=reference.strip().upper())
     if statuses:
         queryset = queryset.filter(status__in=list(statuses))
     if product_id is not None:

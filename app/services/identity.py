@@ -19,7 +19,7 @@ from app.security import (
     password_stamp,
     verify_password,
 )
-from app.services import attempts, events, two_factor
+from app.services import attempts, events, search, two_factor
 from app.services.sessions import Origin, Tokens, revoke_all, start_session
 from app.services.two_factor import Challenge
 from app.services.validation import check_name, check_password, normalise_email, normalise_phone
@@ -167,6 +167,8 @@ async def update_my_profile(
             setattr(owner, key, value)
         if changes:
             await owner.save()
+            if not viewer.is_agent:
+                await search.index_clients([owner.id])
             kind = "agent" if viewer.is_agent else "profile"
             event = EventType.AGENT_UPDATED if viewer.is_agent else EventType.PROFILE_UPDATED
             await events.record(

@@ -35,7 +35,7 @@ from app.errors import DomainError, NotFound
 from app.models import AccountToken, Agent, Credential, Profile
 from app.models.enums import AccountTokenPurpose, AgentRole, EventType, Locale, UserStatus
 from app.security import UNUSABLE_PASSWORD, hash_password, password_stamp, secret_hash, usable
-from app.services import attempts, events, throttle
+from app.services import attempts, events, search, throttle
 from app.services.account_links import code_of, link_token
 from app.services.codes import IdentityErrorCode as Code
 from app.services.sessions import Origin, origin_payload, owner_of, revoke_all
@@ -314,6 +314,7 @@ async def invite_client(
                 full_name=full_name, status=UserStatus.ACTIVE, locale=locale
             )
             await _invite(actor, profile, email, created=EventType.PROFILE_CREATED)
+            await search.index_clients([profile.id])
     except IntegrityError:
         raise EMAIL_TAKEN from None
     return profile

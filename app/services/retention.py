@@ -51,6 +51,7 @@ class DueFile:
     """A file a pass would delete: what the dry run lists."""
 
     dossier_id: uuid.UUID
+    reference: str  # the dossier's case number
     version_id: uuid.UUID
     file_name: str
     file_size_bytes: int
@@ -256,9 +257,10 @@ async def due_files(
         if d.ended_at is not None
     }
     due_at = {d: at for d, at in due_at.items() if at <= horizon}
+    references = {d.id: d.reference for d in dossiers}
     versions = await _versions_of(list(due_at))
     rows = [
-        DueFile(d, v.id, v.file_name, v.file_size_bytes, due_at[d])
+        DueFile(d, references[d], v.id, v.file_name, v.file_size_bytes, due_at[d])
         for d, files in versions.items()
         for v in files
     ]

@@ -13,7 +13,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0021_requests_and_shares')]
+    dependencies = [('models', '0022_references_and_search')]
 
     initial = False
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction

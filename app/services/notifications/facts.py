@@ -389,7 +389,8 @@ def build_context(event: Event, recipient: Recipient, facts: Facts, settings: Se
         "name": recipient.name,
         "action_url": action_url(event, facts, settings),
         "product": str(payload.get("productName") or (product.name if product else "")),
-        "dossier_ref": str(dossier.id).split("-")[0].upper() if dossier else "",
+        "dossier_ref": dossier.reference if dossier else "",
+        "reference": dossier.reference if dossier else "",  # the case number (issue 19)
         "client": client.full_name if client else "",
         "actor": facts.actor_name(event),
         "step": step.label if step else "",

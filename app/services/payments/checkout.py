@@ -22,7 +22,7 @@ from app.models import Credential, Order, PaymentLink, Product, Profile
 from app.models.enums import EventType, OrderStatus, UserStatus
 from app.providers.payments import CheckoutRequest, PaymentProvider, PaymentProviderError
 from app.security import hash_password
-from app.services import events
+from app.services import events, search
 from app.services.payments.errors import PaymentErrorCode
 from app.services.payments.links import link_amount, link_by_token, refuse_unless_usable
 from app.services.payments.orders import visible_orders
@@ -183,6 +183,7 @@ async def register_with_payment_link(
                 profile=profile,
             )
             await events.record("profile", profile.id, EventType.PROFILE_CREATED)
+            await search.index_clients([profile.id])
             order = await _order_from_link(link, product, profile)
     except IntegrityError:  # the email was taken concurrently
         raise DomainError(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +55,7 @@ from app.models import (
 from app.models.enums import ACTIVE_DOSSIER_STATUSES, ActorType, EventType, UserStatus
 from app.providers.storage import Storage
 from app.security import UNUSABLE_PASSWORD
-from app.services import events, outbox
+from app.services import events, outbox, search
 from app.services.codes import PrivacyErrorCode as Code
 from app.services.privacy import files
 from app.services.privacy.scope import ENTITY_TYPES, Scope, scope_of
@@ -69,12 +68,6 @@ ERASED = "[erased]"
 ERASED_NAME = "Erased client"
 ERASED_MESSAGE = "[message erased]"
 ERASED_DOMAIN = "erased.invalid"  # RFC 2606: never delivered
-
-# Other domains' rows about a client, erased in the same transaction (the search index,
-# the firm's internal notes, ...): `async def hook(scope, scrub) -> None`, registered with
-# `ERASURE_HOOKS.append(hook)` by the module that owns the rows.
-ErasureHook = Callable[["Scope", "Scrubber"], Awaitable[None]]
-ERASURE_HOOKS: list[ErasureHook] = []
 
 
 @dataclass
@@ -332,8 +325,7 @@ async def _erase(scope: Scope, actor: Viewer) -> tuple[list[str], Scrubber]:
     # notifications: theirs emptied, the others' (agents told about them) cut
     await _erase_notifications(scope, scrub, list(logged), addresses)
 
-    for hook in ERASURE_HOOKS:  # the search index, internal notes, ... (their own modules)
-        await hook(scope, scrub)
+    await search.index_clients([pid])  # the embedded search index: the tombstone only
     return keys, scrub
 
 
@@ -374,4 +366,4 @@ async def _erase_notifications(
         )
 
 
-__all__ = ["ERASURE_HOOKS", "Erased", "Scrubber", "erase_client", "tombstone_email"]
+__all__ = ["Erased", "Scrubber", "erase_client", "tombstone_email"]

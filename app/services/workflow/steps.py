@@ -45,6 +45,7 @@ from app.models import (
 from app.models.enums import DocumentStatus, DossierStatus, EventType
 from app.services import deadlines, events, waiting
 from app.services.catalog import asked_for
+from app.services.references import next_reference
 from app.services.workflow.machine import (
     ACTIVE,
     W,
@@ -379,6 +380,7 @@ async def open_dossier(
         product_id=product.id,
         type=product.dossier_type,
         status=initial,
+        reference=await next_reference(),  # in the caller's transaction, as the dossier
     )
     batch.insert(dossier)
     history(batch, dossier, None, initial, actor=actor)
