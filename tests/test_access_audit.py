@@ -80,6 +80,8 @@ async def test_downloads_and_staff_views_are_audited_after_the_answer(client):
         (str(document.id), version_id)
     }
 
+    by_reference = await gql(client, ACCESS_LOG, {"dossier": dossier.reference}, token=admin.token)
+    assert by_reference["accessLog"]["nodes"] == nodes  # the case number names the dossier too
     by_document = await gql(client, ACCESS_LOG, {"document": str(document.id)}, token=admin.token)
     assert by_document["accessLog"]["nodes"] == downloads
     by_client = await gql(client, ACCESS_LOG, {"client": owner.id}, token=admin.token)

@@ -31,6 +31,7 @@ from app.models.enums import (
     ReviewStatus,
 )
 from app.services import reports
+from app.services.references import next_reference
 from tests.conftest import BACKEND
 from tests.factories import make_admin, make_agent, make_client
 from tests.helpers import error_codes, gql
@@ -134,6 +135,7 @@ async def _refund(order: Order, amount: int, at: datetime) -> None:
 
 async def _dossier(client: Any, product: Product, created: datetime, completed: Any) -> Dossier:
     return await Dossier.create(
+        reference=await next_reference(),
         user_id=client.obj.id,
         product_id=product.id,
         type=DossierKind.OTHER,

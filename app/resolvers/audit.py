@@ -7,9 +7,9 @@ import uuid
 import strawberry
 
 from app.context import Info
-from app.errors import BadUserInput, DomainError
+from app.errors import BadUserInput, DomainError, NotFound
 from app.schema.audit import AccessEventType
-from app.schema.common import Connection, paginate
+from app.schema.common import Connection, dossier_id_of, paginate
 from app.services import access_audit
 
 NEWEST_FIRST = ("-occurred_at", "-id")
@@ -22,6 +22,16 @@ def _id(value: strawberry.ID | None) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(value))
     except ValueError:
+        return uuid.UUID(int=0)
+
+
+async def _dossier_id(value: strawberry.ID | None) -> uuid.UUID | None:
+    """A dossier's id or case number; an unknown one matches nothing."""
+    if value is None:
+        return None
+    try:
+        return await dossier_id_of(value)
+    except NotFound:
         return uuid.UUID(int=0)
 
 
@@ -44,7 +54,9 @@ class AuditQuery:
         await info.context.require_admin()
         try:
             queryset = access_audit.access_log(
-                client_id=_id(client_id), document_id=_id(document_id), dossier_id=_id(dossier_id)
+                client_id=_id(client_id),
+                document_id=_id(document_id),
+                dossier_id=await _dossier_id(dossier_id),
             )
         except DomainError as error:
             raise BadUserInput(error.message) from None

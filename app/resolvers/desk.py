@@ -15,6 +15,7 @@ from app.schema.common import (
     Connection,
     Edge,
     _encode,
+    dossier_id_of,
     page_of,
     page_size,
     paginate,
@@ -120,7 +121,7 @@ class DeskMutation:
         viewer = await info.context.require_agent()
         try:
             note = await notes.add_note(
-                viewer, parse_id(input.dossier_id, what="dossier"), input.body, pinned=input.pinned
+                viewer, await dossier_id_of(input.dossier_id), input.body, pinned=input.pinned
             )
         except DomainError as error:
             return DossierNotePayload(user_errors=_errors(error))
@@ -158,7 +159,7 @@ class DeskMutation:
         viewer = await info.context.require_agent()
         try:
             dossier = await tags.tag_dossier(
-                viewer, parse_id(input.dossier_id, what="dossier"), input.tags
+                viewer, await dossier_id_of(input.dossier_id), input.tags
             )
         except DomainError as error:
             return DeskDossierPayload(user_errors=_errors(error))
@@ -169,7 +170,7 @@ class DeskMutation:
         viewer = await info.context.require_agent()
         try:
             dossier = await tags.untag_dossier(
-                viewer, parse_id(input.dossier_id, what="dossier"), input.tags
+                viewer, await dossier_id_of(input.dossier_id), input.tags
             )
         except DomainError as error:
             return DeskDossierPayload(user_errors=_errors(error))
@@ -193,7 +194,7 @@ class DeskMutation:
             )
         try:
             dossier = await owners.assign_owner(
-                viewer, parse_id(input.dossier_id, what="dossier"), agent_id
+                viewer, await dossier_id_of(input.dossier_id), agent_id
             )
         except DomainError as error:
             return DeskDossierPayload(user_errors=_errors(error))
