@@ -37,7 +37,8 @@ from tortoise.migrations.schema_generator.state_diff import _field_signature
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = ROOT / "app" / "models" / "migrations"
-SUBPROCESS_TIMEOUT = 20  # seconds, per command
+SUBPROCESS_TIMEOUT = 90  # seconds, per command: a fresh migrate costs ~9 s of CPU in
+# Tortoise's migration state (cloned per operation), more on a loaded machine
 
 # --------------------------------------------------------------------------------------
 # The ERD (/work/shared/ERD.md), written out: table -> {column: ERD type}.
