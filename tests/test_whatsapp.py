@@ -214,4 +214,5 @@ def test_opt_out_keywords_are_whole_messages_in_any_case_and_accent():
         assert consents.is_opt_out(text), text
     for text in ("Stop sending me the same reminder", "arrête de m'écrire", "", "STOPPED"):
         assert not consents.is_opt_out(text), text
-    assert consents.is_opt_in("start") and consents.is_opt_in("Démarrer")
+    assert consents.is_opt_in("start")
+    assert consents.is_opt_in("Démarrer")
