@@ -24,6 +24,7 @@ from app.http.exports import download_export
 from app.http.files import download_file
 from app.http.graphql import DossierGraphQL
 from app.http.stripe_webhook import stripe_webhook
+from app.http.twilio_inbound import twilio_inbound
 from app.providers.payments import build_payment_provider
 from app.providers.storage import build_storage
 from app.services import access_audit, outbox
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
+        Route("/webhooks/twilio/inbound", twilio_inbound, methods=["POST"]),
         Route("/pay/{reminder_id}", payment_pages.pay_reminder, methods=["GET"]),
         Route("/payment/{result:str}", payment_pages.payment_result_page, methods=["GET"]),
         Route("/files/{version_id}", download_file, methods=["GET"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.domain.schedule import expiry_margins, parse_schedule
@@ -22,6 +22,14 @@ SECRET_KEY_MIN_DISTINCT = 8  # a random 32-char hex key has fewer with probabili
 SECRET_KEY_MIN_GUESSES_LOG10 = 24
 _ZXCVBN_MAX_LENGTH = 72  # zxcvbn refuses longer input; the first 72 characters are scored
 GENERATE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+
+
+class WhatsappContent(BaseModel):
+    """One approved Twilio Content template (`HX…`) in one language, and the template
+    context keys that fill its numbered variables: `variables[0]` fills `{{1}}`, …"""
+
+    content_sid: str = Field(pattern=r"^HX[0-9a-fA-F]{32}$")
+    variables: list[str] = []
 
 
 def secret_key_weakness(key: str) -> str | None:
@@ -219,6 +227,15 @@ class Settings(BaseSettings):
     allow_logged_texts: bool = False
     """Production only: start without Twilio, SMS and WhatsApp messages going to the log
     (redacted)."""
+    whatsapp_templates: dict[str, dict[str, WhatsappContent]] = {}
+    """The Twilio Content template of each notification template that may go by WhatsApp,
+    per language (JSON): `{"document_reminder": {"fr": {"content_sid": "HX…",
+    "variables": ["name", "reference", "action_url"]}}}`. Outside WhatsApp's 24-hour
+    window a message goes by its template; a template or language missing here falls back
+    to SMS (the reason recorded on the delivery)."""
+    sms_reply_window_hours: int = Field(default=24, ge=0, le=720)
+    """An agent's chat answer goes back to the client by SMS when the client last wrote
+    by SMS within this many hours (WhatsApp: its own 24-hour window); 0: never by SMS."""
 
     # section: Notifications and their delivery
     notification_phone_channel: NotificationChannel = NotificationChannel.SMS

@@ -3,7 +3,9 @@
 - `SmtpPeer`: an aiosmtpd server on a loopback port that keeps what it accepted, and can
   be told to answer the next commands with given replies (451, 550, ...).
 - `TwilioPeer`: a small HTTP server speaking Twilio's Messages API (form-encoded in, the
-  documented JSON out) that records each request and can answer 201, 400 or 500.
+  documented JSON out) that records each request and can answer 201, 400 or 500; it also
+  serves inbound media behind the account's basic auth (`add_media`), and
+  `post_inbound` sends our inbound webhook a message signed as Twilio signs it.
 - `emit()`: records an event as a service would (inside `outbox.collecting()` and a
   transaction), so the outbox dispatches it to the notifications consumer after commit.
 """
@@ -15,19 +17,24 @@ import base64
 import secrets
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlencode
 
+import httpx
 import uvicorn
 from aiosmtpd.controller import Controller
 from starlette.applications import Starlette
+from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tortoise.transactions import in_transaction
+from twilio.request_validator import RequestValidator
 
 from app.auth import viewer_from_token
 from app.domain.viewer import Viewer
@@ -140,6 +147,9 @@ class TwilioPeer:
     plan: list[int] = field(default_factory=list)  # statuses to answer next, then 201
     plan_by_to: dict[str, list[int]] = field(default_factory=dict)  # the same, per To number
     held: asyncio.Event | None = None  # while set up and not released, requests hang
+    # inbound media (issue 20): path -> (bytes, content type), see add_media
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    media_requests: list[TwilioRequest] = field(default_factory=list)
 
     def hold(self) -> None:
         """Stop answering (a hanging provider) until `release()`."""
@@ -155,6 +165,8 @@ class TwilioPeer:
         self.requests.clear()
         self.plan.clear()
         self.plan_by_to.clear()
+        self.media.clear()
+        self.media_requests.clear()
 
     @property
     def sent(self) -> list[TwilioRequest]:
@@ -209,7 +221,92 @@ def _twilio_app(peer: TwilioPeer) -> Starlette:
         return JSONResponse({"message": "Service unavailable", "status": status}, status)
 
     return Starlette(
-        routes=[Route("/2010-04-01/Accounts/{sid}/Messages.json", create_message, methods=["POST"])]
+        routes=[
+            Route("/2010-04-01/Accounts/{sid}/Messages.json", create_message, methods=["POST"]),
+            _media_route(peer),
+        ]
+    )
+
+
+# --- Twilio: inbound messages (issue 20) -----------------------------------------------
+
+
+def add_media(peer: TwilioPeer, content: bytes, content_type: str) -> str:
+    """Serve `content` as the media of an inbound message; returns its MediaUrl."""
+    message_sid = "MM" + secrets.token_hex(16)
+    path = (
+        f"/2010-04-01/Accounts/{TWILIO_SID}/Messages/{message_sid}/Media/ME{secrets.token_hex(16)}"
+    )
+    peer.media[path] = (content, content_type)
+    return peer.url + path
+
+
+def _media_route(peer: TwilioPeer) -> Route:
+    """GET a medium as Twilio serves it: with the account's basic auth, else 401."""
+
+    async def get_media(request: Request) -> Response:
+        authorization = request.headers.get("authorization", "")
+        found = peer.media.get(request.url.path)
+        status = 401 if authorization != peer.expected_authorization() else 200
+        status = 404 if status == 200 and found is None else status
+        peer.media_requests.append(TwilioRequest(request.url.path, authorization, "", {}, status))
+        if status != 200 or found is None:
+            return Response(status_code=status)
+        content, content_type = found
+        return Response(content, media_type=content_type)
+
+    return Route("/2010-04-01/Accounts/{sid}/Messages/{message}/Media/{media}", get_media)
+
+
+def inbound_params(
+    from_number: str,
+    body: str,
+    *,
+    whatsapp: bool = False,
+    media: Sequence[tuple[str, str]] = (),
+    message_sid: str | None = None,
+) -> list[tuple[str, str]]:
+    """The form Twilio POSTs for an incoming SMS or WhatsApp message."""
+    prefix = "whatsapp:" if whatsapp else ""
+    to = TWILIO_WHATSAPP_FROM if whatsapp else TWILIO_FROM
+    sid = message_sid or "SM" + secrets.token_hex(16)
+    params = [
+        ("MessageSid", sid),
+        ("SmsMessageSid", sid),
+        ("AccountSid", TWILIO_SID),
+        ("From", prefix + from_number),
+        ("To", prefix + to),
+        ("Body", body),
+        ("NumMedia", str(len(media))),
+        ("NumSegments", "1"),
+        ("ApiVersion", "2010-04-01"),
+    ]
+    for n, (url, content_type) in enumerate(media):
+        params += [(f"MediaUrl{n}", url), (f"MediaContentType{n}", content_type)]
+    if whatsapp:
+        params += [("ProfileName", "Camille"), ("WaId", from_number.lstrip("+"))]
+    return params
+
+
+async def post_inbound(
+    http: httpx.AsyncClient,
+    params: list[tuple[str, str]],
+    *,
+    token: str = TWILIO_TOKEN,
+    path: str = "/webhooks/twilio/inbound",
+    signature: str | None = None,
+) -> httpx.Response:
+    """POST an inbound message to our webhook, signed as Twilio signs it: its own
+    RequestValidator over the public URL (PUBLIC_API_URL + path) and the form."""
+    url = get_settings().public_api_url.rstrip("/") + path
+    signed = RequestValidator(token).compute_signature(url, ImmutableMultiDict(params))
+    return await http.post(
+        path,
+        content=urlencode(params),
+        headers={
+            "content-type": "application/x-www-form-urlencoded",
+            "x-twilio-signature": signature if signature is not None else signed,
+        },
     )
 
 
@@ -316,6 +413,7 @@ FULL_CONTEXT = {
     "code": "12345678",
     "email": "camille@example.com",
     "data_export_id": "",
+    "text": "Your appointment is on Tuesday.",  # chat_reply: an agent's answer (issue 20)
 }
 
 

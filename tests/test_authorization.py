@@ -1822,6 +1822,33 @@ CASES += [
     ),
 ]
 
+
+def _opted_in(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    """The world's clients have no phone: the opt-in is refused for that (NO_PHONE), never
+    hidden; with one, the consent is the target's."""
+    data = payload(body, "recordWhatsappOptIn")
+    if data["userErrors"]:
+        assert [e["code"] for e in data["userErrors"]] == ["NO_PHONE"], body
+    else:
+        assert data["consent"]["clientId"] == target.value, body
+
+
+CASES += [
+    # --- phone channels (issue 20): a client opts themselves in, an agent any client -----
+    Case(
+        "Mutation.recordWhatsappOptIn",
+        "client",
+        ANY_VIEWER,
+        by_id(
+            "mutation($id: ID) { recordWhatsappOptIn(input: {clientId: $id}) "
+            "{ consent { clientId } userErrors { code field message } } }"
+        ),
+        sees_client,
+        not_found,
+        _opted_in,
+    ),
+]
+
 SUBSCRIPTIONS = {
     "Subscription.messageAdded": (
         "subscription($id: ID!) { messageAdded(dossierId: $id) { cursor } }",

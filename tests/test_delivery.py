@@ -20,6 +20,7 @@ from app.models import Notification, NotificationDelivery
 from app.models.enums import NotificationChannel, NotificationStatus
 from app.services import delivery
 from app.services.delivery import deliver_due
+from app.services.phone import consents
 from tests.factories import make_client
 from tests.notifications_support import (
     TWILIO_FROM,
@@ -260,6 +261,8 @@ async def test_sms_goes_to_twilio_form_encoded_with_basic_auth(twilio):
 
 async def test_whatsapp_numbers_carry_the_whatsapp_prefix(twilio):
     client = await make_client()
+    # WhatsApp needs an opt-in, and free text the 24-hour window: the client wrote to us
+    await consents.wrote_to_us(client.obj.id, WHATSAPP)
     await pending_deliveries(1, WHATSAPP, profile_id=client.obj.id, locale="en")
     settings = peer_settings(twilio=twilio)
 

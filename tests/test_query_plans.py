@@ -37,6 +37,7 @@ from app.services import (
     retention,
 )
 from app.services.csv_exports import ExportKind, ExportRequest, export_rows
+from app.services.phone import inbound
 from app.services.privacy import exports
 from bench import world as worlds
 from bench.queries import AGENT_DOSSIERS, DASHBOARD, REVIEW_QUEUE, SEND_MESSAGE
@@ -365,6 +366,12 @@ async def test_hot_paths_plan_without_a_seq_scan_on_growing_tables(client):
     await planner.check("retention purge", retention.purge_due)
     await planner.check("retention dry run", retention.due_files)
     assert not await Event.filter(processed_at=None).exists()
+
+    # issue 20: an inbound SMS (its MessageSid, its sender by number) and the admins' list
+    form = {"MessageSid": ["SM" + "0" * 32], "From": ["+33700000009"], "Body": ["?"]}
+    await planner.check("twilio inbound", lambda: inbound.receive(form, storage=storage))
+    await check_query("inboundMessages", "{ inboundMessages(first: 20) { nodes { id } } }",
+                      token=admin.token)  # fmt: skip
 
     assert not planner.findings, _report(planner.findings)
     assert all(planner.planned.values()), planner.planned

@@ -931,6 +931,13 @@ HOT_PATH_INDEXES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "idx_events_actor_id": ("events", ("actor_id",), None),
     "idx_deliveries_recipient": ("notification_deliveries", ("recipient",), None),
     "idx_payment_links_prospect_email": ("payment_links", ("prospect_email",), None),
+    # issue 20 (0028): an inbound SMS/WhatsApp finds its sender by number; the admins'
+    # list of inbound messages by outcome, newest first
+    "idx_profiles_phone": ("profiles", ("phone",), None),
+    "idx_inbound_outcome": ("inbound_messages", ("outcome", "created_at", "id"), None),
+    "idx_inbound_profile_id": ("inbound_messages", ("profile_id",), None),
+    "idx_inbound_dossier_id": ("inbound_messages", ("dossier_id",), None),
+    "idx_inbound_message_id": ("inbound_messages", ("message_id",), None),
     # issue 17: a payment looks for the Stripe events still waiting for it (0015)
     "idx_stripe_deferred_events_pending_intent": (
         "stripe_deferred_events",

@@ -9,6 +9,7 @@ from app.models.dossiers import Dossier, DossierStatusHistory, StepInstance, Ste
 from app.models.identity import AccountSession, AccountToken, Credential
 from app.models.members import DossierMember
 from app.models.messages import Message
+from app.models.messaging import ChannelConsent, InboundMessage
 from app.models.notifications import Event, Notification, NotificationDelivery
 from app.models.payments import Order, PaymentLink, PaymentReminder, StripeEvent
 from app.models.privacy import DataExport, FileDeletion
@@ -23,6 +24,7 @@ __all__ = [
     "AccountSession",
     "AccountToken",
     "Agent",
+    "ChannelConsent",
     "Credential",
     "DataExport",
     "DeferredStripeEvent",
@@ -38,6 +40,7 @@ __all__ = [
     "DossierTag",
     "Event",
     "FileDeletion",
+    "InboundMessage",
     "Message",
     "Notification",
     "NotificationDelivery",

@@ -82,6 +82,33 @@ class NotificationChannel(StrEnum):
     WHATSAPP = "WHATSAPP"
 
 
+class ConsentStatus(StrEnum):
+    """A client's consent to be written to on a phone channel (issue 20)."""
+
+    OPTED_IN = "OPTED_IN"
+    OPTED_OUT = "OPTED_OUT"
+
+
+class ConsentSource(StrEnum):
+    """How a consent (or its withdrawal) was given."""
+
+    APP = "APP"  # the client, in the app (recordWhatsappOptIn)
+    AGENT = "AGENT"  # an agent recording the client's verbal consent
+    INBOUND = "INBOUND"  # the client wrote to us on that channel first
+    KEYWORD = "KEYWORD"  # STOP / START sent as a whole message
+
+
+class InboundOutcome(StrEnum):
+    """What became of an SMS or WhatsApp message a client (or anyone) sent us."""
+
+    ATTACHED = "ATTACHED"  # posted in the chat of the sender's current dossier
+    UNKNOWN_SENDER = "UNKNOWN_SENDER"  # no client has this number: kept for admins only
+    AMBIGUOUS_SENDER = "AMBIGUOUS_SENDER"  # several clients share it: kept for admins only
+    NO_DOSSIER = "NO_DOSSIER"  # a client without any dossier: kept for admins only
+    OPTED_OUT = "OPTED_OUT"  # a STOP keyword: the channel is opted out
+    OPTED_IN = "OPTED_IN"  # a START keyword: the channel is opted in again
+
+
 class NotificationStatus(StrEnum):
     PENDING = "PENDING"
     SENT = "SENT"

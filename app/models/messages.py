@@ -7,7 +7,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 from app.models.base import CreatedModel, WhereIndex
-from app.models.enums import ActorType
+from app.models.enums import ActorType, NotificationChannel
 
 if TYPE_CHECKING:
     from app.models.dossiers import Dossier
@@ -22,6 +22,14 @@ class Message(CreatedModel):
     content = fields.TextField()
     attachments: list[dict[str, Any]] = fields.JSONField(default=list)
     read_at = fields.DatetimeField(null=True)
+    # Where the message was written (issue 20): IN_APP, or SMS / WHATSAPP for a client's
+    # reply that came in through Twilio (app.services.phone.inbound).
+    channel = fields.CharEnumField(
+        NotificationChannel,
+        max_length=16,
+        default=NotificationChannel.IN_APP,
+        db_default=NotificationChannel.IN_APP,
+    )
 
     dossier_id: uuid.UUID  # the foreign key's column (an attribute Tortoise adds)
 

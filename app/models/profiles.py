@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tortoise import fields
+from tortoise.indexes import Index
 
 from app.models.base import TimestampedModel
 from app.models.enums import Locale, UserStatus
@@ -36,3 +37,5 @@ class Profile(TimestampedModel):
 
     class Meta:
         table = "profiles"
+        # An inbound SMS or WhatsApp finds its sender by number (stored E.164).
+        indexes = (Index(fields=("phone",), name="idx_profiles_phone"),)

@@ -41,6 +41,12 @@ class Outbound:
     locale: str = "fr"
     # what only the recipient may read (a reset code): never written to a log
     secrets: tuple[str, ...] = ()
+    # WhatsApp outside its 24-hour window (app.services.phone.policy): the approved Twilio
+    # Content template and its variables (JSON), sent instead of the text
+    template_code: str = ""  # the notification's template, which the policy maps
+    context: dict[str, Any] = field(default_factory=dict)  # what fills the variables
+    content_sid: str | None = None
+    content_variables: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,8 +178,22 @@ def whatsapp(number: str) -> str:
     return number if number.startswith("whatsapp:") else f"whatsapp:{number}"
 
 
+def twilio_form(message: Outbound, to: str, sender: str) -> dict[str, str]:
+    """The Messages resource's form: the text as `Body`, or (WhatsApp outside its window)
+    an approved template as `ContentSid` + `ContentVariables`."""
+    if message.content_sid:
+        return {
+            "To": to,
+            "From": sender,
+            "ContentSid": message.content_sid,
+            "ContentVariables": message.content_variables or "{}",
+        }
+    return {"To": to, "From": sender, "Body": message.text}
+
+
 class TwilioSender:
-    """Twilio's Messages resource: POST form-encoded To/From/Body with basic auth."""
+    """Twilio's Messages resource: POST form-encoded To/From/Body (or ContentSid and
+    ContentVariables) with basic auth."""
 
     name = "twilio"
 
@@ -198,9 +218,7 @@ class TwilioSender:
             to = whatsapp(to)
         path = f"/2010-04-01/Accounts/{self.settings.twilio_account_sid}/Messages.json"
         try:
-            reply = await self._client.post(
-                path, data={"To": to, "From": self._from(), "Body": message.text}
-            )
+            reply = await self._client.post(path, data=twilio_form(message, to, self._from()))
         except httpx.HTTPError as exc:  # timeouts, refused connections, broken replies
             raise TransientSendError(
                 f"{type(exc).__name__}: {exc}",

@@ -20,7 +20,7 @@ from app.schema.common import (
     page_of,
     page_size,
 )
-from app.schema.enums import ActorType
+from app.schema.enums import ActorType, NotificationChannel
 from app.services import messages
 from app.services.codes import MessageErrorCode
 
@@ -65,6 +65,7 @@ class LiveMessage:
     created_at: datetime
     read_at: datetime | None
     carried_sender_name: str | None = None
+    channel: NotificationChannel = NotificationChannel.IN_APP
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> LiveMessage:
@@ -78,6 +79,7 @@ class LiveMessage:
             created_at=datetime.fromisoformat(data["createdAt"]),
             read_at=datetime.fromisoformat(data["readAt"]) if data.get("readAt") else None,
             carried_sender_name=data.get("senderName"),
+            channel=NotificationChannel(data.get("channel") or "IN_APP"),
         )
 
 
@@ -88,6 +90,10 @@ class MessageType:
     created_at: datetime
     read_at: datetime | None = strawberry.field(
         description="When the other side read it (null while unread)."
+    )
+    channel: NotificationChannel = strawberry.field(
+        description="Where it was written: IN_APP, or SMS / WHATSAPP for a client's reply "
+        "by text message."
     )
 
     id: strawberry.ID  # a UUID: GraphQL's ID serializes it with str(), as gid() did

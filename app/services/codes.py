@@ -127,6 +127,14 @@ class MessageErrorCode(StrEnum):
     TOO_MANY_ATTACHMENTS = "TOO_MANY_ATTACHMENTS"
 
 
+class PhoneErrorCode(StrEnum):
+    """Phone channels (issue 20): consents to SMS and WhatsApp."""
+
+    REQUIRED = "REQUIRED"
+    NO_PHONE = "NO_PHONE"
+    OPTED_OUT = "OPTED_OUT"
+
+
 class PrivacyErrorCode(StrEnum):
     EXPORT_PENDING = "EXPORT_PENDING"
     ERASED = "ERASED"

@@ -10,7 +10,10 @@ transaction. Each result is recorded only if the row is still ours (`attempts` u
   `delivery_max_attempts`, then FAILED;
 - permanent failure (SMTP 5xx, HTTP 4xx, a template that cannot render, an e-mail that
   cannot be built, e.g. a subject with CR/LF from old data) -> FAILED at once, its reason
-  in `last_error`.
+  in `last_error`;
+- not allowed on its phone channel (app.services.phone.policy: no WhatsApp opt-in, a
+  channel opted out, no WhatsApp template outside the 24-hour window) -> FAILED with the
+  reason, nothing sent, and an SMS delivery queued instead when SMS may be used.
 
 A worker killed mid-pass leaves leased rows that become due again when the lease ends, so
 nothing is lost (a message may then go twice, which the deterministic e-mail Message-ID
@@ -45,6 +48,7 @@ from app.providers.channels import (
 from app.services import account_links
 from app.services.notifications.rendering import normal_locale, render
 from app.services.payments.links import link_url
+from app.services.phone import policy
 from app.services.privacy.links import export_url
 from app.settings import Settings, get_settings
 
@@ -57,6 +61,7 @@ class PassReport:
     sent: int = 0
     retrying: int = 0
     failed: int = 0
+    skipped: int = 0  # not allowed on their phone channel (app.services.phone.policy)
     lost: int = 0  # results not recorded: the lease had expired and someone else took over
 
 
@@ -121,6 +126,8 @@ def outbound(
         text=rendered.sms,
         locale=locale,
         secrets=secrets,
+        template_code=notification.template_code,
+        context=context,
     )
 
 
@@ -200,13 +207,19 @@ async def deliver_due(
         n.id: n
         for n in await Notification.filter(id__in=list({d.notification_id for d in claimed}))
     }
+    consents = await policy.load(
+        n
+        for d in claimed
+        if d.channel in (NotificationChannel.SMS, NotificationChannel.WHATSAPP)
+        and (n := by_id.get(d.notification_id)) is not None
+    )
     senders = Senders(settings)
     gate = asyncio.Semaphore(max(1, settings.delivery_concurrency))
     pending = {d.id: d for d in claimed}
 
     async def one(delivery: NotificationDelivery) -> None:
         async with gate:
-            outcome = await _send_one(delivery, by_id, senders, settings)
+            outcome = await _send_one(delivery, by_id, senders, settings, consents, clock())
             await _apply(delivery, outcome, report, settings, clock(), rng)
             pending.pop(delivery.id, None)
 
@@ -228,6 +241,7 @@ class _Outcome:
     sent: Sent | None = None
     error: Exception | None = None
     permanent: bool = False
+    skip: policy.Skip | None = None
 
 
 async def _send_one(
@@ -235,12 +249,18 @@ async def _send_one(
     by_id: dict[uuid.UUID, Notification],
     senders: Senders,
     settings: Settings,
+    consents: policy.Consents,
+    now: datetime,
 ) -> _Outcome:
     notification = by_id.get(delivery.notification_id)
     try:
         if notification is None:
             raise PermanentSendError("notification is gone", provider="none")
         message = outbound(delivery, notification, settings)
+        allowed = policy.decide(message, policy.profile_of(notification), consents, settings, now)
+        if isinstance(allowed, policy.Skip):
+            return _Outcome(skip=allowed)
+        message = allowed
     except PermanentSendError as exc:
         return _Outcome(error=exc, permanent=True)
     except Exception as exc:  # a template that cannot render will not render next time
@@ -266,6 +286,9 @@ async def _apply(
     now: datetime,
     rng: Callable[[], float],
 ) -> None:
+    if outcome.skip is not None:
+        await _skipped(delivery, outcome.skip, report, now)
+        return
     if outcome.sent is not None:
         ok = await _record(
             delivery,
@@ -320,6 +343,28 @@ async def _apply(
         )
         report.retrying += ok
     report.lost += not ok
+
+
+async def _skipped(
+    delivery: NotificationDelivery, skip: policy.Skip, report: PassReport, now: datetime
+) -> None:
+    """Not allowed on its channel: FAILED with the reason, and the fallback queued."""
+    response = {"skipped": skip.code, "fallback": skip.fallback.value if skip.fallback else None}
+    reason = skip.reason + (f"; sent by {skip.fallback.value} instead" if skip.fallback else "")
+    ok = await _record(
+        delivery,
+        status=NotificationStatus.FAILED,
+        provider="policy",
+        provider_response=response,
+        failed_at=now,
+        last_error=reason,
+    )
+    report.skipped += ok
+    report.lost += not ok
+    if ok:
+        logger.info("delivery %s (%s) not sent: %s", delivery.id, delivery.channel, reason)
+        if skip.fallback is not None:
+            await policy.fall_back(delivery, skip.fallback, now)
 
 
 MAX_PASSES_PER_RUN = 20  # then the job loop gets a chance to notice a shutdown

@@ -26,7 +26,7 @@ from app.db import fetch_value, insert_together
 from app.domain.viewer import Viewer
 from app.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from app.models import DocumentVersion, Dossier, Message, SharedFile
-from app.models.enums import ActorType, EventType
+from app.models.enums import ActorType, EventType, NotificationChannel
 from app.services import events
 from app.services.codes import MessageErrorCode as Code
 from app.services.dossiers import visible_dossiers
@@ -151,9 +151,11 @@ async def send_message(
     attachments: Sequence[uuid.UUID] = (),
     shared_file_ids: Sequence[uuid.UUID] = (),
     *,
+    channel: NotificationChannel = NotificationChannel.IN_APP,
     now: datetime | None = None,
 ) -> Message:
-    """Post a message in a dossier: by its client, an agent, or the system (viewer None).
+    """Post a message in a dossier: by its client, an agent, or the system (viewer None);
+    `channel`: where it was written (a client's SMS or WhatsApp reply, issue 20).
 
     One transaction writes the message and its MESSAGE_SENT event; the dossier row is
     locked so the dossier's messages are stamped in commit order.
@@ -182,6 +184,7 @@ async def send_message(
             content=text,
             attachments=described,
             created_at=created_at,
+            channel=channel,
         )
         event = events.build(
             "message",
@@ -192,6 +195,7 @@ async def send_message(
                 "dossierId": str(dossier.id),
                 "senderType": sender_type.value,
                 "senderId": str(sender_id) if sender_id else None,
+                "channel": channel.value,
                 # the message before this one in the dossier: lets a live subscriber see
                 # that it missed one (publication order is not commit order)
                 "previousMessageId": str(previous.id) if previous else None,

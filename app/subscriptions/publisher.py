@@ -94,6 +94,7 @@ def message_data(
         "senderName": names.get(str(message.sender_id)) if message.sender_id else None,
         "content": message.content,
         "attachments": message.attachments or [],
+        "channel": message.channel.value if message.channel else "IN_APP",
         "createdAt": _iso(message.created_at),
         "readAt": _iso(message.read_at),
         "previousId": previous_id,
