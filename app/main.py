@@ -160,6 +160,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     )
     app.add_middleware(Observability)  # inside RequestIdMiddleware: reads the id it set
     app.add_middleware(RequestIdMiddleware)
+    if settings.otel_enabled and (traced := tracing.asgi_middleware()) is not None:
+        app.add_middleware(traced[0], **traced[1])  # outermost: the request's server span
     app.state.settings = settings
     app.state.payments = payment_provider
     app.state.storage = build_storage(settings)

@@ -4,7 +4,7 @@ Nothing of OpenTelemetry is imported unless tracing is enabled: it is the option
 extra. Enabled, a process gets a tracer provider exporting over OTLP/HTTP in batches
 (configured by the standard `OTEL_EXPORTER_OTLP_*` variables), strawberry's own
 OpenTelemetry extension on the schema (a span per operation, its parse and validation and
-each resolver), and the asyncpg and httpx instrumentations (a span per SQL statement on
+each resolver) inside a server span per request (the ASGI instrumentation), and the asyncpg and httpx instrumentations (a span per SQL statement on
 PostgreSQL, per outgoing HTTP call: Twilio, Stripe's httpx client...) when installed.
 The embedded SQLite default has no statement spans.
 """
@@ -23,6 +23,26 @@ def graphql_extension() -> Any:
     from strawberry.extensions.tracing import OpenTelemetryExtension
 
     return OpenTelemetryExtension
+
+
+# Probes and scrapes are not traced.
+UNTRACED_PATHS = "/metrics,/healthz,/readyz"
+
+
+def asgi_middleware() -> tuple[type, dict[str, Any]] | None:
+    """OpenTelemetry's ASGI middleware and its options (Starlette's add_middleware): a
+    server span per HTTP request and WebSocket (continuing an incoming `traceparent`), so
+    every span of a request, the statements run before any resolver included, is in its
+    trace. None when not installed."""
+    try:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    except ImportError:
+        logger.info("tracing: opentelemetry-instrumentation-asgi is not installed")
+        return None
+    return OpenTelemetryMiddleware, {
+        "excluded_urls": UNTRACED_PATHS,
+        "exclude_spans": ["receive", "send"],  # not a span per frame of a live socket
+    }
 
 
 def configure(service_name: str, *, tracer_provider: Any = None) -> Any:
