@@ -2,11 +2,12 @@
 
 Nothing of OpenTelemetry is imported unless tracing is enabled: it is the optional `otel`
 extra. Enabled, a process gets a tracer provider exporting over OTLP/HTTP in batches
-(configured by the standard `OTEL_EXPORTER_OTLP_*` variables), strawberry's own
-OpenTelemetry extension on the schema (a span per operation, its parse and validation and
-each resolver) inside a server span per request (the ASGI instrumentation), and the asyncpg and httpx instrumentations (a span per SQL statement on
-PostgreSQL, per outgoing HTTP call: Twilio, Stripe's httpx client...) when installed.
-The embedded SQLite default has no statement spans.
+(configured by the standard `OTEL_EXPORTER_OTLP_*` variables); a server span per request
+(the ASGI instrumentation); strawberry's own OpenTelemetry extension on the schema (a span
+per operation, its parse and validation and each resolver); and the asyncpg and httpx
+instrumentations (a span per SQL statement on PostgreSQL, per outgoing HTTP call: Twilio,
+Stripe's httpx client...) when installed. The embedded SQLite default has no statement
+spans.
 """
 
 from __future__ import annotations
