@@ -30,7 +30,7 @@ def graphql_extension() -> Any:
 UNTRACED_PATHS = "/metrics,/healthz,/readyz"
 
 
-def asgi_middleware() -> tuple[type, dict[str, Any]] | None:
+def asgi_middleware() -> tuple[Any, dict[str, Any]] | None:
     """OpenTelemetry's ASGI middleware and its options (Starlette's add_middleware): a
     server span per HTTP request and WebSocket (continuing an incoming `traceparent`), so
     every span of a request, the statements run before any resolver included, is in its
