@@ -60,11 +60,14 @@ class OperationMetrics(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
         context = self.execution_context
-        token = logs.operation.set(context.operation_name)
+        previous = logs.operation.get()
+        logs.operation.set(context.operation_name)
         try:
             yield
         finally:
-            logs.operation.reset(token)
+            # not reset(token): a subscription's stream may be closed from another task
+            # (another context), where a token of this one is refused
+            logs.operation.set(previous)
             if self.subscription:
                 metrics.OPEN_SUBSCRIPTIONS.dec()
             else:
@@ -76,7 +79,7 @@ class OperationMetrics(SchemaExtension):
         context = self.execution_context
         name = context.operation_name
         if name is not None and logs.operation.get() != name:
-            logs.operation.set(name)  # the document's own name; reset when the operation ends
+            logs.operation.set(name)  # the document's own name, until the operation ends
         if context.operation_type is OperationType.SUBSCRIPTION:
             self.subscription = True
             metrics.OPEN_SUBSCRIPTIONS.inc()
