@@ -19,6 +19,7 @@ from strawberry.extensions import (
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from app import tracing
 from app.resolvers.audit import AuditQuery
 from app.resolvers.catalog import CatalogMutation, CatalogQuery
 from app.resolvers.chasing import ChasingQuery
@@ -39,6 +40,7 @@ from app.resolvers.workflow import WorkflowMutation
 from app.schema.execution import Executor, lean_resolvers
 from app.schema.extensions import AccountState, DispatchEvents, ErrorTiers, FreshLoaders
 from app.schema.limits import DirectiveLimiter, NulGuard, node_budget
+from app.schema.observability import operation_metrics
 from app.schema.ratelimit import RateLimiter, rate_limit
 from app.schema.search import SEARCH_HIT_TYPES
 from app.schema.subscriptions import Subscription
@@ -107,6 +109,8 @@ def build_schema(settings: Settings | None = None) -> Schema:
     ]
     # Factories, so each request gets fresh extension instances.
     extensions: list[Any] = [
+        # first: it times the whole operation and reads the outcome once errors are masked
+        operation_metrics(settings.metrics_max_operations),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=256),
         lambda: AddValidationRules(rules),
@@ -128,6 +132,8 @@ def build_schema(settings: Settings | None = None) -> Schema:
     ]
     if not settings.introspection_enabled:
         extensions.append(DisableIntrospection)
+    if settings.otel_enabled:
+        extensions.insert(1, tracing.graphql_extension())
     built = Schema(
         query=Query,
         mutation=Mutation,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from pathlib import Path
@@ -137,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from app import logs
+
+    logs.configure(settings.log_level, settings.log_format_used)  # LOG_FORMAT: json | text
 
     if args.command == "serve":
         import uvicorn
@@ -155,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             # Live-update frames are small JSON: compressing each one cost ~30 % of a
             # delivery's CPU (bench/RESULTS.md) and a deflate context per open socket.
             ws_per_message_deflate=False,
+            # uvicorn's loggers and ours in LOG_FORMAT, in every process it starts
+            log_config=logs.uvicorn_log_config(settings.log_level, settings.log_format_used),
         )
         return 0
     if args.command == "migrate":

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import worker
+from app import logs, tracing, worker
 from app.api import build_schema
 from app.consumers import install_consumers
 from app.db import close_db, init_db
@@ -23,6 +23,7 @@ from app.http.csv_exports import download_csv_export
 from app.http.exports import download_export
 from app.http.files import download_file
 from app.http.graphql import DossierGraphQL
+from app.http.metrics import Observability, metrics_endpoint
 from app.http.stripe_webhook import stripe_webhook
 from app.http.twilio_inbound import twilio_inbound
 from app.providers.payments import build_payment_provider
@@ -95,6 +96,9 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     settings = settings or get_settings()
     install_consumers()
     access_log.install()  # no query strings (signed links) in uvicorn's access log
+    logs.install_record_factory()  # every log line: its request id and GraphQL operation
+    if settings.otel_enabled:
+        tracing.configure(settings.otel_service_name)
     graphql = DossierGraphQL(build_schema(settings), settings)
     # Live updates: memory:// without REDIS_URL, Redis otherwise. Started here; also
     # started lazily by the first subscription when the app runs without its lifespan.
@@ -139,6 +143,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/exports/{export_id}", download_export, methods=["GET"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     if payment_provider.name == "dummy":
         routes += [
@@ -155,7 +160,10 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_body_mb * 1024 * 1024,
     )
+    app.add_middleware(Observability)  # inside RequestIdMiddleware: reads the id it set
     app.add_middleware(RequestIdMiddleware)
+    if settings.otel_enabled and (traced := tracing.asgi_middleware()) is not None:
+        app.add_middleware(traced[0], **traced[1])  # outermost: the request's server span
     app.state.settings = settings
     app.state.payments = payment_provider
     app.state.storage = build_storage(settings)

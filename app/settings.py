@@ -21,6 +21,7 @@ SECRET_KEY_MIN_LENGTH = 32
 SECRET_KEY_MIN_DISTINCT = 8  # a random 32-char hex key has fewer with probability 4e-8
 SECRET_KEY_MIN_GUESSES_LOG10 = 24
 _ZXCVBN_MAX_LENGTH = 72  # zxcvbn refuses longer input; the first 72 characters are scored
+METRICS_TOKEN_MIN_LENGTH = 24
 GENERATE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
 
 
@@ -74,6 +75,10 @@ class Settings(BaseSettings):
     broadcast, one process only."""
     log_level: str = "INFO"
     """Python logging level of the `app` loggers."""
+    log_format: Literal["json", "text"] | None = None
+    """`json`: one JSON object a line (`ts`, `level`, `logger`, `message`, `request_id`,
+    `operation`, `exc_info`); `text`: the classic line with `[request_id operation]`. Unset:
+    `json` in production, `text` otherwise."""
     sql_echo: bool = False
     """Log every SQL statement (development)."""
     public_app_url: str = "http://127.0.0.1:8000"
@@ -346,6 +351,38 @@ class Settings(BaseSettings):
     resolvers, live events executed once for all subscribers, joined pages); `false` runs
     the schema on strawberry's and graphql-core's own execution. Same answers both ways."""
 
+    # section: Operations (metrics, traces)
+    metrics_token: str = ""
+    """Bearer token a Prometheus scrape of `/metrics` must send (`Authorization: Bearer
+    …`); 24+ characters in production. Empty: `/metrics` answers 404 in production and is
+    open in development and tests."""
+    metrics_max_operations: int = Field(default=100, ge=1, le=10_000)
+    """Distinct GraphQL operation names a process labels its request metrics with; later
+    new names count as `other` (anonymous ones as `anonymous`)."""
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """The `worker` process serves its own `/metrics` (same token) on this port; unset: not
+    at all. (On the embedded default the worker runs in the web process: its `/metrics`.)"""
+    worker_metrics_host: str = "127.0.0.1"
+    """Address the worker's `/metrics` listens on (`0.0.0.0` for a scraper elsewhere)."""
+    otel_enabled: bool = False
+    """Export OpenTelemetry traces: a span per GraphQL operation (parse, validation, each
+    resolver), per SQL statement on PostgreSQL (asyncpg) and per outgoing HTTP call (httpx).
+    Needs the `otel` extra (`pip install 'dossier-api[otel]'`); the exporter is OTLP over
+    HTTP, configured by the standard `OTEL_EXPORTER_OTLP_*` variables."""
+    otel_service_name: str = "dossier-api"
+    """`service.name` of the traces (the worker adds `-worker`)."""
+
+    @property
+    def log_format_used(self) -> Literal["json", "text"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.is_production else "text"
+
+    @property
+    def metrics_open(self) -> bool:
+        """`/metrics` served without a token (no METRICS_TOKEN, not in production)."""
+        return not self.metrics_token and not self.is_production
+
     @property
     def is_production(self) -> bool:
         return self.env == "production"
@@ -433,6 +470,12 @@ class Settings(BaseSettings):
                     "provider, whose checkout page lets anyone mark an order paid without "
                     "payment. Set STRIPE_SECRET_KEY (and STRIPE_WEBHOOK_SECRET), or "
                     "ALLOW_DUMMY_PAYMENTS=true to run a demo on the dummy provider anyway"
+                )
+            if self.metrics_token and len(self.metrics_token) < METRICS_TOKEN_MIN_LENGTH:
+                raise ValueError(
+                    f"METRICS_TOKEN is refused in production: it has fewer than "
+                    f"{METRICS_TOKEN_MIN_LENGTH} characters. Generate one with "
+                    f"`{GENERATE_SECRET_KEY}`"
                 )
             if self.stripe_secret_key and not self.stripe_webhook_secret:
                 raise ValueError("STRIPE_WEBHOOK_SECRET is required when STRIPE_SECRET_KEY is set")

@@ -10,11 +10,16 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
+import uvicorn
+
+from app import logs, metrics, tracing
 from app.consumers import install_consumers
 from app.db import database
+from app.http.metrics import metrics_app
 from app.services import (
     chasing,
     delivery,
@@ -25,6 +30,7 @@ from app.services import (
     sessions,
 )
 from app.services.privacy import exports
+from app.settings import Settings, get_settings
 
 logger = logging.getLogger("app.worker")
 
@@ -71,12 +77,23 @@ JOBS.append(Job("data-exports", 30.0, exports.run))
 JOBS.append(Job("document-retention", 3600.0, retention.run_pass))
 
 
+async def run_pass(job: Job) -> bool:
+    """One pass of a job, timed (`dossier_worker_pass_duration_seconds`); False when it
+    failed (logged, never raised)."""
+    started = time.perf_counter()
+    outcome = "ok"
+    try:
+        await job.run()
+    except Exception:
+        outcome = "failed"
+        logger.exception("job %s failed; retrying in %.0fs", job.name, job.period_seconds)
+    metrics.WORKER_PASS.labels(job.name, outcome).observe(time.perf_counter() - started)
+    return outcome == "ok"
+
+
 async def _loop(job: Job, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        try:
-            await job.run()
-        except Exception:
-            logger.exception("job %s failed; retrying in %.0fs", job.name, job.period_seconds)
+        await run_pass(job)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=job.period_seconds)
 
@@ -106,12 +123,49 @@ async def in_process(enabled: bool = True) -> AsyncIterator[None]:
             logger.warning("in-process worker did not stop within 10s; cancelled")
 
 
+class _MetricsServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the worker's own stop it (run_worker)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def metrics_server(settings: Settings) -> AsyncIterator[uvicorn.Server | None]:
+    """The worker's own `/metrics` on WORKER_METRICS_PORT (same token as the web's), for
+    the duration of the block; nothing when the port is unset."""
+    if settings.worker_metrics_port is None:
+        yield None
+        return
+    config = uvicorn.Config(
+        metrics_app(settings),
+        host=settings.worker_metrics_host,
+        port=settings.worker_metrics_port,
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+    )
+    server = _MetricsServer(config)
+    task = asyncio.create_task(server.serve(), name="worker-metrics")
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, timeout=5)
+
+
 async def run_worker() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     install_consumers()
-    async with database():
+    settings = get_settings()
+    logs.install_record_factory()
+    if settings.otel_enabled:
+        tracing.configure(settings.otel_service_name + "-worker")
+    async with database(), metrics_server(settings):
         await run_jobs(stop)
     logger.info("worker stopped")

@@ -302,6 +302,33 @@ def test_tortoise_model_metadata():
     assert parameters(meta.fields_map["code"].to_db_value) == ["value", "instance"]
 
 
+async def test_tortoise_pool_use_reads_the_live_connection(database_url, backend):
+    """`pool_use` (the `dossier_db_pool_connections` gauge) reads the asyncpg pool behind
+    `BasePostgresClient._pool`, or the SQLite client's `_connection` and `_lock`."""
+    from tortoise import connections
+    from tortoise.backends.base_postgres.client import BasePostgresClient
+    from tortoise.backends.sqlite.client import SqliteClient
+
+    from app.compat.tortoise import pool_use
+
+    client = connections.get("default")
+    await client.execute_query("SELECT 1")  # connected
+    where = "app/compat/tortoise.py pool_use"
+    if backend.is_postgres:
+        assert isinstance(client, BasePostgresClient), REVISIT.format(where=where, what="class")
+        assert client._pool is not None, REVISIT.format(where=where, what="_pool")
+        async with client.acquire_connection():
+            opened, idle, ceiling = pool_use(client)
+            assert opened - idle >= 1  # this one is in use
+        assert ceiling == client._pool.get_max_size() >= opened >= 1
+    else:
+        assert isinstance(client, SqliteClient), REVISIT.format(where=where, what="class")
+        assert client._connection is not None, REVISIT.format(where=where, what="_connection")
+        assert pool_use(client) == (1, 1, 1)
+        async with client._lock:
+            assert pool_use(client) == (1, 0, 1), REVISIT.format(where=where, what="_lock")
+
+
 # --- broadcaster: app/compat/broadcaster.py ----------------------------------------------
 
 
@@ -343,8 +370,25 @@ def _declared_with_extras() -> set[str]:
     from packaging.utils import canonicalize_name
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    extras = project["optional-dependencies"]
+    requirements = [*project["dependencies"], *(r for extra in extras.values() for r in extra)]
     return {canonicalize_name(Requirement(r).name) for r in requirements}
+
+
+def _optional_runtime() -> set[str]:
+    """The runtime extras (all but `dev`): app/ imports them only when enabled (`otel`:
+    app/tracing.py, behind OTEL_ENABLED)."""
+    from packaging.utils import canonicalize_name
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    return {
+        canonicalize_name(Requirement(r).name)
+        for name, extra in extras.items()
+        if name != "dev"
+        for r in extra
+    }
 
 
 @pytest.mark.parametrize(
@@ -360,7 +404,7 @@ def test_every_imported_package_is_declared(folder, section):
         canonicalize_name(Requirement(r).name)
         for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     }
-    allowed = runtime if section == "runtime" else _declared_with_extras()
+    allowed = runtime | _optional_runtime() if section == "runtime" else _declared_with_extras()
     missing = {}
     for module in sorted(_imported_top_level(folder)):
         owners = {canonicalize_name(d) for d in distributions.get(module, [module])}

@@ -339,6 +339,9 @@ async def test_hot_paths_plan_without_a_seq_scan_on_growing_tables(client):
     await planner.check("overdue escalation", chasing.escalate_overdue_steps)
     await planner.check("reminder planning", chasing.plan_missing)
     await planner.check("document expiry", document_expiry.send_expiry_reminders)
+    # a Prometheus scrape (issue 21): the outbox lag and the delivery backlog
+    scraped = await planner.check("metrics scrape", lambda: client.get("/metrics"))
+    assert "dossier_outbox_lag_seconds" in scraped.text
 
     # the GDPR (issue 19): an export built by the worker's pass, then an erasure
     storage = client._transport.app.state.storage

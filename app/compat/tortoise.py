@@ -74,3 +74,23 @@ class AnyOf(Subquery):
 
     def get_sql(self, ctx: Any) -> str:
         return f"ANY(ARRAY({super().get_sql(ctx)}))"
+
+
+def pool_use(client: Any) -> tuple[int, int, int] | None:
+    """(open, idle, max) connections of a Tortoise connection: its asyncpg pool's (a public
+    `asyncpg.Pool` behind the private `BasePostgresClient._pool`), or the SQLite client's
+    one connection (`SqliteClient._connection`, busy while its `_lock` is held). None before
+    it has connected, or for another kind of client."""
+    from tortoise.backends.base_postgres.client import BasePostgresClient
+    from tortoise.backends.sqlite.client import SqliteClient
+
+    if isinstance(client, BasePostgresClient):
+        pool = client._pool
+        if pool is None:
+            return None
+        return pool.get_size(), pool.get_idle_size(), pool.get_max_size()
+    if isinstance(client, SqliteClient):
+        if client._connection is None:
+            return None
+        return 1, 0 if client._lock.locked() else 1, 1
+    return None

@@ -35,6 +35,7 @@ from typing import Any
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
+from app import metrics
 from app.models import Notification, NotificationDelivery
 from app.models.enums import NotificationChannel, NotificationStatus
 from app.providers.channels import (
@@ -301,8 +302,12 @@ async def _apply(
         )
         report.sent += ok
         report.lost += not ok
+        metrics.DELIVERIES_SENT.labels(delivery.channel).inc()
         return
     error = outcome.error
+    metrics.DELIVERY_FAILURES.labels(
+        delivery.channel, "permanent" if outcome.permanent else "transient"
+    ).inc()
     provider = getattr(error, "provider", None)
     response = getattr(error, "response", None) or {"error": type(error).__name__}
     message = str(error)[:2000]

@@ -37,6 +37,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+from app import metrics
 from app.compat.broadcaster import BroadcastBackend, Event, memory_backend
 from app.subscriptions.queue import (
     BroadcastUnavailable,
@@ -215,10 +216,16 @@ class Hub:
         if not subscribers:
             return
         published = Published(event.message)  # one object for all: see Published
+        handed = 0
         for subscriber in list(subscribers):
-            if not subscriber.offer(published):
+            if subscriber.offer(published):
+                handed += 1
+            else:
                 subscribers.discard(subscriber)  # too slow: dropped, the others go on
                 logger.warning("dropped a slow subscriber of %s", event.channel)
+                metrics.LIVE_DROPPED.labels(metrics.topic_kind(event.channel)).inc()
+        if handed:
+            metrics.LIVE_DELIVERED.labels(metrics.topic_kind(event.channel)).inc(handed)
 
     # -- the API ------------------------------------------------------------------------
 
@@ -233,6 +240,7 @@ class Hub:
         except Exception as exc:
             logger.warning("publish to %s failed: %s: %s", self._safe_url, type(exc).__name__, exc)
             return False
+        metrics.LIVE_PUBLISHED.labels(metrics.topic_kind(topic)).inc()
         return True
 
     @asynccontextmanager
