@@ -10,7 +10,13 @@ transaction. Each result is recorded only if the row is still ours (`attempts` u
   `delivery_max_attempts`, then FAILED;
 - permanent failure (SMTP 5xx, HTTP 4xx, a template that cannot render, an e-mail that
   cannot be built, e.g. a subject with CR/LF from old data) -> FAILED at once, its reason
-  in `last_error`.
+  in `last_error`, Twilio's error code in `error_code`; a code that says the address will
+  never work (an invalid number, not on WhatsApp) tries the client's next channel once, in
+  the same transaction (app.services.failover).
+
+Issue 20: each e-mail's envelope sender is its delivery's VERP bounce address
+(app.services.bounces) and each SMS/WhatsApp message names its status callback URL
+(app.services.receipts): what happens after the send moves the delivery on from SENT.
 
 A worker killed mid-pass leaves leased rows that become due again when the lease ends, so
 nothing is lost (a message may then go twice, which the deterministic e-mail Message-ID
@@ -42,7 +48,7 @@ from app.providers.channels import (
     TransientSendError,
     message_domain,
 )
-from app.services import account_links
+from app.services import account_links, bounces, failover
 from app.services.notifications.rendering import normal_locale, render
 from app.services.payments.links import link_url
 from app.services.privacy.links import export_url
@@ -106,6 +112,7 @@ def outbound(
     rendered = render(notification.template_code, locale, context)
     if channel == NotificationChannel.EMAIL:
         return Outbound(
+            envelope_from=bounces.bounce_address(delivery.id, settings),
             channel=channel,
             recipient=delivery.recipient,
             subject=email_subject(rendered.title, context),
@@ -121,7 +128,17 @@ def outbound(
         text=rendered.sms,
         locale=locale,
         secrets=secrets,
+        status_callback=status_callback(delivery.id, settings),
     )
+
+
+def status_callback(delivery_id: uuid.UUID, settings: Settings) -> str | None:
+    """Where Twilio posts this message's receipts (app.http.twilio_status): the signature
+    Twilio sends covers this very URL."""
+    if not settings.twilio_status_callbacks:
+        return None
+    base = settings.public_api_url.rstrip("/")
+    return f"{base}/webhooks/twilio/status?delivery={delivery_id}"
 
 
 def email_subject(title: str, context: dict[str, Any]) -> str:
@@ -165,6 +182,47 @@ async def _record(delivery: NotificationDelivery, **changes: Any) -> bool:
     if not updated:
         logger.warning("delivery %s: lease lost before its result was recorded", delivery.id)
     return bool(updated)
+
+
+async def _record_after_receipt(delivery: NotificationDelivery, sent: Sent) -> bool:
+    """A receipt came before the send's own result (app.services.receipts) and moved the
+    delivery on: keep its state, fill in what the send returned."""
+    if not sent.message_id:
+        return False
+    updated = await NotificationDelivery.filter(
+        id=delivery.id,
+        attempts=delivery.attempts,
+        provider_message_id=sent.message_id,
+        status__not=NotificationStatus.PENDING,
+    ).update(claimed_until=None, provider=sent.provider, provider_response=sent.response)
+    return bool(updated)
+
+
+async def _record_failure(
+    delivery: NotificationDelivery, now: datetime, settings: Settings, **changes: Any
+) -> bool:
+    """FAILED for good, and, when the provider's code says the address will never work,
+    the client's next channel tried once: both in one transaction."""
+    code = changes.get("error_code")
+    async with in_transaction():
+        if not await _record(delivery, **changes):
+            return False
+        if failover.is_permanent(code):
+            await failover.fail_over(
+                delivery,
+                f"{delivery.channel} refused: Twilio error {code}",
+                now=now,
+                bad_number=str(code) in failover.BAD_NUMBER_CODES,
+                settings=settings,
+            )
+    return True
+
+
+def error_code(response: dict[str, Any] | None) -> str | None:
+    """Twilio's error code in a refused request's answer (`{"code": 21211, ...}`)."""
+    body = (response or {}).get("body")
+    code = body.get("code") if isinstance(body, dict) else None
+    return str(code) if code not in (None, "") else None
 
 
 async def _release(deliveries: list[NotificationDelivery], now: datetime) -> None:
@@ -276,6 +334,7 @@ async def _apply(
             sent_at=now,
             last_error=None,
         )
+        ok = ok or await _record_after_receipt(delivery, outcome.sent)
         report.sent += ok
         report.lost += not ok
         return
@@ -284,13 +343,16 @@ async def _apply(
     response = getattr(error, "response", None) or {"error": type(error).__name__}
     message = str(error)[:2000]
     if outcome.permanent or delivery.attempts >= settings.delivery_max_attempts:
-        ok = await _record(
+        ok = await _record_failure(
             delivery,
+            now,
+            settings,
             status=NotificationStatus.FAILED,
             provider=provider,
             provider_response=response,
             failed_at=now,
             last_error=message,
+            error_code=error_code(response) if outcome.permanent else None,
         )
         logger.warning(
             "delivery %s (%s to %s) failed after %d attempt(s): %s",
