@@ -51,7 +51,9 @@ logger = logging.getLogger("app.delivery.bounces")
 
 PURPOSE = "email-bounce"
 TOKEN_MAC_CHARS = 20  # 80 bits of HMAC: the local part stays under 64 characters
-_TOKEN = re.compile(r"\+([0-9a-f]{32})-([0-9a-f]{%d})@" % TOKEN_MAC_CHARS, re.IGNORECASE)
+_TOKEN = re.compile(
+    r"[^@\s<>+]+\+([0-9a-f]{32})-([0-9a-f]{%d})@[^@\s<>]+" % TOKEN_MAC_CHARS, re.IGNORECASE
+)
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 MAX_REASON = 1000
 
@@ -74,7 +76,7 @@ def bounce_address(delivery_id: uuid.UUID, settings: Settings | None = None) -> 
 
 def delivery_of(address: str) -> uuid.UUID | None:
     """The delivery a bounce address names, if its token is ours."""
-    found = _TOKEN.search(address.strip() + ("" if "@" in address else "@"))
+    found = _TOKEN.fullmatch(address.strip().strip("<>"))
     if found is None:
         return None
     delivery_id = uuid.UUID(found.group(1).lower())
