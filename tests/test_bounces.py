@@ -131,8 +131,10 @@ def dsn(
         "",
     ]
     head = "\r\n".join(lines).encode() + b"\r\n"
-    return head + original.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + (
-        f"\r\n--{boundary}--\r\n".encode()
+    return (
+        head
+        + original.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        + (f"\r\n--{boundary}--\r\n".encode())
     )
 
 
@@ -224,7 +226,9 @@ async def test_a_hard_bounce_fails_the_email_flags_the_address_and_texts_instead
 
 async def test_a_bounced_address_is_not_used_again_until_it_changes(client, smtp, twilio, hook):
     customer, _row, _settings, envelope = await sent_email(smtp, twilio)
-    await post_inbound(client, dsn(envelope.mail_from, customer.email, envelope.content), envelope.mail_from)
+    await post_inbound(
+        client, dsn(envelope.mail_from, customer.email, envelope.content), envelope.mail_from
+    )
     dossier = await make_dossier(customer)
 
     event = await emit("dossier", dossier.id, EventType.DOSSIER_COMPLETED)

@@ -158,15 +158,25 @@ query($id: ID!) { clientDeliveries(clientId: $id, first: 20) {
 
 
 async def _receipts_and_bounces(planner: Planner) -> None:
-    from app.models import NotificationDelivery
-    from app.models.enums import NotificationChannel
+    from app.models import Notification, NotificationDelivery
+    from app.models.enums import NotificationChannel, NotificationStatus
     from app.services.bounces import RecipientStatus, Report, apply_report, bounce_address
     from app.services.receipts import Receipt, apply_receipt
 
-    texted, mailed = await NotificationDelivery.all().order_by("id").limit(2)
-    await NotificationDelivery.filter(id=texted.id).update(
-        channel=NotificationChannel.SMS, provider_message_id="SM" + "a" * 32
-    )
+    notice = await Notification.create(title="t", message="m", template_code="dossier_completed")
+    texted, mailed = [
+        await NotificationDelivery.create(
+            notification_id=notice.id,
+            channel=channel,
+            recipient=recipient,
+            status=NotificationStatus.SENT,
+            provider_message_id=sid,
+        )
+        for channel, recipient, sid in (
+            (NotificationChannel.SMS, "+33600000000", "SM" + "a" * 32),
+            (NotificationChannel.EMAIL, "x@example.com", None),
+        )
+    ]
     await planner.check(
         "twilio receipt by sid", lambda: apply_receipt(Receipt("SM" + "a" * 32, "delivered"))
     )
@@ -174,7 +184,6 @@ async def _receipts_and_bounces(planner: Planner) -> None:
         "twilio receipt by delivery",
         lambda: apply_receipt(Receipt("SM" + "a" * 32, "read", delivery_id=texted.id)),
     )
-    await NotificationDelivery.filter(id=mailed.id).update(channel=NotificationChannel.EMAIL)
     settings = get_settings().model_copy(update={"email_bounce_address": "b@example.com"})
     report = Report(
         addressed_to=[str(bounce_address(mailed.id, settings))],

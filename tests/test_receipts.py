@@ -131,9 +131,7 @@ async def test_receipts_move_a_delivery_to_delivered_then_read_and_repeats_chang
 
     # late and repeated: a "sent", a "delivered", a "read" again, then a contradictory
     # failure: none overwrites READ
-    await send_statuses(
-        twilio, sid, "sent", "delivered", "read", ("failed", "30008"), via=client
-    )
+    await send_statuses(twilio, sid, "sent", "delivered", "read", ("failed", "30008"), via=client)
     assert await state(row) == read
 
     # what the agent sees of the client's notices, per notification and channel
@@ -141,11 +139,15 @@ async def test_receipts_move_a_delivery_to_delivered_then_read_and_repeats_chang
     (node,) = data["clientDeliveries"]["nodes"]
     assert node["id"] == str(row.id)
     assert (node["channel"], node["status"], node["errorCode"]) == ("WHATSAPP", "READ", None)
-    assert node["deliveredAt"] and node["readAt"] and node["sentAt"]
+    assert node["deliveredAt"]
+    assert node["readAt"]
+    assert node["sentAt"]
     assert node["recipientAddress"] == PHONE
     assert node["notification"]["templateCode"] == "dossier_completed"
     assert data["clientDeliveries"]["totalCount"] == 1
-    empty = await gql(client, DELIVERIES, {"id": customer.id, "channel": "EMAIL"}, token=agent.token)
+    empty = await gql(
+        client, DELIVERIES, {"id": customer.id, "channel": "EMAIL"}, token=agent.token
+    )
     assert empty["clientDeliveries"]["nodes"] == []
     # a client may not read it (their own notifications carry their deliveries)
     refused = await gql(
@@ -158,9 +160,10 @@ async def test_receipts_out_of_order_end_in_the_highest_state_with_each_time(cli
     _customer, row, _ = await sent_one(twilio)
     sid = row.provider_message_id
 
-    assert await send_statuses(twilio, sid, "read", "delivered", "sent", "queued", via=client) == [
-        204
-    ] * 4
+    assert (
+        await send_statuses(twilio, sid, "read", "delivered", "sent", "queued", via=client)
+        == [204] * 4
+    )
 
     after = await state(row)
     assert after["status"] == NotificationStatus.READ
@@ -273,9 +276,7 @@ async def test_a_permanent_failure_fails_over_to_the_next_channel_once(client, t
 
 async def test_an_invalid_number_refused_at_send_fails_over_to_email(twilio):
     customer = await make_client(phone=PHONE)
-    (row,) = await pending_deliveries(
-        1, SMS, profile_id=customer.obj.id, recipient=lambda _: PHONE
-    )
+    (row,) = await pending_deliveries(1, SMS, profile_id=customer.obj.id, recipient=lambda _: PHONE)
     twilio.plan = [400]  # Twilio's 21211: invalid 'To' number
     settings = peer_settings(twilio=twilio)
 
@@ -294,9 +295,7 @@ async def test_a_receipt_before_the_send_is_recorded_keeps_both(client, twilio):
     from app.services.receipts import Receipt, apply_receipt
 
     customer = await make_client(phone=PHONE)
-    (row,) = await pending_deliveries(
-        1, SMS, profile_id=customer.obj.id, recipient=lambda _: PHONE
-    )
+    (row,) = await pending_deliveries(1, SMS, profile_id=customer.obj.id, recipient=lambda _: PHONE)
     twilio.hold()  # the stand-in accepts the message but is slow to answer
     settings = peer_settings(twilio=twilio)
     worker = asyncio.create_task(deliver_due(settings=settings))

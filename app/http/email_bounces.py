@@ -50,19 +50,20 @@ async def _message(request: Request) -> tuple[bytes | None, list[str]]:
     if content_type == "multipart/form-data":
         form = await request.form(max_files=20, max_fields=100, max_part_size=MAX_MESSAGE_BYTES)
         raw = form.get("email")
+        data: bytes | None = None
         if isinstance(raw, UploadFile):
             data = await raw.read(MAX_MESSAGE_BYTES + 1)
-        else:
-            data = raw.encode() if isinstance(raw, str) else None
+        elif isinstance(raw, str):
+            data = raw.encode()
         envelope = form.get("envelope")
         return data, bounces.envelope_recipients(envelope if isinstance(envelope, str) else None)
     if content_type == "message/rfc822":
-        data = bytearray()
+        body = bytearray()
         async for chunk in request.stream():
-            data += chunk
-            if len(data) > MAX_MESSAGE_BYTES:
+            body += chunk
+            if len(body) > MAX_MESSAGE_BYTES:
                 break
-        return bytes(data), []
+        return bytes(body), []
     return None, []
 
 

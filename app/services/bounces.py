@@ -52,7 +52,7 @@ logger = logging.getLogger("app.delivery.bounces")
 PURPOSE = "email-bounce"
 TOKEN_MAC_CHARS = 20  # 80 bits of HMAC: the local part stays under 64 characters
 _TOKEN = re.compile(
-    r"[^@\s<>+]+\+([0-9a-f]{32})-([0-9a-f]{%d})@[^@\s<>]+" % TOKEN_MAC_CHARS, re.IGNORECASE
+    rf"[^@\s<>+]+\+([0-9a-f]{{32}})-([0-9a-f]{{{TOKEN_MAC_CHARS}}})@[^@\s<>]+", re.IGNORECASE
 )
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 MAX_REASON = 1000
@@ -142,6 +142,8 @@ def parse_report(raw: bytes) -> Report:
         if not isinstance(blocks, list):
             continue
         for block in blocks[1:]:  # the first block is about the message, the rest recipients
+            if not isinstance(block, Message):
+                continue
             status = _STATUS.search(str(block.get("Status", "")))
             if status is None:
                 continue
@@ -259,9 +261,7 @@ async def _delayed(row: NotificationDelivery, bounce: RecipientStatus) -> Outcom
 
 async def _flag(row: NotificationDelivery, bounce: RecipientStatus, now: datetime) -> None:
     """A hard bounce: the address is not used again (until the client's address changes)."""
-    user_id = (
-        await Notification.filter(id=row.notification_id).values_list("user_id", flat=True)
-    )
+    user_id = await Notification.filter(id=row.notification_id).values_list("user_id", flat=True)
     if not user_id or user_id[0] is None:
         return
     await Profile.filter(id=user_id[0]).update(

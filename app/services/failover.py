@@ -89,13 +89,13 @@ async def fail_over(
     if profile is None or profile.erased_at is not None:
         return None
     used = {
-        NotificationChannel(c)
+        NotificationChannel(str(c))
         for c in await NotificationDelivery.filter(notification_id=notification.id).values_list(
             "channel", flat=True
         )
     }
-    login = await Credential.filter(profile_id=profile.id).values_list("email", flat=True)
-    email = usable_email(profile, login[0] if login else None)
+    credential = await Credential.get_or_none(profile_id=profile.id)
+    email = usable_email(profile, credential.email if credential else None)
     original = NotificationChannel(failed.channel)
     channel = settings.delivery_failover.get(original)
     for _ in range(len(settings.delivery_failover)):

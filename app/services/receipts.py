@@ -121,9 +121,10 @@ async def apply_receipt(receipt: Receipt, *, now: datetime | None = None) -> Out
         if not row.provider_message_id:
             changes |= {"provider_message_id": receipt.message_sid, "provider": "twilio"}
         moves = RANK[state] > RANK[current]
-        if state in TIME_OF and getattr(row, TIME_OF[state]) is None:
-            if moves or state != S.SENT:  # a late "sent" adds nothing a receipt must keep
-                changes[TIME_OF[state]] = now
+        # each state's time, once (a late "sent" adds nothing a receipt must keep)
+        first_time = state in TIME_OF and getattr(row, TIME_OF[state]) is None
+        if first_time and (moves or state != S.SENT):
+            changes[TIME_OF[state]] = now
         if moves:
             changes |= {"status": state, "provider_status": receipt.status}
             if state in FAILURES:

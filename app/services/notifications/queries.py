@@ -98,9 +98,7 @@ def event_log(
 def client_deliveries(profile_id: uuid.UUID | None, channel: NotificationChannel | None = None):
     """Staff: how each notification of one client went out, per channel (issue 20). A
     missing or malformed client id matches nothing."""
-    queryset = NotificationDelivery.filter(
-        notification__user_id=profile_id or uuid.UUID(int=0)
-    )
+    queryset = NotificationDelivery.filter(notification__user_id=profile_id or uuid.UUID(int=0))
     if channel is not None:
         queryset = queryset.filter(channel=channel)
     return queryset
