@@ -18,7 +18,7 @@ from app.models.enums import EventType, NotificationChannel, NotificationStatus
 from app.services import bounces
 from app.services.delivery import deliver_due
 from app.settings import get_settings
-from tests.factories import make_agent, make_client, make_dossier
+from tests.factories import make_admin, make_agent, make_client, make_dossier
 from tests.helpers import gql
 from tests.notifications_support import (
     TwilioPeer,
@@ -312,3 +312,25 @@ def test_a_bounce_address_is_made_only_when_configured():
     address = bounces.bounce_address(delivery_id, settings)
     assert address is not None
     assert bounces.delivery_of(address.upper()) == delivery_id  # MTAs may change the case
+
+
+async def test_an_erasure_forgets_the_bounced_address(client, smtp, twilio, hook):
+    customer, row, _settings, envelope = await sent_email(smtp, twilio)
+    report = dsn(envelope.mail_from, customer.email, envelope.content)
+    assert (await post_inbound(client, report, envelope.mail_from)).status_code == 200
+    admin = await make_admin()
+
+    erased = await gql(
+        client,
+        'mutation($id: ID!) { eraseClient(input: {profileId: $id, reason: "asked", '
+        "force: true}) { userErrors { code } } }",
+        {"id": customer.id},
+        token=admin.token,
+    )
+
+    assert erased["eraseClient"]["userErrors"] == []
+    profile = await Profile.get(id=customer.obj.id)
+    assert (profile.email_bounced_address, profile.email_bounce_reason) == (None, None)
+    (sms,) = await NotificationDelivery.filter(failover_of_id=row.id)
+    assert sms.failover_reason is None
+    assert customer.email not in ((await NotificationDelivery.get(id=row.id)).last_error or "")
