@@ -237,7 +237,7 @@ async def _erase(scope: Scope, actor: Viewer) -> tuple[list[str], Scrubber]:
     profile.full_name, profile.phone = ERASED_NAME, None  # type: ignore[assignment]
     profile.stripe_customer_id = None
     # a bounced address and its DSN's diagnostic (issue 20) name the client
-    profile.email_bounced_address = profile.email_bounce_reason = None
+    profile.email_bounced_address = profile.email_bounce_reason = None  # type: ignore[assignment]
     profile.status, profile.erased_at = UserStatus.SUSPENDED, now
     await profile.save()
 
