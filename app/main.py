@@ -20,12 +20,14 @@ from app.db import close_db, init_db
 from app.http import access_log, payment_pages
 from app.http.body_limits import BodyLimitMiddleware
 from app.http.csv_exports import download_csv_export
+from app.http.email_bounces import email_bounces
 from app.http.exports import download_export
 from app.http.files import download_file
 from app.http.graphql import DossierGraphQL
 from app.http.metrics import Observability, metrics_endpoint
 from app.http.stripe_webhook import stripe_webhook
 from app.http.twilio_inbound import twilio_inbound
+from app.http.twilio_status import twilio_status
 from app.providers.payments import build_payment_provider
 from app.providers.storage import build_storage
 from app.services import access_audit, outbox
@@ -136,6 +138,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         WebSocketRoute("/graphql", graphql),
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
         Route("/webhooks/twilio/inbound", twilio_inbound, methods=["POST"]),
+        Route("/webhooks/twilio/status", twilio_status, methods=["POST"]),
+        Route("/webhooks/email/bounces", email_bounces, methods=["POST"]),
         Route("/pay/{reminder_id}", payment_pages.pay_reminder, methods=["GET"]),
         Route("/payment/{result:str}", payment_pages.payment_result_page, methods=["GET"]),
         Route("/files/{version_id}", download_file, methods=["GET"]),

@@ -211,6 +211,15 @@ class Settings(BaseSettings):
     """Sender of every e-mail."""
     smtp_timeout_seconds: float = 20.0
     """One SMTP send gives up (and is retried) after this long."""
+    email_bounce_address: str = ""
+    """Envelope sender (MAIL FROM, the Return-Path) of every e-mail, made per delivery as a
+    VERP address: `bounces@mail.example.com` sends as `bounces+<delivery token>@mail.example.com`
+    (the token signed with SECRET_KEY). Bounces to it are read at `POST
+    /webhooks/email/bounces`. Empty: the envelope sender is `SMTP_FROM`, bounces unread."""
+    email_bounce_webhook_secret: str = ""
+    """The password (HTTP basic auth, any user name) of `POST /webhooks/email/bounces`, which
+    SendGrid's Inbound Parse (raw MIME) or a mail server's pipe posts bounces to. Empty: the
+    endpoint refuses everything (403)."""
     allow_logged_email: bool = False
     """Production only: start without `SMTP_HOST`, e-mails going to the log (their links
     and codes redacted). Refused unless set: a misconfigured deployment would otherwise
@@ -241,6 +250,9 @@ class Settings(BaseSettings):
     sms_reply_window_hours: int = Field(default=24, ge=0, le=720)
     """An agent's chat answer goes back to the client by SMS when the client last wrote
     by SMS within this many hours (WhatsApp: its own 24-hour window); 0: never by SMS."""
+    twilio_status_callbacks: bool = True
+    """Ask Twilio for delivery receipts: each message names `PUBLIC_API_URL` +
+    `/webhooks/twilio/status?delivery=<id>` as its `StatusCallback`."""
 
     # section: Notifications and their delivery
     notification_phone_channel: NotificationChannel = NotificationChannel.SMS
@@ -259,6 +271,15 @@ class Settings(BaseSettings):
     """Deliveries one worker pass claims."""
     delivery_concurrency: int = 10
     """Sends in flight per worker."""
+    delivery_failover: dict[NotificationChannel, NotificationChannel] = {
+        NotificationChannel.WHATSAPP: NotificationChannel.SMS,
+        NotificationChannel.SMS: NotificationChannel.EMAIL,
+        NotificationChannel.EMAIL: NotificationChannel.SMS,
+    }
+    """The client's next channel when one fails for good (an invalid number, not on
+    WhatsApp, undeliverable, a hard e-mail bounce), as JSON: `{"SMS": "EMAIL", ...}`. Tried
+    once per notification (a failover never fails over); a channel without an address (no
+    phone, a bounced e-mail) passes to its own next one. `{}`: no failover."""
 
     # section: Dossiers
     dossier_reference_prefix: str = Field(default="PV", pattern=r"^[A-Z]{1,8}$")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import secrets
 import socket
 import uuid
@@ -64,6 +65,7 @@ class _SmtpHandler:
         self.attempted: list[EmailMessage] = []  # every DATA received, accepted or not
         self.rcpt_replies: list[str] = []
         self.data_replies: list[str] = []
+        self.envelopes: list[Envelope] = []  # issue 20: MAIL FROM and RCPT TO of each accepted
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ARG002
         if self.rcpt_replies:
@@ -77,7 +79,25 @@ class _SmtpHandler:
         if self.data_replies:
             return self.data_replies.pop(0)
         self.accepted.append(message)  # type: ignore[arg-type]
+        _keep_envelope(self, envelope)
         return "250 2.0.0 Message accepted for delivery"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the SMTP dialogue said, apart from the message: MAIL FROM (where bounces go)
+    and RCPT TO, and the message's bytes as received."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    content: bytes
+
+
+def _keep_envelope(handler: _SmtpHandler, envelope: Any) -> None:
+    content = envelope.content if isinstance(envelope.content, bytes) else b""
+    handler.envelopes.append(
+        Envelope(str(envelope.mail_from or ""), tuple(envelope.rcpt_tos), content)
+    )
 
 
 class SmtpPeer:
@@ -112,9 +132,14 @@ class SmtpPeer:
     def answer_rcpt(self, *replies: str) -> None:
         self.handler.rcpt_replies.extend(replies)
 
+    @property
+    def envelopes(self) -> list[Envelope]:
+        return self.handler.envelopes
+
     def reset(self) -> None:
         self.handler.accepted.clear()
         self.handler.attempted.clear()
+        self.handler.envelopes.clear()
         self.handler.rcpt_replies.clear()
         self.handler.data_replies.clear()
 
@@ -150,6 +175,8 @@ class TwilioPeer:
     # inbound media (issue 20): path -> (bytes, content type), see add_media
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     media_requests: list[TwilioRequest] = field(default_factory=list)
+    # issue 20: the messages accepted with a StatusCallback, by sid (see send_statuses)
+    accepted_messages: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def hold(self) -> None:
         """Stop answering (a hanging provider) until `release()`."""
@@ -194,6 +221,7 @@ def _twilio_app(peer: TwilioPeer) -> Starlette:
             await peer.held.wait()
         if status == 201:
             sid = "SM" + secrets.token_hex(16)
+            _remember_message(peer, sid, request.path_params["sid"], form)
             return JSONResponse(
                 {
                     "sid": sid,
@@ -308,6 +336,78 @@ async def post_inbound(
             "x-twilio-signature": signature if signature is not None else signed,
         },
     )
+
+
+# --- Twilio status callbacks (issue 20: delivery receipts) --------------------------------
+
+
+def _remember_message(peer: TwilioPeer, sid: str, account_sid: str, form: dict[str, str]) -> None:
+    """Keep what Twilio keeps of an accepted message to call its StatusCallback later."""
+    peer.accepted_messages[sid] = {"AccountSid": account_sid, **form}
+
+
+def status_callback_form(
+    peer: TwilioPeer, sid: str, status: str, error_code: str | None = None
+) -> list[tuple[str, str]]:
+    """The parameters Twilio posts to a message's StatusCallback
+    (https://www.twilio.com/docs/messaging/guides/track-outbound-message-status)."""
+    message = peer.accepted_messages[sid]
+    form = [
+        ("AccountSid", message["AccountSid"]),
+        ("ApiVersion", "2010-04-01"),
+        ("From", message.get("From", "")),
+        ("MessageSid", sid),
+        ("MessageStatus", status),
+        ("SmsSid", sid),
+        ("SmsStatus", status),
+        ("To", message.get("To", "")),
+    ]
+    if message.get("To", "").startswith("whatsapp:"):
+        form.append(("ChannelPrefix", "whatsapp"))
+    if error_code is not None:
+        form.append(("ErrorCode", error_code))
+    return form
+
+
+def twilio_signed(url: str, form: list[tuple[str, str]], token: str = TWILIO_TOKEN) -> str:
+    """X-Twilio-Signature as Twilio computes it: the `twilio` package's own validator."""
+    from starlette.datastructures import ImmutableMultiDict
+    from twilio.request_validator import RequestValidator
+
+    return RequestValidator(token).compute_signature(url, ImmutableMultiDict(form))
+
+
+async def send_statuses(
+    peer: TwilioPeer,
+    sid: str,
+    *statuses: str | tuple[str, str],
+    via: Any = None,
+    token: str = TWILIO_TOKEN,
+) -> list[int]:
+    """POST one status callback per status (`"delivered"`, or `("undelivered", "30005")`
+    with its ErrorCode), in the order given, to the StatusCallback the message named,
+    signed as Twilio signs them. `via`: an httpx client (the app over ASGI) to post through;
+    without it, over the network. The answers' status codes."""
+    import httpx
+
+    url = peer.accepted_messages[sid]["StatusCallback"]
+    codes = []
+    async with contextlib.AsyncExitStack() as stack:
+        http = via or await stack.enter_async_context(httpx.AsyncClient())
+        for status in statuses:
+            name, code = status if isinstance(status, tuple) else (status, None)
+            form = status_callback_form(peer, sid, name, code)
+            reply = await http.post(
+                url,
+                content=urlencode(form),
+                headers={
+                    "content-type": "application/x-www-form-urlencoded",
+                    "x-twilio-signature": twilio_signed(url, form, token),
+                    "user-agent": "TwilioProxy/1.1",
+                },
+            )
+            codes.append(reply.status_code)
+    return codes
 
 
 async def serve_twilio(peer: TwilioPeer) -> tuple[uvicorn.Server, asyncio.Task]:

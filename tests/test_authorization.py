@@ -691,6 +691,13 @@ def _access_log_of(key: str) -> Callable[..., None]:
     return ok
 
 
+def _deliveries_of(world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
+    """Only how the asked client's notifications went out (in-app, to their e-mail)."""
+    emails = {c.email for c in world.clients if c.id == target.value}
+    nodes = payload(body, "clientDeliveries")["nodes"]
+    assert {n["recipientAddress"] for n in nodes} <= {f"user:{target.value}", *emails}, body
+
+
 def _document_types_of(_world: World, _who: Who, target: Target, body: dict[str, Any]) -> None:
     nodes = payload(body, "documentTypes")["nodes"]
     assert {n["requiredStep"]["id"] for n in nodes} <= {target.value}, body
@@ -936,6 +943,18 @@ CASES: list[Case] = [
         sees_all,
         empty("events"),
         _events_of,
+    ),
+    Case(
+        "Query.clientDeliveries",
+        "client",
+        STAFF,
+        by_id(
+            "query($id: ID!) { clientDeliveries(clientId: $id, first: 100) "
+            "{ nodes { channel status recipientAddress } } }"
+        ),
+        sees_all,
+        empty("clientDeliveries"),
+        _deliveries_of,
     ),
     Case(
         "Query.accessLog",

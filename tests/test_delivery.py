@@ -290,10 +290,14 @@ async def test_twilio_500_is_retried_and_400_fails_at_once(twilio):
     assert failed.provider_response["status"] == 400
     assert failed.provider_response["body"]["code"] == 21211
     assert "HTTP 400" in failed.last_error
+    assert failed.error_code == "21211"
+    # an invalid number (21211) tries the client's next channel once: their e-mail
+    (failover,) = await NotificationDelivery.filter(failover_of_id=failed.id)
+    assert (failover.channel, failover.status) == (EMAIL, PENDING)
 
     second = await deliver_due(now=now + timedelta(hours=1), settings=settings)
 
-    assert (second.claimed, second.sent) == (1, 1)
+    assert (second.claimed, second.sent) == (2, 2)  # the retry, and the e-mail (logged)
     assert (await one(retried)).status == SENT
     assert len(twilio.sent) == 1
 

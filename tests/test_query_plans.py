@@ -39,6 +39,7 @@ from app.services import (
 from app.services.csv_exports import ExportKind, ExportRequest, export_rows
 from app.services.phone import inbound
 from app.services.privacy import exports
+from app.settings import get_settings
 from bench import world as worlds
 from bench.queries import AGENT_DOSSIERS, DASHBOARD, REVIEW_QUEUE, SEND_MESSAGE
 from bench.recording import plan_nodes, recorded
@@ -150,6 +151,47 @@ WORKLOAD = """
 query { agentWorkload(first: 50) {
   totalCount nodes { agent { id } openDossiers waitingReviews overdueSteps } } }
 """
+
+CLIENT_DELIVERIES = """
+query($id: ID!) { clientDeliveries(clientId: $id, first: 20) {
+  totalCount nodes { id channel status notification { id templateCode } } } }
+"""
+
+
+async def _receipts_and_bounces(planner: Planner) -> None:
+    from app.models import Notification, NotificationDelivery
+    from app.models.enums import NotificationChannel, NotificationStatus
+    from app.services.bounces import RecipientStatus, Report, apply_report, bounce_address
+    from app.services.receipts import Receipt, apply_receipt
+
+    notice = await Notification.create(title="t", message="m", template_code="dossier_completed")
+    texted, mailed = [
+        await NotificationDelivery.create(
+            notification_id=notice.id,
+            channel=channel,
+            recipient=recipient,
+            status=NotificationStatus.SENT,
+            provider_message_id=sid,
+        )
+        for channel, recipient, sid in (
+            (NotificationChannel.SMS, "+33600000000", "SM" + "a" * 32),
+            (NotificationChannel.EMAIL, "x@example.com", None),
+        )
+    ]
+    await planner.check(
+        "twilio receipt by sid", lambda: apply_receipt(Receipt("SM" + "a" * 32, "delivered"))
+    )
+    await planner.check(
+        "twilio receipt by delivery",
+        lambda: apply_receipt(Receipt("SM" + "a" * 32, "read", delivery_id=texted.id)),
+    )
+    settings = get_settings().model_copy(update={"email_bounce_address": "b@example.com"})
+    report = Report(
+        addressed_to=[str(bounce_address(mailed.id, settings))],
+        recipients=[RecipientStatus("x@example.com", "failed", "5.1.1", "smtp; 550 5.1.1")],
+    )
+    await planner.check("email bounce", lambda: apply_report(report))
+
 
 # --- recording and planning ----------------------------------------------------------
 
@@ -334,6 +376,10 @@ async def test_hot_paths_plan_without_a_seq_scan_on_growing_tables(client):
     # one pass of each worker job
     await planner.check("outbox relay", outbox.dispatch)
     await planner.check("deliveries", delivery.run)
+    # issue 20: what agents see of a client's deliveries, a Twilio receipt found by its
+    # MessageSid or by the delivery id its URL names, a bounce applied to its e-mail
+    await check_query("clientDeliveries", CLIENT_DELIVERIES, {"id": client_id})
+    await _receipts_and_bounces(planner)
     await planner.check("payment reminders", reminders.send_due_reminders)
     await planner.check("document reminders", chasing.send_document_reminders)
     await planner.check("overdue escalation", chasing.escalate_overdue_steps)

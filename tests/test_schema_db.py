@@ -930,6 +930,14 @@ HOT_PATH_INDEXES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "idx_file_deletions_due": ("file_deletions", ("next_attempt_at",), None),
     "idx_events_actor_id": ("events", ("actor_id",), None),
     "idx_deliveries_recipient": ("notification_deliveries", ("recipient",), None),
+    # issue 20 (0029): a Twilio status callback finds its delivery by MessageSid; a
+    # failover's link to the delivery it replaces
+    "idx_deliveries_provider_message_id": (
+        "notification_deliveries",
+        ("provider_message_id",),
+        None,
+    ),
+    "idx_deliveries_failover_of": ("notification_deliveries", ("failover_of_id",), None),
     "idx_payment_links_prospect_email": ("payment_links", ("prospect_email",), None),
     # issue 20 (0028): an inbound SMS/WhatsApp finds its sender by number; the admins'
     # list of inbound messages by outcome, newest first

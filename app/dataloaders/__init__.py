@@ -394,6 +394,7 @@ class Loaders:
             m.DossierStatusHistory, "dossier_id", "created_at"
         )
         self.progress = progress_loader()
+        self.notification = by_id(m.Notification)
         self.deliveries_by_notification = many_by(
             m.NotificationDelivery, "notification_id", "created_at", "channel"
         )

@@ -111,8 +111,12 @@ class InboundOutcome(StrEnum):
 
 class NotificationStatus(StrEnum):
     PENDING = "PENDING"
-    SENT = "SENT"
+    SENT = "SENT"  # the provider accepted it (Twilio: queued, sending, sent)
     FAILED = "FAILED"
+    # Issue 20, delivery receipts (Twilio's status callbacks, app.services.receipts):
+    DELIVERED = "DELIVERED"  # the handset (or WhatsApp) has it
+    READ = "READ"  # WhatsApp: the recipient opened it
+    UNDELIVERED = "UNDELIVERED"  # the carrier could not deliver it
 
 
 class ActorType(StrEnum):

@@ -124,6 +124,18 @@ class NotificationDelivery(CreatedModel):
     last_error = fields.TextField(null=True)
     sent_at = fields.DatetimeField(null=True)
     failed_at = fields.DatetimeField(null=True)
+    # Issue 20, receipts and bounces (app.services.receipts, app.services.bounces): the
+    # provider's last status applied (Twilio's MessageStatus, "bounce" for a DSN), its error
+    # code (Twilio's ErrorCode, a DSN's Status such as 5.1.1) and when each state was told.
+    provider_status = fields.CharField(max_length=32, null=True)
+    error_code = fields.CharField(max_length=32, null=True)
+    delivered_at = fields.DatetimeField(null=True)
+    read_at = fields.DatetimeField(null=True)
+    # A delivery made because another one failed for good (an invalid number, a hard
+    # bounce): the one it replaces and why. Made once: a failover never fails over. A plain
+    # column (a foreign key to its own table is a cycle Tortoise cannot migrate).
+    failover_of_id = fields.UUIDField(null=True)
+    failover_reason = fields.TextField(null=True)
 
     notification_id: uuid.UUID  # the foreign key's column (an attribute Tortoise adds)
 
@@ -134,4 +146,7 @@ class NotificationDelivery(CreatedModel):
             Index(fields=("status", "next_attempt_at"), name="idx_deliveries_due"),
             # what went to an address (an erasure finds the e-mails sent to its client's)
             Index(fields=("recipient",), name="idx_deliveries_recipient"),
+            # a status callback finds its delivery by Twilio's MessageSid
+            Index(fields=("provider_message_id",), name="idx_deliveries_provider_message_id"),
+            Index(fields=("failover_of_id",), name="idx_deliveries_failover_of"),
         )

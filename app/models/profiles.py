@@ -26,6 +26,12 @@ class Profile(TimestampedModel):
     # Right to erasure (issue 19, app.services.privacy.erasure): when the personal data of
     # this client was replaced by tombstones. The row stays (orders point at it).
     erased_at = fields.DatetimeField(null=True)
+    # Issue 20, e-mail bounces (app.services.bounces): the address a hard bounce (a DSN
+    # with a 5.x.x status) came back from, when and why. E-mail is not used while the
+    # login address is still this one (a changed address is tried again).
+    email_bounced_address = fields.TextField(null=True)
+    email_bounced_at = fields.DatetimeField(null=True)
+    email_bounce_reason = fields.TextField(null=True)
 
     # The other side of foreign keys to profiles:
     credential: fields.BackwardOneToOneRelation[Credential]

@@ -47,6 +47,10 @@ class Outbound:
     context: dict[str, Any] = field(default_factory=dict)  # what fills the variables
     content_sid: str | None = None
     content_variables: str | None = None
+    # Issue 20: the e-mail's envelope sender (MAIL FROM, a VERP address per delivery that
+    # its bounces come back to), and the URL Twilio posts the message's receipts to.
+    envelope_from: str | None = None
+    status_callback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ class SmtpSender:
         try:
             _errors, reply = await aiosmtplib.send(
                 email,
+                sender=message.envelope_from,  # None: the From header's address
                 hostname=s.smtp_host,
                 port=s.smtp_port,
                 username=s.smtp_username or None,
@@ -217,8 +222,11 @@ class TwilioSender:
         if self.channel == NotificationChannel.WHATSAPP:
             to = whatsapp(to)
         path = f"/2010-04-01/Accounts/{self.settings.twilio_account_sid}/Messages.json"
+        data = twilio_form(message, to, self._from())
+        if message.status_callback:  # delivery receipts (app.http.twilio_status)
+            data["StatusCallback"] = message.status_callback
         try:
-            reply = await self._client.post(path, data=twilio_form(message, to, self._from()))
+            reply = await self._client.post(path, data=data)
         except httpx.HTTPError as exc:  # timeouts, refused connections, broken replies
             raise TransientSendError(
                 f"{type(exc).__name__}: {exc}",

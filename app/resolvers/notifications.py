@@ -7,11 +7,12 @@ import strawberry
 from app.context import Info
 from app.errors import NotFound
 from app.schema.common import Connection, dossier_id_of, paginate, row_as
-from app.schema.enums import EventType
+from app.schema.enums import EventType, NotificationChannel
 from app.schema.notifications import (
     EventType_,
     MarkNotificationsReadInput,
     MarkNotificationsReadPayload,
+    NotificationDeliveryType,
     NotificationErrorCode,
     NotificationType,
     NotificationUserError,
@@ -58,6 +59,31 @@ class NotificationQuery:
     async def unread_notification_count(self, info: Info) -> int:
         viewer = await info.context.require_viewer()
         return await queries.unread_count(viewer)
+
+    @strawberry.field(
+        description="Agents only: how a client's notifications went out, newest first, one "
+        "entry per notification and channel, with the receipts' states (DELIVERED, READ, "
+        "UNDELIVERED, FAILED), error codes and failovers. A missing or malformed client id "
+        "answers an empty list."
+    )
+    async def client_deliveries(
+        self,
+        info: Info,
+        client_id: strawberry.ID,
+        channel: NotificationChannel | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[NotificationDeliveryType]:
+        await info.context.require_agent()
+        profile_id = _ids([client_id])
+        return await paginate(
+            queries.client_deliveries(profile_id[0] if profile_id else None, channel),
+            first=first,
+            after=after,
+            last=None,
+            before=None,
+            order=NEWEST_FIRST,
+        )
 
     @strawberry.field(
         description="The audit log (agents only), newest first; filter by entity and type. "

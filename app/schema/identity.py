@@ -11,7 +11,7 @@ from strawberry.types.info import Info as StrawberryInfo
 from app import models as m
 from app.context import Info
 from app.errors import Unauthenticated
-from app.schema.common import UserError
+from app.schema.common import UserError, row_as
 from app.schema.enums import AgentRole, Locale, UserStatus
 from app.schema.messages import my_unread_count
 from app.services.codes import IdentityErrorCode
@@ -48,9 +48,38 @@ class ProfileType:
     async def unread_message_count(self, info: Info) -> int | None:
         return await my_unread_count(info, self)
 
+    @strawberry.field(
+        description="The e-mail address that bounced for good (a DSN with a 5.x.x status): "
+        "e-mail is not used while it is still the login address. Agents and the client "
+        "themself only; null otherwise, or if none bounced."
+    )
+    async def email_bounce(self, info: Info) -> EmailBounce | None:
+        row = row_as(m.Profile, self)
+        if row.email_bounced_at is None or not await _staff_or_self(info, row):
+            return None
+        return EmailBounce(
+            address=row.email_bounced_address or "",
+            bounced_at=row.email_bounced_at,
+            reason=row.email_bounce_reason,
+        )
+
     @classmethod
     def is_type_of(cls, obj: Any, _info: StrawberryInfo) -> bool:
         return isinstance(obj, m.Profile)
+
+
+@strawberry.type(description="A hard bounce of a client's e-mail address.")
+class EmailBounce:
+    address: str
+    bounced_at: datetime
+    reason: str | None = strawberry.field(description="The DSN's status and diagnostic.")
+
+
+async def _staff_or_self(info: Info, profile: m.Profile) -> bool:
+    viewer = await info.context.viewer()
+    if viewer is None:
+        return False
+    return viewer.is_agent or (viewer.profile is not None and viewer.profile.id == profile.id)
 
 
 @strawberry.type(name="Agent", description="A member of the firm's staff.")

@@ -25,11 +25,59 @@ class NotificationErrorCode(StrEnum):
 )
 class NotificationDeliveryType:
     channel: NotificationChannel
-    status: NotificationStatus
+    status: NotificationStatus = strawberry.field(
+        description="PENDING, SENT (the provider has it), then from its receipts DELIVERED, "
+        "READ (WhatsApp), or UNDELIVERED / FAILED (a refusal, a bounce)."
+    )
     attempts: int
     sent_at: datetime | None
     failed_at: datetime | None
     created_at: datetime
+    delivered_at: datetime | None = strawberry.field(
+        description="When the provider told us it reached the handset."
+    )
+    read_at: datetime | None = strawberry.field(
+        description="When WhatsApp told us the recipient read it."
+    )
+    error_code: str | None = strawberry.field(
+        description="The provider's error code: Twilio's (21211, 63003, 30003...) or a "
+        "bounce's status (5.1.1)."
+    )
+    provider_status: str | None = strawberry.field(
+        description="The provider's last status told (Twilio's MessageStatus; `bounced`, "
+        "`delayed` for e-mail)."
+    )
+    failover_reason: str | None = strawberry.field(
+        description="Why this delivery was made: the permanent failure of `failoverOf`."
+    )
+
+    id: strawberry.ID
+
+    if TYPE_CHECKING:  # the root value is the NotificationDelivery row
+        recipient: str
+        last_error: str | None
+        failover_of_id: Any
+        notification_id: Any
+
+    @strawberry.field(description="The address it went to (an e-mail, a phone number).")
+    def recipient_address(self) -> str:
+        return self.recipient
+
+    @strawberry.field(description="Agents only (null otherwise): why it failed or is delayed.")
+    async def reason(self, info: Info) -> str | None:
+        viewer = await info.context.viewer()
+        return self.last_error if viewer is not None and viewer.agent is not None else None
+
+    @strawberry.field(
+        description="The delivery that failed for good, which this one replaces on the "
+        "client's next channel (tried once)."
+    )
+    def failover_of(self) -> strawberry.ID | None:
+        return gid(self.failover_of_id) if self.failover_of_id else None
+
+    @strawberry.field(description="The notification it delivers.")
+    async def notification(self, info: Info) -> NotificationType:
+        return await info.context.loaders.notification.load(self.notification_id)
 
 
 @strawberry.type(name="Notification", description="Something that happened, told to you.")

@@ -14,6 +14,13 @@ transaction. Each result is recorded only if the row is still ours (`attempts` u
 - not allowed on its phone channel (app.services.phone.policy: no WhatsApp opt-in, a
   channel opted out, no WhatsApp template outside the 24-hour window) -> FAILED with the
   reason, nothing sent, and an SMS delivery queued instead when SMS may be used.
+  in `last_error`, Twilio's error code in `error_code`; a code that says the address will
+  never work (an invalid number, not on WhatsApp) tries the client's next channel once, in
+  the same transaction (app.services.failover).
+
+Issue 20: each e-mail's envelope sender is its delivery's VERP bounce address
+(app.services.bounces) and each SMS/WhatsApp message names its status callback URL
+(app.services.receipts): what happens after the send moves the delivery on from SENT.
 
 A worker killed mid-pass leaves leased rows that become due again when the lease ends, so
 nothing is lost (a message may then go twice, which the deterministic e-mail Message-ID
@@ -46,7 +53,7 @@ from app.providers.channels import (
     TransientSendError,
     message_domain,
 )
-from app.services import account_links
+from app.services import account_links, bounces, failover
 from app.services.notifications.rendering import normal_locale, render
 from app.services.payments.links import link_url
 from app.services.phone import policy
@@ -112,6 +119,7 @@ def outbound(
     rendered = render(notification.template_code, locale, context)
     if channel == NotificationChannel.EMAIL:
         return Outbound(
+            envelope_from=bounces.bounce_address(delivery.id, settings),
             channel=channel,
             recipient=delivery.recipient,
             subject=email_subject(rendered.title, context),
@@ -129,7 +137,17 @@ def outbound(
         secrets=secrets,
         template_code=notification.template_code,
         context=context,
+        status_callback=status_callback(delivery.id, settings),
     )
+
+
+def status_callback(delivery_id: uuid.UUID, settings: Settings) -> str | None:
+    """Where Twilio posts this message's receipts (app.http.twilio_status): the signature
+    Twilio sends covers this very URL."""
+    if not settings.twilio_status_callbacks:
+        return None
+    base = settings.public_api_url.rstrip("/")
+    return f"{base}/webhooks/twilio/status?delivery={delivery_id}"
 
 
 def email_subject(title: str, context: dict[str, Any]) -> str:
@@ -173,6 +191,47 @@ async def _record(delivery: NotificationDelivery, **changes: Any) -> bool:
     if not updated:
         logger.warning("delivery %s: lease lost before its result was recorded", delivery.id)
     return bool(updated)
+
+
+async def _record_after_receipt(delivery: NotificationDelivery, sent: Sent) -> bool:
+    """A receipt came before the send's own result (app.services.receipts) and moved the
+    delivery on: keep its state, fill in what the send returned."""
+    if not sent.message_id:
+        return False
+    updated = await NotificationDelivery.filter(
+        id=delivery.id,
+        attempts=delivery.attempts,
+        provider_message_id=sent.message_id,
+        status__not=NotificationStatus.PENDING,
+    ).update(claimed_until=None, provider=sent.provider, provider_response=sent.response)
+    return bool(updated)
+
+
+async def _record_failure(
+    delivery: NotificationDelivery, now: datetime, settings: Settings, **changes: Any
+) -> bool:
+    """FAILED for good, and, when the provider's code says the address will never work,
+    the client's next channel tried once: both in one transaction."""
+    code = changes.get("error_code")
+    async with in_transaction():
+        if not await _record(delivery, **changes):
+            return False
+        if failover.is_permanent(code):
+            await failover.fail_over(
+                delivery,
+                f"{delivery.channel} refused: Twilio error {code}",
+                now=now,
+                bad_number=str(code) in failover.BAD_NUMBER_CODES,
+                settings=settings,
+            )
+    return True
+
+
+def error_code(response: dict[str, Any] | None) -> str | None:
+    """Twilio's error code in a refused request's answer (`{"code": 21211, ...}`)."""
+    body = (response or {}).get("body")
+    code = body.get("code") if isinstance(body, dict) else None
+    return str(code) if code not in (None, "") else None
 
 
 async def _release(deliveries: list[NotificationDelivery], now: datetime) -> None:
@@ -300,6 +359,7 @@ async def _apply(
             sent_at=now,
             last_error=None,
         )
+        ok = ok or await _record_after_receipt(delivery, outcome.sent)
         report.sent += ok
         report.lost += not ok
         metrics.DELIVERIES_SENT.labels(delivery.channel).inc()
@@ -312,13 +372,16 @@ async def _apply(
     response = getattr(error, "response", None) or {"error": type(error).__name__}
     message = str(error)[:2000]
     if outcome.permanent or delivery.attempts >= settings.delivery_max_attempts:
-        ok = await _record(
+        ok = await _record_failure(
             delivery,
+            now,
+            settings,
             status=NotificationStatus.FAILED,
             provider=provider,
             provider_response=response,
             failed_at=now,
             last_error=message,
+            error_code=error_code(response) if outcome.permanent else None,
         )
         logger.warning(
             "delivery %s (%s to %s) failed after %d attempt(s): %s",
@@ -368,8 +431,8 @@ async def _skipped(
     report.lost += not ok
     if ok:
         logger.info("delivery %s (%s) not sent: %s", delivery.id, delivery.channel, reason)
-        if skip.fallback is not None:
-            await policy.fall_back(delivery, skip.fallback, now)
+        if skip.fallback is not None:  # the client's next channel, as for a failed send
+            await failover.fail_over(delivery, reason, now=now)
 
 
 MAX_PASSES_PER_RUN = 20  # then the job loop gets a chance to notice a shutdown

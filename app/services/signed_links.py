@@ -28,6 +28,12 @@ def _key(purpose: str) -> bytes:
     return hmac.new(get_settings().secret_key.encode(), purpose.encode(), hashlib.sha256).digest()
 
 
+def mac(purpose: str, subject: str) -> str:
+    """The HMAC-SHA256 of `subject` under the purpose's key (hex): a token that only we can
+    make, for what is not a link (the per-delivery bounce address, app.services.bounces)."""
+    return hmac.new(_key(purpose), subject.encode(), hashlib.sha256).hexdigest()
+
+
 def signature(purpose: str, subject: str, expires: int) -> str:
     message = f"{subject}.{expires}".encode()
     return hmac.new(_key(purpose), message, hashlib.sha256).hexdigest()

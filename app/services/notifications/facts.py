@@ -32,7 +32,7 @@ from app.models import (
 )
 from app.models.enums import ActorType, AgentRole, EventType
 from app.services.notifications.rendering import APP_NAME, normal_locale
-from app.services.notifications.rules import RULES, Audience, Recipient, Rule
+from app.services.notifications.rules import RULES, Audience, Recipient, Rule, usable_email
 from app.settings import Settings
 
 PREVIEW_CHARS = 280
@@ -43,7 +43,7 @@ def _profile_recipient(profile: Profile, email: str | None) -> Recipient:
         key=f"user:{profile.id}",
         name=profile.full_name,
         locale=normal_locale(profile.locale),
-        email=email,
+        email=usable_email(profile, email),  # not an address that hard-bounced (issue 20)
         phone=profile.phone or None,
         profile_id=profile.id,
     )

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.db import fetch_value
-from app.models import Event, Notification
-from app.models.enums import EventType
+from app.models import Event, Notification, NotificationDelivery
+from app.models.enums import EventType, NotificationChannel
 
 
 def _owner_filter(viewer: Any) -> dict[str, Any]:
@@ -92,4 +92,13 @@ def event_log(
         queryset = queryset.filter(entity_id=entity_id)
     if event_types:
         queryset = queryset.filter(event_type__in=list(event_types))
+    return queryset
+
+
+def client_deliveries(profile_id: uuid.UUID | None, channel: NotificationChannel | None = None):
+    """Staff: how each notification of one client went out, per channel (issue 20). A
+    missing or malformed client id matches nothing."""
+    queryset = NotificationDelivery.filter(notification__user_id=profile_id or uuid.UUID(int=0))
+    if channel is not None:
+        queryset = queryset.filter(channel=channel)
     return queryset

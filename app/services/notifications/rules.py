@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-from app.models import Event
+from app.models import Event, Profile
 from app.models.enums import ActorType, EventType, NotificationChannel
 from app.settings import Settings
 
@@ -140,6 +140,17 @@ class Recipient:
     phone: str | None = None
     profile_id: uuid.UUID | None = None
     agent_id: uuid.UUID | None = None
+
+
+def usable_email(profile: Profile, login_email: str | None) -> str | None:
+    """The client's e-mail address unless a hard bounce flagged this very address
+    (app.services.bounces): a changed address is used again."""
+    if not login_email:
+        return None
+    flagged = profile.email_bounced_address
+    if flagged and flagged.strip().lower() == login_email.strip().lower():
+        return None
+    return login_email
 
 
 def channels_for(

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from tortoise.exceptions import IntegrityError
 
-from app.models import ChannelConsent, Notification, NotificationDelivery
-from app.models.enums import NotificationChannel, NotificationStatus
+from app.models import ChannelConsent, Notification
+from app.models.enums import NotificationChannel
 from app.providers.channels import Outbound
 from app.services.phone.consents import allows, consents_of, window_open
 from app.settings import Settings
@@ -107,24 +106,3 @@ def decide(
 def _variable(value: object) -> str:
     text = "" if value is None else str(value)
     return (text.strip() or "-")[:MAX_VARIABLE_CHARS]  # Twilio refuses empty variables
-
-
-async def fall_back(
-    delivery: NotificationDelivery, channel: NotificationChannel, now: datetime
-) -> NotificationDelivery | None:
-    """Queue the notification on `channel` instead (once: a notification has at most one
-    delivery per channel)."""
-    if await NotificationDelivery.filter(
-        notification_id=delivery.notification_id, channel=channel
-    ).exists():
-        return None
-    try:
-        return await NotificationDelivery.create(
-            notification_id=delivery.notification_id,
-            channel=channel,
-            recipient=delivery.recipient,
-            status=NotificationStatus.PENDING,
-            next_attempt_at=now,
-        )
-    except IntegrityError:  # queued meanwhile by another worker
-        return None

@@ -236,6 +236,8 @@ async def _erase(scope: Scope, actor: Viewer) -> tuple[list[str], Scrubber]:
         await credential.save()
     profile.full_name, profile.phone = ERASED_NAME, None  # type: ignore[assignment]
     profile.stripe_customer_id = None
+    # a bounced address and its DSN's diagnostic (issue 20) name the client
+    profile.email_bounced_address = profile.email_bounce_reason = None  # type: ignore[assignment]
     profile.status, profile.erased_at = UserStatus.SUSPENDED, now
     await profile.save()
 
@@ -345,7 +347,7 @@ async def _erase_notifications(
             title=ERASED, message=ERASED, payload={}, action_url=None, group_key=None
         )
         await NotificationDelivery.filter(notification_id__in=list(own_ids)).update(
-            recipient=ERASED, provider_response=None, last_error=None
+            recipient=ERASED, provider_response=None, last_error=None, failover_reason=None
         )
     related: dict[uuid.UUID, Notification] = {}
     if scope.dossier_ids:
