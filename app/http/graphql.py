@@ -1,4 +1,5 @@
-"""The GraphQL endpoint: HTTP POST and graphql-transport-ws only, auth on connect."""
+"""The GraphQL endpoint: HTTP (GraphQL over HTTP: app.http.graphql_http) and
+graphql-transport-ws, auth on connect."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from app.compat.strawberry import starlette_request as starlette_request_of
 from app.context import Context
 from app.domain.viewer import Viewer
 from app.errors import Unauthenticated
+from app.http.graphql_http import GraphQLOverHTTP
 from app.http.payment_pages import security_headers
 from app.security import bearer_token
 from app.settings import Settings
@@ -130,7 +132,7 @@ def graphiql_csp(page: str, websocket_origin: str) -> str:
     )
 
 
-class DossierGraphQL(GraphQL[Context, None]):
+class DossierGraphQL(GraphQLOverHTTP, GraphQL[Context, None]):
     def __init__(self, schema: Schema, settings: Settings) -> None:
         self.max_upload_files = settings.max_upload_files
         self.max_concurrent_uploads = settings.max_concurrent_uploads
@@ -146,7 +148,7 @@ class DossierGraphQL(GraphQL[Context, None]):
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql_enabled else None,
-            allow_queries_via_get=False,
+            allow_queries_via_get=True,  # queries only (app.http.graphql_http)
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=timedelta(seconds=5),
             max_subscriptions_per_connection=20,
