@@ -31,6 +31,7 @@ from app.resolvers.messages import MessageMutation
 from app.resolvers.notifications import NotificationMutation, NotificationQuery
 from app.resolvers.opening import OpeningMutation
 from app.resolvers.payments import PaymentMutation, PaymentQuery
+from app.resolvers.persisted import PersistedMutation
 from app.resolvers.privacy import PrivacyMutation
 from app.resolvers.reports import ReportMutation, ReportQuery
 from app.resolvers.search import SearchQuery
@@ -76,6 +77,7 @@ Mutation = merge_types(
         PrivacyMutation,
         ReportMutation,
         DeskMutation,
+        PersistedMutation,
     ),
 )
 

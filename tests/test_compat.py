@@ -242,6 +242,7 @@ def test_strawberry_view_hooks_graphql_over_http_overrides():
         "process_result": ["request", "result"],
         "get_sub_response": ["request"],
         "create_response": ["response_data", "sub_response"],
+        "should_render_graphql_ide": ["request"],
     }
     for name, names in expected.items():
         method = getattr(asgi.GraphQL, name)

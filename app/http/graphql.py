@@ -34,6 +34,7 @@ from app.errors import Unauthenticated
 from app.http.graphql_http import GraphQLOverHTTP
 from app.http.payment_pages import security_headers
 from app.security import bearer_token
+from app.services.persisted_queries import PersistedQueries
 from app.settings import Settings
 
 # Apollo's CSRF prevention headers: a browser cannot send them cross-site without a CORS
@@ -141,6 +142,9 @@ class DossierGraphQL(GraphQLOverHTTP, GraphQL[Context, None]):
         self._sockets_of_account: dict[uuid.UUID, int] = {}
         self._sockets_of_address: dict[str, int] = {}
         self._uploading: dict[uuid.UUID, int] = {}  # bodies being received, per credential
+        # persisted queries and trusted documents (app.http.graphql_http)
+        self.persisted = PersistedQueries.from_settings(settings)
+        self.public_max_age = settings.public_cache_max_age_seconds
         if schema.fast_paths:
             # A live event reaching many subscribers is executed and serialized once per
             # operation (app.subscriptions.sharing); the protocol is strawberry's.

@@ -34,8 +34,21 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET
 
+from app.compat.strawberry import starlette_request
+from app.services.persisted_queries import PersistedQueries, PersistedQueryRefusal
+
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
+
+# A persisted-query refusal's status: (application/graphql-response+json, application/json;
+# None: the same). Apollo's link resends the document on NOT_FOUND whatever the status, but
+# stops persisting for good on a 400 or 500: a miss is 404.
+REFUSAL_STATUS: dict[str, tuple[int, int | None]] = {
+    "PERSISTED_QUERY_NOT_FOUND": (404, 200),
+    "PERSISTED_QUERY_NOT_TRUSTED": (403, 200),
+}
+# A GET carrying either is never answered `public` (a shared cache would serve it to all).
+CREDENTIAL_HEADERS = ("authorization", "cookie")
 
 # The operation types each method may run over HTTP (subscriptions: graphql-transport-ws).
 ALLOWED_OPERATIONS = {
@@ -144,6 +157,14 @@ class GraphQLOverHTTP:
                 raise  # older clients: strawberry's plain-text refusal, as before
             return self.json_response(error_body(exc.reason), media, exc.status_code)
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """strawberry's rule (a GET with no `query` that accepts HTML or `*/*`), except for a
+        persisted query: a GET with `extensions` and no `query` is one to run."""
+        return bool(
+            super().should_render_graphql_ide(request)  # type: ignore[misc]
+            and request.query_params.get("extensions") is None
+        )
+
     def json_response(
         self,
         body: Any,
@@ -166,12 +187,23 @@ class GraphQLOverHTTP:
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData:
         data = await super().parse_http_body(request)  # type: ignore[misc]
-        if isinstance(data, GraphQLRequestData) and not isinstance(
-            data.operation_name, (str, type(None))
-        ):
+        if not isinstance(data, GraphQLRequestData):
+            return data  # a batch: refused by strawberry (batching is off)
+        if not isinstance(data.operation_name, (str, type(None))):
             raise HTTPException(
                 400, "The GraphQL operation's `operationName` must be a string or null."
             )
+        persisted: PersistedQueries | None = getattr(self, "persisted", None)
+        if persisted is not None:
+            try:
+                resolved = await persisted.resolve(data.query, data.extensions)
+            except PersistedQueryRefusal as refusal:
+                status, legacy = REFUSAL_STATUS.get(refusal.code, (400, None))
+                raise RequestRefused(
+                    status, refusal.message, code=refusal.code, legacy_status=legacy
+                ) from refusal
+            data.query = resolved.query
+            starlette_request(request).state.persisted_by_hash = resolved.by_hash
         return data
 
     async def execute_single(
@@ -212,16 +244,28 @@ class GraphQLOverHTTP:
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         body: GraphQLHTTPResponse = await super().process_result(request, result)  # type: ignore[misc]
         state = getattr(request, "state", None)
-        if getattr(state, "graphql_media", JSON) != GRAPHQL_RESPONSE_JSON:
-            return body
-        status = spec_status(result)
-        if status != 200:
-            body.pop("data", None)
-            sub_response = getattr(state, "sub_response", None)
-            if sub_response is not None:
-                sub_response.status_code = status
-                if status == 429 and (retry := _retry_after(result)) is not None:
-                    sub_response.headers["retry-after"] = retry
+        sub_response = getattr(state, "sub_response", None)
+        status = 200
+        if getattr(state, "graphql_media", JSON) == GRAPHQL_RESPONSE_JSON:
+            status = spec_status(result)
+            if status != 200:
+                body.pop("data", None)
+                if sub_response is not None:
+                    sub_response.status_code = status
+                    if status == 429 and (retry := _retry_after(result)) is not None:
+                        sub_response.headers["retry-after"] = retry
+        if sub_response is not None and request.method == "GET":
+            public = (
+                getattr(state, "persisted_by_hash", False)
+                and status == 200
+                and not result.errors
+                and not any(name in request.headers for name in CREDENTIAL_HEADERS)
+            )
+            max_age = getattr(self, "public_max_age", 0)
+            sub_response.headers["cache-control"] = (
+                f"public, max-age={max_age}" if public and max_age else "private, no-store"
+            )
+            sub_response.headers["vary"] = "Accept, Authorization, Cookie"
         return body
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:

@@ -11,6 +11,7 @@ from app.models.members import DossierMember
 from app.models.messages import Message
 from app.models.notifications import Event, Notification, NotificationDelivery
 from app.models.payments import Order, PaymentLink, PaymentReminder, StripeEvent
+from app.models.persisted import TrustedDocument
 from app.models.privacy import DataExport, FileDeletion
 from app.models.profiles import Profile
 from app.models.references import DossierSequence
@@ -54,4 +55,5 @@ __all__ = [
     "StepInstance",
     "StepReminder",
     "StripeEvent",
+    "TrustedDocument",
 ]
