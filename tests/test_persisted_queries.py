@@ -244,9 +244,10 @@ async def test_admins_register_trusted_documents_which_then_run(client, manifest
         assert by_hash.json() == expected
     # registering it again changes nothing
     again = await gql(client, REGISTER, variables, token=admin.token)
-    assert again["registerTrustedDocuments"]["documents"] == done["registerTrustedDocuments"][
-        "documents"
-    ]
+    assert (
+        again["registerTrustedDocuments"]["documents"]
+        == done["registerTrustedDocuments"]["documents"]
+    )
 
 
 def test_manifests_of_both_formats_are_read_and_checked(tmp_path):
@@ -267,3 +268,27 @@ def test_manifests_of_both_formats_are_read_and_checked(tmp_path):
     lying.write_text(json.dumps({"0" * 64: PING}))
     with pytest.raises(ValueError, match="not the SHA-256"):
         read_manifest(lying)
+
+
+async def test_trusted_mode_refuses_unregistered_operations_over_the_websocket(tmp_path):
+    from gql import gql as document_of
+    from gql.transport.exceptions import TransportQueryError
+    from graphql import parse, print_ast
+
+    printed = print_ast(parse(PING))  # the text gql sends
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({document_hash(printed): printed}))
+
+    from tests.ws_support import error_codes_of, serve, settings_with, ws_session
+
+    account = await make_client()
+    settings = settings_with(trusted_documents=True, trusted_documents_manifest=str(manifest))
+    async with serve(settings) as served, ws_session(served.ws_url, account.token) as session:
+        with pytest.raises(TransportQueryError) as refused:
+            async for _ in session.subscribe(
+                document_of("subscription { notificationAdded { id } }")
+            ):
+                pass
+        assert error_codes_of(refused.value) == ["PERSISTED_QUERY_NOT_TRUSTED"]
+        # the manifest's operation runs over the socket too
+        assert await session.execute(document_of(PING)) == {"__typename": "Query"}

@@ -31,7 +31,7 @@ from app.compat.strawberry import starlette_request as starlette_request_of
 from app.context import Context
 from app.domain.viewer import Viewer
 from app.errors import Unauthenticated
-from app.http.graphql_http import GraphQLOverHTTP
+from app.http.graphql_http import GraphQLOverHTTP, trusted_subscribe
 from app.http.payment_pages import security_headers
 from app.security import bearer_token
 from app.services.persisted_queries import PersistedQueries
@@ -149,6 +149,10 @@ class DossierGraphQL(GraphQLOverHTTP, GraphQL[Context, None]):
             # A live event reaching many subscribers is executed and serialized once per
             # operation (app.subscriptions.sharing); the protocol is strawberry's.
             self.graphql_transport_ws_handler_class = SharingTransportWSHandler
+        if self.persisted.trusted_only:  # WebSocket operations: registered documents only
+            self.graphql_transport_ws_handler_class = trusted_subscribe(
+                self.graphql_transport_ws_handler_class
+            )
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql_enabled else None,

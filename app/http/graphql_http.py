@@ -278,3 +278,31 @@ class GraphQLOverHTTP:
         if sub_response.background:
             response.background = sub_response.background
         return response
+
+
+def trusted_subscribe(handler_class: Any) -> Any:
+    """`handler_class` (a graphql-transport-ws handler) refusing, in TRUSTED_DOCUMENTS
+    mode, an operation whose document is not registered: an `error` message with
+    PERSISTED_QUERY_NOT_TRUSTED, before the document is parsed."""
+
+    class TrustedSubscribe(handler_class):
+        async def handle_subscribe(self, message: Any) -> None:
+            payload = message.get("payload") or {}
+            query = payload.get("query")
+            persisted: PersistedQueries = self.view.persisted
+            try:
+                resolved = await persisted.resolve(
+                    query if isinstance(query, str) else None, payload.get("extensions")
+                )
+                if resolved.query is not None:
+                    payload["query"] = resolved.query  # sent by hash
+            except PersistedQueryRefusal as refusal:
+                if self.connection_acknowledged and message.get("id") not in self.operations:
+                    error = {"message": refusal.message, "extensions": {"code": refusal.code}}
+                    await self.send_message(
+                        {"id": message["id"], "type": "error", "payload": [error]}
+                    )
+                    return
+            await super().handle_subscribe(message)
+
+    return TrustedSubscribe
