@@ -32,6 +32,7 @@ from app.resolvers.messages import MessageMutation
 from app.resolvers.notifications import NotificationMutation, NotificationQuery
 from app.resolvers.opening import OpeningMutation
 from app.resolvers.payments import PaymentMutation, PaymentQuery
+from app.resolvers.persisted import PersistedMutation
 from app.resolvers.phone import PhoneMutation, PhoneQuery
 from app.resolvers.privacy import PrivacyMutation
 from app.resolvers.reports import ReportMutation, ReportQuery
@@ -81,6 +82,7 @@ Mutation = merge_types(
         ReportMutation,
         DeskMutation,
         PhoneMutation,
+        PersistedMutation,
     ),
 )
 

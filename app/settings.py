@@ -362,6 +362,29 @@ class Settings(BaseSettings):
     max_page_size: int = 100
     """Largest `first` of any list."""
 
+    # section: Persisted queries
+    persisted_queries: bool = True
+    """Apollo's automatic persisted queries: a client may send `extensions.persistedQuery`
+    with a document's SHA-256 instead of the document (over POST or GET), once the document
+    was sent with its hash. Documents are kept in Redis (under the deployment's prefix) or,
+    without `REDIS_URL`, in process memory."""
+    persisted_query_ttl_seconds: int = Field(default=86_400, ge=60)
+    """How long an automatically persisted document is kept after it was last sent."""
+    persisted_query_cache_size: int = Field(default=10_000, ge=10)
+    """Documents kept at most (the least recently registered are dropped first)."""
+    persisted_query_max_bytes: int = Field(default=100_000, ge=1_000)
+    """Longest document that is persisted (a longer one still runs, unpersisted)."""
+    trusted_documents: bool = False
+    """Production lock-down: only registered operations run (the manifest's and those an
+    admin uploaded with `registerTrustedDocuments`); any other document is refused before
+    it is parsed (`PERSISTED_QUERY_NOT_TRUSTED`), and automatic persisting is off."""
+    trusted_documents_manifest: str = ""
+    """A persisted-documents manifest to trust, read at start: JSON `{hash: document}`
+    (GraphQL Codegen's client preset) or Apollo's `persisted-query-manifest.json`."""
+    public_cache_max_age_seconds: int = Field(default=300, ge=0)
+    """`Cache-Control: public, max-age=…` of a persisted query sent over GET without
+    credentials that answered without errors (anything else is `private, no-store`)."""
+
     # section: Speed
     dispatch_after_response: bool = True
     """Run an HTTP request's outbox dispatch (notifications, live updates) once the answer

@@ -1557,6 +1557,10 @@ ADMIN_ONLY_WITHOUT_ID = {
         "mutation { createCsvExport(input: {kind: EVENTS, "
         'from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z"}) { url userErrors { code } } }'
     ),
+    "Mutation.registerTrustedDocuments": (
+        'mutation { registerTrustedDocuments(input: {documents: [{document: "{ __typename }"}]})'
+        " { documents { sha256Hash } userErrors { code } } }"
+    ),
 }
 
 

@@ -220,6 +220,44 @@ def test_strawberry_hands_parse_multipart_a_starlette_adapter():
     )
 
 
+def test_strawberry_view_hooks_graphql_over_http_overrides():
+    """app/http/graphql_http.py overrides these view methods, calling strawberry's own."""
+    import strawberry.asgi as asgi
+    from strawberry.schema.exceptions import InvalidOperationTypeError
+    from strawberry.types import ExecutionResult
+    from strawberry.types.execution import PreExecutionError
+
+    where = "app/http/graphql_http.py GraphQLOverHTTP"
+    expected = {
+        "run": ["request", "context", "root_value"],
+        "execute_single": [
+            "request",
+            "request_adapter",
+            "sub_response",
+            "context",
+            "root_value",
+            "request_data",
+        ],
+        "parse_http_body": ["request"],
+        "process_result": ["request", "result"],
+        "get_sub_response": ["request"],
+        "create_response": ["response_data", "sub_response"],
+        "should_render_graphql_ide": ["request"],
+    }
+    for name, names in expected.items():
+        method = getattr(asgi.GraphQL, name)
+        assert parameters(method)[1:] == names, REVISIT.format(
+            where=where, what=f"GraphQL.{name}'s signature changed"
+        )
+    assert "execute_single" in inspect.getsource(asgi.GraphQL.execute_operation), REVISIT.format(
+        where=where, what="execute_operation no longer runs a single operation via execute_single"
+    )
+    assert "operation_type" in inspect.signature(InvalidOperationTypeError).parameters
+    assert issubclass(PreExecutionError, ExecutionResult), REVISIT.format(
+        where=where, what="parse and validation failures are no PreExecutionError any more"
+    )
+
+
 # --- Tortoise: app/compat/tortoise.py ----------------------------------------------------
 
 

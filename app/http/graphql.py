@@ -1,4 +1,5 @@
-"""The GraphQL endpoint: HTTP POST and graphql-transport-ws only, auth on connect."""
+"""The GraphQL endpoint: HTTP (GraphQL over HTTP: app.http.graphql_http) and
+graphql-transport-ws, auth on connect."""
 
 from __future__ import annotations
 
@@ -30,8 +31,10 @@ from app.compat.strawberry import starlette_request as starlette_request_of
 from app.context import Context
 from app.domain.viewer import Viewer
 from app.errors import Unauthenticated
+from app.http.graphql_http import GraphQLOverHTTP, trusted_subscribe
 from app.http.payment_pages import security_headers
 from app.security import bearer_token
+from app.services.persisted_queries import PersistedQueries
 from app.settings import Settings
 
 # Apollo's CSRF prevention headers: a browser cannot send them cross-site without a CORS
@@ -130,7 +133,7 @@ def graphiql_csp(page: str, websocket_origin: str) -> str:
     )
 
 
-class DossierGraphQL(GraphQL[Context, None]):
+class DossierGraphQL(GraphQLOverHTTP, GraphQL[Context, None]):
     def __init__(self, schema: Schema, settings: Settings) -> None:
         self.max_upload_files = settings.max_upload_files
         self.max_concurrent_uploads = settings.max_concurrent_uploads
@@ -139,14 +142,21 @@ class DossierGraphQL(GraphQL[Context, None]):
         self._sockets_of_account: dict[uuid.UUID, int] = {}
         self._sockets_of_address: dict[str, int] = {}
         self._uploading: dict[uuid.UUID, int] = {}  # bodies being received, per credential
+        # persisted queries and trusted documents (app.http.graphql_http)
+        self.persisted = PersistedQueries.from_settings(settings)
+        self.public_max_age = settings.public_cache_max_age_seconds
         if schema.fast_paths:
             # A live event reaching many subscribers is executed and serialized once per
             # operation (app.subscriptions.sharing); the protocol is strawberry's.
             self.graphql_transport_ws_handler_class = SharingTransportWSHandler
+        if self.persisted.trusted_only:  # WebSocket operations: registered documents only
+            self.graphql_transport_ws_handler_class = trusted_subscribe(
+                self.graphql_transport_ws_handler_class
+            )
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql_enabled else None,
-            allow_queries_via_get=False,
+            allow_queries_via_get=True,  # queries only (app.http.graphql_http)
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=timedelta(seconds=5),
             max_subscriptions_per_connection=20,

@@ -12,6 +12,7 @@ from app.models.messages import Message
 from app.models.messaging import ChannelConsent, InboundMessage
 from app.models.notifications import Event, Notification, NotificationDelivery
 from app.models.payments import Order, PaymentLink, PaymentReminder, StripeEvent
+from app.models.persisted import TrustedDocument
 from app.models.privacy import DataExport, FileDeletion
 from app.models.profiles import Profile
 from app.models.references import DossierSequence
@@ -57,4 +58,5 @@ __all__ = [
     "StepInstance",
     "StepReminder",
     "StripeEvent",
+    "TrustedDocument",
 ]

@@ -14,6 +14,7 @@ from app.services.catalogue_bounds import CatalogueBounds
 from app.services.document_requests import MAX_REQUESTED_PER_STEP
 from app.services.members import MAX_MEMBERS
 from app.services.notifications.queries import MAX_MARK_IDS
+from app.services.persisted_queries import MAX_TRUSTED_PER_CALL
 from app.settings import get_settings
 
 # Lists whose bound is the live catalogue's: the CatalogueBounds attribute that bounds them.
@@ -37,6 +38,7 @@ def static_list_bounds() -> dict[tuple[str, str], int]:
         ("Notification", "deliveries"): len(NotificationChannel),  # one per channel
         ("MarkNotificationsReadPayload", "notifications"): MAX_MARK_IDS,
         ("Dossier", "members"): MAX_MEMBERS,
+        ("RegisterTrustedDocumentsPayload", "documents"): MAX_TRUSTED_PER_CALL,
     }
 
 
