@@ -30,8 +30,9 @@ rule) reads every name sharing one word with the query (all the Jules for "jules
 8,000 candidate rows, 45 ms with unaccent run per row, still about 27 ms on the stored
 column with the threshold at 0.5); a GiST nearest-neighbour scan measured 17 ms and would
 still need the whole set for `totalCount`. `WORD_THRESHOLD` is set for the statement only
-(`SET LOCAL pg_trgm.word_similarity_threshold` in the statement's transaction): 0.5 keeps
-a one-letter typo in a five-letter word, pg_trgm's default 0.6 does not. SQLite (the
+(`set_config('pg_trgm.word_similarity_threshold', …, true)` in the statement itself, one
+round trip, no transaction to open): 0.5 keeps a typo inside a six-letter word ("dupomt"
+finds "Jean Dupont"), pg_trgm's default 0.6 does not. SQLite (the
 embedded default): the FTS5 trigram table `profile_search` (folded text written by
 `index_clients`, which the services that write a name, an e-mail or a phone call) finds
 the candidates, which are matched and scored here with pg_trgm's formulas
@@ -48,7 +49,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 from tortoise import connections
-from tortoise.transactions import in_transaction
 
 from app.db import is_postgres
 from app.domain.viewer import Viewer
@@ -129,9 +129,13 @@ def _names_sql(terms: Terms, params: list[object]) -> str | None:
     """The name hits (id, score): the words step, else the whole-name step."""
     if not terms.words:
         return None
-    params.append(terms.name)
-    q = len(params)
-    words = []
+    params += [terms.name, str(WORD_THRESHOLD)]
+    q, threshold = len(params) - 1, len(params)
+    # The words step's threshold, for this statement only (set_config's is_local: until
+    # the end of the statement's transaction), set by an InitPlan that gates the scan: the
+    # planner puts it in a one-time filter, which runs before the index is read.
+    words = [f"(SELECT set_config('pg_trgm.word_similarity_threshold', ${threshold}, true)) "
+             "IS NOT NULL"]  # fmt: skip
     for word in terms.words:
         params.append(word)
         words.append(f"${len(params)} <% p.full_name_folded")
@@ -190,12 +194,7 @@ async def _search_postgres(
         f"SELECT h.kind, h.id, h.score FROM ({' UNION ALL '.join(hits)}) h {keyset} "
         f"ORDER BY h.score DESC, h.id LIMIT ${len(params)}"
     )
-    async with in_transaction() as connection:
-        # the words step's threshold, for this statement's transaction only
-        await connection.execute_query(
-            f"SET LOCAL pg_trgm.word_similarity_threshold = {WORD_THRESHOLD}"
-        )
-        rows = await connection.execute_query_dict(sql, params)
+    rows = await connections.get("default").execute_query_dict(sql, params)
     return [Hit(kind=row["kind"], id=row["id"], score=_rounded(row["score"])) for row in rows]
 
 
