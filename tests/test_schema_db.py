@@ -991,8 +991,8 @@ async def test_hot_path_indexes_exist(backend) -> None:
     assert not problems, f"hot-path indexes: {problems}"
 
 
-SEARCH_INDEXES = {  # issue 19 (migration 0022): the expressions app/services/search.py uses
-    "idx_profiles_search_name": "gin (f_unaccent(lower(full_name)) gin_trgm_ops)",
+SEARCH_INDEXES = {  # issue 19 (migrations 0022, 0027): what app/services/search.py queries
+    "idx_profiles_search_folded": "gin (full_name_folded gin_trgm_ops)",
     "idx_profiles_search_phone": (
         "gin (regexp_replace(phone, '[^0-9]'::text, ''::text, 'g'::text) gin_trgm_ops)"
     ),
@@ -1012,6 +1012,16 @@ async def test_case_numbers_are_unique_and_search_is_indexed(backend) -> None:
         )
         found = {row["name"]: row["sql"].partition(" USING ")[2] for row in rows}
         assert found == SEARCH_INDEXES
+        # the folded name is stored, written by the database itself whoever writes full_name
+        rows = await _query(
+            "SELECT is_generated, generation_expression FROM information_schema.columns "
+            "WHERE table_name = 'profiles' AND column_name = 'full_name_folded'"
+        )
+        assert [(r["is_generated"], r["generation_expression"]) for r in rows] == [
+            ("ALWAYS", "f_unaccent(lower(full_name))")
+        ]
+        gone = await _query("SELECT 1 FROM pg_indexes WHERE indexname = 'idx_profiles_search_name'")
+        assert not gone, "0027 replaces the expression index of 0022"
     else:
         rows = await _query("SELECT sql FROM sqlite_master WHERE name = 'profile_search'")
         assert "fts5" in rows[0]["sql"], rows

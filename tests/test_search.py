@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.services.search import similarity
+from app.services.search import similarity, word_similarity
 from tests.factories import make_admin, make_agent, make_client, make_dossier
 from tests.helpers import count_statements, error_codes, gql
 
@@ -84,6 +84,45 @@ async def test_ranking_puts_the_closest_name_first(client, people):
     assert names[0] == "Hélène Dupont"
     assert set(names[1:]) <= {"Hélène Martin", "Jean Dupont"}
     assert "Zoé Bernard" not in names
+
+
+async def test_a_surname_alone_finds_long_names(client):
+    agent = await make_agent()
+    long = await make_client(full_name="Anne-Marie Dupont")
+    await make_client(full_name="Anne-Marie Martin")
+    result = await _search(client, agent.token, "dupont")
+    assert _clients(result) == ["Anne-Marie Dupont"]
+    assert result["edges"][0]["node"]["client"]["id"] == str(long.obj.id)
+    assert result["edges"][0]["node"]["score"] < 0.45  # pg_trgm: 0.3888889, scored as a whole
+    assert _clients(await _search(client, agent.token, "anne marie dupon")) == ["Anne-Marie Dupont"]
+
+
+async def test_every_word_narrows_and_a_bad_typo_falls_back_to_the_whole_name(client):
+    agent = await make_agent()
+    for name in ("Jules Faure", "Jules Martin", "Léa Faure"):
+        await make_client(full_name=name)
+    # every word found in a name: those names only, not every Jules nor every Faure
+    result = await _search(client, agent.token, "jules faur")
+    assert _clients(result) == ["Jules Faure"]
+    assert result["totalCount"] == 1
+    # "fuare" is in no name: the names similar as a whole, closest first
+    result = await _search(client, agent.token, "jules fuare")
+    names = _clients(result)
+    assert names[0] == "Jules Faure"
+    assert set(names) == {"Jules Faure", "Jules Martin"}
+    assert result["totalCount"] == 2
+    assert _clients(await _search(client, agent.token, "zzz qqq")) == []
+
+
+async def test_a_typo_inside_a_short_word_is_forgiven(client):
+    """The words step's own threshold (0.5, not pg_trgm's default 0.6) applies: "dupomt"
+    is 0.57 of "dupont" by word, and only 0.27 of "Jean Dupont" as a whole."""
+    agent = await make_agent()
+    await make_client(full_name="Jean Dupont")
+    await make_client(full_name="Jean Durand")
+    for _ in range(7):  # and still so once the statement's plan is a generic one
+        assert _clients(await _search(client, agent.token, "dupomt")) == ["Jean Dupont"]
+    assert _clients(await _search(client, agent.token, "jean dupomt")) == ["Jean Dupont"]
 
 
 async def test_email_and_phone_in_any_formatting(client, people):
@@ -188,3 +227,32 @@ def test_similarity_is_pg_trgm_s():
     assert similarity("helene dupont", "helene dupont") == 1.0
     assert similarity("word", "two words") == pytest.approx(4 / 11)  # pg_trgm: 0.36363637
     assert similarity("abc", "xyz") == 0.0
+
+
+def test_word_similarity_is_pg_trgm_s():
+    # the values pg_trgm (PostgreSQL 15) gives
+    assert word_similarity("word", "two words") == pytest.approx(0.8)
+    assert word_similarity("dupont", "anne-marie dupont") == 1.0
+    assert word_similarity("helen", "helene dupont") == pytest.approx(0.8333333)
+    assert word_similarity("dupond", "helene dupont") == pytest.approx(0.71428573)
+    assert word_similarity("dupomt", "jean dupont") == pytest.approx(0.5714286)
+    assert word_similarity("fuare", "jules faure") == pytest.approx(0.2)
+    assert word_similarity("jules faur", "jules martin") == pytest.approx(0.54545456)
+    assert word_similarity("abc", "xyz") == 0.0
+
+
+@pytest.mark.postgres
+async def test_word_similarity_agrees_with_the_database():
+    """The embedded backend's word_similarity against pg_trgm's on names and typos."""
+    from tortoise import connections
+
+    names = ["helene dupont", "anne-marie dupont", "jean-luc martin", "elodie lefebvre"]
+    queries = ["helen", "dupond", "anne marie", "lefevre", "mrtin", "jean luc marti", "e", "zz"]
+    pairs = [(q, n) for q in queries for n in names]
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT q, n, word_similarity(q, n) AS ws FROM unnest($1::text[], $2::text[]) t(q, n)",
+        [[q for q, _ in pairs], [n for _, n in pairs]],
+    )
+    assert len(rows) == len(pairs)
+    for row in rows:
+        assert word_similarity(row["q"], row["n"]) == pytest.approx(row["ws"], abs=1e-6), row

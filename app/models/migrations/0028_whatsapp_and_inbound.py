@@ -15,7 +15,7 @@ from tortoise.indexes import Index
 from app.models.migration_ops import AddIndexConcurrently
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0026_data_exports_erasure')]
+    dependencies = [('models', '0027_search_speed')]
 
     initial = False
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
