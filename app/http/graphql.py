@@ -43,6 +43,12 @@ CSRF_MESSAGE = (
     "'Apollo-Require-Preflight' (or 'X-Apollo-Operation-Name') header with multipart requests."
 )
 
+NO_FILENAME_HINT = (
+    "A file part needs a filename in its Content-Disposition header (`form-data; "
+    'name="0"; filename="scan.pdf"`): without one it is read as a text field, not a file. '
+    "gql's streamed uploads: give the stream a filename."
+)
+
 
 def websocket_origins(settings: Settings) -> list[str]:
     """PUBLIC_APP_URL's origin and ALLOWED_ORIGINS."""
@@ -202,6 +208,8 @@ class DossierGraphQL(GraphQL[Context, None]):
             )
         except (MultiPartException, StarletteHTTPException) as exc:
             detail = getattr(exc, "message", None) or getattr(exc, "detail", "")
+            if "exceeded maximum size" in str(detail):  # a text field: no filename?
+                detail = f"{detail} {NO_FILENAME_HINT}"
             raise HTTPException(400, f"Invalid multipart body: {detail}") from exc
         except ValueError as exc:
             raise HTTPException(400, "Unable to parse the multipart body") from exc
@@ -214,6 +222,11 @@ class DossierGraphQL(GraphQL[Context, None]):
         files_map = self.parse_json(files_map)
         if not isinstance(files_map, dict) or len(files_map) > self.max_upload_files:
             raise HTTPException(400, "Invalid multipart map.")
+        for name in files_map:
+            if isinstance(form.get(name), str):  # a part without a filename is a text field
+                raise HTTPException(
+                    400, f"The multipart part {name!r} has no filename. {NO_FILENAME_HINT}"
+                )
         try:
             return replace_placeholders_with_files(operations, files_map, form)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
