@@ -14,7 +14,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: run test test-embedded test-latest test-lowest faults fuzz lint typecheck format schema \
-	migrations config-docs install install-dev upgrade clean bench bench-soak bench-scale
+	migrations config-docs graphiql-assets install install-dev upgrade clean bench bench-soak bench-scale
 
 $(UV): requirements/uv.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -117,6 +117,11 @@ format: install-dev
 ## Regenerate schema.graphql from the code.
 schema: install
 	$(BIN)/python -m app export-schema
+
+## Re-fetch GraphiQL's assets (pinned in scripts/vendor_graphiql.py) from the npm registry
+## into app/static/graphiql/ with their sha384 in manifest.json; commit what it writes.
+graphiql-assets: install
+	$(BIN)/python scripts/vendor_graphiql.py
 
 ## Regenerate docs/configuration.md from app/settings.py.
 config-docs: install

@@ -22,6 +22,7 @@ from app.http.body_limits import BodyLimitMiddleware
 from app.http.csv_exports import download_csv_export
 from app.http.exports import download_export
 from app.http.files import download_file
+from app.http.graphiql import ASSET_ROUTE, graphiql_asset
 from app.http.graphql import DossierGraphQL
 from app.http.stripe_webhook import stripe_webhook
 from app.providers.payments import build_payment_provider
@@ -138,6 +139,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]
+    if settings.graphiql_enabled:
+        routes.append(Route(ASSET_ROUTE + "/{digest}/{name}", graphiql_asset, methods=["GET"]))
     if payment_provider.name == "dummy":
         routes += [
             Route("/dummy-checkout/{session_id}", payment_pages.dummy_checkout_page),

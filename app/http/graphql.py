@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import uuid
 from collections.abc import MutableMapping
 from datetime import timedelta
-from functools import cached_property
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -30,7 +26,7 @@ from app.compat.strawberry import starlette_request as starlette_request_of
 from app.context import Context
 from app.domain.viewer import Viewer
 from app.errors import Unauthenticated
-from app.http.payment_pages import security_headers
+from app.http.graphiql import graphiql_page
 from app.security import bearer_token
 from app.settings import Settings
 
@@ -80,62 +76,6 @@ async def _refuse(scope: Any, receive: Any, send: Any, reason: str) -> None:
     await send({"type": "websocket.close", "code": TOO_MANY_SOCKETS, "reason": reason})
 
 
-class _PageResources(HTMLParser):
-    """What an HTML page loads: external scripts and stylesheets, and its inline scripts."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=False)
-        self.scripts: list[str] = []
-        self.stylesheets: list[str] = []
-        self.inline_scripts: list[str] = []
-        self._inline: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = dict(attrs)
-        if tag == "script":
-            if attributes.get("src"):
-                self.scripts.append(attributes["src"] or "")
-            else:
-                self._inline = []
-        elif tag == "link" and (attributes.get("rel") or "").lower() == "stylesheet":
-            self.stylesheets.append(attributes.get("href") or "")
-
-    def handle_data(self, data: str) -> None:
-        if self._inline is not None:
-            self._inline.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "script" and self._inline is not None:
-            self.inline_scripts.append("".join(self._inline))
-            self._inline = None
-
-
-def graphiql_csp(page: str, websocket_origin: str) -> str:
-    """The Content-Security-Policy of strawberry's GraphiQL page, read from the page itself:
-    exactly the CDN files it loads (each by its full, versioned URL), its inline script (by
-    hash), inline style, the data: icon and fonts of its CSS, and this endpoint over HTTP and
-    WebSocket. Nothing else runs, loads or connects."""
-    resources = _PageResources()
-    resources.feed(page)
-    hashes = [
-        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
-        for script in resources.inline_scripts
-    ]
-    return "; ".join(
-        (
-            "default-src 'none'",
-            "script-src " + " ".join((*resources.scripts, *hashes)),
-            "style-src " + " ".join((*resources.stylesheets, "'unsafe-inline'")),
-            "img-src data:",
-            "font-src data:",
-            f"connect-src 'self' {websocket_origin}",
-            "form-action 'none'",
-            "base-uri 'none'",
-            "frame-ancestors 'none'",
-        )
-    )
-
-
 class DossierGraphQL(GraphQL[Context, None]):
     def __init__(self, schema: Schema, settings: Settings) -> None:
         self.max_upload_files = settings.max_upload_files
@@ -163,17 +103,10 @@ class DossierGraphQL(GraphQL[Context, None]):
             allowed_origins=websocket_origins(settings),
         )
 
-    @cached_property
-    def _graphql_ide_page(self) -> str:
-        return self.graphql_ide_html  # strawberry reads its file on every access
-
     async def render_graphql_ide(self, request: Request) -> Response:
-        """GraphiQL (when enabled) with the headers of every HTML page of this service; the
-        page is static (the token stays in the browser), so it may be cached."""
-        page = self._graphql_ide_page
-        websocket = ("wss" if request.url.scheme == "https" else "ws") + "://" + request.url.netloc
-        csp = graphiql_csp(page, websocket)
-        return HTMLResponse(page, headers=security_headers(csp, no_store=False))
+        """GraphiQL (when enabled): our page and its assets, served by us
+        (app.http.graphiql); the page is static (the token stays in the browser)."""
+        return graphiql_page(request)
 
     async def _uploader(self, request: Any) -> Viewer:
         """The account sending an upload, from its headers alone: an anonymous or invalid
