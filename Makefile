@@ -58,9 +58,11 @@ _suite-in:
 	$(ENV)/bin/pytest $(PYTEST_ARGS)
 
 ## Serve GraphiQL on http://$(HOST):$(PORT)/graphql with demo data (SQLite under ./var).
+## Links (checkout, downloads, e-mails) follow HOST and PORT unless PUBLIC_API_URL /
+## PUBLIC_APP_URL are set: the seed's e-mails too.
 run: install
-	$(BIN)/python -m app migrate
-	$(BIN)/python -m app seed
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m app migrate
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m app seed
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m app serve
 
 ## The whole suite: PostgreSQL + Redis when reachable (or REQUIRE_SERVICES=1), else embedded.

@@ -17,7 +17,7 @@ from app import worker
 from app.api import build_schema
 from app.consumers import install_consumers
 from app.db import close_db, init_db
-from app.http import access_log, payment_pages
+from app.http import access_log, link_pages, payment_pages
 from app.http.body_limits import BodyLimitMiddleware
 from app.http.csv_exports import download_csv_export
 from app.http.exports import download_export
@@ -139,6 +139,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]
+    if settings.serves_app_pages:  # no front end at PUBLIC_APP_URL: its links are ours
+        routes += link_pages.routes()
     if settings.graphiql_enabled:
         routes.append(Route(ASSET_ROUTE + "/{digest}/{name}", graphiql_asset, methods=["GET"]))
     if payment_provider.name == "dummy":
