@@ -39,6 +39,14 @@ FLAGS = (
 )
 
 
+# Installed in every document before its own scripts: what the CSP refused, in the page.
+CSP_RECORDER = (
+    "window.__cspViolations = [];"
+    "document.addEventListener('securitypolicyviolation', e =>"
+    " window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));"
+)
+
+
 def chromium_binary() -> str | None:
     for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", "chromium"):
         if candidate and (found := shutil.which(candidate)):
@@ -102,6 +110,9 @@ class Page:
                     f"waited {within:.0f} s for {what or expression}; page errors: {self.errors}"
                 )
             await asyncio.sleep(0.1)
+
+    async def csp_violations(self) -> list[str]:
+        return list(await self.evaluate("window.__cspViolations") or [])
 
     async def navigate(self, url: str) -> None:
         await self.send("Page.navigate", url=url)
@@ -189,6 +200,7 @@ class Browser:
         for domain in ("Page", "Runtime", "Log"):
             await page.send(f"{domain}.enable")
         await page.send("Fetch.enable", patterns=[{"urlPattern": "*"}])
+        await page.send("Page.addScriptToEvaluateOnNewDocument", source=CSP_RECORDER)
         return page
 
     async def close(self) -> None:

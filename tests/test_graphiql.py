@@ -212,6 +212,7 @@ async def test_graphiql_works_offline_in_chromium(client, tmp_path):
                 await page.screenshot(Path(target))
             # nothing but our server was asked for, nothing failed in the page (CSP included)
             assert page.blocked == []
+            assert await page.csp_violations() == []
             assert page.errors == []
         finally:
             await browser.close()

@@ -123,8 +123,9 @@ async def test_two_deployments_on_one_redis_do_not_share_buckets(private_redis):
     ours = deployment_prefix(Settings(broadcast_prefix="firm-a"))
     theirs = deployment_prefix(Settings(database_url="sqlite://./var/other.sqlite3"))
     assert ours != theirs
-    first = RateLimiter(private_redis.url, CAPACITY, WINDOW, key_prefix=ours)
-    second = RateLimiter(private_redis.url, CAPACITY, WINDOW, key_prefix=theirs)
+    day = 24 * 3600  # a point refills in 14 minutes: an empty bucket stays empty here
+    first = RateLimiter(private_redis.url, CAPACITY, day, key_prefix=ours)
+    second = RateLimiter(private_redis.url, CAPACITY, day, key_prefix=theirs)
     key = f"user:{uuid.uuid4().hex}"
     assert (await first.take(key, CAPACITY)).allowed
     assert not (await first.take(key, 1)).allowed  # the first deployment's bucket is empty
