@@ -138,7 +138,7 @@ async def _type_query(page, value: str) -> None:
     )
 
 
-# GraphiQL sends a named subscription over the WebSocket
+# GraphiQL sends a subscription over the WebSocket (anonymous ones too)
 SUBSCRIPTION = 'subscription Chat { messageAdded(dossierId: "DOSSIER") { node { content } } }'
 RESULT = "document.querySelector('.result-window .CodeMirror').CodeMirror.getValue()"
 RUN = "document.querySelector('.graphiql-execute-button').click()"
