@@ -14,7 +14,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: run test test-embedded test-latest test-lowest faults fuzz lint typecheck format schema \
-	migrations config-docs install install-dev upgrade clean bench bench-soak bench-scale
+	migrations config-docs graphiql-assets install install-dev upgrade clean bench bench-soak bench-scale
 
 $(UV): requirements/uv.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -58,9 +58,11 @@ _suite-in:
 	$(ENV)/bin/pytest $(PYTEST_ARGS)
 
 ## Serve GraphiQL on http://$(HOST):$(PORT)/graphql with demo data (SQLite under ./var).
+## Links (checkout, downloads, e-mails) follow HOST and PORT unless PUBLIC_API_URL /
+## PUBLIC_APP_URL are set: the seed's e-mails too.
 run: install
-	$(BIN)/python -m app migrate
-	$(BIN)/python -m app seed
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m app migrate
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m app seed
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m app serve
 
 ## The whole suite: PostgreSQL + Redis when reachable (or REQUIRE_SERVICES=1), else embedded.
@@ -117,6 +119,11 @@ format: install-dev
 ## Regenerate schema.graphql from the code.
 schema: install
 	$(BIN)/python -m app export-schema
+
+## Re-fetch GraphiQL's assets (pinned in scripts/vendor_graphiql.py) from the npm registry
+## into app/static/graphiql/ with their sha384 in manifest.json; commit what it writes.
+graphiql-assets: install
+	$(BIN)/python scripts/vendor_graphiql.py
 
 ## Regenerate docs/configuration.md from app/settings.py.
 config-docs: install

@@ -46,6 +46,7 @@ from app.schema.ratelimit import RateLimiter, rate_limit
 from app.schema.search import SEARCH_HIT_TYPES
 from app.schema.subscriptions import Subscription
 from app.schema.workflow import TIMELINE_TYPES
+from app.services.throttle import deployment_prefix
 from app.settings import Settings, get_settings
 
 Query = merge_types(
@@ -125,6 +126,7 @@ def build_schema(settings: Settings | None = None) -> Schema:
                 settings.rate_limit_points,
                 settings.rate_limit_window_seconds,
                 fallback_share=settings.rate_limit_fallback_share,
+                key_prefix=deployment_prefix(settings),
             )
         ),
         FreshLoaders,

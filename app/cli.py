@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the web server (uvicorn)")
-    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument("--host", default=None, help="default: HOST, else 127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default: PORT, else 8000")
     serve.add_argument("--workers", type=int, default=1)
     sub.add_parser("migrate", help="apply the database migrations")
     sub.add_parser("seed", help="create the demo world (idempotent)")
@@ -143,11 +143,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         import uvicorn
 
+        if args.host is not None or args.port is not None:
+            # The app (imported by uvicorn, in each worker) reads HOST and PORT: the links it
+            # hands out follow the address it listens on.
+            os.environ["HOST"] = args.host if args.host is not None else settings.host
+            os.environ["PORT"] = str(args.port if args.port is not None else settings.port)
+            get_settings.cache_clear()
+            settings = get_settings()
+
         _ensure_sqlite_dir(settings.database_url)
         uvicorn.run(
             "app.asgi:app",
-            host=args.host,
-            port=args.port,
+            host=settings.host,
+            port=settings.port,
             workers=args.workers,
             timeout_graceful_shutdown=10,
             proxy_headers=True,

@@ -17,12 +17,13 @@ from app import logs, tracing, worker
 from app.api import build_schema
 from app.consumers import install_consumers
 from app.db import close_db, init_db
-from app.http import access_log, payment_pages
+from app.http import access_log, link_pages, payment_pages
 from app.http.body_limits import BodyLimitMiddleware
 from app.http.csv_exports import download_csv_export
 from app.http.email_bounces import email_bounces
 from app.http.exports import download_export
 from app.http.files import download_file
+from app.http.graphiql import ASSET_ROUTE, graphiql_asset
 from app.http.graphql import DossierGraphQL
 from app.http.metrics import Observability, metrics_endpoint
 from app.http.stripe_webhook import stripe_webhook
@@ -149,6 +150,10 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
+    if settings.serves_app_pages:  # no front end at PUBLIC_APP_URL: its links are ours
+        routes += link_pages.routes()
+    if settings.graphiql_enabled:
+        routes.append(Route(ASSET_ROUTE + "/{digest}/{name}", graphiql_asset, methods=["GET"]))
     if payment_provider.name == "dummy":
         routes += [
             Route("/dummy-checkout/{session_id}", payment_pages.dummy_checkout_page),

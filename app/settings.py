@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,12 +82,19 @@ class Settings(BaseSettings):
     `json` in production, `text` otherwise."""
     sql_echo: bool = False
     """Log every SQL statement (development)."""
-    public_app_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    """The address `python -m app serve` (and `make run HOST=…`) listens on; the links'
+    host when `PUBLIC_API_URL` is not set (`0.0.0.0` and `::` give the loopback address)."""
+    port: int = Field(default=8000, ge=1, le=65535)
+    """The port `python -m app serve` (and `make run PORT=…`) listens on; the links' port
+    when `PUBLIC_API_URL` is not set."""
+    public_app_url: str = ""
     """The client application's address: links in e-mails and messages, the WebSocket's
-    allowed origin."""
-    public_api_url: str = "http://127.0.0.1:8000"
+    allowed origin. Empty: this server (`PUBLIC_API_URL`), which then answers those links
+    with plain pages of its own (what to do, the link's state)."""
+    public_api_url: str = ""
     """This API's public address: signed download links, payment reminder links, the dummy
-    provider's checkout pages."""
+    provider's checkout pages. Empty: `http://HOST:PORT`."""
 
     # section: Accounts and tokens
     secret_key: str = DEV_SECRET
@@ -427,6 +435,22 @@ class Settings(BaseSettings):
         """`/metrics` served without a token (no METRICS_TOKEN, not in production)."""
         return not self.metrics_token and not self.is_production
 
+    @model_validator(mode="after")
+    def _links_follow_the_server(self) -> Settings:
+        """Unset public addresses follow HOST and PORT: `make run PORT=9000` hands out
+        links on port 9000."""
+        if not self.public_api_url:
+            self.public_api_url = own_url(self.host, self.port)
+        if not self.public_app_url:
+            self.public_app_url = self.public_api_url
+        return self
+
+    @property
+    def serves_app_pages(self) -> bool:
+        """No front end at PUBLIC_APP_URL (it is this server): the links that e-mails and
+        notifications carry are answered by plain pages of ours (app.http.link_pages)."""
+        return _origin(self.public_app_url) == _origin(self.public_api_url)
+
     @property
     def is_production(self) -> bool:
         return self.env == "production"
@@ -524,6 +548,19 @@ class Settings(BaseSettings):
             if self.stripe_secret_key and not self.stripe_webhook_secret:
                 raise ValueError("STRIPE_WEBHOOK_SECRET is required when STRIPE_SECRET_KEY is set")
         return self
+
+
+def own_url(host: str, port: int) -> str:
+    """`http://host:port` of a listening address (a wildcard host: the loopback one)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}".lower()
 
 
 @lru_cache

@@ -388,6 +388,49 @@ async def test_malformed_multipart_requests_get_400_not_500(client):
     await _no_version(document_id)
 
 
+async def test_a_file_part_without_a_filename_is_told_so(client):
+    """gql's streamed upload sends its part with no filename: a text field to the multipart
+    parser. The answer says what is wrong (not that text may not hold NUL characters)."""
+    owner = await make_client()
+    _, document_id = await _one_document(owner, "pdf")
+    operations = {
+        "query": UPLOAD,
+        "variables": {"input": {"documentId": document_id, "file": None}},
+    }
+    boundary = f"----test{uuid.uuid4().hex}"
+
+    def body(content: bytes) -> bytes:
+        parts = [
+            ("operations", json.dumps(operations).encode()),
+            ("map", json.dumps({"0": ["variables.input.file"]}).encode()),
+            ("0", content),
+        ]
+        return (
+            b"".join(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+                + value
+                + b"\r\n"
+                for name, value in parts
+            )
+            + f"--{boundary}--\r\n".encode()
+        )
+
+    for content in (make_pdf(), make_pdf() + b"\0" * 300 * 1024):  # small, and past 256 KB
+        response = await client.post(
+            "/graphql",
+            content=body(content),
+            headers={
+                "content-type": f"multipart/form-data; boundary={boundary}",
+                "authorization": f"Bearer {owner.token}",
+                **PREFLIGHT,
+            },
+        )
+        assert response.status_code == 400, response.text
+        assert "filename" in response.text, response.text
+        assert "NUL" not in response.text
+    await _no_version(document_id)
+
+
 # --- the body cap, while bytes arrive -------------------------------------------------
 
 

@@ -112,3 +112,23 @@ async def test_redis_is_the_truth_again_once_it_answers(private_redis):
 async def test_without_redis_memory_is_the_exact_store():
     limiter = RateLimiter("", CAPACITY, WINDOW)
     assert await _spend_all([limiter], "user:alone", attempts=CAPACITY + 10) == CAPACITY
+
+
+async def test_two_deployments_on_one_redis_do_not_share_buckets(private_redis):
+    """Rate-limit keys live under the deployment's prefix (BROADCAST_PREFIX, or the one
+    derived from DATABASE_URL), as the pub/sub topics and the login throttle do."""
+    from app.services.throttle import deployment_prefix
+    from app.settings import Settings
+
+    ours = deployment_prefix(Settings(broadcast_prefix="firm-a"))
+    theirs = deployment_prefix(Settings(database_url="sqlite://./var/other.sqlite3"))
+    assert ours != theirs
+    day = 24 * 3600  # a point refills in 14 minutes: an empty bucket stays empty here
+    first = RateLimiter(private_redis.url, CAPACITY, day, key_prefix=ours)
+    second = RateLimiter(private_redis.url, CAPACITY, day, key_prefix=theirs)
+    key = f"user:{uuid.uuid4().hex}"
+    assert (await first.take(key, CAPACITY)).allowed
+    assert not (await first.take(key, 1)).allowed  # the first deployment's bucket is empty
+    assert (await second.take(key, CAPACITY)).allowed  # the other's is full: not shared
+    keys = sorted(k.decode() for k in await private_redis.command("KEYS", "*ratelimit:*"))
+    assert keys == sorted([f"{ours}ratelimit:{key}", f"{theirs}ratelimit:{key}"])

@@ -3,20 +3,16 @@ graphql-transport-ws, auth on connect."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import uuid
 from collections.abc import MutableMapping
 from datetime import timedelta
-from functools import cached_property
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -31,8 +27,8 @@ from app.compat.strawberry import starlette_request as starlette_request_of
 from app.context import Context
 from app.domain.viewer import Viewer
 from app.errors import Unauthenticated
+from app.http.graphiql import graphiql_page
 from app.http.graphql_http import GraphQLOverHTTP, trusted_subscribe
-from app.http.payment_pages import security_headers
 from app.security import bearer_token
 from app.services.persisted_queries import PersistedQueries
 from app.settings import Settings
@@ -44,6 +40,12 @@ PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
 CSRF_MESSAGE = (
     "This upload was blocked as a potential cross-site request forgery: send a non-empty "
     "'Apollo-Require-Preflight' (or 'X-Apollo-Operation-Name') header with multipart requests."
+)
+
+NO_FILENAME_HINT = (
+    "A file part needs a filename in its Content-Disposition header (`form-data; "
+    'name="0"; filename="scan.pdf"`): without one it is read as a text field, not a file. '
+    "gql's streamed uploads: give the stream a filename."
 )
 
 
@@ -75,62 +77,6 @@ async def _refuse(scope: Any, receive: Any, send: Any, reason: str) -> None:
     subprotocol = GRAPHQL_TRANSPORT_WS_PROTOCOL if GRAPHQL_TRANSPORT_WS_PROTOCOL in asked else None
     await send({"type": "websocket.accept", "subprotocol": subprotocol})
     await send({"type": "websocket.close", "code": TOO_MANY_SOCKETS, "reason": reason})
-
-
-class _PageResources(HTMLParser):
-    """What an HTML page loads: external scripts and stylesheets, and its inline scripts."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=False)
-        self.scripts: list[str] = []
-        self.stylesheets: list[str] = []
-        self.inline_scripts: list[str] = []
-        self._inline: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = dict(attrs)
-        if tag == "script":
-            if attributes.get("src"):
-                self.scripts.append(attributes["src"] or "")
-            else:
-                self._inline = []
-        elif tag == "link" and (attributes.get("rel") or "").lower() == "stylesheet":
-            self.stylesheets.append(attributes.get("href") or "")
-
-    def handle_data(self, data: str) -> None:
-        if self._inline is not None:
-            self._inline.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "script" and self._inline is not None:
-            self.inline_scripts.append("".join(self._inline))
-            self._inline = None
-
-
-def graphiql_csp(page: str, websocket_origin: str) -> str:
-    """The Content-Security-Policy of strawberry's GraphiQL page, read from the page itself:
-    exactly the CDN files it loads (each by its full, versioned URL), its inline script (by
-    hash), inline style, the data: icon and fonts of its CSS, and this endpoint over HTTP and
-    WebSocket. Nothing else runs, loads or connects."""
-    resources = _PageResources()
-    resources.feed(page)
-    hashes = [
-        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
-        for script in resources.inline_scripts
-    ]
-    return "; ".join(
-        (
-            "default-src 'none'",
-            "script-src " + " ".join((*resources.scripts, *hashes)),
-            "style-src " + " ".join((*resources.stylesheets, "'unsafe-inline'")),
-            "img-src data:",
-            "font-src data:",
-            f"connect-src 'self' {websocket_origin}",
-            "form-action 'none'",
-            "base-uri 'none'",
-            "frame-ancestors 'none'",
-        )
-    )
 
 
 class DossierGraphQL(GraphQLOverHTTP, GraphQL[Context, None]):
@@ -167,17 +113,10 @@ class DossierGraphQL(GraphQLOverHTTP, GraphQL[Context, None]):
             allowed_origins=websocket_origins(settings),
         )
 
-    @cached_property
-    def _graphql_ide_page(self) -> str:
-        return self.graphql_ide_html  # strawberry reads its file on every access
-
     async def render_graphql_ide(self, request: Request) -> Response:
-        """GraphiQL (when enabled) with the headers of every HTML page of this service; the
-        page is static (the token stays in the browser), so it may be cached."""
-        page = self._graphql_ide_page
-        websocket = ("wss" if request.url.scheme == "https" else "ws") + "://" + request.url.netloc
-        csp = graphiql_csp(page, websocket)
-        return HTMLResponse(page, headers=security_headers(csp, no_store=False))
+        """GraphiQL (when enabled): our page and its assets, served by us
+        (app.http.graphiql); the page is static (the token stays in the browser)."""
+        return graphiql_page(request)
 
     async def _uploader(self, request: Any) -> Viewer:
         """The account sending an upload, from its headers alone: an anonymous or invalid
@@ -212,6 +151,8 @@ class DossierGraphQL(GraphQLOverHTTP, GraphQL[Context, None]):
             )
         except (MultiPartException, StarletteHTTPException) as exc:
             detail = getattr(exc, "message", None) or getattr(exc, "detail", "")
+            if "exceeded maximum size" in str(detail):  # a text field: no filename?
+                detail = f"{detail} {NO_FILENAME_HINT}"
             raise HTTPException(400, f"Invalid multipart body: {detail}") from exc
         except ValueError as exc:
             raise HTTPException(400, "Unable to parse the multipart body") from exc
@@ -224,6 +165,11 @@ class DossierGraphQL(GraphQLOverHTTP, GraphQL[Context, None]):
         files_map = self.parse_json(files_map)
         if not isinstance(files_map, dict) or len(files_map) > self.max_upload_files:
             raise HTTPException(400, "Invalid multipart map.")
+        for name in files_map:
+            if isinstance(form.get(name), str):  # a part without a filename is a text field
+                raise HTTPException(
+                    400, f"The multipart part {name!r} has no filename. {NO_FILENAME_HINT}"
+                )
         try:
             return replace_placeholders_with_files(operations, files_map, form)
         except (KeyError, IndexError, TypeError, ValueError) as exc:

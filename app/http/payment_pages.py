@@ -58,6 +58,7 @@ def _page(title: str, body: str, status_code: int = 200, *, csp: str = PAGE_CSP)
         "body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}"
         "button{font-size:1rem;padding:.6rem 1.2rem;margin:.3rem;border-radius:.4rem;border:0}"
         ".pay{background:#635bff;color:#fff}.fail{background:#eee}"
+        "pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f4f4f4;padding:.6rem}"
         f"</style></head><body>{body}</body></html>",
         status_code=status_code,
         headers=security_headers(csp),

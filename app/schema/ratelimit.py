@@ -116,7 +116,11 @@ class RateLimiter:
         fallback_share: float = 0.25,
         down_seconds: float = REDIS_DOWN_SECONDS,
         clock: Callable[[], float] = time.time,
+        key_prefix: str = "",
     ) -> None:
+        # The deployment's Redis namespace (app.services.throttle.deployment_prefix): two
+        # deployments sharing a Redis database never share a bucket.
+        self.key_prefix = key_prefix
         self.capacity = float(capacity)
         self.rate = capacity / per_seconds
         self.fallback_share = min(1.0, max(fallback_share, 1e-9))
@@ -133,6 +137,9 @@ class RateLimiter:
             self._redis = quick_redis(redis_url)
             self._script = self._redis.register_script(TOKEN_BUCKET_LUA)
 
+    def redis_key(self, key: str) -> str:
+        return f"{self.key_prefix}ratelimit:{key}"
+
     async def take(self, key: str, cost: float) -> Decision:
         now = self._clock()
         if self._script is None:  # no Redis configured: memory is the store
@@ -140,7 +147,7 @@ class RateLimiter:
         if time.monotonic() >= self._redis_down_until:
             try:
                 allowed, wait_ms, tokens = await self._script(
-                    keys=[f"ratelimit:{key}"],
+                    keys=[self.redis_key(key)],
                     args=[self.capacity, self.rate, cost, int(now * 1000)],
                 )
             except Exception as exc:  # Redis down or slow: keep limiting, in process
