@@ -71,13 +71,14 @@ async def twilio_server():
 
 
 @pytest.fixture
-def twilio(twilio_server, monkeypatch):
-    """The stand-in, and the app's settings pointed at it (webhook token, media address)."""
+def twilio(twilio_server, monkeypatch, app):
+    """The stand-in, and the app's settings pointed at it (webhook token, media address):
+    the served app's own and the process's (another test may have renewed the latter)."""
     twilio_server.reset()
-    settings = get_settings()
-    monkeypatch.setattr(settings, "twilio_account_sid", TWILIO_SID)
-    monkeypatch.setattr(settings, "twilio_auth_token", TWILIO_TOKEN)
-    monkeypatch.setattr(settings, "twilio_api_base", twilio_server.url)
+    for settings in {id(s): s for s in (get_settings(), app.state.settings)}.values():
+        monkeypatch.setattr(settings, "twilio_account_sid", TWILIO_SID)
+        monkeypatch.setattr(settings, "twilio_auth_token", TWILIO_TOKEN)
+        monkeypatch.setattr(settings, "twilio_api_base", twilio_server.url)
     yield twilio_server
     twilio_server.reset()
 

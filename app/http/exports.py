@@ -5,16 +5,15 @@ storage as an attachment while the export is READY and unexpired."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from app import clock
-from app.http.files import SECURITY_HEADERS, content_disposition
+from app.http.files import SECURITY_HEADERS, content_disposition, open_stored
 from app.models import DataExport
 from app.models.enums import DataExportStatus
-from app.providers.storage import FileMissing, Storage, StorageError
+from app.providers.storage import Storage
 from app.services.privacy.links import verify_export
 from app.services.signed_links import LinkRefused
 
@@ -40,27 +39,9 @@ async def download_export(request: Request) -> Response:
             "This link has expired: ask for a new one.", 403, headers=SECURITY_HEADERS
         )
     storage: Storage = request.app.state.storage
-    stream = storage.open(export.storage_key)
-    try:
-        first = await anext(stream)
-    except StopAsyncIteration:
-        first = b""
-    except FileMissing:
-        logger.error("data export %s: archive %s is missing", export.id, export.storage_key)
-        return PlainTextResponse("Not found.", 404, headers=SECURITY_HEADERS)
-    except StorageError:
-        logger.exception("data export %s: storage failed", export.id)
-        return PlainTextResponse("Storage unavailable.", 503, headers=SECURITY_HEADERS)
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            if first:
-                yield first
-            async for chunk in stream:
-                yield chunk
-        finally:
-            await stream.aclose()
-
+    body = await open_stored(storage, export.storage_key, f"data export {export.id}")
+    if isinstance(body, Response):
+        return body
     headers = {
         **SECURITY_HEADERS,
         "content-disposition": content_disposition(
@@ -69,4 +50,4 @@ async def download_export(request: Request) -> Response:
     }
     if export.size_bytes is not None:
         headers["content-length"] = str(export.size_bytes)
-    return StreamingResponse(body(), media_type="application/zip", headers=headers)
+    return StreamingResponse(body, media_type="application/zip", headers=headers)

@@ -49,6 +49,33 @@ def content_disposition(file_name: str) -> str:
     return f"attachment; filename=\"{fallback or 'document'}\"; filename*=UTF-8''{encoded}"
 
 
+async def open_stored(storage: Storage, key: str, what: str) -> AsyncIterator[bytes] | Response:
+    """The stored file's bytes, streamed, once its first chunk is read; or the answer when
+    it cannot be (404 missing, 503 storage down, logged as `what`, never the file's name)."""
+    stream = storage.open(key)
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        first = b""
+    except FileMissing:
+        logger.error("%s: file %s is missing", what, key)
+        return PlainTextResponse("Not found.", 404, headers=SECURITY_HEADERS)
+    except StorageError:
+        logger.exception("%s: storage failed", what)
+        return PlainTextResponse("Storage unavailable.", 503, headers=SECURITY_HEADERS)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()
+
+    return body()
+
+
 def _audit(request: Request, found: DocumentVersion | SharedFile, issued_to: IssuedTo) -> None:
     client = request.client
     where = Origin(client.host if client else None, request.headers.get("user-agent"))
@@ -111,30 +138,12 @@ async def download_file(request: Request) -> Response:
         )
     version = _Served.of(found)
     storage: Storage = request.app.state.storage
-    stream = storage.open(version.file_url)
-    try:
-        first = await anext(stream)
-    except StopAsyncIteration:
-        first = b""
-    except FileMissing:
-        logger.error("document version %s: file %s is missing", version.id, version.file_url)
-        return PlainTextResponse("Not found.", 404, headers=SECURITY_HEADERS)
-    except StorageError:
-        logger.exception("document version %s: storage failed", version.id)
-        return PlainTextResponse("Storage unavailable.", 503, headers=SECURITY_HEADERS)
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            if first:
-                yield first
-            async for chunk in stream:
-                yield chunk
-        finally:
-            await stream.aclose()
-
+    body = await open_stored(storage, version.file_url, f"document version {version.id}")
+    if isinstance(body, Response):
+        return body
     _audit(request, found, issued_to)  # served: buffered, written after the answer
     return StreamingResponse(
-        body(),
+        body,
         media_type=version.mime_type,
         headers={
             **SECURITY_HEADERS,
