@@ -25,11 +25,18 @@ from app.models import (
     DocumentVersion,
     Event,
     FileDeletion,
+    InboundMessage,
     Order,
     PaymentLink,
     Profile,
 )
-from app.models.enums import DataExportStatus, DossierStatus, EventType
+from app.models.enums import (
+    DataExportStatus,
+    DossierStatus,
+    EventType,
+    InboundOutcome,
+    NotificationChannel,
+)
 from app.providers.storage import Storage
 from app.services import outbox
 from app.services.delivery import deliver_due
@@ -95,6 +102,18 @@ async def _client_with_data(client: httpx.AsyncClient, marker: str) -> dict[str,
         token=agent.token,
     )
     assert noted["addDossierNote"]["userErrors"] == []
+    for outcome, profile_id in (
+        (InboundOutcome.ATTACHED, profile.id),
+        (InboundOutcome.AMBIGUOUS_SENDER, None),
+    ):
+        await InboundMessage.create(  # what they wrote us by WhatsApp, kept with the number
+            message_sid="SM" + uuid.uuid4().hex,
+            channel=NotificationChannel.WHATSAPP,
+            from_number=profile.phone,
+            body=f"Voici {marker}",
+            outcome=outcome,
+            profile_id=profile_id,
+        )
     link_id = uuid.uuid4()  # a payment link once sent to their address
     await PaymentLink.create(
         id=link_id,

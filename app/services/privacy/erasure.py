@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from app import clock
@@ -34,6 +35,7 @@ from app.models import (
     AccountSession,
     AccountToken,
     Agent,
+    ChannelConsent,
     DataExport,
     DeferredStripeEvent,
     Document,
@@ -42,6 +44,7 @@ from app.models import (
     DossierNote,
     DossierStatusHistory,
     Event,
+    InboundMessage,
     Message,
     Notification,
     NotificationDelivery,
@@ -216,6 +219,7 @@ async def _erase(scope: Scope, actor: Viewer) -> tuple[list[str], Scrubber]:
     ]
     scrub = Scrubber(needles)
     addresses = [a for a in (scope.email, profile.phone) if a]  # before they are replaced
+    phone = profile.phone
     now = clock.now()
     keys: list[str] = [v.file_url for v in scope.versions]
 
@@ -292,6 +296,13 @@ async def _erase(scope: Scope, actor: Viewer) -> tuple[list[str], Scrubber]:
         # the firm's internal notes on their dossiers: what quotes them cut
         notes = await DossierNote.filter(dossier_id__in=scope.dossier_ids)
         await _scrub_rows(list(notes), scrub, ("body",))
+
+    # what they wrote us by SMS or WhatsApp (app.services.phone), and their consents' traces
+    inbound = InboundMessage.filter(profile_id=pid)
+    if phone:
+        inbound = InboundMessage.filter(Q(profile_id=pid) | Q(from_number=phone))
+    await inbound.update(from_number=ERASED, body=ERASED_MESSAGE, media=[])
+    await ChannelConsent.filter(profile_id=pid).update(opted_in_by=None)
 
     # export archives
     exports = list(await DataExport.filter(profile_id=pid, storage_key__not_isnull=True))
