@@ -469,12 +469,17 @@ def scenarios(
     def peer(body: bytes, normalise: Callable) -> Side:
         return Side("peer", peer_port, "/graphql", body, {}, normalise, peer_pids)
 
+    def raw(path: str, body: bytes, normalise: Callable) -> Side:
+        # bench/raw.py in our server process: the same token checks, the SQL, orjson
+        return Side("raw", ours_port, f"/bench/raw/{path}", body, agent, normalise, ours_pids)
+
     return [
         Scenario(
             "work list (50 dossiers)",
             [
                 ours(gql(AGENT_DOSSIERS, {"filter": None, "count": False}), work_list_ours),
                 peer(gql(peer_document("work_list")), work_list_peer),
+                raw("work-list", gql(AGENT_DOSSIERS), work_list_ours),
             ],
         ),
         Scenario(
@@ -482,11 +487,16 @@ def scenarios(
             [
                 ours(gql(OURS_MESSAGES, {"id": dossier}), messages_ours),
                 peer(gql(peer_document("messages"), {"id": dossier}), messages_peer),
+                raw("messages", gql(OURS_MESSAGES, {"id": dossier}), messages_ours),
             ],
         ),
         Scenario(
             "{ __typename }",
-            [ours(gql(TYPENAME), typename), peer(gql(TYPENAME), typename)],
+            [
+                ours(gql(TYPENAME), typename),
+                peer(gql(TYPENAME), typename),
+                raw("typename", gql(TYPENAME), typename),
+            ],
         ),
     ]
 
