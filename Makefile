@@ -14,7 +14,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: run test test-embedded test-latest test-lowest faults fuzz lint typecheck format schema \
-	migrations config-docs graphiql-assets install install-dev upgrade clean bench bench-soak bench-scale
+	migrations config-docs graphiql-assets install install-dev upgrade clean bench bench-soak bench-scale bench-peers
 
 $(UV): requirements/uv.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -100,6 +100,16 @@ bench-soak: install-dev
 ## BENCH_SCALE=0.1 for a quicker, smaller run. Writes bench/RESULTS.md (its bench-scale part).
 bench-scale: install-dev
 	$(BIN)/python -m bench.scale
+
+## Our API against PostGraphile 5 (Amber preset, bench/peer/: node 22 and postgraphile
+## installed there by npm ci, nothing global) on the bench's world: the same documents
+## (answers checked equal first), interleaved rounds, p50/p99 c=1, req/s c=16, CPU/request.
+bench-peers: install-dev bench/peer/node_modules/.package-lock.json
+	$(BIN)/python -m bench.peers
+
+bench/peer/node_modules/.package-lock.json: bench/peer/package.json bench/peer/package-lock.json
+	cd bench/peer && npm ci --no-audit --no-fund
+	@touch $@
 
 lint: install-dev
 	$(BIN)/ruff check .

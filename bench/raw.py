@@ -44,6 +44,26 @@ ACTIVE = ("CREATED", "IN_PROGRESS", "UNDER_REVIEW", "CHANGES_REQUESTED")
 TICK = timedelta(microseconds=1)
 
 
+WORK_LIST_SQL = """
+SELECT d.id, d.status, d.created_at, c.id AS c_id, c.full_name, p.id AS p_id, p.name AS p_name,
+       si.id AS si_id, si.position, si.due_at, s.id AS s_id, s.label AS s_label,
+       a.id AS a_id, a.name AS a_name
+FROM dossiers d
+JOIN profiles c ON c.id = d.user_id
+JOIN products p ON p.id = d.product_id
+LEFT JOIN step_instances si ON si.id = d.current_step_instance_id
+LEFT JOIN steps s ON s.id = si.step_id
+LEFT JOIN agents a ON a.id = si.assigned_to
+ORDER BY d.created_at DESC, d.id DESC
+LIMIT $1
+"""
+
+MESSAGES_SQL = """
+SELECT id, content, sender_type, created_at, read_at FROM messages
+WHERE dossier_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2
+"""
+
+
 class NoResetConnection(asyncpg.Connection):
     """As the app's pool (app.db.PooledConnection): no reset query on release."""
 
@@ -177,6 +197,9 @@ class Raw:
         return [
             Route("/bench/raw/dashboard", self.dashboard, methods=["POST"]),
             Route("/bench/raw/review-queue", self.review_queue, methods=["POST"]),
+            Route("/bench/raw/work-list", self.work_list, methods=["POST"]),
+            Route("/bench/raw/messages", self.messages, methods=["POST"]),
+            Route("/bench/raw/typename", self.typename, methods=["POST"]),
             Route("/bench/raw/send-message", self.send_message, methods=["POST"]),
             Route("/bench/raw/webhook", self.webhook, methods=["POST"]),
             Route("/bench/raw/relay", self.set_relay, methods=["POST"]),
@@ -374,6 +397,86 @@ class Raw:
                 }
             }
         )
+
+    # -- the documents of `make bench-peers` (bench/peers.py) -------------------------------
+
+    async def work_list(self, request: Request) -> Response:
+        """The agents' work list (AGENT_DOSSIERS, no filter): 50 newest dossiers."""
+        orjson.loads(await request.body())
+        async with self.pool.acquire() as conn:  # type: ignore[union-attr]
+            try:
+                viewer = await self.viewer(request, conn)
+            except Unauthorized:
+                return Response(status_code=401)
+            if viewer["agent_id"] is None:
+                return Response(status_code=403)
+            rows = await conn.fetch(WORK_LIST_SQL, 51)
+        more, rows = len(rows) > 50, rows[:50]
+        nodes = [
+            {
+                "id": str(r["id"]),
+                "status": r["status"],
+                "createdAt": iso(r["created_at"]),
+                "client": {"id": str(r["c_id"]), "fullName": r["full_name"]},
+                "product": {"id": str(r["p_id"]), "name": r["p_name"]},
+                "currentStep": None
+                if r["si_id"] is None
+                else {
+                    "id": str(r["si_id"]),
+                    "position": r["position"],
+                    "dueAt": iso(r["due_at"]),
+                    "step": {"id": str(r["s_id"]), "label": r["s_label"]},
+                    "assignedTo": {"id": str(r["a_id"]), "name": r["a_name"]}
+                    if r["a_id"] is not None
+                    else None,
+                },
+            }
+            for r in rows
+        ]
+        page = {"hasNextPage": more, "endCursor": None}
+        return answer({"dossiers": {"pageInfo": page, "nodes": nodes}})
+
+    async def messages(self, request: Request) -> Response:
+        """A dossier with its last 50 messages, oldest first."""
+        body = orjson.loads(await request.body())
+        dossier_id = uuid.UUID((body.get("variables") or {})["id"])
+        async with self.pool.acquire() as conn:  # type: ignore[union-attr]
+            try:
+                viewer = await self.viewer(request, conn)
+            except Unauthorized:
+                return Response(status_code=401)
+            if viewer["agent_id"] is None:
+                return Response(status_code=403)
+            dossier = await conn.fetchrow(
+                "SELECT id, status FROM dossiers WHERE id = $1", dossier_id
+            )
+            if dossier is None:
+                return Response(status_code=404)
+            rows = await conn.fetch(MESSAGES_SQL, dossier_id, 51)
+        more, rows = len(rows) > 50, list(reversed(rows[:50]))
+        nodes = [
+            {
+                "id": str(r["id"]),
+                "content": r["content"],
+                "senderType": r["sender_type"],
+                "createdAt": iso(r["created_at"]),
+                "readAt": iso(r["read_at"]),
+            }
+            for r in rows
+        ]
+        return answer(
+            {
+                "dossier": {
+                    "id": str(dossier["id"]),
+                    "status": dossier["status"],
+                    "messages": {"pageInfo": {"hasPreviousPage": more}, "nodes": nodes},
+                }
+            }
+        )
+
+    async def typename(self, request: Request) -> Response:
+        orjson.loads(await request.body())
+        return answer({"__typename": "Query"})
 
     # -- writes --------------------------------------------------------------------------
 
