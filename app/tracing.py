@@ -37,11 +37,13 @@ def asgi_middleware() -> tuple[Any, dict[str, Any]] | None:
     trace. None when not installed."""
     try:
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+        from opentelemetry.util.http import parse_excluded_urls
     except ImportError:
         logger.info("tracing: opentelemetry-instrumentation-asgi is not installed")
         return None
     return OpenTelemetryMiddleware, {
-        "excluded_urls": UNTRACED_PATHS,
+        # parsed here: before 0.5x the middleware took only the parsed list, not the text
+        "excluded_urls": parse_excluded_urls(UNTRACED_PATHS),
         "exclude_spans": ["receive", "send"],  # not a span per frame of a live socket
     }
 
