@@ -20,6 +20,7 @@ import pytest
 from app.models import Document, DocumentType, DocumentVersion, Dossier, Event, StepInstance
 from app.models.enums import ActorType, DocumentStatus, DossierStatus
 from app.services import documents as documents_service
+from app.services import downloads
 from app.services.workflow.actions import StatusAction, change_status
 from app.settings import get_settings
 from tests.documents_support import (
@@ -847,9 +848,9 @@ async def _uploaded(client, owner, name="Relevé d'identité.pdf"):
     return up["version"]["id"], content
 
 
-def _issued(account) -> documents_service.IssuedTo:
+def _issued(account) -> downloads.IssuedTo:
     """A link issued to a client's account (what documentDownloadUrl would sign)."""
-    return documents_service.IssuedTo(ActorType.USER, account.obj.id)
+    return downloads.IssuedTo(ActorType.USER, account.obj.id)
 
 
 def _path_of(url: str) -> str:
@@ -913,7 +914,7 @@ async def test_expired_links_are_refused(client):
     owner = await make_client()
     version_id, content = await _uploaded(client, owner)
     # a link made six minutes ago with the longest lifetime: expired a minute ago
-    path, expires_at = documents_service.signed_download_path(
+    path, expires_at = downloads.signed_download_path(
         uuid.UUID(version_id),
         issued_to=_issued(owner),
         now=datetime.now(UTC) - timedelta(minutes=6),
@@ -923,13 +924,13 @@ async def test_expired_links_are_refused(client):
     assert response.status_code == 403
     assert "expired" in response.text
     # one made a minute ago still works; a longer lifetime is capped at five minutes
-    path, _ = documents_service.signed_download_path(
+    path, _ = downloads.signed_download_path(
         uuid.UUID(version_id),
         issued_to=_issued(owner),
         now=datetime.now(UTC) - timedelta(minutes=1),
     )
     assert (await client.get(path)).content == content
-    _, capped = documents_service.signed_download_path(
+    _, capped = downloads.signed_download_path(
         uuid.UUID(version_id),
         issued_to=_issued(owner),
         now=datetime.now(UTC),
@@ -943,9 +944,7 @@ async def test_a_link_to_a_file_gone_from_storage_is_a_404_not_a_500(client):
     version_id, _ = await _uploaded(client, owner)
     row = await DocumentVersion.get(id=version_id)
     (storage_root() / row.file_url).unlink()
-    path, _ = documents_service.signed_download_path(
-        uuid.UUID(version_id), issued_to=_issued(owner)
-    )
+    path, _ = downloads.signed_download_path(uuid.UUID(version_id), issued_to=_issued(owner))
     response = await client.get(path)
     assert response.status_code == 404
 

@@ -27,7 +27,7 @@ from app.models import DocumentVersion, SharedFile
 from app.models.enums import AccessKind
 from app.providers.storage import FileMissing, Storage, StorageError
 from app.services import access_audit
-from app.services.documents import IssuedTo, LinkRefused, verify_download
+from app.services.downloads import IssuedTo, LinkRefused, verify_download
 from app.services.sessions import Origin
 
 logger = logging.getLogger("app.http.files")

@@ -31,7 +31,7 @@ from app.schema.documents import (
 )
 from app.schema.dossiers import DossierType
 from app.schema.steps import DocumentType, DocumentVersionType
-from app.services import document_expiry, document_requests, documents, shared_files
+from app.services import document_expiry, document_requests, documents, downloads, shared_files
 from app.services.codes import DocumentErrorCode as Code
 
 
@@ -105,7 +105,7 @@ class DocumentQuery:
     )
     async def document_download_url(self, info: Info, version_id: strawberry.ID) -> DownloadUrlType:
         viewer = await info.context.require_viewer()
-        signed = await documents.download_url(viewer, parse_id(version_id, what="document version"))
+        signed = await downloads.download_url(viewer, parse_id(version_id, what="document version"))
         return DownloadUrlType(url=signed.url, expires_at=signed.expires_at)
 
 

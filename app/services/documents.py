@@ -25,7 +25,7 @@ import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import filetype
@@ -43,24 +43,21 @@ from app.models import (
     Dossier,
     DossierMember,
 )
-from app.models.enums import ActorType, DocumentStatus, DossierStatus, EventType, ReviewStatus
+from app.models.enums import DocumentStatus, DossierStatus, EventType, ReviewStatus
 from app.providers.storage import Storage, StorageError
-from app.services import document_expiry, events, signed_links
+from app.services import document_expiry, events
 from app.services.codes import DocumentErrorCode as Code
 from app.services.document_specs import DocumentSpec, spec_of
 from app.services.dossiers import is_party, membership
-from app.services.signed_links import LinkRefused
 from app.services.validation import check_text
 from app.services.workflow.machine import ACTIVE, lock_dossier
 from app.services.workflow.steps import settle
-from app.settings import get_settings
 
 logger = logging.getLogger("app.documents")
 READ_CHUNK = 64 * 1024
 SNIFF_BYTES = 8192  # what `filetype` looks at
 FILE_NAME_MAX = 180
 REVIEW_TEXT_MAX = 2000
-MAX_DOWNLOAD_TTL = timedelta(minutes=5)
 UPLOADABLE = frozenset(
     {
         DocumentStatus.PENDING,
@@ -495,90 +492,3 @@ def review_queue(viewer: Viewer, *, mine: bool = False) -> QuerySet[DocumentVers
         ).values("id")
         queryset = queryset.filter(document_id__in=Subquery(my_documents))
     return queryset
-
-
-# --- signed downloads -----------------------------------------------------------------
-
-
-DOWNLOAD_PURPOSE = "document-download-v1"
-
-
-@dataclass(frozen=True)
-class SignedUrl:
-    url: str
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
-class IssuedTo:
-    """The account a download link was issued to (the access audit's "who"): in the link
-    (`for=AGENT:<id>`) and bound by its signature, so it cannot be changed."""
-
-    actor_type: ActorType
-    actor_id: uuid.UUID
-
-    @classmethod
-    def of(cls, viewer: Viewer) -> IssuedTo:
-        return cls(viewer.actor_type, viewer.actor_id)
-
-    def param(self) -> str:
-        return f"{self.actor_type.value}:{self.actor_id}"
-
-    @classmethod
-    def parse(cls, raw: str | None) -> IssuedTo:
-        kind, _, actor = (raw or "").partition(":")
-        try:
-            return cls(ActorType(kind), uuid.UUID(actor))
-        except ValueError:
-            raise LinkRefused("Invalid link.") from None
-
-
-def _subject(version_id: uuid.UUID, issued_to: IssuedTo) -> str:
-    return f"{version_id}.{issued_to.param()}"
-
-
-def signed_download_path(
-    version_id: uuid.UUID,
-    *,
-    issued_to: IssuedTo,
-    now: datetime | None = None,
-    ttl: timedelta | None = None,
-) -> tuple[str, datetime]:
-    """`/files/<version>?for=<actor>&expires=…&signature=…`, valid for at most five
-    minutes; the signature covers the version, the account it is issued to and the expiry."""
-    now = now or datetime.now(UTC)
-    ttl = min(ttl or timedelta(seconds=get_settings().download_url_ttl_seconds), MAX_DOWNLOAD_TTL)
-    return signed_links.sign(
-        DOWNLOAD_PURPOSE,
-        f"/files/{version_id}?for={issued_to.param()}",
-        _subject(version_id, issued_to),
-        ttl=ttl,
-        now=now,
-    )
-
-
-async def download_url(
-    viewer: Viewer, version_id: uuid.UUID, *, now: datetime | None = None
-) -> SignedUrl:
-    """A short-lived link, only for the dossier's owner and agents."""
-    await visible_version(viewer, version_id)
-    path, expires_at = signed_download_path(version_id, issued_to=IssuedTo.of(viewer), now=now)
-    return SignedUrl(get_settings().public_api_url.rstrip("/") + path, expires_at)
-
-
-def verify_download(
-    version_id: str,
-    issued_to: str | None,
-    expires: str | None,
-    signature: str | None,
-    *,
-    now: datetime | None = None,
-) -> tuple[uuid.UUID, IssuedTo]:
-    """The version id of a valid, unexpired link and whom it was issued to, or LinkRefused."""
-    try:
-        parsed = uuid.UUID(version_id)
-    except ValueError:
-        raise LinkRefused("Invalid link.") from None
-    who = IssuedTo.parse(issued_to)
-    signed_links.verify(DOWNLOAD_PURPOSE, _subject(parsed, who), expires, signature, now=now)
-    return parsed, who

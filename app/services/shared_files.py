@@ -25,15 +25,9 @@ from app.providers.storage import Storage
 from app.services import events
 from app.services.catalog import MAX_FILE_SIZE_MB, SUPPORTED_EXTENSIONS
 from app.services.document_specs import DocumentSpec
-from app.services.documents import (
-    REVIEW_TEXT_MAX,
-    IssuedTo,
-    SignedUrl,
-    UploadedFile,
-    signed_download_path,
-    store_upload,
-)
+from app.services.documents import REVIEW_TEXT_MAX, UploadedFile, store_upload
 from app.services.dossiers import visible_dossiers
+from app.services.downloads import IssuedTo, SignedUrl, signed_download_path
 from app.services.validation import check_text
 from app.settings import get_settings
 
