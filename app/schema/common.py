@@ -216,3 +216,26 @@ def page_of(
         end_cursor=edges[-1].cursor if edges else None,
     )
     return Connection(edges=edges, page_info=page_info, _count=count)
+
+
+async def first_page_by(
+    pages: Any, counts: Any, parent_id: Any, first: int | None
+) -> Connection[Any]:
+    """The first page (newest first, keyed by created_at and id) of a parent's rows read
+    through its batched loaders: `pages` answers (parent, size + 1) -> rows, `counts`
+    parent -> total; one statement each for all the parents of a list."""
+    size, _ = page_size(first, None)
+    rows = list(await pages.load((parent_id, size + 1)))
+
+    async def count() -> int:
+        return cast(int, await counts.load(parent_id))
+
+    return page_of(
+        rows,
+        size,
+        backwards=False,
+        after=None,
+        before=None,
+        cursor=lambda row: _encode([row.created_at, row.id]),
+        count=count,
+    )

@@ -15,7 +15,7 @@ from app.context import Info
 from app.dataloaders.pages import or_load
 from app.schema.catalog import ProductType
 from app.schema.chasing import DossierProgressType, dossier_progress
-from app.schema.common import Connection, _encode, list_page, page_of, page_size, paginate
+from app.schema.common import Connection, first_page_by, list_page, paginate
 from app.schema.documents import SharedFileType
 from app.schema.enums import DossierKind, DossierStatus
 from app.schema.identity import AgentType, ProfileType
@@ -123,21 +123,9 @@ class DossierType:
                 dossier_shared_files(self.id), first=first, after=after, last=None, before=None
             )
         # The first page, batched over the dossiers of a list (one statement for all).
-        size, _ = page_size(first, None)
         loaders = info.context.loaders
-        rows = list(await loaders.shared_file_pages.load((self.id, size + 1)))
-
-        async def count() -> int:
-            return await loaders.shared_file_counts.load(self.id)
-
-        return page_of(
-            rows,
-            size,
-            backwards=False,
-            after=None,
-            before=None,
-            cursor=lambda row: _encode([row.created_at, row.id]),
-            count=count,
+        return await first_page_by(
+            loaders.shared_file_pages, loaders.shared_file_counts, self.id, first
         )
 
     @strawberry.field(
@@ -157,22 +145,8 @@ class DossierType:
                 order=("-created_at", "-id"),
             )
         # The first page, batched over the dossiers of a list (one statement for all).
-        size, _ = page_size(first, None)
         loaders = info.context.loaders
-        rows = list(await loaders.note_pages.load((self.id, size + 1)))
-
-        async def count() -> int:
-            return await loaders.note_counts.load(self.id)
-
-        return page_of(
-            rows,
-            size,
-            backwards=False,
-            after=None,
-            before=None,
-            cursor=lambda row: _encode([row.created_at, row.id]),
-            count=count,
-        )
+        return await first_page_by(loaders.note_pages, loaders.note_counts, self.id, first)
 
     @strawberry.field(description="Agents only (FORBIDDEN for clients): its tags, by name.")
     async def tags(self, info: Info) -> list[str]:
